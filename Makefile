@@ -1,0 +1,34 @@
+# `make demo` and `make test` each create .venv when it is missing and install ppl into it.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_BASE := $(VENV)/.installed-base
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: demo test bench docs clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs Python 3.11 as '$(PYTHON)' (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_BASE): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@ $(STAMP_BASE)
+
+demo: $(STAMP_BASE)
+	$(PY) examples/demo.py
+
+test: $(STAMP_TEST)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: $(STAMP_TEST)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,39 @@
+"""ppl: probabilistic programming with programmable variational inference, on JAX."""
+
+from ppl._errors import AddressError, PPLError
+from ppl._gfi import GenerativeFunction, Trace
+from ppl.choices import ChoiceMap, Selection, select, select_all, select_none
+from ppl.distributions import (
+    Distribution,
+    bernoulli,
+    beta,
+    binomial,
+    categorical,
+    cauchy,
+    dirichlet,
+    distribution,
+    exponential,
+    flip,
+    gamma,
+    geometric,
+    laplace,
+    logistic,
+    lognormal,
+    mv_normal,
+    mv_normal_diag,
+    normal,
+    poisson,
+    student_t,
+    uniform,
+)
+from ppl.gen import gen
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddressError", "ChoiceMap", "Distribution", "GenerativeFunction", "PPLError",
+    "Selection", "Trace", "bernoulli", "beta", "binomial", "categorical", "cauchy",
+    "dirichlet", "distribution", "exponential", "flip", "gamma", "gen", "geometric",
+    "laplace", "logistic", "lognormal", "mv_normal", "mv_normal_diag", "normal",
+    "poisson", "select", "select_all", "select_none", "student_t", "uniform",
+]

@@ -1,0 +1,182 @@
+"""The generative-function interface shared by every kind of generative function.
+
+Public methods check and normalise their inputs (keys, argument tuples, choice
+maps) and then call the ``_simulate``/``_assess``/... method that each kind
+implements. All of them are pure and work under ``jit``, ``vmap`` and ``grad``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ppl import _jax
+from ppl._errors import PPLError
+from ppl.choices import ChoiceMap, Selection, select_all
+
+
+class Trace(eqx.Module):
+    """A record of one execution: ``gen_fn``, ``args``, ``retval``, ``score`` (log p)
+    and the random ``choices`` made."""
+
+    @property
+    @abc.abstractmethod
+    def choices(self) -> ChoiceMap:
+        """The random choices of this execution."""
+
+    def get_choices(self) -> ChoiceMap:
+        return self.choices
+
+    def __getitem__(self, addr):
+        return self.choices[addr]
+
+
+class Invocation:
+    """``gen_fn(*args)``, waiting for an address: ``gen_fn(*args) @ "addr"``."""
+
+    __slots__ = ("gen_fn", "args")
+
+    def __init__(self, gen_fn, args):
+        self.gen_fn, self.args = gen_fn, args
+
+    def __matmul__(self, addr):
+        if not isinstance(addr, str):
+            raise PPLError(f"address {addr!r} must be a string, as in normal(0.0, 1.0) @ \"x\".")
+        return _jax.bind_sample(self.gen_fn, self.args, addr)
+
+    def __repr__(self):
+        return f"{self.gen_fn!r}(...) awaiting an address: write `{self.gen_fn!r}(...) @ \"addr\"`"
+
+
+def as_key(key):
+    """Accept both ``jax.random.key`` and legacy ``jax.random.PRNGKey`` keys."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    arr = jnp.asarray(key)
+    if arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,):
+        return jax.random.wrap_key_data(arr)
+    raise PPLError(f"expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} with shape {jnp.shape(key)}.")
+
+
+def as_args(args, name) -> tuple:
+    if not isinstance(args, tuple):
+        raise PPLError(
+            f"arguments of {name} must be a tuple, e.g. ({args!r},) for one argument; got {type(args).__name__}."
+        )
+    return args
+
+
+def as_choices(choices) -> ChoiceMap:
+    if isinstance(choices, ChoiceMap):
+        return choices
+    if isinstance(choices, Mapping):
+        return ChoiceMap.d(choices)
+    if choices is None:
+        return ChoiceMap.empty()
+    raise PPLError(f"expected a ChoiceMap (or a dict of address -> value), got {type(choices).__name__}.")
+
+
+def as_selection(selection) -> Selection:
+    if isinstance(selection, Selection):
+        return selection
+    raise PPLError(f"expected a selection from ppl.select(...), got {type(selection).__name__}.")
+
+
+class GenerativeFunction(abc.ABC):
+    """Something that makes random choices: a distribution, an ``@gen`` function or a
+    combinator. Call it with arguments and give the call an address,
+    ``g(*args) @ "addr"``, inside another generative function."""
+
+    def __call__(self, *args) -> Invocation:
+        return Invocation(self, args)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    # -- the interface ------------------------------------------------------
+    def simulate(self, key, args: tuple) -> Trace:
+        """Run forward, sampling every choice: a :class:`Trace`."""
+        return self._simulate(as_key(key), as_args(args, self.name))
+
+    def assess(self, choices, args: tuple):
+        """``(log p(choices), retval)`` for a complete choice map."""
+        return self._assess(as_choices(choices), as_args(args, self.name))
+
+    def generate(self, key, constraints, args: tuple):
+        """``(trace, log_weight)``: constrained choices take the given values, the
+        others are sampled; weight = log p(all) - log q(sampled)."""
+        return self._generate(as_key(key), as_choices(constraints), as_args(args, self.name))
+
+    def update(self, key, trace: Trace, constraints=None, args: tuple | None = None):
+        """``(new_trace, log_weight, discard)``: move ``trace`` to new arguments and
+        constrained values; ``discard`` holds the values replaced."""
+        args = trace.args if args is None else as_args(args, self.name)
+        return self._update(as_key(key), trace, as_choices(constraints), args)
+
+    def regenerate(self, key, trace: Trace, selection=None, args: tuple | None = None):
+        """``(new_trace, log_weight)``: resample the selected choices from the prior;
+        the weight is the Metropolis-Hastings log ratio for that move."""
+        args = trace.args if args is None else as_args(args, self.name)
+        selection = select_all() if selection is None else as_selection(selection)
+        return self._regenerate(as_key(key), trace, selection, args)
+
+    @abc.abstractmethod
+    def _simulate(self, key, args): ...
+
+    @abc.abstractmethod
+    def _assess(self, choices, args): ...
+
+    @abc.abstractmethod
+    def _generate(self, key, constraints, args): ...
+
+    @abc.abstractmethod
+    def _update(self, key, trace, constraints, args): ...
+
+    @abc.abstractmethod
+    def _regenerate(self, key, trace, selection, args): ...
+
+    # -- shapes, for staging ------------------------------------------------
+    def _shapes(self, in_tree, in_avals):
+        cache = self.__dict__.setdefault("_shape_cache", {})
+        key = (in_tree, in_avals)
+        if key not in cache:
+            args = jax.tree.unflatten(
+                in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in in_avals]
+            )
+            cache[key] = jax.eval_shape(lambda a: self.simulate(jax.random.key(0), a), args)
+        return cache[key]
+
+    def retval_avals(self, in_tree, in_avals):
+        leaves = jax.tree.leaves(self._shapes(in_tree, in_avals).retval)
+        return [jax.core.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False)) for s in leaves]
+
+    def retval_tree(self, in_tree, in_avals):
+        return jax.tree.structure(self._shapes(in_tree, in_avals).retval)
+
+    def trace_shape(self, args: tuple):
+        """The shapes of a trace for ``args`` (no computation is run)."""
+        flat, tree = jax.tree.flatten(args)
+        return self._shapes(tree, tuple(jax.typeof(x) for x in flat))
+
+    def __repr__(self):
+        return self.name
+
+
+def zero_score():
+    return jnp.zeros((), dtype=jnp.result_type(float))
+
+
+def site_key(key, index: int):
+    return jax.random.fold_in(key, index)
+
+
+def total(scores) -> Any:
+    out = zero_score()
+    for s in scores:
+        out = out + s
+    return out

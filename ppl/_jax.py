@@ -1,0 +1,347 @@
+"""The one module that touches JAX internals.
+
+A random choice is the primitive ``sample_p``. A generative function is
+staged with ``jax.make_jaxpr`` into a :class:`Program`: a flat list of
+instructions in which every call-like equation that holds a random choice
+(``jit``, ``custom_jvp_call``, ``remat``...) has been inlined, so that each
+random choice is a top-level :class:`Site`. Interpreters then run the
+program with a handler for sites; every other equation is re-bound as is,
+so ordinary JAX code (including ``custom_jvp`` functions) needs no rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from typing import Any, Callable
+
+import jax
+from jax.extend import core as jex
+
+from ppl._errors import PPLError, fmt_addr
+
+# ---------------------------------------------------------------------------
+# The sample primitive
+# ---------------------------------------------------------------------------
+
+sample_p = jex.Primitive("ppl_sample")
+sample_p.multiple_results = True
+
+
+def _outside_error(*_, addr, **__):
+    raise PPLError(
+        f"random choice {fmt_addr(addr)} was made outside a generative function. "
+        "Random choices only mean something inside a program run by ppl: decorate "
+        "the function with @ppl.gen and call gen_fn.simulate(key, args)."
+    )
+
+
+sample_p.def_impl(_outside_error)
+
+
+def _sample_abstract_eval(*in_avals, gen_fn, addr, in_tree):
+    return gen_fn.retval_avals(in_tree, tuple(in_avals))
+
+
+sample_p.def_abstract_eval(_sample_abstract_eval)
+
+
+def _batching_error(args, dims, *, addr, **_):
+    raise PPLError(
+        f"random choice {fmt_addr(addr)} is inside jax.vmap within a generative "
+        "function. jax.vmap cannot give each element its own address; use the "
+        "combinator instead: ppl.vmap(gen_fn)(*args) @ 'addr' stacks the choices "
+        "along a leading axis."
+    )
+
+
+def _jvp_error(primals, tangents, *, addr, **_):
+    raise PPLError(
+        f"random choice {fmt_addr(addr)} is inside jax.jvp/jax.grad within a "
+        "generative function. Differentiate the interface instead, e.g. "
+        "jax.grad(lambda p: model.assess(choices, (p,))[0]), or use an "
+        "@ppl.expectation for gradients of expected values."
+    )
+
+
+jax.interpreters.batching.primitive_batchers[sample_p] = _batching_error
+jax.interpreters.ad.primitive_jvps[sample_p] = _jvp_error
+
+
+def bind_sample(gen_fn, args: tuple, addr):
+    """Make the random choice ``gen_fn(*args) @ addr``; returns its value."""
+    flat, in_tree = jax.tree.flatten(args)
+    outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
+    return jax.tree.unflatten(gen_fn.retval_tree(in_tree, tuple(map(_aval, flat))), outs)
+
+
+def _aval(x):
+    return jax.typeof(x)
+
+
+def shape_struct(aval) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype)
+
+
+def is_concrete(x) -> bool:
+    """True when every leaf of ``x`` holds a value now (not a tracer)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
+
+
+# ---------------------------------------------------------------------------
+# Programs: staged generative functions with their random choices on top
+# ---------------------------------------------------------------------------
+
+_CALL_PRIMITIVES = {
+    "pjit": "jaxpr",
+    "jit": "jaxpr",
+    "closed_call": "call_jaxpr",
+    "core_call": "call_jaxpr",
+    "remat2": "jaxpr",
+    "checkpoint": "jaxpr",
+    "custom_jvp_call": "call_jaxpr",
+    "custom_vjp_call": "call_jaxpr",
+    "custom_vjp_call_jaxpr": "fun_jaxpr",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One random choice of a program: ``gen_fn(*args) @ addr``."""
+
+    index: int
+    addr: Any
+    gen_fn: Any
+    in_tree: Any
+    ins: tuple
+    outs: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class _Eqn:
+    eqn: Any
+    ins: tuple
+    outs: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lit:
+    val: Any
+
+
+@dataclasses.dataclass
+class Program:
+    """A staged generative function: instructions over scoped variables."""
+
+    instrs: list
+    sites: list
+    invars: tuple
+    outvars: tuple
+    const_refs: tuple
+    consts: tuple
+    in_tree: Any
+    out_tree: Any
+
+    @property
+    def addresses(self) -> list:
+        return [s.addr for s in self.sites]
+
+    def run(self, args: tuple, on_site: Callable) -> Any:
+        """Evaluate the program; ``on_site(site, args) -> retval`` at each choice."""
+        env = self._initial_env(args)
+        for instr in self.instrs:
+            _step(instr, env, on_site)
+        return self._result(env)
+
+    def run_cps(self, args: tuple, on_site: Callable) -> Any:
+        """Evaluate in continuation-passing style.
+
+        ``on_site(site, args, k)`` must return the program's result; ``k(value)``
+        runs the rest of the program from that choice on, and may be called any
+        number of times (or under ``jax.vmap``).
+        """
+        env = self._initial_env(args)
+
+        def from_(i, env):
+            while i < len(self.instrs):
+                instr = self.instrs[i]
+                if isinstance(instr, Site):
+                    site_args = jax.tree.unflatten(instr.in_tree, [_read(env, r) for r in instr.ins])
+
+                    def k(value, i=i, env=env, instr=instr):
+                        env = dict(env)
+                        _write_all(env, instr.outs, jax.tree.leaves(value))
+                        return from_(i + 1, env)
+
+                    return on_site(instr, site_args, k)
+                _step(instr, env, None)
+                i += 1
+            return self._result(env)
+
+        return from_(0, env)
+
+    def _initial_env(self, args):
+        flat, in_tree = jax.tree.flatten(args)
+        if in_tree != self.in_tree:
+            raise PPLError(f"arguments have structure {in_tree}, but the program was staged for {self.in_tree}.")
+        env = {}
+        _write_all(env, self.const_refs, self.consts)
+        _write_all(env, self.invars, flat)
+        return env
+
+    def _result(self, env):
+        return jax.tree.unflatten(self.out_tree, [_read(env, r) for r in self.outvars])
+
+
+def _read(env, ref):
+    return ref.val if isinstance(ref, _Lit) else env[ref]
+
+
+def _write_all(env, refs, values):
+    for ref, v in zip(refs, values, strict=True):
+        if ref is not None:
+            env[ref] = v
+
+
+def _step(instr, env, on_site):
+    if isinstance(instr, Site):
+        site_args = jax.tree.unflatten(instr.in_tree, [_read(env, r) for r in instr.ins])
+        _write_all(env, instr.outs, jax.tree.leaves(on_site(instr, site_args)))
+        return
+    eqn = instr.eqn
+    ins = [_read(env, r) for r in instr.ins]
+    outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
+    if not eqn.primitive.multiple_results:
+        outs = [outs]
+    _write_all(env, instr.outs, outs)
+
+
+def _addresses_inside(jaxpr) -> list:
+    """Addresses of random choices anywhere inside ``jaxpr``."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive is sample_p:
+            found.append(eqn.params["addr"])
+        for sub in jex.jaxprs_in_params(eqn.params):
+            found.extend(_addresses_inside(sub))
+    return found
+
+
+def _control_flow_error(name, addrs):
+    where = {"scan": "ppl.scan", "while": "ppl.scan (a loop of static length)", "cond": "ppl.switch / ppl.cond"}
+    fix = where.get(name, "a ppl combinator (ppl.scan, ppl.switch, ppl.vmap)")
+    shown = ", ".join(fmt_addr(a) for a in addrs)
+    return PPLError(
+        f"random choice {shown} is made inside jax.lax.{name}, whose body JAX runs "
+        f"as one opaque loop or branch: ppl could not record or constrain it. Use "
+        f"{fix} instead, which gives each choice an address and the right weights."
+    )
+
+
+def _compile(instrs, sites, scopes, jaxpr, scope, alias):
+    """Emit flat instructions for ``jaxpr``; ``alias`` maps its variables to refs."""
+
+    def ref(atom):
+        if isinstance(atom, jex.Literal):
+            return _Lit(atom.val)
+        return alias.get(atom, (scope, atom))
+
+    def out(var):
+        return None if isinstance(var, jex.DropVar) else (scope, var)
+
+    for eqn in jaxpr.eqns:
+        ins = tuple(ref(a) for a in eqn.invars)
+        if eqn.primitive is sample_p:
+            p = eqn.params
+            site = Site(len(sites), p["addr"], p["gen_fn"], p["in_tree"], ins, tuple(map(out, eqn.outvars)))
+            sites.append(site)
+            instrs.append(site)
+            continue
+        inside = [a for sub in jex.jaxprs_in_params(eqn.params) for a in _addresses_inside(sub)]
+        if not inside:
+            instrs.append(_Eqn(eqn, ins, tuple(map(out, eqn.outvars))))
+            continue
+        name = eqn.primitive.name
+        if name not in _CALL_PRIMITIVES:
+            raise _control_flow_error(name, inside)
+        sub = eqn.params[_CALL_PRIMITIVES[name]]
+        sub_jaxpr, sub_consts = (sub.jaxpr, sub.consts) if isinstance(sub, jex.ClosedJaxpr) else (sub, ())
+        sub_scope = next(scopes)
+        # Call-like primitives pass any leading extra operands (consts) first.
+        sub_alias = dict(zip(sub_jaxpr.constvars, map(_Lit, sub_consts)))
+        sub_alias.update(zip(sub_jaxpr.invars, ins[len(ins) - len(sub_jaxpr.invars):]))
+        _compile(instrs, sites, scopes, sub_jaxpr, sub_scope, sub_alias)
+        for var, atom in zip(eqn.outvars, sub_jaxpr.outvars):
+            if not isinstance(var, jex.DropVar):
+                alias[var] = _Lit(atom.val) if isinstance(atom, jex.Literal) else sub_alias.get(atom, (sub_scope, atom))
+
+
+def stage(fn: Callable, args: tuple, name: str = "generative function") -> Program:
+    """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``)."""
+    flat, in_tree = jax.tree.flatten(args)
+    for i, leaf in enumerate(flat):
+        if not _is_traceable(leaf):
+            raise PPLError(
+                f"an argument of {name} is a {type(leaf).__name__} ({leaf!r:.60}), which JAX "
+                "cannot trace. Pass arrays or numbers as arguments; fix static settings "
+                "when you define the function (close over them, or use functools.partial)."
+            )
+    out_tree_box = []
+
+    def flat_fn(*flat_args):
+        out = fn(*jax.tree.unflatten(in_tree, flat_args))
+        leaves, tree = jax.tree.flatten(out)
+        out_tree_box.append(tree)
+        return leaves
+
+    closed = jax.make_jaxpr(flat_fn)(*flat)
+    jaxpr = closed.jaxpr
+    instrs, sites = [], []
+    scope = 0
+    const_refs = tuple((scope, v) for v in jaxpr.constvars)
+    invars = tuple((scope, v) for v in jaxpr.invars)
+    alias = {}
+    _compile(instrs, sites, itertools.count(1), jaxpr, scope, alias)
+    outvars = tuple(
+        _Lit(a.val) if isinstance(a, jex.Literal) else alias.get(a, (scope, a)) for a in jaxpr.outvars
+    )
+    seen = set()
+    for s in sites:
+        if s.addr in seen:
+            raise PPLError(
+                f"address {fmt_addr(s.addr)} is used twice in {name}. Each random choice "
+                "needs its own address; for repeated choices use distinct names or "
+                "ppl.vmap / ppl.repeat / ppl.scan, which stack them under one address."
+            )
+        seen.add(s.addr)
+    return Program(instrs, sites, invars, outvars, const_refs, tuple(closed.consts), in_tree, out_tree_box[-1])
+
+
+def _is_traceable(leaf) -> bool:
+    try:
+        jax.typeof(leaf)
+        return True
+    except TypeError:
+        return False
+
+
+def program_cache() -> Callable:
+    """A cache of staged programs keyed by argument shapes, for one function."""
+    cache = {}
+
+    def get(fn, args, name):
+        flat, tree = jax.tree.flatten(args)
+        try:
+            key = (tree, tuple(_aval(x) for x in flat))
+        except TypeError:
+            return stage(fn, args, name)
+        prog = cache.get(key)
+        if prog is None:
+            prog = stage(fn, args, name)
+            # A program that closed over tracers of an enclosing trace must not outlive it.
+            if is_concrete(prog.consts):
+                cache[key] = prog
+        return prog
+
+    return get

@@ -1,0 +1,86 @@
+"""``@gen``: generative functions written as Python functions.
+
+Inside an ``@gen`` function, ``dist(args) @ "addr"`` makes a random choice and
+``other(args) @ "addr"`` calls another generative function whose choices then
+live under ``"addr"``. The function is staged to a jaxpr once per argument
+shape; each interface method is an interpreter over it (``ppl.transforms``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import equinox as eqx
+
+from ppl import _jax
+from ppl._gfi import GenerativeFunction, Trace, total
+from ppl.choices import ChoiceMap
+from ppl.transforms import assess as _assess
+from ppl.transforms import generate as _generate
+from ppl.transforms import simulate as _simulate
+from ppl.transforms import update as _update
+
+
+class StaticTrace(Trace):
+    """The trace of an ``@gen`` function: one sub-trace per address."""
+
+    gen_fn: Any = eqx.field(static=True)
+    args: tuple
+    subtraces: dict
+    retval: Any
+    score: Any
+
+    @property
+    def choices(self) -> ChoiceMap:
+        return ChoiceMap({addr: tr.choices for addr, tr in self.subtraces.items()})
+
+
+class StaticGenerativeFunction(GenerativeFunction):
+    """A Python function of random choices; build with :func:`gen`."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self._programs = _jax.program_cache()
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__qualname__", repr(self.fn))
+
+    def program(self, args: tuple) -> _jax.Program:
+        """The staged program for arguments of these shapes."""
+        return self._programs(self.fn, args, self.name)
+
+    def _trace(self, args, subtraces, retval):
+        return StaticTrace(self, args, subtraces, retval, total(tr.score for tr in subtraces.values()))
+
+    def _simulate(self, key, args):
+        subtraces, retval = _simulate.simulate(self.program(args), key, args)
+        return self._trace(args, subtraces, retval)
+
+    def _assess(self, choices, args):
+        return _assess.assess(self.program(args), choices, args, self.name)
+
+    def _generate(self, key, constraints, args):
+        subtraces, retval, w = _generate.generate(self.program(args), key, constraints, args, self.name)
+        return self._trace(args, subtraces, retval), w
+
+    def _update(self, key, trace, constraints, args):
+        subtraces, retval, w, discard = _update.update(
+            self.program(args), key, trace, constraints, args, self.name
+        )
+        return self._trace(args, subtraces, retval), w, discard
+
+    def _regenerate(self, key, trace, selection, args):
+        subtraces, retval, w = _update.regenerate(self.program(args), key, trace, selection, args)
+        return self._trace(args, subtraces, retval), w
+
+    def __repr__(self):
+        return f"@gen {self.name}"
+
+
+def gen(fn: Callable) -> StaticGenerativeFunction:
+    """Make a generative function of a Python function that makes random choices
+    with ``dist(args) @ "addr"``."""
+    return StaticGenerativeFunction(fn)

@@ -1,0 +1,1 @@
+"""Interpretations of staged generative programs: each file is one transformation."""

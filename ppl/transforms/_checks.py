@@ -1,0 +1,39 @@
+"""Checks shared by the interpreters of ``@gen`` programs."""
+
+from __future__ import annotations
+
+from ppl._errors import AddressError, PPLError, fmt_addr
+from ppl.choices import ChoiceMap
+
+
+def check_addresses(program, choices: ChoiceMap, name: str, verb: str) -> None:
+    """Every top-level address in ``choices`` must be a random choice of ``program``."""
+    if choices.has_value():
+        raise AddressError(
+            f"{verb} of {name} was given a single value at {{addr}}, but {name} is a program "
+            "with addresses " + _known(program) + "; pass a choice map keyed by address."
+        )
+    visited = set(program.addresses)
+    for addr in choices.keys():
+        if addr not in visited:
+            raise AddressError(
+                f"{verb}: {name} makes no random choice at {{addr}}, so a value there "
+                f"would be ignored. Its addresses are {_known(program)}; remove the entry "
+                "or fix the address.",
+                (addr,),
+            )
+
+
+def missing_choice(name: str) -> AddressError:
+    return AddressError(
+        f"assess of {name} needs a value for every random choice, but {{addr}} has none. "
+        "Add it to the choice map, or use generate(key, constraints, args) to sample "
+        "the choices you do not constrain."
+    )
+
+
+def _known(program) -> str:
+    return "[" + ", ".join(fmt_addr(a) for a in program.addresses) + "]" if program.addresses else "[] (none)"
+
+
+__all__ = ["check_addresses", "missing_choice", "PPLError"]
