@@ -26,13 +26,14 @@ from ppl.distributions import (
     student_t,
     uniform,
 )
+from ppl.combinators import cond, mix, repeat, scan, switch, vmap
 from ppl.gen import gen
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddressError", "ChoiceMap", "Distribution", "GenerativeFunction", "PPLError",
-    "Selection", "Trace", "bernoulli", "beta", "binomial", "categorical", "cauchy",
+    "Selection", "Trace", "bernoulli", "cond", "mix", "repeat", "scan", "switch", "vmap", "beta", "binomial", "categorical", "cauchy",
     "dirichlet", "distribution", "exponential", "flip", "gamma", "gen", "geometric",
     "laplace", "logistic", "lognormal", "mv_normal", "mv_normal_diag", "normal",
     "poisson", "select", "select_all", "select_none", "student_t", "uniform",

@@ -173,10 +173,12 @@ def _support_name(d) -> str:
 
 def _is_discrete_support_ok(d, value) -> bool:
     try:
-        ok = d.support(value)
+        with jax.ensure_compile_time_eval():
+            ok = d.support(value)
     except Exception:  # a support without a membership test: nothing to check
         return True
-    return bool(np.all(np.asarray(ok)))
+    # With traced parameters the answer is only known at run time: nothing to say now.
+    return not _jax.is_concrete(ok) or bool(np.all(np.asarray(ok)))
 
 
 def distribution(numpyro_class: Callable, name: str | None = None) -> Distribution:

@@ -1,0 +1,133 @@
+"""``vmap`` and ``repeat``: one generative function applied along an axis.
+
+The choices of all elements are stacked along a leading axis under the
+combinator's address, and the score is the sum of the elements' scores.
+Constraints and choice maps given to the interface carry that axis too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ppl._errors import AddressError, PPLError
+from ppl._gfi import GenerativeFunction, Trace
+from ppl.choices import ChoiceMap
+
+
+class VmapTrace(Trace):
+    gen_fn: Any = eqx.field(static=True)
+    args: tuple
+    inner: Trace
+    score: Any
+
+    @property
+    def retval(self):
+        return self.inner.retval
+
+    @property
+    def choices(self) -> ChoiceMap:
+        return self.inner.choices
+
+
+class Vmap(GenerativeFunction):
+    """``gen_fn`` mapped over axis 0 of the arguments marked in ``in_axes``.
+
+    ``in_axes`` is one entry per argument (0 or None), as in ``jax.vmap``;
+    with ``axis_size`` and no mapped argument it repeats ``gen_fn``.
+    """
+
+    def __init__(self, gen_fn: GenerativeFunction, in_axes=0, axis_size: int | None = None):
+        if not isinstance(gen_fn, GenerativeFunction):
+            raise PPLError(f"ppl.vmap takes a generative function (e.g. an @gen function), got {gen_fn!r}.")
+        self.gen_fn, self.in_axes, self.axis_size = gen_fn, in_axes, axis_size
+
+    @property
+    def name(self) -> str:
+        return f"vmap({self.gen_fn.name})"
+
+    def _axes(self, args) -> tuple:
+        axes = self.in_axes if isinstance(self.in_axes, tuple) else (self.in_axes,) * len(args)
+        if len(axes) != len(args):
+            raise PPLError(f"{self.name} has in_axes for {len(axes)} arguments but was called with {len(args)}.")
+        return axes
+
+    def _size(self, args) -> int:
+        if self.axis_size is not None:
+            return self.axis_size
+        sizes = {
+            jnp.shape(leaf)[0]
+            for a, ax in zip(args, self._axes(args)) if ax is not None
+            for leaf in jax.tree.leaves(a)
+        }
+        if len(sizes) != 1:
+            raise PPLError(
+                f"{self.name} maps over axis 0 of its arguments, which must all have the same "
+                f"length; found lengths {sorted(sizes) or 'none'}. Use ppl.repeat(g, n) to repeat "
+                "a function without mapped arguments."
+            )
+        return sizes.pop()
+
+    def _keys(self, key, args):
+        return jax.random.split(key, self._size(args))
+
+    def _check_batched(self, choices: ChoiceMap, args):
+        n = self._size(args)
+        for addr in choices.addresses():
+            leaf = choices[addr]
+            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
+                raise AddressError(
+                    f"{self.name} stacks its choices along a leading axis of length {n}, but the "
+                    f"value at {{addr}} has shape {jnp.shape(leaf)}. Give one value per element.",
+                    addr,
+                )
+
+    def _map(self, fn, batched, args):
+        return jax.vmap(fn, in_axes=(*(0,) * len(batched), self._axes(args)))(*batched, args)
+
+    def _trace(self, args, inner):
+        return VmapTrace(self, args, inner, jnp.sum(inner.score))
+
+    def _simulate(self, key, args):
+        inner = self._map(self.gen_fn.simulate, (self._keys(key, args),), args)
+        return self._trace(args, inner)
+
+    def _assess(self, choices, args):
+        self._check_batched(choices, args)
+        logp, retval = self._map(self.gen_fn.assess, (choices,), args)
+        return jnp.sum(logp), retval
+
+    def _generate(self, key, constraints, args):
+        self._check_batched(constraints, args)
+        inner, w = self._map(self.gen_fn.generate, (self._keys(key, args), constraints), args)
+        return self._trace(args, inner), jnp.sum(w)
+
+    def _update(self, key, trace, constraints, args):
+        self._check_batched(constraints, args)
+        inner, w, discard = self._map(self.gen_fn.update, (self._keys(key, args), trace.inner, constraints), args)
+        return self._trace(args, inner), jnp.sum(w), discard
+
+    def _regenerate(self, key, trace, selection, args):
+        def regen(k, tr, a):
+            return self.gen_fn.regenerate(k, tr, selection, a)
+
+        inner, w = self._map(regen, (self._keys(key, args), trace.inner), args)
+        return self._trace(args, inner), jnp.sum(w)
+
+
+def vmap(gen_fn: GenerativeFunction, in_axes=0) -> Vmap:
+    """Map ``gen_fn`` over axis 0 of its arguments; choices stack along axis 0.
+
+    >>> points = ppl.vmap(point)(xs) @ "points"   # points["y"] has shape (len(xs),)
+    """
+    return Vmap(gen_fn, in_axes)
+
+
+def repeat(gen_fn: GenerativeFunction, n: int) -> Vmap:
+    """Run ``gen_fn`` ``n`` times independently with the same arguments."""
+    if not isinstance(n, int) or n < 1:
+        raise PPLError(f"ppl.repeat needs a positive int number of repeats, got {n!r}.")
+    return Vmap(gen_fn, None, axis_size=n)
