@@ -1,0 +1,153 @@
+"""Fitting: stochastic-gradient ascent on a variational objective with optax.
+
+Steps run in jitted ``lax.scan`` chunks, so the host only wakes once per chunk
+(to advance the progress bar and check that the loss stayed finite).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ppl._errors import PPLError
+from ppl._gfi import as_key
+
+
+class FitResult(NamedTuple):
+    model_args: Any
+    guide_args: Any
+    history: np.ndarray  # the averaged objective estimate at every step
+
+
+def _estimator(objective) -> Callable:
+    fn = getattr(objective, "estimate", objective)
+    if not callable(fn):
+        raise PPLError(f"fit needs an objective with .estimate(key, model_args, guide_args), got {objective!r}.")
+    return fn
+
+
+def averaged(objective, num_samples: int) -> Callable:
+    """``(key, model_args, guide_args) -> mean of num_samples independent estimates``."""
+    estimate = _estimator(objective)
+
+    def mean_estimate(key, model_args, guide_args):
+        keys = jax.random.split(key, num_samples)
+        return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
+
+    return mean_estimate
+
+
+def fit(
+    objective,
+    key,
+    model_args: tuple = (),
+    guide_args: tuple = (),
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    steps: int = 1000,
+    num_samples: int = 1,
+    trainable: Callable[[Any], bool] = eqx.is_inexact_array,
+    progress: bool = True,
+    chunk: int | None = None,
+) -> FitResult:
+    """Maximise ``objective`` over the trainable leaves of ``(model_args, guide_args)``.
+
+    ``trainable`` picks the leaves to optimise (default: every floating-point
+    array, as in ``equinox``); the other leaves (data, integers, static settings)
+    are held fixed. Arguments may be any pytree, including equinox modules.
+    Returns the fitted arguments and the objective estimate at every step, and
+    stops with an error naming the step if the loss or a gradient is not finite.
+    """
+    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
+    if steps < 1 or num_samples < 1:
+        raise PPLError(f"fit needs steps >= 1 and num_samples >= 1, got steps={steps}, num_samples={num_samples}.")
+    key = as_key(key)
+    params, static = eqx.partition((model_args, guide_args), trainable)
+    if not jax.tree.leaves(params):
+        raise PPLError(
+            "fit found no trainable parameters: no floating-point array in model_args or guide_args. "
+            "Pass parameters as float arrays (e.g. jnp.array(0.0), not 0) or choose them with trainable=."
+        )
+    mean_estimate = averaged(objective, num_samples)
+
+    def loss(p, k):
+        m, g = eqx.combine(p, static)
+        return -mean_estimate(k, m, g)
+
+    def step(carry, inputs):
+        k, active = inputs
+        p, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(p, k)
+        finite = jnp.isfinite(value) & _all_finite(grads)
+        updates, new_opt_state = optimizer.update(grads, opt_state, p)
+        new_p = optax.apply_updates(p, updates)
+        # A non-finite step (or a padding step of the last chunk) leaves the state as it was.
+        keep = lambda new, old: jnp.where(finite & active, new, old)
+        carry = (jax.tree.map(keep, new_p, p), jax.tree.map(keep, new_opt_state, opt_state))
+        return carry, (-value, finite)
+
+    chunk = chunk or max(1, min(steps, max(steps // 100, 10)))
+
+    @jax.jit
+    def run_chunk(carry, keys, active):
+        return jax.lax.scan(step, carry, (keys, active))
+
+    carry = (params, optimizer.init(params))
+    history = []
+    bar = _progress_bar(steps, progress)
+    done = 0
+    try:
+        while done < steps:
+            n = min(chunk, steps - done)
+            # The last chunk is padded with inactive steps to keep one compiled shape.
+            keys = jax.random.split(jax.random.fold_in(key, done), chunk)
+            carry, (values, finite) = run_chunk(carry, keys, jnp.arange(chunk) < n)
+            values, finite = np.asarray(values[:n]), np.asarray(finite[:n])
+            if not finite.all():
+                bad = int(np.argmin(finite))
+                history.extend(values[:bad].tolist())
+                err = NonFiniteLoss(done + bad, float(values[bad]), history)
+                err.model_args, err.guide_args = eqx.combine(carry[0], static)
+                raise err
+            history.extend(values.tolist())
+            done += n
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(objective=f"{np.mean(values[-max(1, n // 4):]):.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    model_args, guide_args = eqx.combine(carry[0], static)
+    return FitResult(model_args, guide_args, np.asarray(history))
+
+
+class NonFiniteLoss(PPLError):
+    """The objective or its gradient became NaN or infinite during ``fit``."""
+
+    def __init__(self, step: int, value: float, history: list):
+        self.step, self.value, self.history = step, value, np.asarray(history)
+        super().__init__(
+            f"fit stopped at step {step}: the objective estimate was {value} or a gradient was not "
+            "finite. Common causes: a learning rate too large (try a smaller one), a scale "
+            "parameter that reached 0 (parameterise it as exp or softplus of a free parameter), "
+            "or a log density of -inf (a value outside the support). The history up to that step "
+            "is in .history and the last finite parameters in .model_args and .guide_args."
+        )
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="fit", unit="step", dynamic_ncols=True)
