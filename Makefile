@@ -30,5 +30,9 @@ bench: $(STAMP_TEST)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run_all.py
 
+docs: $(STAMP_BASE)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) -m mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
