@@ -164,7 +164,7 @@ def test_regenerate_weight_is_mh_ratio_for_prior_proposal(spec, seed, a, data):
     assert_close(w, _total(new_lp, unselected) - _total(old_lp, unselected))
 
 
-@settings(max_examples=10)
+@settings(max_examples=5)
 @given(spec=specs(max_nodes=3), seed=seeds, a=args, data=st.data())
 def test_interface_under_jit_and_vmap_matches_eager(spec, seed, a, data):
     g = build(spec)
