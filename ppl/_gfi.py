@@ -56,10 +56,13 @@ def as_key(key):
     """Accept both ``jax.random.key`` and legacy ``jax.random.PRNGKey`` keys."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
-    arr = jnp.asarray(key)
-    if arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,):
+    try:
+        arr = jnp.asarray(key)
+    except TypeError:  # not array-like at all, e.g. a string
+        arr = None
+    if arr is not None and arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,):
         return jax.random.wrap_key_data(arr)
-    raise PPLError(f"expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} with shape {jnp.shape(key)}.")
+    raise PPLError(f"expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} with shape {getattr(arr, 'shape', None)}.")
 
 
 def as_args(args, name) -> tuple:

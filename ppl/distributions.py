@@ -110,13 +110,14 @@ class Distribution(GenerativeFunction):
                 f"the value at {{addr}} has shape {value.shape}, but {self.name} with these "
                 f"parameters makes values of shape {expected}. Give a value of that shape."
             )
-        if self.value_dtype is not None:
-            value = value.astype(self.value_dtype)
+        # Check the support before casting: a cast to bool would turn 2 or 0.5 into True.
         if _jax.is_concrete(value) and not _is_discrete_support_ok(d, value):
             raise AddressError(
                 f"the value at {{addr}} is outside the support of {self.name} "
                 f"({_support_name(d)}); its log density would be -inf. Give a value in the support."
             )
+        if self.value_dtype is not None:
+            value = value.astype(self.value_dtype)
         return value
 
     # -- the interface ------------------------------------------------------
