@@ -181,6 +181,49 @@ class Program:
 
         return from_(0, env)
 
+    def walk(self, flat_args, *, lift, apply, on_site, finish, state=None):
+        """Continuation-passing evaluation over a value domain chosen by the caller.
+
+        This is what non-standard interpretations (ADEV's dual numbers) need:
+        environment values are opaque here. ``lift(x)`` turns a constant or
+        literal into a domain value; ``apply(fn, ins)`` evaluates a sample-free
+        equation, given ``fn(*raw_inputs) -> list of raw outputs``;
+        ``on_site(site, ins, state, k)`` handles a random choice, where ``ins``
+        are the domain values of its flattened arguments. A handler either
+        returns :class:`Continue` (the walk goes on in a loop, so long programs
+        do not deepen the Python stack) or returns the result of calling
+        ``k(outs, state)`` as many times as it likes. ``finish(outs, state)``
+        receives the flat domain values of the program's outputs.
+        """
+        env = {}
+        _write_all(env, self.const_refs, [lift(c) for c in self.consts])
+        _write_all(env, self.invars, list(flat_args))
+
+        def from_(i, env, state):
+            def read(ref):
+                return lift(ref.val) if isinstance(ref, _Lit) else env[ref]
+
+            while i < len(self.instrs):
+                instr = self.instrs[i]
+                i += 1
+                if isinstance(instr, _Eqn):
+                    _write_all(env, instr.outs, apply(eqn_fn(instr.eqn), [read(r) for r in instr.ins]))
+                    continue
+
+                def k(outs, state, i=i, env=env, instr=instr):
+                    env = dict(env)
+                    _write_all(env, instr.outs, list(outs))
+                    return from_(i, env, state)
+
+                res = on_site(instr, [read(r) for r in instr.ins], state, k)
+                if not isinstance(res, Continue):
+                    return res
+                _write_all(env, instr.outs, list(res.outs))
+                state = res.state
+            return finish([read(r) for r in self.outvars], state)
+
+        return from_(0, env, state)
+
     def _initial_env(self, args):
         flat, in_tree = jax.tree.flatten(args)
         if in_tree != self.in_tree:
@@ -192,6 +235,33 @@ class Program:
 
     def _result(self, env):
         return jax.tree.unflatten(self.out_tree, [_read(env, r) for r in self.outvars])
+
+
+@dataclasses.dataclass(frozen=True)
+class Continue:
+    """What a :meth:`Program.walk` site handler returns to go on without
+    capturing its continuation: the site's output values and the new state."""
+
+    outs: list
+    state: Any
+
+
+def eqn_fn(eqn) -> Callable:
+    """A sample-free equation as a function of its raw inputs (returns a list).
+
+    A ``custom_vjp`` function cannot be run under forward-mode AD, so it is
+    run as its primal jaxpr: tangents then flow through the primal code (the
+    custom backward rule is not used).
+    """
+    if eqn.primitive.name == "custom_vjp_call":
+        return jex.jaxpr_as_fun(eqn.params["call_jaxpr"])
+    params = eqn.primitive.get_bind_params(eqn.params)
+
+    def fn(*ins):
+        outs = eqn.primitive.bind(*ins, **params)
+        return list(outs) if eqn.primitive.multiple_results else [outs]
+
+    return fn
 
 
 def _read(env, ref):
@@ -308,6 +378,8 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
     )
     seen = set()
     for s in sites:
+        if getattr(s.gen_fn, "addressless", False):  # e.g. ppl.add_cost: may repeat
+            continue
         if s.addr in seen:
             raise PPLError(
                 f"address {fmt_addr(s.addr)} is used twice in {name}. Each random choice "

@@ -1,0 +1,237 @@
+"""ADEV: expectation programs as forward-mode derivative estimators.
+
+The staged program is walked on dual numbers ``(primal, tangent)``. Equations
+without random choices are evaluated under ``jax.jvp`` as a whole, so any JAX
+code passes through (``custom_jvp`` functions, ``where``, ``cond``); only
+random choices get rules, and those come from the strategy chosen for each
+address (``ppl.transforms.strategies``). Walking is continuation passing:
+strategies that need the rest of the program as a function of the choice
+(enum, mvd) call the continuation; the others return a value and go on.
+
+The result is a :class:`Result` whose tangent is linear in the input
+tangents; ``ppl.expectation`` wraps it in a ``jax.custom_jvp``, so reverse
+mode is JAX's transposition of this forward pass.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ppl import _jax
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import site_key
+from ppl.choices import ChoiceMap
+from ppl.distributions import Distribution
+from ppl.gen import StaticGenerativeFunction
+from ppl.transforms import _dual
+from ppl.transforms._dual import Result, State
+from ppl.transforms.strategies import Reinforce, Strategy, WithStrategy, default_strategy
+
+
+def as_path(addr) -> tuple:
+    return addr if isinstance(addr, tuple) else (addr,)
+
+
+def check_policy(strategies) -> dict:
+    """A policy ``{address: strategy}`` with addresses as tuples (paths)."""
+    policy = {}
+    for addr, s in dict(strategies or {}).items():
+        if not isinstance(s, Strategy):
+            raise PPLError(
+                f"the strategy for {fmt_addr(addr)} is {s!r}, which is not a strategy. Use one of "
+                "ppl.reparam, ppl.reinforce (or reinforce(baseline=b)), ppl.enum, ppl.enum_sequential, ppl.mvd."
+            )
+        policy[as_path(addr)] = s
+    return policy
+
+
+class Ctx:
+    """Settings of one ADEV pass, alive only while it is traced."""
+
+    def __init__(self, policy: dict, loop=None, used=None):
+        self.policy, self.loop = policy, loop
+        self.used = set() if used is None else used
+
+    def nested(self, policy: dict, path: tuple) -> "Ctx":
+        """Inside a nested expectation: its own policy, overridden by the outer one."""
+        merged = {path + a: s for a, s in policy.items()}
+        merged.update(self.policy)
+        return Ctx(merged, self.loop, self.used)
+
+    def in_loop(self, addr) -> "Ctx":
+        return Ctx(self.policy, addr, self.used)
+
+    def lookup(self, addr):
+        s = self.policy.get(addr)
+        if s is not None:
+            self.used.add(addr)
+        return s
+
+    def check_all_used(self):
+        unused = [a for a in self.policy if a not in self.used]
+        if unused:
+            raise PPLError(
+                "strategies were given for " + ", ".join(fmt_addr(a) for a in unused) + ", but the "
+                "expectation makes no random choice there. Choices inside a called generative "
+                "function are addressed by path, e.g. {('model', 'z'): ppl.reinforce}."
+            )
+
+
+class SiteCall:
+    """What a strategy sees of one random choice."""
+
+    def __init__(self, addr, key, dist_fn, duals, tree, extra_p=()):
+        self.addr, self.key, self.dist_fn = addr, key, dist_fn
+        self.duals, self.tree, self.extra_p = duals, tree, tuple(extra_p)
+        self.args_p = jax.tree.unflatten(tree, _dual.primals(duals))
+
+    def jvp(self, fn):
+        """``fn(*params)`` and its tangent (``None`` if no parameter has one)."""
+        tree = self.tree
+        return _dual.jvp(lambda *flat: fn(*jax.tree.unflatten(tree, flat)), self.duals)
+
+
+def run(ctx: Ctx, program, key, duals, state: State, path: tuple, finish):
+    """Walk ``program`` on dual values; ``finish(out_duals, state)`` ends each path."""
+
+    def on_site(site, ins, st, k):
+        return _site(ctx, site, site_key(key, site.index), ins, st, k, path + (site.addr,))
+
+    return program.walk(duals, lift=_dual.lift, apply=_dual.apply, on_site=on_site, finish=finish, state=state)
+
+
+def end_of_program(outs, state) -> Result:
+    """The end of an expectation program: its value plus costs and score terms."""
+    if len(outs) != 1 or jnp.shape(outs[0][0]) != ():
+        shapes = [jnp.shape(p) for p, _ in outs]
+        raise PPLError(
+            f"an expectation must return one real number, but it returned values of shapes {shapes}. "
+            "Return a scalar (e.g. jnp.sum(...) or one component); for several expectations, "
+            "write one @ppl.expectation each or add the parts with ppl.add_cost."
+        )
+    p, t = outs[0]
+    if not _dual.is_float(p):
+        p, t = jnp.asarray(p, jnp.result_type(float)), None
+    return _dual.finish((p, t), state)
+
+
+def _site(ctx, site, key, ins, state, k, addr):
+    gen_fn = site.gen_fn
+    own_rule = getattr(gen_fn, "_adev_rule", None)
+    if own_rule is not None:  # expectations, sim, add_cost define their own
+        return own_rule(ctx, site, key, ins, state, k, addr)
+    if isinstance(gen_fn, (Distribution, WithStrategy)):
+        return _choice(ctx, site, key, ins, state, k, addr)
+    strategy = ctx.lookup(addr)
+    if strategy is not None and not isinstance(strategy, Reinforce):
+        raise PPLError(
+            f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of {gen_fn.name}, "
+            "not a single random choice. Give strategies for the choices inside it, addressed by "
+            f"path, e.g. {{{fmt_addr(addr + ('z',))}: {strategy.name}}}; reinforce is the one "
+            "strategy that applies to a whole call."
+        )
+    if isinstance(gen_fn, StaticGenerativeFunction) and strategy is None:
+        program = gen_fn.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
+        return run(ctx, program, key, ins, state, addr, k)
+    from ppl.combinators.scan import Scan
+
+    if isinstance(gen_fn, Scan) and isinstance(gen_fn.step, StaticGenerativeFunction) and strategy is None:
+        from ppl.transforms.adev_scan import scan_rule
+
+        return scan_rule(ctx, site, key, ins, state, addr)
+    return _whole_call(site, key, ins, state, addr)
+
+
+def _choice(ctx, site, key, ins, state, k, addr):
+    gen_fn = site.gen_fn
+    if isinstance(gen_fn, WithStrategy):
+        dist_fn, chosen = gen_fn.dist_fn, gen_fn.strategy
+        params_p, _ = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+        tree = jax.tree.structure(params_p)
+        duals, extra = ins[: tree.num_leaves], ins[tree.num_leaves:]
+    else:
+        dist_fn, chosen, tree, duals, extra = gen_fn, None, site.in_tree, ins, []
+    call = SiteCall(addr, key, dist_fn, duals, tree, _dual.primals(extra))
+    d = dist_fn.dist(*call.args_p)
+    strategy = ctx.lookup(addr) or chosen or default_strategy(d)
+    strategy.check(dist_fn, d, addr)
+    if not strategy.needs_continuation:
+        value, state = strategy.sample(call, state)
+        return _jax.Continue([value], _record_choice(state, call, value))
+    if ctx.loop is not None:
+        raise PPLError(
+            f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a function "
+            f"of the choice, but the choice is inside the loop {fmt_addr(ctx.loop)} (ppl.scan), whose "
+            "body runs once for all steps. Use reinforce or reparam for choices inside a scan, or "
+            "unroll the loop (a Python for loop with distinct addresses)."
+        )
+    return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))
+
+
+def _record_choice(state: State, call: SiteCall, value) -> State:
+    if state.rec is None:
+        return state
+    tree, dist_fn = call.tree, call.dist_fn
+    logp = _dual.jvp(
+        lambda x, *flat: dist_fn.log_density(x, jax.tree.unflatten(tree, flat)), [value, *call.duals]
+    )
+    entry = (call.addr, ChoiceMap.value(value[0]), [value[1]], logp)
+    return state._replace(rec=state.rec + (entry,))
+
+
+def _whole_call(site, key, ins, state, addr):
+    """Reinforce on a whole call: valid for any generative function."""
+    gen_fn, tree = site.gen_fn, site.in_tree
+    tr = gen_fn.simulate(key, jax.tree.unflatten(tree, _dual.primals(ins)))
+    choices = tr.choices
+    logp, dlogp = _dual.jvp(lambda *flat: gen_fn.assess(choices, jax.tree.unflatten(tree, flat))[0], ins)
+    if dlogp is not None:
+        state = state._replace(s=_dual.add(state.s, dlogp))
+    if state.rec is not None:
+        entry = (addr, choices, [None] * len(jax.tree.leaves(choices)), (logp, dlogp))
+        state = state._replace(rec=state.rec + (entry,))
+    return _jax.Continue([(v, None) for v in jax.tree.leaves(tr.retval)], state)
+
+
+def recorded_choices(entries, root: tuple):
+    """The choice map (primal) and its flat tangents from recorded entries, with
+    addresses relative to ``root``; and the total log density as a dual."""
+    cm, ids, tangents = ChoiceMap.empty(), ChoiceMap.empty(), []
+    logp, dlogp = None, None
+    for addr, sub, sub_t, (lp, lt) in entries:
+        rel = addr[len(root):]
+        start = len(tangents)
+        tangents.extend(sub_t)
+        numbered = jax.tree.unflatten(jax.tree.structure(sub), list(range(start, len(tangents))))
+        cm, ids = cm | _at(rel, sub), ids | _at(rel, numbered)
+        logp, dlogp = _dual.add(logp, lp), _dual.add(dlogp, lt)
+    order = jax.tree.leaves(ids)
+    if logp is None:
+        logp = jnp.zeros((), jnp.result_type(float))
+    return cm, [tangents[i] for i in order], (logp, dlogp)
+
+
+def _at(path, cm):
+    for part in reversed(path):
+        cm = ChoiceMap({part: cm})
+    return cm
+
+
+def top_level(expectation, key, args, targs):
+    """``(estimate, tangent)`` of an expectation at ``args`` with tangents ``targs``
+    (``None``, or a pytree like ``args`` whose zero leaves may be ``None``)."""
+    flat, tree = jax.tree.flatten(args)
+    if targs is None:
+        duals = [(p, None) for p in flat]
+    else:
+        ts = tree.flatten_up_to(targs)
+        duals = [(p, None if _symbolic_zero(t) or not _dual.is_float(p) else t) for p, t in zip(flat, ts)]
+    ctx = Ctx({})
+    result = expectation._result(ctx, key, duals, tree, ())
+    ctx.check_all_used()
+    return result.p, result.t
+
+
+def _symbolic_zero(t) -> bool:
+    return t is None or isinstance(t, jax.custom_derivatives.SymbolicZero) or _dual.is_zero(t)

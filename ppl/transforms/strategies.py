@@ -1,0 +1,315 @@
+"""Gradient-estimation strategies: how ADEV differentiates through one random choice.
+
+A strategy has a validity check (run at trace time, so a bad pairing is an
+error naming the address) and one of two rules:
+
+* ``sample(site, state) -> (value, state)`` for strategies that need only the
+  value of the rest of the program (reparam, reinforce); these also work
+  inside loops;
+* ``with_continuation(site, state, k) -> Result`` for strategies that need the
+  rest of the program as a function of the choice (enum, mvd).
+
+Every rule's tangent is linear in the input tangents, which is what lets JAX
+transpose the forward pass into reverse mode.
+
+A strategy is chosen per address in three ways, later winning: the default
+(:func:`default_strategy`), a wrapper at the call site
+(``reinforce(normal)(mu, s) @ "z"``), a policy given to ``ppl.adev``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as nd
+
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import GenerativeFunction, Invocation
+from ppl.distributions import Distribution
+from ppl.transforms import _dual
+from ppl.transforms._dual import Result
+
+
+class Strategy:
+    """Base class. Calling a strategy on a distribution wraps it for one call
+    site: ``reinforce(normal)(mu, s) @ "z"``."""
+
+    name = "strategy"
+    needs_continuation = False
+
+    def __call__(self, gen_fn):
+        if not isinstance(gen_fn, Distribution):
+            raise PPLError(
+                f"{self.name}(...) wraps a distribution, as in {self.name}(normal)(mu, s) @ \"z\"; "
+                f"got {gen_fn!r}. For choices inside a generative function, give a policy "
+                f"instead: ppl.adev(f, strategies={{('call', 'z'): {self.name}}})."
+            )
+        return WithStrategy(gen_fn, self)
+
+    def split_traced(self):
+        """``(strategy without traced settings, tuple of traced settings)``."""
+        return self, ()
+
+    def check(self, dist: Distribution, d: nd.Distribution, addr: tuple) -> None:
+        """Raise a :class:`PPLError` naming ``addr`` if this strategy cannot serve ``dist``."""
+
+    def _refuse(self, addr, dist, why, instead):
+        raise PPLError(
+            f"strategy {self.name} cannot be used for the random choice {fmt_addr(addr)} "
+            f"({dist.name}): {why}. Use {instead} for this choice instead."
+        )
+
+    def __repr__(self):
+        return self.name
+
+
+class WithStrategy(GenerativeFunction):
+    """A distribution with a strategy fixed at its call site. Outside ADEV it
+    behaves exactly like the distribution (the strategy is a hint for ADEV)."""
+
+    def __init__(self, dist: Distribution, strategy: Strategy):
+        self.dist_fn, self.strategy = dist, strategy
+
+    @property
+    def name(self) -> str:
+        return f"{self.strategy.name}({self.dist_fn.name})"
+
+    def __call__(self, *args, **kwargs):
+        # Traced settings (a learned baseline) travel with the arguments: a tracer
+        # kept in the primitive's parameters would outlive its trace.
+        static, extra = self.strategy.split_traced()
+        return Invocation(WithStrategy(self.dist_fn, static), (self.dist_fn._positional(args, kwargs), extra))
+
+    def _simulate(self, key, args):
+        return self.dist_fn._simulate(key, args[0])
+
+    def _assess(self, choices, args):
+        return self.dist_fn._assess(choices, args[0])
+
+    def _generate(self, key, constraints, args):
+        return self.dist_fn._generate(key, constraints, args[0])
+
+    def _update(self, key, trace, constraints, args):
+        return self.dist_fn._update(key, trace, constraints, args[0])
+
+    def _regenerate(self, key, trace, selection, args):
+        return self.dist_fn._regenerate(key, trace, selection, args[0])
+
+
+def _is_discrete(d) -> bool:
+    return bool(getattr(d.support, "is_discrete", False))
+
+
+def _scalar(d) -> bool:
+    return d.batch_shape == () and d.event_shape == ()
+
+
+# ---------------------------------------------------------------------------
+# Strategies that need only the value of the rest of the program
+# ---------------------------------------------------------------------------
+
+
+class Reparam(Strategy):
+    """Pathwise derivative: the sample is a differentiable function of the
+    parameters and independent noise. Valid for continuous distributions that
+    numpyro can ``rsample`` (normal, mv_normal, uniform, laplace, logistic,
+    lognormal, exponential, cauchy, ...), including gamma, beta and dirichlet,
+    whose samplers carry implicit-reparameterization derivatives. Needs the
+    rest of the program to be differentiable in the value."""
+
+    name = "reparam"
+
+    def check(self, dist, d, addr):
+        if _is_discrete(d):
+            self._refuse(addr, dist, "its values are discrete, so they cannot move smoothly with the parameters",
+                         "enum (finite support), mvd (flip) or reinforce")
+        if not d.has_rsample:
+            self._refuse(addr, dist, "numpyro has no reparameterized sampler (rsample) for it", "reinforce")
+
+    def sample(self, site, state):
+        key = site.key
+        return site.jvp(lambda *args: site.dist_fn._to_value(site.dist_fn.dist(*args).rsample(key))), state
+
+
+class ImplicitReparam(Reparam):
+    """Implicit reparameterization (gamma, beta, dirichlet): the derivative of the
+    sample follows from differentiating its CDF, which numpyro's samplers do.
+    The rule is that of :data:`reparam`; this name documents the intent."""
+
+    name = "implicit_reparam"
+
+
+class Reinforce(Strategy):
+    """Score function (REINFORCE / likelihood ratio): valid for every
+    distribution, discrete or continuous, including infinite supports
+    (geometric, poisson); the rest of the program need not be differentiable.
+    Higher variance: give a ``baseline`` (a constant, or a traced value such as
+    a learned parameter at the call site: ``reinforce(flip, baseline=b)(p)``),
+    or average samples with ``ppl.E(f, n, loo=True)``. The baseline gets no
+    gradient (it does not change the expected value)."""
+
+    name = "reinforce"
+
+    def __init__(self, baseline=None):
+        self.baseline = baseline
+
+    def __call__(self, gen_fn=None, *, baseline=None):
+        if gen_fn is None:
+            return Reinforce(baseline)
+        if baseline is not None:
+            return Reinforce(baseline)(gen_fn)
+        return super().__call__(gen_fn)
+
+    def split_traced(self):
+        if self.baseline is None or isinstance(self.baseline, (int, float)):
+            return self, ()
+        return reinforce, (self.baseline,)
+
+    def sample(self, site, state):
+        x = site.dist_fn._to_value(site.dist_fn.dist(*site.args_p).sample(site.key))
+        _, dlogp = site.jvp(lambda *args: site.dist_fn.log_density(x, args))
+        if dlogp is None:
+            return (x, None), state
+        b = site.extra_p[0] if site.extra_p else self.baseline
+        c = state.c if b is None else _dual.add(state.c, jax.lax.stop_gradient(b) * dlogp)
+        return (x, None), state._replace(s=_dual.add(state.s, dlogp), c=c)
+
+    def __repr__(self):
+        return "reinforce" if self.baseline is None else f"reinforce(baseline={self.baseline!r})"
+
+
+# ---------------------------------------------------------------------------
+# Strategies that need the rest of the program as a function of the choice
+# ---------------------------------------------------------------------------
+
+
+def _combine(weights, dweights, results: Result) -> Result:
+    """Sum a result over a finite support with (dual) probability weights."""
+
+    def wsum(w, x):
+        return jnp.tensordot(w, x, axes=(0, 0))
+
+    p = wsum(weights, results.p)
+    t = None if results.t is None else wsum(weights, results.t)
+    u = None if results.u is None else wsum(weights, results.u)
+    if dweights is not None:
+        t = _dual.add(t, wsum(dweights, results.p))
+        u = _dual.add(u, jnp.sum(dweights))
+    return Result(p, t, u)
+
+
+class Enum(Strategy):
+    """Exact enumeration: sums the rest of the program over the whole support,
+    weighted by the (differentiable) probabilities. Zero variance from this
+    choice; valid for scalar choices with finite support (flip, categorical,
+    binomial). ``enum`` evaluates the branches in parallel (vectorised with
+    ``jax.vmap``); ``enum_sequential`` one after another. Not usable inside
+    ``ppl.scan`` (a loop body cannot branch over the rest of the program)."""
+
+    needs_continuation = True
+
+    def __init__(self, parallel=True):
+        self.parallel = parallel
+        self.name = "enum" if parallel else "enum_sequential"
+
+    def check(self, dist, d, addr):
+        if not _is_discrete(d):
+            self._refuse(addr, dist, "it is continuous, so there is no finite support to sum over",
+                         "reparam, mvd (normal) or reinforce")
+        if not getattr(d, "has_enumerate_support", False):
+            self._refuse(addr, dist, "its support is infinite", "reinforce")
+        if not _scalar(d):
+            self._refuse(addr, dist, f"it makes a value of shape {d.batch_shape + d.event_shape}, and enumerating "
+                         "a joint support grows exponentially",
+                         "one scalar choice per address (ppl.repeat / ppl.vmap), or reinforce")
+
+    def with_continuation(self, site, state, k):
+        support = site.dist_fn.dist(*site.args_p).enumerate_support(expand=False).reshape(-1)
+        logw, dlogw = site.jvp(lambda *args: site.dist_fn.dist(*args).log_prob(support))
+        w = jnp.exp(logw)
+        values = site.dist_fn._to_value(support)
+        if self.parallel:
+            results = jax.vmap(lambda v: k((v, None), state))(values)
+        else:
+            branches = [k((values[i], None), state) for i in range(values.shape[0])]
+            results = jax.tree.map(lambda *xs: jnp.stack(xs), *branches)
+        return _combine(w, _dual.mul(w, dlogw), results)
+
+
+class MVD(Strategy):
+    """Measure-valued derivative: the derivative of a density is written as a
+    difference of two distributions, and the rest of the program is evaluated
+    at one extra sample from each (primal only). Valid for flip (exact
+    difference of the two outcomes) and scalar normal (Rayleigh and
+    double-sided Maxwell couplings). The rest of the program need not be
+    differentiable in the value. Not usable inside ``ppl.scan``."""
+
+    name = "mvd"
+    needs_continuation = True
+
+    def check(self, dist, d, addr):
+        if not isinstance(d, (nd.BernoulliProbs, nd.BernoulliLogits, nd.Normal)):
+            self._refuse(addr, dist, "mvd is implemented for flip and normal only", "reinforce (or reparam)")
+        if not _scalar(d):
+            self._refuse(addr, dist, f"mvd is implemented for scalar choices, this one has shape "
+                         f"{d.batch_shape + d.event_shape}", "one scalar choice per address, reparam or reinforce")
+
+    def with_continuation(self, site, state, k):
+        d = site.dist_fn.dist(*site.args_p)
+        if isinstance(d, nd.Normal):
+            return self._normal(site, state, k, d)
+        return self._flip(site, state, k, d)
+
+    @staticmethod
+    def _flip(site, state, k, d):
+        x = site.dist_fn._to_value(d.sample(site.key))
+        _, dprob = site.jvp(lambda *args: site.dist_fn.dist(*args).probs)
+        here = k((x, None), state)
+        if dprob is None:
+            return here
+        other = k((~x, None), state).p
+        diff = jnp.where(x, here.p - other, other - here.p)
+        return Result(here.p, _dual.add(here.t, dprob * diff), here.u)
+
+    @staticmethod
+    def _normal(site, state, k, d):
+        x = d.sample(site.key)
+        (loc, scale), tangents = site.jvp(lambda *args: _loc_scale(site.dist_fn.dist(*args)))
+        here = k((x, None), state)
+        if tangents is None:
+            return here
+        dloc, dscale = tangents
+        k_ray, k_max = jax.random.split(jax.random.fold_in(site.key, 1))
+        t = here.t
+        if dloc is not None:
+            # d/dloc N(x; loc, scale) = (Rayleigh above loc - Rayleigh below loc) / (scale sqrt(2 pi))
+            r = jnp.sqrt(-2.0 * jnp.log1p(-jax.random.uniform(k_ray, jnp.shape(x), x.dtype)))
+            up, down = k((loc + scale * r, None), state).p, k((loc - scale * r, None), state).p
+            t = _dual.add(t, dloc * (up - down) / (scale * math.sqrt(2 * math.pi)))
+        if dscale is not None:
+            # d/dscale N = (double-sided Maxwell - N itself) / scale
+            g = jax.random.normal(k_max, (4,), x.dtype)
+            m = jnp.sqrt(jnp.sum(g[:3] ** 2)) * jnp.sign(g[3])
+            t = _dual.add(t, dscale * (k((loc + scale * m, None), state).p - here.p) / scale)
+        return Result(here.p, t, here.u)
+
+
+def _loc_scale(d):
+    return d.loc, d.scale
+
+
+reparam = Reparam()
+implicit_reparam = ImplicitReparam()
+reinforce = Reinforce()
+enum = Enum(parallel=True)
+enum_sequential = Enum(parallel=False)
+mvd = MVD()
+
+
+def default_strategy(d: nd.Distribution) -> Strategy:
+    """Reparam where valid, otherwise reinforce."""
+    if not _is_discrete(d) and d.has_rsample:
+        return reparam
+    return reinforce
