@@ -28,6 +28,10 @@ from ppl.distributions import (
 )
 from ppl.combinators import cond, mix, repeat, scan, switch, vmap
 from ppl.gen import gen
+from ppl.expectation import E, Expectation, add_cost, adev, density, expectation, sim
+from ppl.transforms.strategies import (
+    Strategy, enum, enum_sequential, implicit_reparam, mvd, reinforce, reparam,
+)
 
 __version__ = "0.1.0"
 
@@ -37,4 +41,8 @@ __all__ = [
     "dirichlet", "distribution", "exponential", "flip", "gamma", "gen", "geometric",
     "laplace", "logistic", "lognormal", "mv_normal", "mv_normal_diag", "normal",
     "poisson", "select", "select_all", "select_none", "student_t", "uniform",
+]
+__all__ += [
+    "E", "Expectation", "Strategy", "add_cost", "adev", "density", "enum", "enum_sequential",
+    "expectation", "implicit_reparam", "mvd", "reinforce", "reparam", "sim",
 ]

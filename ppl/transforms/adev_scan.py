@@ -1,0 +1,76 @@
+"""ADEV through the ``ppl.scan`` combinator: one ``lax.scan`` on dual numbers.
+
+Inside a loop body the continuation is the rest of *all* steps and the program
+after the loop, which a ``lax.scan`` body cannot call. Reparam needs no
+continuation, and reinforce only needs its final value, so the body carries
+the accumulated score tangents (``State.s``, ``State.c``) and the end of the
+program multiplies them by its value. Strategies that need the continuation
+as a function (enum, mvd) are rejected inside the loop with an error.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ppl import _jax
+from ppl.transforms import _dual
+from ppl.transforms import adev as _adev
+
+
+def scan_rule(ctx, site, key, ins, state, addr):
+    scan = site.gen_fn
+    init_p, xs_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+    T = scan._length(xs_p)
+    n_carry = len(jax.tree.leaves(init_p))
+    carry_in, xs_in = ins[:n_carry], ins[n_carry:]
+    x0 = jax.tree.map(lambda a: a[0], xs_p)
+    program = scan.step.program((init_p, x0))
+    # Tangents either exist everywhere in the loop or nowhere: a carry's type must
+    # not change between steps, so present tangents are made concrete.
+    tangents = any(t is not None for _, t in ins) or state.s is not None or state.c is not None
+    recording = state.rec is not None
+    zero = jnp.zeros((), jnp.result_type(float))
+    inst = (lambda p, t: _dual.instantiate(p, t)) if tangents else (lambda p, t: None)
+    s0 = (_dual.add(state.s, zero), _dual.add(state.c, zero)) if tangents else (None, None)
+    body_ctx = ctx.in_loop(addr)
+    static = {}
+
+    def body(carry, inputs):
+        (c_p, c_t, s, c), (k_t, x_p, x_t) = carry, inputs
+        duals = list(zip(c_p, c_t)) + list(zip(x_p, x_t))
+        st0 = _dual.State(s=s, c=c, rec=() if recording else None)
+        outs, st = _adev.run(body_ctx, program, k_t, duals, st0, addr, lambda o, st: (o, st))
+        c_out, y_out = outs[:n_carry], outs[n_carry:]
+        new_carry = ([p for p, _ in c_out], [inst(p, t) for p, t in c_out], st.s, st.c)
+        rec = None
+        if recording:
+            cm, rec_t, logp = _adev.recorded_choices(st.rec, addr)
+            static["choices"] = jax.tree.structure(cm)
+            rec = (jax.tree.leaves(cm), [inst(p, t) for p, t in zip(jax.tree.leaves(cm), rec_t)], logp)
+        ys = ([p for p, _ in y_out], [inst(p, t) for p, t in y_out], st.cost_p, st.cost_t, rec)
+        return new_carry, ys
+
+    init = ([p for p, _ in carry_in], [inst(p, t) for p, t in carry_in], *s0)
+    xs_leaves = ([p for p, _ in xs_in], [inst(p, t) for p, t in xs_in])
+    keys = jax.random.split(key, T)
+    (c_p, c_t, s, c), (y_p, y_t, cost_p, cost_t, rec) = jax.lax.scan(
+        body, init, (keys, *xs_leaves), length=T
+    )
+    state = state._replace(
+        s=s, c=c,
+        cost_p=_dual.add(state.cost_p, _sum(cost_p)),
+        cost_t=_dual.add(state.cost_t, _sum(cost_t)),
+    )
+    if recording:
+        leaves, leaves_t, (lp, lt) = rec
+        stacked = jax.tree.unflatten(static["choices"], leaves)
+        entry = (addr, stacked, list(leaves_t), (jnp.sum(lp), _sum(lt)))
+        state = state._replace(rec=state.rec + (entry,))
+    outs = list(zip(c_p, c_t)) + list(zip(y_p, y_t))
+    return _jax.Continue(outs, state)
+
+
+def _sum(x):
+    return None if x is None else jnp.sum(x, axis=0)
+
