@@ -1,0 +1,115 @@
+"""Per-address distributions of a trace, for algorithms that need supports.
+
+Every random choice bottoms out in a :class:`DistributionTrace`. Replacing
+each one's value by a marker that remembers the distribution, and reading the
+trace's ``choices``, gives a choice map of markers with exactly the trace's
+addressing, whatever the combinators in between.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as nd
+from numpyro.distributions.transforms import biject_to
+
+from ppl._errors import PPLError, fmt_addr
+from ppl.choices import ChoiceMap
+from ppl.distributions import DistributionTrace
+
+
+class Site:
+    """A marker leaf: the distribution trace that made one (possibly batched) choice."""
+
+    def __init__(self, dtrace: DistributionTrace):
+        self.dtrace = dtrace
+
+    @property
+    def dist(self) -> nd.Distribution:
+        return self.dtrace.gen_fn.dist(*self.dtrace.args)
+
+    @property
+    def value(self):
+        return self.dtrace.value
+
+    @property
+    def name(self) -> str:
+        return self.dtrace.gen_fn.name
+
+
+def _is_dtrace(x):
+    return isinstance(x, DistributionTrace)
+
+
+def sites(trace) -> ChoiceMap:
+    """A choice map with the addresses of ``trace`` holding :class:`Site` markers."""
+    marked = jax.tree.map(
+        lambda t: DistributionTrace(t.gen_fn, t.args, Site(t), t.score) if _is_dtrace(t) else t,
+        trace,
+        is_leaf=_is_dtrace,
+    )
+    try:
+        return marked.choices
+    except Exception as e:  # a trace type whose choices compute on values
+        raise PPLError(
+            f"could not find the distributions behind the choices of a {type(trace).__name__}: {e}"
+        ) from e
+
+
+def site_items(site_map: ChoiceMap):
+    """``(address, Site)`` pairs."""
+    return [(addr, site_map[addr]) for addr in site_map.addresses()]
+
+
+def _is_continuous(d) -> bool:
+    return not getattr(d.support, "is_discrete", False)
+
+
+class Unconstrain:
+    """Bijections between the selected continuous choices and unconstrained reals,
+    using numpyro's ``biject_to`` on each distribution's support."""
+
+    def __init__(self, trace, selection, algorithm: str):
+        site_map = sites(trace).filter(selection)
+        if site_map.is_empty():
+            raise _empty_selection(trace, selection, algorithm)
+        self.structure = jax.tree.structure(site_map, is_leaf=lambda x: isinstance(x, Site))
+        self.transforms = []
+        for addr, site in site_items(site_map):
+            d = site.dist
+            if not _is_continuous(d):
+                raise PPLError(
+                    f"{algorithm} needs continuous choices, but {fmt_addr(addr)} is drawn from "
+                    f"{site.name} (a discrete distribution). Leave it out of the selection and "
+                    "move it with ppl.inference.mh, e.g. cycle(hmc(select(...continuous...)), mh(select(...)))."
+                )
+            self.transforms.append(biject_to(d.support))
+        self.selection = selection
+
+    def _leaves(self, cm):
+        return self.structure.flatten_up_to(cm)
+
+    def to_unconstrained(self, choices: ChoiceMap) -> ChoiceMap:
+        xs = self._leaves(choices.filter(self.selection))
+        return jax.tree.unflatten(self.structure, [t.inv(x) for t, x in zip(self.transforms, xs)])
+
+    def to_constrained(self, z: ChoiceMap):
+        """``(choices, log |det J|)``."""
+        zs = self._leaves(z)
+        xs = [t(v) for t, v in zip(self.transforms, zs)]
+        logdet = sum(jnp.sum(t.log_abs_det_jacobian(v, x)) for t, v, x in zip(self.transforms, zs, xs))
+        return jax.tree.unflatten(self.structure, xs), logdet
+
+
+def _empty_selection(trace, selection, algorithm):
+    addrs = ", ".join(fmt_addr(a) for a in trace.choices.addresses()[:20])
+    return PPLError(
+        f"{algorithm}: the selection {selection!r} matches no random choice of "
+        f"{trace.gen_fn!r}, so the kernel would do nothing. Its addresses are: {addrs}. "
+        "Select some of them, e.g. ppl.select('x', ('sub', 'y'))."
+    )
+
+
+def check_selection(trace, selection, algorithm: str) -> None:
+    if trace.choices.filter(selection).is_empty():
+        raise _empty_selection(trace, selection, algorithm)

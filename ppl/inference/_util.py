@@ -1,0 +1,65 @@
+"""Helpers shared by the inference algorithms."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl import _jax
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import as_choices, as_key
+from ppl.choices import ChoiceMap, select
+
+
+def ess(log_weights):
+    """Effective sample size ``1 / sum(w_i^2)`` of normalised weights."""
+    w = jax.nn.softmax(log_weights, axis=-1)
+    return 1.0 / jnp.sum(w * w, axis=-1)
+
+
+def log_mean_exp(log_weights, axis=-1):
+    n = log_weights.shape[axis]
+    return jax.scipy.special.logsumexp(log_weights, axis=axis) - jnp.log(n)
+
+
+def take(tree, idx):
+    """Index the leading axis of every leaf of a batched pytree."""
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def selection_of(choices: ChoiceMap):
+    """The selection of every address that holds a value in ``choices``."""
+    return select(*choices.addresses()) if not choices.is_empty() else select()
+
+
+def check_weights(log_weights, what: str, hint: str) -> None:
+    """Raise when importance weights are NaN/+inf or all zero. Only possible on
+    concrete values: under ``jit`` the caller's result carries the NaNs instead."""
+    if not _jax.is_concrete(log_weights):
+        return
+    lw = np.asarray(log_weights)
+    bad = np.isnan(lw) | (lw == np.inf)
+    if bad.any():
+        raise PPLError(
+            f"{what}: {int(bad.sum())} of {lw.size} log weights are NaN or +inf. "
+            f"A density or a proposal produced a non-finite value. {hint}"
+        )
+    if lw.size and np.all(lw == -np.inf):
+        raise PPLError(
+            f"{what}: every log weight is -inf, so the observations have zero probability "
+            f"under every particle. {hint}"
+        )
+
+
+def check_proposal_disjoint(proposed: ChoiceMap, observations: ChoiceMap, name: str) -> None:
+    clash = proposed.filter(selection_of(observations))
+    if not clash.is_empty():
+        shown = ", ".join(fmt_addr(a) for a in clash.addresses())
+        raise PPLError(
+            f"the proposal {name} samples {shown}, which is observed. A proposal must only "
+            "propose latent choices; remove those addresses from the proposal or from the observations."
+        )
+
+
+__all__ = ["ess", "log_mean_exp", "take", "selection_of", "check_weights", "as_choices", "as_key"]

@@ -1,0 +1,171 @@
+"""The MCMC driver: several chains under ``vmap``, warm-up, and diagnostics.
+
+Chains start from ``model.generate(key, observations, args)`` (or given
+traces), run ``n_warmup`` adaptation steps and ``n_samples`` kept steps inside
+one ``lax.scan`` each, and record ``collect(trace)`` (by default the latent
+choices) at every kept step. Diagnostics use numpyro's split R-hat and
+effective sample size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import as_args
+from ppl.choices import ChoiceMap
+from ppl.inference._util import as_choices, as_key, selection_of
+
+
+class MCMCResult(eqx.Module):
+    """``samples``: a pytree (by default a :class:`ChoiceMap` of the latent
+    choices) whose leaves have leading axes ``(chains, draws)``; ``accept_prob``:
+    ``(chains, draws)``; ``final``: the last state of each chain."""
+
+    samples: Any
+    accept_prob: jax.Array
+    final: Any
+
+    def _flat(self):
+        if isinstance(self.samples, ChoiceMap):
+            return {fmt_addr(a): np.asarray(self.samples[a]) for a in self.samples.addresses()}
+        leaves = jax.tree_util.tree_leaves_with_path(self.samples)
+        return {jax.tree_util.keystr(p) or "value": np.asarray(x) for p, x in leaves}
+
+    @property
+    def acceptance_rate(self):
+        """Mean acceptance probability per chain."""
+        return np.asarray(self.accept_prob).mean(axis=1)
+
+    def ess(self) -> dict:
+        """Effective sample size per address (numpyro's estimator, all chains)."""
+        return {k: effective_sample_size(_float(v)) for k, v in self._flat().items()}
+
+    def rhat(self) -> dict:
+        """Split Gelman-Rubin R-hat per address (needs at least 2 draws per chain)."""
+        return {k: split_gelman_rubin(_float(v)) for k, v in self._flat().items()}
+
+    def summary(self) -> dict:
+        """Per address: mean, sd, MCSE of the mean (sd / sqrt(ESS)), ESS and R-hat."""
+        out = {}
+        for k, v in self._flat().items():
+            v = _float(v)
+            ess = effective_sample_size(v)
+            sd = v.std(axis=(0, 1))
+            out[k] = dict(mean=v.mean(axis=(0, 1)), sd=sd, mcse=sd / np.sqrt(ess), ess=ess, rhat=split_gelman_rubin(v))
+        return out
+
+    def print_summary(self, file=None) -> None:
+        rows = []
+        for k, s in self.summary().items():
+            for j in np.ndindex(np.shape(s["mean"])):
+                name = k + (str(list(j)) if j else "")
+                rows.append((name, *(float(np.asarray(s[c])[j]) for c in ("mean", "sd", "mcse", "ess", "rhat"))))
+        width = max([len(r[0]) for r in rows] + [8])
+        print(f"{'':{width}} {'mean':>10} {'sd':>10} {'mcse':>10} {'ess':>9} {'r_hat':>7}", file=file)
+        for name, m, sd, se, e, r in rows:
+            print(f"{name:{width}} {m:10.4f} {sd:10.4f} {se:10.4f} {e:9.1f} {r:7.3f}", file=file)
+        print(f"acceptance rate per chain: {np.round(self.acceptance_rate, 3).tolist()}", file=file)
+
+    def to_arviz(self):
+        """An ``arviz.InferenceData`` (requires arviz, an optional dependency)."""
+        try:
+            import arviz
+        except ImportError as e:
+            raise ImportError("to_arviz needs arviz: pip install arviz") from e
+        posterior = {k.replace("'", ""): _float(v) for k, v in self._flat().items()}
+        stats = {"acceptance_rate": np.asarray(self.accept_prob)}
+        return arviz.from_dict(posterior=posterior, sample_stats=stats)
+
+
+def _float(v):
+    return np.asarray(v, dtype=np.float64)
+
+
+def _latent(observations):
+    obs_sel = selection_of(observations)
+    return lambda trace: trace.choices.without(obs_sel)
+
+
+_CACHE: dict = {}
+
+
+def _compiled(kernel, n_samples, n_warmup, thin, collect, observed):
+    key = (kernel, n_samples, n_warmup, thin, collect, tuple(observed.addresses()))
+    fn = _CACHE.get(key)
+    if fn is not None:
+        return fn
+
+    def chain(key, trace):
+        k_init, k_warm, k_run = jax.random.split(key, 3)
+        state = kernel.init(trace, n_warmup, selection_of(observed))
+
+        def warm(state, k):
+            return kernel.step(k, state), None
+
+        state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, n_warmup))
+
+        def keep(state, k):
+            def inner(state, k):
+                return kernel.step(k, state), None
+
+            state, _ = jax.lax.scan(inner, state, jax.random.split(k, thin)) if thin > 1 else (kernel.step(k, state), None)
+            return state, (collect(state.trace), state.accept_prob)
+
+        state, (samples, accept) = jax.lax.scan(keep, state, jax.random.split(k_run, n_samples))
+        return state, samples, accept
+
+    fn = jax.jit(jax.vmap(chain))
+    _CACHE[key] = fn
+    return fn
+
+
+def init_traces(key, model, observations, args, n_chains):
+    """One trace per chain from ``model.generate`` (the prior on latent choices)."""
+    traces, w = jax.vmap(lambda k: model.generate(k, observations, args))(jax.random.split(key, n_chains))
+    scores = np.asarray(traces.score)
+    if not np.all(np.isfinite(scores)):
+        raise PPLError(
+            f"{int((~np.isfinite(scores)).sum())} of {n_chains} initial traces of {model.name} have a "
+            "non-finite log density (zero probability or NaN). Check that the observations are in "
+            "the support of their distributions, or pass init_traces= with valid traces."
+        )
+    return traces
+
+
+def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=500, n_chains=4,
+        thin=1, collect: Callable | None = None, traces=None) -> MCMCResult:
+    """Run ``n_chains`` chains of ``kernel`` on ``model`` given ``observations``.
+
+    ``collect(trace)`` picks what to record at each kept step (default: the
+    choice map of the latent choices). ``traces`` (batched along chains)
+    overrides the prior initialisation.
+    """
+    key, observations = as_key(key), as_choices(observations)
+    args = as_args(args, model.name)
+    k_init, k_run = jax.random.split(key)
+    if traces is None:
+        traces = init_traces(k_init, model, observations, args, n_chains)
+    n_chains = jax.tree.leaves(traces)[0].shape[0]
+    collect = _latent_cached(observations) if collect is None else collect
+    fn = _compiled(kernel, n_samples, n_warmup, thin, collect, observations)
+    final, samples, accept = fn(jax.random.split(k_run, n_chains), traces)
+    return MCMCResult(samples, accept, final)
+
+
+_LATENT: dict = {}
+
+
+def _latent_cached(observations):
+    # One collect function per set of observed addresses, so that repeated runs
+    # with the same observations reuse the compiled chain.
+    key = tuple(observations.addresses())
+    if key not in _LATENT:
+        _LATENT[key] = _latent(observations)
+    return _LATENT[key]

@@ -1,0 +1,108 @@
+"""Exact inference by enumeration, for models whose latent choices are all
+finite discrete (flip, categorical, binomial, ...): the joint density of every
+combination of latent values, summed exactly. Used as ground truth in tests.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import as_args
+from ppl.choices import ChoiceMap
+from ppl.inference._sites import site_items, sites
+from ppl.inference._util import as_choices, selection_of
+
+
+class Enumeration(eqx.Module):
+    """Every latent combination (``choices``, stacked along a leading axis) with
+    its log joint density ``log_joint``."""
+
+    choices: ChoiceMap
+    log_joint: jax.Array
+
+    @property
+    def log_marginal_likelihood(self):
+        """``log p(observations)``, exactly."""
+        return jax.scipy.special.logsumexp(self.log_joint)
+
+    @property
+    def log_probs(self):
+        """Posterior log probability of each combination."""
+        return self.log_joint - self.log_marginal_likelihood
+
+    @property
+    def probs(self):
+        return jnp.exp(self.log_probs)
+
+    def expectation(self, f):
+        """``E[f(choices)]`` under the posterior, exactly."""
+        vals = jax.vmap(f)(self.choices)
+        p = self.probs.reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
+        return jnp.sum(jnp.where(p > 0, p * vals, 0.0), axis=0)
+
+    def marginal(self, addr, values):
+        """Posterior probability that each element of the choice at ``addr`` takes
+        each of ``values``: an array of shape ``value_shape + (len(values),)``."""
+        x = self.choices[addr]
+        hits = x[..., None] == jnp.asarray(values)
+        p = self.probs.reshape((-1,) + (1,) * (hits.ndim - 1))
+        return jnp.sum(p * hits, axis=0)
+
+
+def _support_values(addr, site):
+    d = site.dist
+    if not getattr(d, "has_enumerate_support", False):
+        raise PPLError(
+            f"enumeration needs finite discrete latent choices, but {fmt_addr(addr)} is drawn from "
+            f"{site.name}, whose support cannot be enumerated. Observe it, or use importance "
+            "sampling, SMC or MCMC instead."
+        )
+    vals = np.asarray(d.enumerate_support(expand=False))
+    k = vals.shape[0]
+    flat = vals.reshape(k, -1)
+    if not np.all(flat == flat[:, :1]):
+        raise PPLError(
+            f"enumeration: the elements of {fmt_addr(addr)} have different supports; enumerate them "
+            "as separate choices."
+        )
+    return flat[:, 0].astype(np.asarray(site.value).dtype)
+
+
+def enumerate_posterior(model, observations, args, max_combinations=2**20) -> Enumeration:
+    """The exact posterior over the latent choices of ``model`` given
+    ``observations``, by evaluating ``assess`` on every combination."""
+    observations = as_choices(observations)
+    args = as_args(args, model.name)
+    trace, _ = model.generate(jax.random.key(0), observations, args)
+    latent = sites(trace).without(selection_of(observations))
+    items = site_items(latent)
+    if not items:
+        raise PPLError(f"enumeration: {model.name} has no latent choices given these observations.")
+    supports, sizes, total = [], [], 1
+    for addr, site in items:
+        vals = _support_values(addr, site)
+        n_elem = int(np.prod(np.shape(site.value)))
+        supports.append(vals)
+        sizes.append(n_elem)
+        total *= len(vals) ** n_elem
+        if total > max_combinations:
+            shown = ", ".join(f"{fmt_addr(a)} ({len(_support_values(a, s))}^{int(np.prod(np.shape(s.value)))})" for a, s in items)
+            raise PPLError(
+                f"enumeration: the latent choices of {model.name} have more than {max_combinations} "
+                f"joint combinations ({shown}). Raise max_combinations, or use SMC or MCMC."
+            )
+    # Mixed-radix digits: combination index -> one support index per element.
+    radices = [len(v) for v, n in zip(supports, sizes) for _ in range(n)]
+    digits = np.stack(np.unravel_index(np.arange(total), radices), axis=1) if radices else np.zeros((1, 0), int)
+    values, col = [], 0
+    for (addr, site), vals, n in zip(items, supports, sizes):
+        idx = digits[:, col:col + n].reshape((total,) + np.shape(site.value))
+        values.append((addr, jnp.asarray(vals[idx])))
+        col += n
+    combos = ChoiceMap.d(dict(values))
+    log_joint = jax.jit(jax.vmap(lambda c: model.assess(c | observations, args)[0]))(combos)
+    return Enumeration(combos, log_joint)

@@ -1,0 +1,101 @@
+"""Importance sampling and sampling/importance resampling (SIR).
+
+With the prior as proposal, each particle is ``model.generate(key, obs, args)``.
+With a custom proposal ``q``, the proposal's choices are merged into the
+constraints and the weight is ``generate``'s weight minus ``q``'s score, so ``q``
+may propose some latent choices and leave the rest to the prior.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ppl._gfi import GenerativeFunction, Trace, as_args
+from ppl.inference import resampling
+from ppl.inference._util import (
+    as_choices,
+    as_key,
+    check_proposal_disjoint,
+    check_weights,
+    ess,
+    log_mean_exp,
+    take,
+)
+
+
+class ImportanceResult(eqx.Module):
+    """Weighted particles: ``traces`` (batched along a leading axis of size n) and
+    their unnormalised ``log_weights``."""
+
+    traces: Trace
+    log_weights: jax.Array
+
+    @property
+    def log_marginal_likelihood(self):
+        """``log (1/n) sum_i w_i``: its exponential is unbiased for p(observations)."""
+        return log_mean_exp(self.log_weights)
+
+    @property
+    def normalized_weights(self):
+        return jax.nn.softmax(self.log_weights)
+
+    @property
+    def ess(self):
+        return ess(self.log_weights)
+
+    def expectation(self, f):
+        """Self-normalised estimate of E[f(trace)] under the posterior."""
+        vals = jax.vmap(f)(self.traces)
+        w = self.normalized_weights.reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
+        return jnp.sum(w * vals, axis=0)
+
+    def resample(self, key, n=None, scheme="multinomial"):
+        """Unweighted traces drawn in proportion to the weights."""
+        idx = resampling.get_scheme(scheme)(as_key(key), self.log_weights, n)
+        return take(self.traces, idx)
+
+
+def propose(key, model: GenerativeFunction, observations, args, proposal=None, proposal_args=()):
+    """One particle: ``(trace, log_weight)``."""
+    if proposal is None:
+        return model.generate(key, observations, args)
+    k1, k2 = jax.random.split(key)
+    q = proposal.simulate(k1, proposal_args)
+    check_proposal_disjoint(q.choices, observations, proposal.name)
+    tr, w = model.generate(k2, q.choices | observations, args)
+    return tr, w - q.score
+
+
+def importance(key, model, observations, args, proposal=None, proposal_args=(), n=1000, check=True):
+    """Importance sampling with ``n`` particles.
+
+    ``proposal`` is a generative function run with ``proposal_args`` whose
+    choices are latent addresses of ``model`` (default: the model's prior).
+    Returns an :class:`ImportanceResult` with the traces, log weights, the
+    log marginal-likelihood estimate and the effective sample size. Non-finite
+    weights raise an error when the result is concrete (pass ``check=False``
+    to get them back instead).
+    """
+    key, observations = as_key(key), as_choices(observations)
+    args = as_args(args, model.name)
+    proposal_args = as_args(proposal_args, "the proposal")
+    one = lambda k: propose(k, model, observations, args, proposal, proposal_args)
+    traces, log_w = jax.vmap(one)(jax.random.split(key, n))
+    if check:
+        check_weights(
+            log_w,
+            f"importance sampling on {model.name}",
+            "Check that the observations are in the support of their distributions and that "
+            "the proposal's support covers the posterior.",
+        )
+    return ImportanceResult(traces, log_w)
+
+
+def sir(key, model, observations, args, proposal=None, proposal_args=(), n=1000, m=1, scheme="multinomial"):
+    """Sampling/importance resampling: ``m`` traces (stacked) resampled from ``n``
+    weighted particles; approximately posterior samples for large ``n``."""
+    k1, k2 = jax.random.split(as_key(key))
+    result = importance(k1, model, observations, args, proposal, proposal_args, n)
+    return result.resample(k2, m, scheme)

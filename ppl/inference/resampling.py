@@ -1,0 +1,84 @@
+"""Resampling schemes: ancestor indices from log weights.
+
+Each scheme maps ``(key, log_weights, n)`` to ``n`` ancestor indices such that
+the expected number of copies of particle ``i`` is ``n * w_i`` (normalised
+weights), which is what keeps SMC's marginal-likelihood estimate unbiased.
+They differ only in variance: multinomial > residual, stratified > systematic.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _normalized(log_weights):
+    return jax.nn.softmax(log_weights)
+
+
+def _invert_cdf(weights, u):
+    # searchsorted on the cumulative sum; the clip guards the last bin against
+    # a cumulative sum that rounds to slightly below one.
+    cdf = jnp.cumsum(weights)
+    idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
+    return jnp.clip(idx, 0, weights.shape[0] - 1)
+
+
+def multinomial(key, log_weights, n=None):
+    """Independent draws from the weights."""
+    n = log_weights.shape[0] if n is None else n
+    return jax.random.categorical(key, log_weights, shape=(n,))
+
+
+def stratified(key, log_weights, n=None):
+    """One uniform draw in each of ``n`` equal strata of [0, 1)."""
+    n = log_weights.shape[0] if n is None else n
+    u = (jnp.arange(n) + jax.random.uniform(key, (n,))) / n
+    return _invert_cdf(_normalized(log_weights), u)
+
+
+def systematic(key, log_weights, n=None):
+    """One uniform offset shared by ``n`` evenly spaced points."""
+    n = log_weights.shape[0] if n is None else n
+    u = (jnp.arange(n) + jax.random.uniform(key, ())) / n
+    return _invert_cdf(_normalized(log_weights), u)
+
+
+def residual(key, log_weights, n=None):
+    """``floor(n w_i)`` deterministic copies, the remainder drawn multinomially
+    from the leftover weights."""
+    n = log_weights.shape[0] if n is None else n
+    w = _normalized(log_weights)
+    counts = jnp.floor(n * w).astype(jnp.int32)
+    n_fixed = jnp.sum(counts)
+    fixed = jnp.repeat(jnp.arange(w.shape[0]), counts, total_repeat_length=n)
+    leftover = n * w - counts
+    # When every copy is deterministic the leftover weights are all zero; any
+    # finite logits then do, since those draws are masked out below.
+    log_left = jnp.where(leftover > 0, jnp.log(jnp.where(leftover > 0, leftover, 1.0)), -jnp.inf)
+    log_left = jnp.where(n_fixed < n, log_left, 0.0)
+    drawn = jax.random.categorical(key, log_left, shape=(n,))
+    return jnp.where(jnp.arange(n) < n_fixed, fixed, drawn)
+
+
+SCHEMES = {
+    "multinomial": multinomial,
+    "stratified": stratified,
+    "systematic": systematic,
+    "residual": residual,
+}
+
+
+def get_scheme(scheme):
+    """A scheme by name, or a callable ``(key, log_weights, n) -> indices`` as is."""
+    if callable(scheme):
+        return scheme
+    try:
+        return SCHEMES[scheme]
+    except KeyError:
+        from ppl._errors import PPLError
+
+        raise PPLError(
+            f"unknown resampling scheme {scheme!r}; use one of {sorted(SCHEMES)} or pass "
+            "a function (key, log_weights, n) -> ancestor indices."
+        ) from None
