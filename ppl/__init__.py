@@ -28,7 +28,7 @@ from ppl.distributions import (
 )
 from ppl.combinators import cond, mix, repeat, scan, switch, vmap
 from ppl.gen import gen
-from ppl.expectation import E, Expectation, add_cost, adev, density, expectation, sim
+from ppl.expectations import E, Expectation, add_cost, adev, density, expectation, sim
 from ppl.transforms.strategies import (
     Strategy, enum, enum_sequential, implicit_reparam, mvd, reinforce, reparam,
 )
