@@ -417,3 +417,15 @@ def program_cache() -> Callable:
         return prog
 
     return get
+
+
+def depends_on(fn: Callable, args: list, which: list) -> bool:
+    """Whether an output of ``fn(*args)`` depends, by data flow, on ``args[i]`` for
+    ``i`` in ``which`` (decided by tracing, without running anything)."""
+    closed = jax.make_jaxpr(fn)(*args)
+    jaxpr = closed.jaxpr
+    live = {jaxpr.invars[i] for i in which}
+    for eqn in jaxpr.eqns:
+        if any(not isinstance(v, jex.Literal) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    return any(not isinstance(v, jex.Literal) and v in live for v in jaxpr.outvars)

@@ -49,18 +49,21 @@ def check_policy(strategies) -> dict:
 class Ctx:
     """Settings of one ADEV pass, alive only while it is traced."""
 
-    def __init__(self, policy: dict, loop=None, used=None):
+    def __init__(self, policy: dict, loop=None, used=None, wanted=None):
         self.policy, self.loop = policy, loop
+        # Shared by nested contexts, so that one check at the end covers all policies.
         self.used = set() if used is None else used
+        self.wanted = set(policy) if wanted is None else wanted
 
     def nested(self, policy: dict, path: tuple) -> "Ctx":
         """Inside a nested expectation: its own policy, overridden by the outer one."""
         merged = {path + a: s for a, s in policy.items()}
         merged.update(self.policy)
-        return Ctx(merged, self.loop, self.used)
+        self.wanted.update(merged)
+        return Ctx(merged, self.loop, self.used, self.wanted)
 
     def in_loop(self, addr) -> "Ctx":
-        return Ctx(self.policy, addr, self.used)
+        return Ctx(self.policy, addr, self.used, self.wanted)
 
     def lookup(self, addr):
         s = self.policy.get(addr)
@@ -69,7 +72,7 @@ class Ctx:
         return s
 
     def check_all_used(self):
-        unused = [a for a in self.policy if a not in self.used]
+        unused = sorted(a for a in self.wanted if a not in self.used)
         if unused:
             raise PPLError(
                 "strategies were given for " + ", ".join(fmt_addr(a) for a in unused) + ", but the "

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as nd
 
+from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import GenerativeFunction, Invocation
 from ppl.distributions import Distribution
@@ -169,6 +170,7 @@ class Reinforce(Strategy):
 
     def sample(self, site, state):
         x = site.dist_fn._to_value(site.dist_fn.dist(*site.args_p).sample(site.key))
+        _check_fixed_support(site)
         _, dlogp = site.jvp(lambda *args: site.dist_fn.log_density(x, args))
         if dlogp is None:
             return (x, None), state
@@ -178,6 +180,28 @@ class Reinforce(Strategy):
 
     def __repr__(self):
         return "reinforce" if self.baseline is None else f"reinforce(baseline={self.baseline!r})"
+
+
+def _check_fixed_support(site):
+    """The score-function identity needs a support that does not move with the
+    parameters (no boundary term); refuse e.g. uniform(theta, theta + 1)."""
+    live = [i for i, (_, t) in enumerate(site.duals) if t is not None]
+    support = site.dist_fn.dist(*site.args_p).support
+    if not live or not hasattr(support, "lower_bound") or getattr(support, "is_discrete", False):
+        return
+    tree, dist_fn = site.tree, site.dist_fn
+
+    def bounds(*flat):
+        s = dist_fn.dist(*jax.tree.unflatten(tree, flat)).support
+        return jnp.asarray(s.lower_bound), jnp.asarray(s.upper_bound)
+
+    if _jax.depends_on(bounds, [p for p, _ in site.duals], live):
+        raise PPLError(
+            f"strategy reinforce cannot be used for the random choice {fmt_addr(site.addr)} "
+            f"({dist_fn.name}): its support moves with the parameters being differentiated, so the "
+            "score function misses the boundary term and the gradient would be biased. Use reparam "
+            "for this choice instead."
+        )
 
 
 # ---------------------------------------------------------------------------
