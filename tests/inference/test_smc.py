@@ -1,0 +1,147 @@
+"""SMC against exact marginal likelihoods: Kalman filter, forward algorithm,
+conjugate data annealing; and its errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as nd
+import pytest
+
+import ppl
+from ppl.inference import mcmc, smc
+
+from _models import (
+    A, MU0, NN_DATA, Q, R, S0, SY, forward_log_marginal, hmm, hmm_args, hmm_data, kalman_log_marginal,
+    lgssm, lgssm_data, normal_normal_log_marginal,
+)
+
+
+def _unbiased(est, exact, k=5.0):
+    r = np.exp(np.asarray(est, np.float64) - exact)
+    assert abs(r.mean() - 1) < k * r.std(ddof=1) / np.sqrt(len(r)) + 1e-3, (r.mean(), r.std())
+
+
+def _filter_estimates(model, args, obs, n, reps, seed, **kw):
+    def one(k):
+        p, _ = smc.particle_filter(k, model, args, obs, n, return_traces=False, check=False, **kw)
+        return p.log_marginal_likelihood
+
+    return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(seed), reps)), np.float64)
+
+
+T = 15
+YS = lgssm_data(T)
+OBS = ppl.ChoiceMap.d({"y": YS})
+EXACT = kalman_log_marginal(YS)
+
+
+def test_particle_filter_unbiased_and_consistent_against_kalman():
+    small = _filter_estimates(lgssm(T), (0.0, None), OBS, 30, 200, 0)
+    large = _filter_estimates(lgssm(T), (0.0, None), OBS, 1000, 30, 1)
+    _unbiased(small, EXACT)
+    _unbiased(large, EXACT)
+    assert np.mean((large - EXACT) ** 2) < 0.25 * np.mean((small - EXACT) ** 2)
+
+
+@ppl.gen
+def optimal_proposal(z_prev, _x, obs):
+    # The locally optimal proposal p(z_t | z_{t-1}, y_t) of the linear-Gaussian model.
+    var = 1 / (1 / Q**2 + 1 / R**2)
+    return ppl.normal(var * (A * z_prev / Q**2 + obs["y"] / R**2), jnp.sqrt(var)) @ "z"
+
+
+def test_custom_proposal_is_unbiased_and_better():
+    est = _filter_estimates(lgssm(T), (0.0, None), OBS, 30, 100, 2, proposal=optimal_proposal)
+    prior = _filter_estimates(lgssm(T), (0.0, None), OBS, 30, 100, 2)
+    _unbiased(est, EXACT)
+    assert est.var() < 0.5 * prior.var()
+
+
+def test_particle_filter_traces_follow_ancestry():
+    p, info = smc.particle_filter(jax.random.key(3), lgssm(T), (0.0, None), OBS, 64)
+    assert p.traces.choices["z"].shape == (64, T)
+    np.testing.assert_allclose(p.traces.choices["y"], np.broadcast_to(YS, (64, T)))
+    assert info.ess.shape == (T,) and info.resampled.dtype == bool and bool(info.resampled.any())
+    # Full-trace scores equal the model's density of each lineage's choices.
+    logp = jax.vmap(lambda c: lgssm(T).assess(c, (0.0, None))[0])(p.traces.choices)
+    np.testing.assert_allclose(p.traces.score, logp, rtol=1e-5)
+    assert abs(float(info.log_marginal_likelihood[-1]) - float(p.log_marginal_likelihood)) < 1e-4
+
+
+def test_discrete_hmm_against_forward_algorithm():
+    TH = 12
+    ys = hmm_data(TH)
+    exact = forward_log_marginal(ys)
+    est = _filter_estimates(hmm(TH), hmm_args(TH), ppl.ChoiceMap.d({"y": ys}), 100, 100, 4)
+    _unbiased(est, exact)
+    assert abs(np.mean(est) - exact) < 0.5
+
+
+masked_normal = ppl.distribution(lambda loc, scale, mask: nd.Normal(loc, scale).mask(mask), "masked_normal")
+
+
+@ppl.gen
+def annealed(mask):
+    mu = ppl.normal(MU0, S0) @ "mu"
+    return masked_normal(mu + jnp.zeros(mask.shape), SY, mask) @ "y"
+
+
+@pytest.mark.parametrize("kernel", [mcmc.mh(ppl.select("mu")), mcmc.mala(ppl.select("mu"), step_size=0.3)], ids=["mh", "mala"])
+def test_driver_data_annealing_with_rejuvenation(kernel):
+    n_data = NN_DATA.shape[0]
+    masks = jnp.arange(n_data)[None, :] < jnp.arange(1, n_data + 1)[:, None]  # step s sees s data points
+    obs = ppl.ChoiceMap.d({"y": NN_DATA})
+
+    def one(k):
+        k1, k2 = jax.random.split(k)
+        p = smc.init(k1, annealed, obs, (jnp.zeros(n_data, bool),), 40)
+        p, info = smc.run(k2, p, (masks,), rejuvenation=kernel, rejuvenation_steps=2, check=False)
+        return info.log_marginal_likelihood, info.ess
+
+    lml, ess = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(5), 100))
+    assert lml.shape == (100, n_data)
+    for s in (1, n_data):
+        _unbiased(lml[:, s - 1], normal_normal_log_marginal(NN_DATA[:s]))
+
+
+def _unrolled(t):
+    @ppl.gen
+    def model():
+        z = 0.0
+        for i in range(t):
+            z = ppl.normal(A * z, Q) @ f"z{i}"
+            ppl.normal(z, R) @ f"y{i}"
+        return z
+
+    return model
+
+
+def test_extend_to_a_growing_model_against_kalman():
+    TT = 4
+    models = [_unrolled(t + 1) for t in range(TT)]
+
+    def one(k):
+        keys = jax.random.split(k, 2 * TT)
+        p = smc.init(keys[0], models[0], {"y0": YS[0]}, (), 30)
+        for t in range(1, TT):
+            p = smc.resample(keys[2 * t], p, "multinomial")
+            p = smc.extend(keys[2 * t + 1], p, (), {f"y{t}": YS[t]}, model=models[t])
+        return p.log_marginal_likelihood
+
+    est = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(6), 200))
+    _unbiased(est, kalman_log_marginal(YS[:TT]))
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ppl.PPLError, match="ppl.scan"):
+        smc.particle_filter(jax.random.key(0), annealed, (jnp.zeros(5, bool),), {}, 10)
+    with pytest.raises(ppl.PPLError, match="leading axis of length 15"):
+        smc.particle_filter(jax.random.key(0), lgssm(T), (0.0, None), {"y": YS[:5]}, 10)
+    with pytest.raises(ppl.PPLError, match="no random choice at 'w'"):
+        smc.particle_filter(jax.random.key(0), lgssm(T), (0.0, None), {"w": YS}, 10)
+    p = smc.init(jax.random.key(0), annealed, {"y": NN_DATA}, (jnp.zeros(5, bool),), 10)
+    with pytest.raises(ppl.PPLError, match="no random choice at 'z'"):
+        smc.extend(jax.random.key(1), p, (jnp.ones(5, bool),), {"z": 1.0})
+    bad = smc.reweight(p, jnp.full((10,), jnp.nan))
+    with pytest.raises(ppl.PPLError, match="NaN"):
+        bad.check()
