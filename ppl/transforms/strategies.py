@@ -193,7 +193,7 @@ def _check_fixed_support(site):
 
     def bounds(*flat):
         s = dist_fn.dist(*jax.tree.unflatten(tree, flat)).support
-        return jnp.asarray(s.lower_bound), jnp.asarray(s.upper_bound)
+        return [jnp.asarray(getattr(s, b)) for b in ("lower_bound", "upper_bound") if hasattr(s, b)]
 
     if _jax.depends_on(bounds, [p for p, _ in site.duals], live):
         raise PPLError(
