@@ -31,6 +31,10 @@ class Trace(eqx.Module):
     def get_choices(self) -> ChoiceMap:
         return self.choices
 
+    @abc.abstractmethod
+    def project(self, selection: Selection):
+        """The sum of the log densities of the selected random choices."""
+
     def __getitem__(self, addr):
         return self.choices[addr]
 

@@ -36,6 +36,9 @@ class DistributionTrace(Trace):
     def choices(self) -> ChoiceMap:
         return ChoiceMap.value(self.value)
 
+    def project(self, selection):
+        return self.score if selection.is_all() else jnp.zeros_like(self.score)
+
 
 class Distribution(GenerativeFunction):
     """A primitive generative function made from a numpyro distribution factory.

@@ -35,6 +35,9 @@ class StaticTrace(Trace):
     def choices(self) -> ChoiceMap:
         return ChoiceMap({addr: tr.choices for addr, tr in self.subtraces.items()})
 
+    def project(self, selection):
+        return total(tr.project(selection.child(a)) for a, tr in self.subtraces.items())
+
 
 class StaticGenerativeFunction(GenerativeFunction):
     """A Python function of random choices; build with :func:`gen`."""

@@ -34,6 +34,9 @@ class ScanTrace(Trace):
     def choices(self) -> ChoiceMap:
         return self.inner.choices
 
+    def project(self, selection):
+        return jnp.sum(jax.vmap(lambda tr: tr.project(selection))(self.inner))
+
 
 class Scan(GenerativeFunction):
     def __init__(self, step: GenerativeFunction, length: int | None = None):

@@ -40,6 +40,10 @@ class SwitchTrace(Trace):
             return maps[int(self.index)]
         return _merge_by_index(self.index, maps)
 
+    def project(self, selection):
+        # Slots of branches not taken hold zero scores, so they add nothing.
+        return sum(tr.project(selection) for tr in self.branches)
+
 
 def _merge_by_index(index, maps):
     merged = ChoiceMap()

@@ -32,6 +32,9 @@ class VmapTrace(Trace):
     def choices(self) -> ChoiceMap:
         return self.inner.choices
 
+    def project(self, selection):
+        return jnp.sum(jax.vmap(lambda tr: tr.project(selection))(self.inner))
+
 
 class Vmap(GenerativeFunction):
     """``gen_fn`` mapped over axis 0 of the arguments marked in ``in_axes``.
