@@ -24,7 +24,8 @@ import jax.numpy as jnp
 
 from ppl import _jax
 from ppl._errors import PPLError
-from ppl._gfi import GenerativeFunction, Invocation, as_args, as_key
+from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
+from ppl.choices import ChoiceMap
 from ppl.gen import StaticGenerativeFunction
 from ppl.transforms import _dual
 from ppl.transforms import adev as _adev
@@ -186,12 +187,29 @@ def E(f, n: int, loo: bool = False) -> Expectation:
 # ---------------------------------------------------------------------------
 
 
+class _CostTrace(Trace):
+    args: tuple
+
+    retval = None
+    score = property(lambda self: jnp.zeros((), jnp.result_type(float)))
+    choices = property(lambda self: ChoiceMap.empty())
+
+    def project(self, selection):
+        return self.score
+
+
 class _Cost(_AdevOnly):
     name = "ppl.add_cost"
     addressless = True  # may be called any number of times
 
     def _shape_fn(self, args):
         return None
+
+    def simulate(self, key, args):
+        # Shapes of generative functions are found by simulating them, so a cost
+        # inside an @gen function called from an expectation must simulate; a cost
+        # is no part of a model's density, so simulation ignores it.
+        return _CostTrace(args)
 
     def _adev_rule(self, ctx, site, key, ins, state, k, addr):
         ((c, dc),) = ins
@@ -206,7 +224,10 @@ _COST = _Cost()
 
 
 def add_cost(x) -> None:
-    """Add ``x`` (a differentiable real) to the value of the enclosing expectation."""
+    """Add ``x`` (a differentiable real) to the value of the enclosing expectation.
+
+    Also allowed inside an ``@gen`` function called from an expectation; when
+    such a function is simulated on its own the cost is ignored."""
     _jax.bind_sample(_COST, (jnp.asarray(x, jnp.result_type(float)),), "add_cost")
 
 
@@ -248,13 +269,25 @@ class Sim(_AdevOnly):
 
 
 def sim(q: GenerativeFunction) -> Sim:
-    """Sampling ``q`` inside an expectation: ``choices, logq = sim(q)(*args) @ "q"``."""
-    return Sim(q)
+    """Sampling ``q`` inside an expectation: ``choices, logq = sim(q)(*args) @ "q"``.
+
+    For a generative function with an estimated density (``ppl.marginal``),
+    ``logq`` is an estimate whose expectation is at least the true log density,
+    so objectives that subtract it stay lower bounds."""
+    own = getattr(q, "_adev_sim", None)
+    return own() if own is not None else Sim(q)
 
 
 def density(p: GenerativeFunction) -> Callable:
     """``density(p)(choices, *args)``: ``log p(choices)``, deterministic and
-    differentiable in the choices and the arguments."""
+    differentiable in the choices and the arguments.
+
+    For a generative function with an estimated density (``ppl.marginal``), an
+    estimate whose expectation is at most the true log density (use it inside
+    an expectation)."""
+    own = getattr(p, "_adev_density", None)
+    if own is not None:
+        return own()
 
     def log_density(choices, *args):
         return p.assess(choices, args)[0]
