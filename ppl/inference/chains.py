@@ -103,22 +103,25 @@ def _compiled(kernel, n_samples, n_warmup, thin, collect, observed):
         return fn
 
     def chain(key, trace):
-        k_init, k_warm, k_run = jax.random.split(key, 3)
+        # One scan over warm-up and kept steps (one compiled copy of the kernel):
+        # every step writes its record at the slot of the kept sample it belongs
+        # to, so warm-up writes land in slot 0 and are overwritten by later steps.
         state = kernel.init(trace, n_warmup, selection_of(observed))
+        record = (collect(state.trace), state.accept_prob)
+        buffers = jax.tree.map(lambda x: jnp.zeros((n_samples,) + jnp.shape(x), jnp.result_type(x)), record)
 
-        def warm(state, k):
-            return kernel.step(k, state), None
+        def body(carry, inp):
+            state, buffers = carry
+            i, k = inp
+            state = kernel.step(k, state)
+            slot = jnp.clip((i - n_warmup) // thin, 0, n_samples - 1)
+            rec = (collect(state.trace), state.accept_prob)
+            buffers = jax.tree.map(lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0), buffers, rec)
+            return (state, buffers), None
 
-        state, _ = jax.lax.scan(warm, state, jax.random.split(k_warm, n_warmup))
-
-        def keep(state, k):
-            def inner(state, k):
-                return kernel.step(k, state), None
-
-            state, _ = jax.lax.scan(inner, state, jax.random.split(k, thin)) if thin > 1 else (kernel.step(k, state), None)
-            return state, (collect(state.trace), state.accept_prob)
-
-        state, (samples, accept) = jax.lax.scan(keep, state, jax.random.split(k_run, n_samples))
+        total = n_warmup + n_samples * thin
+        steps = (jnp.arange(total), jax.random.split(key, total))
+        (state, (samples, accept)), _ = jax.lax.scan(body, (state, buffers), steps)
         return state, samples, accept
 
     fn = jax.jit(jax.vmap(chain))
@@ -126,9 +129,14 @@ def _compiled(kernel, n_samples, n_warmup, thin, collect, observed):
     return fn
 
 
+_INIT: dict = {}
+
+
 def init_traces(key, model, observations, args, n_chains):
     """One trace per chain from ``model.generate`` (the prior on latent choices)."""
-    traces, w = jax.vmap(lambda k: model.generate(k, observations, args))(jax.random.split(key, n_chains))
+    if model not in _INIT:
+        _INIT[model] = jax.jit(jax.vmap(lambda k, o, a: model.generate(k, o, a), in_axes=(0, None, None)))
+    traces, w = _INIT[model](jax.random.split(key, n_chains), as_choices(observations), args)
     scores = np.asarray(traces.score)
     if not np.all(np.isfinite(scores)):
         raise PPLError(
