@@ -28,6 +28,7 @@ from ppl.distributions import (
 )
 from ppl.combinators import cond, mix, repeat, scan, switch, vmap
 from ppl.gen import gen
+from ppl.marginals import marginal
 from ppl.expectations import E, Expectation, add_cost, adev, density, expectation, sim
 from ppl.transforms.strategies import (
     Strategy, enum, enum_sequential, implicit_reparam, mvd, reinforce, reparam,
@@ -46,3 +47,4 @@ __all__ += [
     "E", "Expectation", "Strategy", "add_cost", "adev", "density", "enum", "enum_sequential",
     "expectation", "implicit_reparam", "mvd", "reinforce", "reparam", "sim",
 ]
+__all__ += ["marginal"]
