@@ -81,14 +81,22 @@ def fit(
 
     def step(carry, inputs):
         k, active = inputs
-        p, opt_state = carry
+        p, opt_state, last_good, failed = carry
         value, grads = jax.value_and_grad(loss)(p, k)
         finite = jnp.isfinite(value) & _all_finite(grads)
         updates, new_opt_state = optimizer.update(grads, opt_state, p)
         new_p = optax.apply_updates(p, updates)
-        # A non-finite step (or a padding step of the last chunk) leaves the state as it was.
-        keep = lambda new, old: jnp.where(finite & active, new, old)
-        carry = (jax.tree.map(keep, new_p, p), jax.tree.map(keep, new_opt_state, opt_state))
+        # After the first non-finite step (and on the padding of the last chunk)
+        # the state stays as it was, and last_good keeps the parameters at which
+        # the objective was last finite, for the error to hand back.
+        go = finite & active & ~failed
+        keep = lambda new, old: jnp.where(go, new, old)
+        carry = (
+            jax.tree.map(keep, new_p, p),
+            jax.tree.map(keep, new_opt_state, opt_state),
+            jax.tree.map(keep, p, last_good),
+            failed | (active & ~finite),
+        )
         return carry, (-value, finite)
 
     chunk = chunk or max(1, min(steps, max(steps // 100, 10)))
@@ -97,7 +105,7 @@ def fit(
     def run_chunk(carry, keys, active):
         return jax.lax.scan(step, carry, (keys, active))
 
-    carry = (params, optimizer.init(params))
+    carry = (params, optimizer.init(params), params, jnp.array(False))
     history = []
     bar = _progress_bar(steps, progress)
     done = 0
@@ -112,7 +120,7 @@ def fit(
                 bad = int(np.argmin(finite))
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
-                err.model_args, err.guide_args = eqx.combine(carry[0], static)
+                err.model_args, err.guide_args = eqx.combine(carry[2], static)
                 raise err
             history.extend(values.tolist())
             done += n

@@ -1,0 +1,85 @@
+"""fit and gradient_variance."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ppl
+from ppl import gen, normal
+from ppl.inference import vi
+
+
+@gen
+def model():
+    z = normal(0.0, 1.0) @ "z"
+    return normal(z, 1.0) @ "x"
+
+
+@gen
+def guide(mu, log_s):
+    return normal(mu, jnp.exp(log_s)) @ "z"
+
+
+OBS = ppl.ChoiceMap.d({"x": 1.0})
+
+
+def test_fit_reaches_the_exact_posterior():
+    res = vi.fit(vi.elbo(model, guide, OBS), jax.random.key(0), (), (jnp.array(-1.0), jnp.array(0.5)),
+                 optimizer=optax.adam(0.05), steps=600, num_samples=16, progress=False)
+    mu, log_s = res.guide_args
+    assert abs(float(mu) - 0.5) < 0.05
+    assert abs(float(jnp.exp(2 * log_s)) - 0.5) < 0.05
+    assert res.history.shape == (600,)
+    assert res.history[-50:].mean() > res.history[:50].mean()
+
+
+class Guide(eqx.Module):
+    mu: jax.Array
+    log_s: jax.Array
+    label: str = eqx.field(static=True, default="guide")
+
+
+@gen
+def module_guide(params):
+    return normal(params.mu, jnp.exp(params.log_s)) @ "z"
+
+
+def test_fit_takes_equinox_modules_and_leaves_non_float_leaves_alone():
+    steps = jnp.array(3)  # an integer leaf: not trainable
+    res = vi.fit(vi.elbo(model, module_guide, OBS), jax.random.key(1), (), (Guide(jnp.array(0.0), jnp.array(0.0)),),
+                 optimizer=optax.adam(0.05), steps=300, num_samples=8, progress=False)
+    assert isinstance(res.guide_args[0], Guide)
+    assert abs(float(res.guide_args[0].mu) - 0.5) < 0.1
+    assert int(steps) == 3
+
+
+def test_fit_stops_on_a_non_finite_loss_and_keeps_the_last_good_parameters():
+    def pushes_up(key, model_args, guide_args):
+        (a,) = guide_args
+        return 3.0 * a + jnp.log(2.0 - a)  # the first step (lr 1) jumps past 2: log of a negative
+
+    with pytest.raises(vi.NonFiniteLoss, match="step 1") as err:
+        vi.fit(pushes_up, jax.random.key(0), (), (jnp.array(0.0),), optimizer=optax.sgd(1.0), steps=20, progress=False)
+    assert float(err.value.guide_args[0]) < 2.0
+    assert len(err.value.history) == 1
+
+
+def test_fit_errors_without_trainable_parameters():
+    with pytest.raises(ppl.PPLError, match="no trainable parameters"):
+        vi.fit(vi.elbo(model, guide, OBS), jax.random.key(0), (), (0, 1), steps=2, progress=False)
+
+
+def test_gradient_variance_ranks_estimators():
+    args = ((), (jnp.array(0.3), jnp.array(-0.2)))
+    stats = {
+        name: vi.gradient_variance(vi.elbo(model, guide, OBS, strategies=s), jax.random.key(0), *args, n=4000)
+        for name, s in [("reparam", None), ("reinforce", {"z": ppl.reinforce}), ("mvd", {"z": ppl.mvd})]
+    }
+    var = {k: float(v.variance[1][0]) for k, v in stats.items()}
+    assert var["reparam"] < var["reinforce"]
+    assert var["mvd"] < var["reinforce"]
+    for v in stats.values():  # all unbiased for d/dmu = 0.4
+        assert abs(float(v.mean[1][0]) - 0.4) < 5 * float(v.standard_error()[1][0])
