@@ -21,7 +21,7 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 	touch $@ $(STAMP_BASE)
 
 demo: $(STAMP_BASE)
-	$(PY) examples/demo.py
+	$(PY) examples/cone.py
 
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -4,7 +4,7 @@ Self-normalised importance sampling with the prior as proposal, written with
 the generative-function interface (``generate`` under ``jax.vmap``), checked
 against the exact conjugate posterior.
 
-    python examples/demo.py [--particles 200000] [--out out/]
+    python examples/regression_is.py [--particles 200000] [--out out/]
 """
 
 from __future__ import annotations
