@@ -337,12 +337,43 @@ def test_switch_constraint_in_the_untaken_branch_is_reported():
         branching.generate(KEY, {("s", "v"): 1.0}, (0,))
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="switch clips an out-of-range index when it "
-                   "runs (like lax.switch), but SwitchTrace.choices indexes the branch list with the "
-                   "unclipped index and raises IndexError")
-def test_switch_out_of_range_index_is_consistent():
+def test_switch_out_of_range_index_is_clipped_consistently():
+    """Like lax.switch, an out-of-range index runs the last (or first) branch; the
+    choice map follows the branch that ran (it used to raise IndexError)."""
     tr = branching.simulate(KEY, (5,))
     assert sorted(tr.choices.addresses()) == [("s", "v"), ("s", "w")]
+    assert_close(tr.score, branching.simulate(KEY, (1,)).score)
+    tr = branching.simulate(KEY, (-3,))
+    assert sorted(tr.choices.addresses()) == [("s", "u")]
+
+
+@gen
+def _inner_branch(m):
+    return ppl.switch(small, big)(jnp.asarray(m > 0, jnp.int32), m) @ "in"
+
+
+@gen
+def _nested_switch(i, m):
+    return ppl.switch(_inner_branch, small)(i, m) @ "s"
+
+
+def test_switch_nested_in_a_branch_simulates():
+    """Used to fail with a TypeError (int() of a ShapeDtypeStruct) when an outer
+    switch listed the addresses of a branch holding a switch."""
+    tr = _nested_switch.simulate(KEY, (0, 0.5))
+    assert sorted(tr.choices.addresses()) == [("s", "in", "v"), ("s", "in", "w")]
+    tr = _nested_switch.simulate(KEY, (0, -0.5))
+    assert sorted(tr.choices.addresses()) == [("s", "in", "u")]
+    assert_close(tr.score, lp(nd.Normal(-0.5, 1.0), tr.choices["s", "in", "u"]))
+
+
+@pytest.mark.xfail(strict=True, raises=ppl.AddressError, reason="Switch._assess requires a choice for every "
+                   "address of every branch of a nested switch (the union from trace_shape), so assess of "
+                   "a switch (or mix) nested in a switch/mix branch reports a missing choice")
+def test_switch_nested_in_a_branch_assess():
+    tr = _nested_switch.simulate(KEY, (0, -0.5))
+    logp, _ = _nested_switch.assess(tr.choices, (0, -0.5))
+    assert_close(logp, tr.score)
 
 
 # ---------------------------------------------------------------------------
@@ -426,6 +457,43 @@ def test_mix_mh_over_the_component_targets_the_exact_posterior():
     freq = np.mean(np.asarray(comps) == 1)
     assert abs(freq - post[1]) < 5 * np.sqrt(post[1] * (1 - post[1]) / n), (freq, post)
     del sel
+
+
+@gen
+def _comp_a(m):
+    return normal(m, 1.0) @ "u"
+
+
+@gen
+def _comp_b(m):
+    return normal(m + 2.0, 0.5) @ "u"
+
+
+@gen
+def _mixture_obs():
+    return ppl.mix(_comp_a, _comp_b)(jnp.array([0.0, 0.5]), 0.0) @ "x"
+
+
+@pytest.mark.xfail(strict=True, reason="regenerate of a mixture's component (value not selected) goes "
+                   "through Switch.update, which on a change of branch resamples the unselected value "
+                   "(here an observation) and weights by -old score, so MH on the component is wrong")
+def test_mix_regenerate_component_keeps_the_unselected_value():
+    tr, _ = _mixture_obs.generate(KEY, {("x", "value", "u"): 1.4, ("x", "component"): 0}, ())
+    for seed in range(8):
+        new, w = _mixture_obs.regenerate(jax.random.key(seed), tr, ppl.select(("x", "component")))
+        assert_close(new.choices["x", "value", "u"], 1.4)
+        c = int(new.choices["x", "component"])
+        lik = [nd.Normal(0.0, 1.0).log_prob(1.4), nd.Normal(2.0, 0.5).log_prob(1.4)]
+        assert_close(w, lik[c] - lik[0])
+
+
+@pytest.mark.xfail(strict=True, raises=ppl.PPLError, reason="regenerate of a whole mixture raises "
+                   "'regenerate cannot change the branch' whenever the resampled component differs")
+def test_mix_regenerate_whole_mixture():
+    tr = _mixture_obs.simulate(KEY, ())
+    for seed in range(8):
+        new, w = _mixture_obs.regenerate(jax.random.key(seed), tr, ppl.select("x"))
+        assert_close(w, 0.0)
 
 
 def test_mix_needs_two_components():

@@ -36,9 +36,18 @@ class SwitchTrace(Trace):
     @property
     def choices(self) -> ChoiceMap:
         maps = [tr.choices for tr in self.branches]
-        if _jax.is_concrete(self.index):
-            return maps[int(self.index)]
-        return _merge_by_index(self.index, maps)
+        if isinstance(self.index, jax.ShapeDtypeStruct):
+            # A shape-only trace (from trace_shape, e.g. of a switch nested in a
+            # branch): the union of the branches' addresses, no values to select.
+            merged = ChoiceMap()
+            for m in maps:
+                merged = merged | m
+            return merged
+        # The index is clipped when the switch runs; the choices follow the branch run.
+        index = jnp.clip(jnp.asarray(self.index).astype(jnp.int32), 0, len(maps) - 1)
+        if _jax.is_concrete(index):
+            return maps[int(index)]
+        return _merge_by_index(index, maps)
 
     def project(self, selection):
         # Slots of branches not taken hold zero scores, so they add nothing.
