@@ -90,24 +90,38 @@ def _float(v):
 
 def _latent(observations):
     obs_sel = selection_of(observations)
-    return lambda trace: trace.choices.without(obs_sel)
+    return lambda kernel, state: kernel.current_choices(state).without(obs_sel)
+
+
+_USER: dict = {}
+
+
+def _user_collect(collect):
+    if collect not in _USER:
+        _USER[collect] = lambda kernel, state: collect(kernel.materialize(state).trace)
+    return _USER[collect]
 
 
 _CACHE: dict = {}
 
 
-def _compiled(kernel, n_samples, n_warmup, thin, collect, observed):
-    key = (kernel, n_samples, n_warmup, thin, collect, tuple(observed.addresses()))
+def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed):
+    key = (kernel, model, n_samples, n_warmup, thin, collect, tuple(observed.addresses()))
     fn = _CACHE.get(key)
     if fn is not None:
         return fn
 
-    def chain(key, trace):
+    def chain(key, latent, observations, args):
+        # Rebuilding the trace inside the vmapped chain keeps the arguments and
+        # observations unbatched: one copy shared by all chains, as in numpyro,
+        # rather than one copy per chain carried through the loop.
+        k_gen, key = jax.random.split(key)
+        trace, _ = model.generate(k_gen, latent | observations, args)
         # One scan over warm-up and kept steps (one compiled copy of the kernel):
         # every step writes its record at the slot of the kept sample it belongs
         # to, so warm-up writes land in slot 0 and are overwritten by later steps.
         state = kernel.init(trace, n_warmup, selection_of(observed))
-        record = (collect(state.trace), state.accept_prob)
+        record = (collect(kernel, state), state.accept_prob)
         buffers = jax.tree.map(lambda x: jnp.zeros((n_samples,) + jnp.shape(x), jnp.result_type(x)), record)
 
         def body(carry, inp):
@@ -115,16 +129,16 @@ def _compiled(kernel, n_samples, n_warmup, thin, collect, observed):
             i, k = inp
             state = kernel.step(k, state)
             slot = jnp.clip((i - n_warmup) // thin, 0, n_samples - 1)
-            rec = (collect(state.trace), state.accept_prob)
+            rec = (collect(kernel, state), state.accept_prob)
             buffers = jax.tree.map(lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0), buffers, rec)
             return (state, buffers), None
 
         total = n_warmup + n_samples * thin
         steps = (jnp.arange(total), jax.random.split(key, total))
         (state, (samples, accept)), _ = jax.lax.scan(body, (state, buffers), steps)
-        return state, samples, accept
+        return kernel.materialize(state), samples, accept
 
-    fn = jax.jit(jax.vmap(chain))
+    fn = jax.jit(jax.vmap(chain, in_axes=(0, 0, None, None)))
     _CACHE[key] = fn
     return fn
 
@@ -153,7 +167,7 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
 
     ``collect(trace)`` picks what to record at each kept step (default: the
     choice map of the latent choices). ``traces`` (batched along chains)
-    overrides the prior initialisation.
+    overrides the prior initialisation; only their latent choices are used.
     """
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
@@ -161,9 +175,10 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
     if traces is None:
         traces = init_traces(k_init, model, observations, args, n_chains)
     n_chains = jax.tree.leaves(traces)[0].shape[0]
-    collect = _latent_cached(observations) if collect is None else collect
-    fn = _compiled(kernel, n_samples, n_warmup, thin, collect, observations)
-    final, samples, accept = fn(jax.random.split(k_run, n_chains), traces)
+    collect = _latent_cached(observations) if collect is None else _user_collect(collect)
+    fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations)
+    latent = traces.choices.without(selection_of(observations))
+    final, samples, accept = fn(jax.random.split(k_run, n_chains), latent, observations, args)
     return MCMCResult(samples, accept, final)
 
 

@@ -72,6 +72,19 @@ class Kernel:
     def __call__(self, key, state: MCMCState) -> MCMCState:
         return self.step(key, state)
 
+    # A kernel may keep its position outside the trace between steps (NUTS
+    # does, to avoid re-running the model after every step); these give the
+    # current choices, and a state whose trace is up to date.
+    def current_choices(self, state: MCMCState):
+        return state.trace.choices
+
+    def materialize(self, state: MCMCState) -> MCMCState:
+        return state
+
+    def _mark_shared(self) -> None:
+        """Called by compositions: other kernels will move the same trace."""
+        self._shared = True
+
 
 # ---------------------------------------------------------------------------
 # Metropolis-Hastings
@@ -263,6 +276,12 @@ class Cycle(Kernel):
 
     def __init__(self, *kernels):
         self.kernels = kernels
+        for k in kernels:
+            k._mark_shared()
+
+    def _mark_shared(self):
+        for k in self.kernels:
+            k._mark_shared()
 
     def init(self, trace, n_warmup=0, observed=None):
         states = [k.init(trace, n_warmup, observed) for k in self.kernels]
@@ -283,6 +302,8 @@ class Mixture(Kernel):
 
     def __init__(self, kernels, weights=None):
         self.kernels = tuple(kernels)
+        for k in self.kernels:
+            k._mark_shared()
         n = len(self.kernels)
         self.logits = jnp.log(jnp.asarray([1.0 / n] * n if weights is None else weights))
 
@@ -309,6 +330,15 @@ class Repeat(Kernel):
 
     def __init__(self, kernel, n):
         self.kernel, self.n = kernel, n
+
+    def _mark_shared(self):
+        self.kernel._mark_shared()
+
+    def current_choices(self, state):
+        return self.kernel.current_choices(state)
+
+    def materialize(self, state):
+        return self.kernel.materialize(state)
 
     def init(self, trace, n_warmup=0, observed=None):
         return self.kernel.init(trace, n_warmup, observed)

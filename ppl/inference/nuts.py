@@ -23,7 +23,6 @@ from ppl.inference.mcmc import Kernel, MCMCState
 
 class NUTSAux(eqx.Module):
     hmc_state: Any
-    seen: Any  # the choices the cached potential and gradient belong to
 
 
 def _potential_gen(unc: Unconstrain):
@@ -76,32 +75,34 @@ class NUTS(Kernel):
         key = jax.random.key(0) if key is None else key
         z = unc.to_unconstrained(trace.choices)
         hmc_state = init_kernel(z, n_warmup, model_args=(trace,), rng_key=_raw_key(key), **self.options)
-        return MCMCState(trace, jnp.ones((), jnp.result_type(float)), NUTSAux(hmc_state, trace.choices))
+        return MCMCState(trace, jnp.ones((), jnp.result_type(float)), NUTSAux(hmc_state))
 
     def step(self, key, state):
         if self._sample is None:
             raise RuntimeError("call kernel.init(trace, n_warmup) before kernel.step for NUTS.")
         unc, trace, hs = self._unc, state.trace, state.aux.hmc_state
-        changed = _differs(trace.choices, state.aux.seen)
-
-        def refresh(hs):
-            # Another kernel moved the trace: recompute the cached position,
-            # potential and gradient that numpyro's state carries.
+        shared = getattr(self, "_shared", False)
+        if shared:
+            # Other kernels move this trace: recompute the position, potential
+            # and gradient cached in numpyro's state before moving.
             z = unc.to_unconstrained(trace.choices)
             pe, grad = jax.value_and_grad(_potential_gen(unc)(trace))(z)
-            return hs._replace(z=z, potential_energy=pe, z_grad=grad)
+            hs = hs._replace(z=z, potential_energy=pe, z_grad=grad)
+        hs = self._sample(hs._replace(rng_key=_raw_key(key)), model_args=(trace,))
+        state = MCMCState(trace, hs.accept_prob, NUTSAux(hs))
+        # Alone, NUTS keeps its position in numpyro's state and leaves the trace
+        # stale (the non-selected choices, which the potential reads, are
+        # unchanged); materialize() brings it up to date when it is needed.
+        return self.materialize(state) if shared else state
 
-        hs = jax.lax.cond(changed, refresh, lambda hs: hs, hs)
-        hs = hs._replace(rng_key=_raw_key(key))
-        hs = self._sample(hs, model_args=(trace,))
-        x, _ = unc.to_constrained(hs.z)
-        new, _, _ = trace.gen_fn.update(key, trace, x)
-        return MCMCState(new, hs.accept_prob, NUTSAux(hs, new.choices))
+    def current_choices(self, state):
+        x, _ = self._unc.to_constrained(state.aux.hmc_state.z)
+        return state.trace.choices | x
 
-
-def _differs(a, b):
-    leaves = [jnp.any(x != y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
-    return jnp.any(jnp.stack(leaves)) if leaves else jnp.zeros((), bool)
+    def materialize(self, state):
+        x, _ = self._unc.to_constrained(state.aux.hmc_state.z)
+        new, _, _ = state.trace.gen_fn.update(jax.random.key(0), state.trace, x)
+        return MCMCState(new, state.accept_prob, state.aux)
 
 
 def nuts(selection=None, **options) -> NUTS:

@@ -162,7 +162,7 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
     def one(k, tr):
         state = kernel.init(tr, 0, observed)
         state, _ = jax.lax.scan(lambda s, kk: (kernel.step(kk, s), None), state, jax.random.split(k, n_steps))
-        return state.trace
+        return kernel.materialize(state).trace
 
     traces = jax.vmap(one)(jax.random.split(as_key(key), particles.n), particles.traces)
     return ParticleCollection(traces, particles.log_weights, particles.log_z)
