@@ -169,8 +169,9 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
 
 
 class SMCInfo(eqx.Module):
-    """Per step of a driver: ESS before resampling, whether it resampled, and the
-    running log marginal-likelihood estimate."""
+    """Per step of a driver: the ESS after reweighting (before any resampling),
+    whether it resampled (:func:`run`: after the step; :func:`particle_filter`:
+    before propagating), and the running log marginal-likelihood estimate."""
 
     ess: jax.Array
     resampled: jax.Array
@@ -259,7 +260,6 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
         carries, log_w, log_z = state
         k, x, obs_t = inp
         k1, k2 = jax.random.split(k)
-        e = ess(log_w)
         do = _wants_resampling(log_w, ess_threshold) if ess_threshold > 0 else jnp.zeros((), bool)
         idx = jax.lax.cond(
             do, lambda: resampling.get_scheme(scheme)(k1, log_w, n), lambda: jnp.arange(n)
@@ -270,7 +270,7 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
         trs, w = jax.vmap(lambda kk, c: propagate(kk, c, x, obs_t))(jax.random.split(k2, n), carries)
         carries = trs.retval[0]
         log_w = log_w + w
-        info = SMCInfo(e, do, log_z + log_mean_exp(log_w))
+        info = SMCInfo(ess(log_w), do, log_z + log_mean_exp(log_w))
         return (carries, log_w, log_z), (trs.choices, idx, info)
 
     carry0 = jax.tree.map(lambda c: jnp.broadcast_to(c, (n,) + jnp.shape(c)), init_carry)

@@ -1,0 +1,39 @@
+"""Smoke tests: the inference examples and the benchmark run end to end with --quick."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load(rel):
+    spec = importlib.util.spec_from_file_location(pathlib.Path(rel).stem, ROOT / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hmm_smc_quick(tmp_path):
+    results = _load("examples/hmm_smc.py").main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "hmm_smc.png").exists()
+    prior, trained = results["prior proposal"], results["VI-trained proposal"]
+    assert np.mean(trained[1]) > np.mean(prior[1])  # more effective particles
+
+
+def test_mcmc_regression_quick(capsys):
+    nuts_result, mh_result = _load("examples/mcmc_regression.py").main(["--quick", "--chains", "2"])
+    out = capsys.readouterr().out
+    assert "r_hat" in out and "effective samples per second" in out
+    assert abs(float(nuts_result.samples["b"].mean()) - float(mh_result.samples["b"].mean())) < 0.1
+
+
+@pytest.mark.slow
+def test_benchmark_quick(tmp_path):
+    import json
+
+    _load("benchmarks/mcmc_numpyro.py").main(["--quick", "--json", str(tmp_path / "b.json")])
+    summary = json.loads((tmp_path / "b.json").read_text())
+    assert summary["ratio"] > 0 and summary["posterior_mean_gap"] < 0.1
