@@ -62,8 +62,8 @@ class Ctx:
         self.wanted.update(merged)
         return Ctx(merged, self.loop, self.used, self.wanted)
 
-    def in_loop(self, addr) -> "Ctx":
-        return Ctx(self.policy, addr, self.used, self.wanted)
+    def in_loop(self, addr, kind="ppl.scan") -> "Ctx":
+        return Ctx(self.policy, (addr, kind), self.used, self.wanted)
 
     def lookup(self, addr):
         s = self.policy.get(addr)
@@ -125,7 +125,7 @@ def _site(ctx, site, key, ins, state, k, addr):
     if own_rule is not None:  # expectations, sim, add_cost define their own
         return own_rule(ctx, site, key, ins, state, k, addr)
     if isinstance(gen_fn, (Distribution, WithStrategy)):
-        return _choice(ctx, site, key, ins, state, k, addr)
+        return choice(ctx, site, key, ins, state, k, addr)
     strategy = ctx.lookup(addr)
     if strategy is not None and not isinstance(strategy, Reinforce):
         raise PPLError(
@@ -138,15 +138,18 @@ def _site(ctx, site, key, ins, state, k, addr):
         program = gen_fn.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
         return run(ctx, program, key, ins, state, addr, k)
     from ppl.combinators.scan import Scan
+    from ppl.combinators.vmap import Vmap
+    from ppl.transforms import adev_scan, adev_vmap
 
     if isinstance(gen_fn, Scan) and isinstance(gen_fn.step, StaticGenerativeFunction) and strategy is None:
-        from ppl.transforms.adev_scan import scan_rule
-
-        return scan_rule(ctx, site, key, ins, state, addr)
+        return adev_scan.scan_rule(ctx, site, key, ins, state, addr)
+    if isinstance(gen_fn, Vmap) and adev_vmap.can_map(gen_fn) and strategy is None:
+        return adev_vmap.vmap_rule(ctx, site, key, ins, state, addr)
     return _whole_call(site, key, ins, state, addr)
 
 
-def _choice(ctx, site, key, ins, state, k, addr):
+def choice(ctx, site, key, ins, state, k, addr):
+    """One random choice of a distribution, with its strategy."""
     gen_fn = site.gen_fn
     if isinstance(gen_fn, WithStrategy):
         dist_fn, chosen = gen_fn.dist_fn, gen_fn.strategy
@@ -165,9 +168,9 @@ def _choice(ctx, site, key, ins, state, k, addr):
     if ctx.loop is not None:
         raise PPLError(
             f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a function "
-            f"of the choice, but the choice is inside the loop {fmt_addr(ctx.loop)} (ppl.scan), whose "
-            "body runs once for all steps. Use reinforce or reparam for choices inside a scan, or "
-            "unroll the loop (a Python for loop with distinct addresses)."
+            f"of the choice, but the choice is inside {fmt_addr(ctx.loop[0])} ({ctx.loop[1]}), whose "
+            "body is traced once for all its elements. Use reinforce or reparam for choices inside "
+            f"{ctx.loop[1]}, or unroll it (a Python for loop with distinct addresses)."
         )
     return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))
 

@@ -155,5 +155,5 @@ def test_enum_and_mvd_inside_scan_are_refused():
         return jnp.sum(ys)
 
     for s in (enum, mvd):
-        with pytest.raises(PPLError, match=rf"{s.name} at \('loop', 'b'\).*inside the loop 'loop'.*reinforce"):
+        with pytest.raises(PPLError, match=rf"{s.name} at \('loop', 'b'\).*inside 'loop' \(ppl.scan\).*reinforce"):
             ppl.adev(f, {("loop", "b"): s}).grad_estimate(KEY, (0.3,))

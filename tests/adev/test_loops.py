@@ -127,3 +127,45 @@ def test_loop_under_jit_vmap_grad():
     a = jax.jit(jax.vmap(jax.grad(lambda t, k: walk.estimate(k, (t, 0.8)))))(thetas, keys)
     b = jnp.stack([walk.grad_estimate(k, (t, 0.8))[0] for t, k in zip(thetas, keys)])
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)
+
+
+def test_vmap_and_repeat_combinators():
+    """ppl.vmap / ppl.repeat run one jax.vmap; reparam and reinforce inside, and
+    costs and choices of the elements are summed."""
+
+    @ppl.gen
+    def point(m):
+        z = normal(m, 1.0) @ "z"
+        b = flip(sig(z)) @ "b"
+        add_cost(z)
+        return jnp.where(b, z, 0.0)
+
+    @ppl.expectation
+    def f(t):
+        c = reinforce(flip)(sig(t)) @ "c"
+        ys = ppl.repeat(point, 4)(t + jnp.where(c, 1.0, 0.0)) @ "pts"
+        return jnp.sum(ys)
+
+    eps = jax.random.normal(jax.random.key(3), (400000,))
+
+    def exact(t):
+        inner = lambda m: jnp.mean(sig(m + eps) * (m + eps)) + m
+        return 4 * (sig(t) * inner(t + 1.0) + (1 - sig(t)) * inner(t))
+
+    for pol in ({}, {("pts", "z"): reinforce}):
+        assert_close_mc(grad_samples(ppl.adev(f, pol), (0.3,), n=4000), jax.grad(exact)(0.3), what=f"repeat {pol}")
+    with pytest.raises(ppl.PPLError, match=r"inside 'pts' \(ppl.vmap\)"):
+        ppl.adev(f, {("pts", "b"): ppl.enum}).estimate(jax.random.key(0), (0.3,))
+
+
+def test_vmap_of_a_distribution_in_an_elbo():
+    q = ppl.gen(lambda mu: ppl.vmap(normal)(mu, jnp.ones(3)) @ "zs")
+    p = ppl.gen(lambda: ppl.vmap(normal)(jnp.zeros(3), jnp.ones(3)) @ "zs")
+
+    @ppl.expectation
+    def elbo(mu):
+        choices, logq = sim(q)(mu) @ "q"
+        return density(p)(choices) - logq
+
+    mu = jnp.array([0.1, 0.5, -1.0])
+    assert_close_mc(grad_samples(elbo, (mu,), n=3000), -mu, what="elbo over ppl.vmap")

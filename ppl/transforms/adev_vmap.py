@@ -1,0 +1,76 @@
+"""ADEV through the ``ppl.vmap`` / ``ppl.repeat`` combinator: one ``jax.vmap``
+on dual numbers.
+
+Each element runs its own sample path; reparam and reinforce need no
+continuation, so every element returns its score tangents and costs, which
+are summed. Elements are independent, so counting one element's costs as
+coming before another's choices keeps the estimate unbiased. Strategies that
+need the continuation as a function (enum, mvd) would have to branch over
+every element jointly, and are rejected with an error.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ppl import _jax
+from ppl.distributions import Distribution
+from ppl.gen import StaticGenerativeFunction
+from ppl.transforms import _dual
+from ppl.transforms import adev as _adev
+from ppl.transforms.strategies import WithStrategy
+
+
+def can_map(vm) -> bool:
+    return isinstance(vm.gen_fn, (StaticGenerativeFunction, Distribution, WithStrategy))
+
+
+def vmap_rule(ctx, site, key, ins, state, addr):
+    vm, inner = site.gen_fn, site.gen_fn.gen_fn
+    args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+    axes = vm._axes(args_p)
+    leaf_axes = [ax for a, ax in zip(args_p, axes) for _ in jax.tree.leaves(a)]
+    keys = vm._keys(key, args_p)
+    element_args = jax.tree.map(lambda a, ax: a if ax is None else a[0], args_p, axes)
+    element_tree = jax.tree.structure(element_args)
+    recording = state.rec is not None
+    body_ctx = ctx.in_loop(addr, "ppl.vmap")
+    static = {}
+
+    def element(k_i, ps, ts):
+        duals = list(zip(ps, ts))
+        st0 = _dual.State(rec=() if recording else None)
+        if isinstance(inner, StaticGenerativeFunction):
+            program = inner.program(element_args)
+            outs, st = _adev.run(body_ctx, program, k_i, duals, st0, addr, lambda o, st: (o, st))
+        else:
+            one = _jax.Site(0, addr[-1], inner, element_tree, (), ())
+            res = _adev.choice(body_ctx, one, k_i, duals, st0, None, addr)
+            outs, st = res.outs, res.state
+        rec = None
+        if recording:
+            cm, rec_t, logp = _adev.recorded_choices(st.rec, addr)
+            static["choices"] = jax.tree.structure(cm)
+            rec = (jax.tree.leaves(cm), rec_t, logp)
+        return [p for p, _ in outs], [t for _, t in outs], st.s, st.c, st.cost_p, st.cost_t, rec
+
+    ps, ts = _dual.primals(ins), [t for _, t in ins]
+    out_p, out_t, s, c, cost_p, cost_t, rec = jax.vmap(
+        element, in_axes=(0, leaf_axes, leaf_axes)
+    )(keys, ps, ts)
+    total = lambda x: None if x is None else jnp.sum(x, axis=0)
+    cost_p = total(cost_p)
+    state = state._replace(
+        s=_dual.add(state.s, total(s)),
+        c=_dual.add(state.c, total(c)),
+        cost_p=_dual.add(state.cost_p, cost_p),
+        # the costs also meet the score tangents of the choices made before the call
+        cost_t=_dual.add(state.cost_t, _dual.add(total(cost_t), _dual.mul(cost_p, state.s))),
+    )
+    if recording:
+        leaves, leaves_t, (lp, lt) = rec
+        stacked = jax.tree.unflatten(static["choices"], leaves)
+        entry = (addr, stacked, list(leaves_t), (jnp.sum(lp), total(lt)))
+        state = state._replace(rec=state.rec + (entry,))
+    return _jax.Continue(list(zip(out_p, out_t)), state)
