@@ -145,7 +145,7 @@ def _site(ctx, site, key, ins, state, k, addr):
         return adev_scan.scan_rule(ctx, site, key, ins, state, addr)
     if isinstance(gen_fn, Vmap) and adev_vmap.can_map(gen_fn) and strategy is None:
         return adev_vmap.vmap_rule(ctx, site, key, ins, state, addr)
-    return _whole_call(site, key, ins, state, addr)
+    return _whole_call(site, key, ins, state, addr, strategy)
 
 
 def choice(ctx, site, key, ins, state, k, addr):
@@ -186,14 +186,16 @@ def _record_choice(state: State, call: SiteCall, value) -> State:
     return state._replace(rec=state.rec + (entry,))
 
 
-def _whole_call(site, key, ins, state, addr):
+def _whole_call(site, key, ins, state, addr, strategy=None):
     """Reinforce on a whole call: valid for any generative function."""
     gen_fn, tree = site.gen_fn, site.in_tree
     tr = gen_fn.simulate(key, jax.tree.unflatten(tree, _dual.primals(ins)))
     choices = tr.choices
     logp, dlogp = _dual.jvp(lambda *flat: gen_fn.assess(choices, jax.tree.unflatten(tree, flat))[0], ins)
     if dlogp is not None:
-        state = state._replace(s=_dual.add(state.s, dlogp))
+        b = getattr(strategy, "baseline", None)
+        c = state.c if b is None else _dual.add(state.c, b * dlogp)
+        state = state._replace(s=_dual.add(state.s, dlogp), c=c)
     if state.rec is not None:
         entry = (addr, choices, [None] * len(jax.tree.leaves(choices)), (logp, dlogp))
         state = state._replace(rec=state.rec + (entry,))
