@@ -48,3 +48,5 @@ __all__ += [
     "expectation", "implicit_reparam", "mvd", "reinforce", "reparam", "sim",
 ]
 __all__ += ["marginal"]
+from ppl import inference  # noqa: E402  (subpackage: ppl.inference.importance, .smc, .mcmc, .vi, ...)
+__all__ += ["inference"]

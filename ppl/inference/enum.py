@@ -77,7 +77,8 @@ def enumerate_posterior(model, observations, args, max_combinations=2**20) -> En
     ``observations``, by evaluating ``assess`` on every combination."""
     observations = as_choices(observations)
     args = as_args(args, model.name)
-    trace, _ = model.generate(jax.random.key(0), observations, args)
+    # Jitted: an eager run would dispatch every primitive one by one.
+    trace, _ = jax.jit(lambda o, a: model.generate(jax.random.key(0), o, a))(observations, args)
     latent = sites(trace).without(selection_of(observations))
     items = site_items(latent)
     if not items:
