@@ -128,6 +128,16 @@ def test_diagnostics_summary_and_rhat():
             result.to_arviz()
 
 
+def test_thinning_and_custom_collect():
+    result = chains.run(jax.random.key(2), mcmc.mh(ppl.select("mu")), normal_normal, (jnp.zeros(5),),
+                        {"y": NN_DATA}, n_samples=20, n_warmup=5, n_chains=3, thin=3,
+                        collect=lambda tr: (tr["mu"], tr.score))
+    mu, score = result.samples
+    assert mu.shape == (3, 20) and score.shape == (3, 20)
+    logp = jax.vmap(jax.vmap(lambda m: normal_normal.assess({"mu": m, "y": NN_DATA}, (jnp.zeros(5),))[0]))(mu)
+    np.testing.assert_allclose(score, logp, rtol=1e-5)
+
+
 def test_print_summary(capsys):
     result = chains.run(jax.random.key(1), mcmc.mh(ppl.select("mu")), normal_normal, (jnp.zeros(5),),
                         {"y": NN_DATA}, n_samples=50, n_warmup=10, n_chains=2)

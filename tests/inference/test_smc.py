@@ -116,7 +116,18 @@ def _unrolled(t):
     return model
 
 
-def test_extend_to_a_growing_model_against_kalman():
+def _optimal_step(t):
+    # Proposes z_t from the locally optimal kernel, reading z_{t-1} from the old trace.
+    @ppl.gen
+    def q(trace, y):
+        var = 1 / (1 / Q**2 + 1 / R**2)
+        return ppl.normal(var * (A * trace[f"z{t - 1}"] / Q**2 + y / R**2), jnp.sqrt(var)) @ f"z{t}"
+
+    return q
+
+
+@pytest.mark.parametrize("with_proposal", [False, True], ids=["prior", "proposal"])
+def test_extend_to_a_growing_model_against_kalman(with_proposal):
     TT = 4
     models = [_unrolled(t + 1) for t in range(TT)]
 
@@ -125,11 +136,13 @@ def test_extend_to_a_growing_model_against_kalman():
         p = smc.init(keys[0], models[0], {"y0": YS[0]}, (), 30)
         for t in range(1, TT):
             p = smc.resample(keys[2 * t], p, "multinomial")
-            p = smc.extend(keys[2 * t + 1], p, (), {f"y{t}": YS[t]}, model=models[t])
-        return p.log_marginal_likelihood
+            q = dict(proposal=_optimal_step(t), proposal_args=(YS[t],)) if with_proposal else {}
+            p = smc.extend(keys[2 * t + 1], p, (), {f"y{t}": YS[t]}, model=models[t], **q)
+        return p.log_marginal_likelihood, p.ess
 
-    est = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(6), 200))
+    est, ess = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(6), 200))
     _unbiased(est, kalman_log_marginal(YS[:TT]))
+    assert ess.shape == (200,)
 
 
 def test_errors_name_the_problem():
