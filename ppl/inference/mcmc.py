@@ -21,6 +21,7 @@ from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import Trace, as_selection
 from ppl.choices import ChoiceMap, select_all
 from ppl.inference._sites import Unconstrain, check_selection
+from ppl.inference._util import selection_of
 
 
 class MCMCState(eqx.Module):
@@ -98,8 +99,11 @@ class MH(Kernel):
     ``(trace, *proposal_args)``, whose addresses are choices of the model."""
 
     def __init__(self, selection=None, proposal=None, proposal_args=()):
-        if selection is None and proposal is None:
-            raise PPLError("mh needs a selection to resample from the prior, or a proposal generative function.")
+        if selection is not None and proposal is not None:
+            raise PPLError(
+                "mh takes a selection (resample those choices from the prior) or a proposal generative "
+                "function (which chooses its own addresses), not both."
+            )
         self.selection = None if selection is None else as_selection(selection)
         self.proposal, self.proposal_args = proposal, tuple(proposal_args)
 
@@ -107,7 +111,25 @@ class MH(Kernel):
         if self.proposal is None:
             self._resolve(trace, observed)
             check_selection(trace, self.selection, "mh")
+        else:
+            self._check_proposal(trace, observed)
         return super().init(trace, n_warmup)
+
+    def _check_proposal(self, trace, observed):
+        proposed = self.proposal.trace_shape((trace, *self.proposal_args)).choices
+        known = selection_of(trace.choices)
+        for addr in proposed.addresses():
+            if addr not in known:
+                raise PPLError(
+                    f"mh: the proposal {self.proposal.name} proposes {fmt_addr(addr)}, which is not a random "
+                    f"choice of {trace.gen_fn!r} (its addresses: "
+                    f"{', '.join(fmt_addr(a) for a in trace.choices.addresses()[:12])}). Fix the proposal's addresses."
+                )
+            if observed is not None and addr in observed:
+                raise PPLError(
+                    f"mh: the proposal {self.proposal.name} proposes {fmt_addr(addr)}, which is observed; a "
+                    "kernel must not move observations. Propose only latent choices."
+                )
 
     def step(self, key, state):
         k1, k2, k3 = jax.random.split(key, 3)

@@ -153,6 +153,16 @@ def test_errors_name_the_problem():
         run(mcmc.mh(ppl.select("sigma")))
     with pytest.raises(ppl.PPLError, match="includes the observed choice 'y'"):
         run(mcmc.hmc(ppl.select("mu", "y")))
+    with pytest.raises(ppl.PPLError, match="proposes 'y', which is observed"):
+        run(_rw("y", 0.1))
+    @ppl.gen
+    def misnamed(trace):
+        return ppl.normal(trace["mu"], 0.1) @ "nu"
+
+    with pytest.raises(ppl.PPLError, match="proposes 'nu', which is not a random choice"):
+        run(mcmc.mh(proposal=misnamed))
+    with pytest.raises(ppl.PPLError, match="not both"):
+        mcmc.mh(ppl.select("mu"), proposal=discrete_proposal)
     with pytest.raises(ppl.PPLError, match="no random choice at 'ys'"):
         run(nuts(), {"ys": NN_DATA})
     with pytest.raises(ppl.PPLError, match="needs continuous choices.*'x'.*categorical"):
