@@ -97,6 +97,8 @@ def numpyro_logp(dist, value) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Leaf:
+    """``family(u) @ addr``."""
+
     addr: str
     family: str
     dep: int  # index of an earlier node, or -1 for the argument
@@ -105,8 +107,56 @@ class Leaf:
 
 @dataclasses.dataclass(frozen=True)
 class Call:
+    """``build(sub)(u) @ addr``."""
+
     addr: str
     sub: "Spec"
+    dep: int
+    shift: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeat:
+    """``ppl.repeat(build(sub), n)(u) @ addr`` (mapped=False) or
+    ``ppl.vmap(build(sub))(u + OFFSETS[:n]) @ addr`` (mapped=True)."""
+
+    addr: str
+    sub: "Spec"
+    dep: int
+    shift: float
+    n: int
+    mapped: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """``ppl.scan(step, length=n)(u, XS[:n]) @ addr`` where
+    ``step(c, x)`` makes ``build(sub)(c + x) @ "body"`` and returns it twice."""
+
+    addr: str
+    sub: "Spec"
+    dep: int
+    shift: float
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Switch:
+    """``ppl.switch(*branches)(index(u), u) @ addr``; the branches' addresses are disjoint."""
+
+    addr: str
+    branches: tuple
+    dep: int
+    shift: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Mix:
+    """``ppl.mix(*components)(stack([u, -u, ...]), u) @ addr``: choices at
+    ``(addr, "component")`` and ``(addr, "value", ...)``."""
+
+    addr: str
+    branches: tuple
     dep: int
     shift: float
 
@@ -120,11 +170,30 @@ class Spec:
 
 
 def _node_repr(n):
+    head = f"in={n.dep}{n.shift:+.2f}"
     if isinstance(n, Leaf):
-        return f"{n.addr}~{n.family}(in={n.dep}{n.shift:+.2f})"
+        return f"{n.addr}~{n.family}({head})"
     if isinstance(n, Call):
-        return f"{n.addr}=call(in={n.dep}{n.shift:+.2f}){n.sub!r}"
-    return repr(n)
+        return f"{n.addr}=call({head}){n.sub!r}"
+    if isinstance(n, Repeat):
+        return f"{n.addr}={'vmap' if n.mapped else 'repeat'}[{n.n}]({head}){n.sub!r}"
+    if isinstance(n, Scan):
+        return f"{n.addr}=scan[{n.n}]({head}){n.sub!r}"
+    kind = "switch" if isinstance(n, Switch) else "mix"
+    return f"{n.addr}={kind}({head})[" + " | ".join(map(repr, n.branches)) + "]"
+
+
+OFFSETS = jnp.array([0.0, 0.4, -0.6, 1.1])
+XS = jnp.array([-0.3, 0.2, 0.5, -0.1])
+
+
+def switch_index(u, n_branches: int):
+    thresholds = [-0.2, 0.7][: n_branches - 1]
+    return sum(jnp.asarray(u > t, jnp.int32) for t in thresholds)
+
+
+def mix_logits(u, n_branches: int):
+    return jnp.stack([u, -u, 0.5 * u][:n_branches])
 
 
 _BUILT: dict = {}
@@ -134,17 +203,14 @@ def build(spec: Spec) -> ppl.GenerativeFunction:
     """The ``@gen`` function described by ``spec`` (one argument, a scalar)."""
     if spec in _BUILT:
         return _BUILT[spec]
-    subs = [build(n.sub) if isinstance(n, Call) else None for n in spec.nodes]
+    makers = [_maker(node) for node in spec.nodes]
 
     def program(a):
         feats = []
-        for node, sub in zip(spec.nodes, subs):
+        for node, make in zip(spec.nodes, makers):
             u = (a if node.dep < 0 else feats[node.dep]) + node.shift
-            if isinstance(node, Leaf):
-                v = FAMILY[node.family].ppl_call(u) @ node.addr
-            else:
-                v = sub(u) @ node.addr
-            feats.append(feature(v))
+            v = make(u) @ node.addr
+            feats.append(feature(v[0] if isinstance(node, Scan) else v))
         return feats[-1]
 
     program.__qualname__ = f"spec{len(_BUILT)}"
@@ -153,48 +219,155 @@ def build(spec: Spec) -> ppl.GenerativeFunction:
     return g
 
 
+def _maker(node):
+    """``u -> invocation`` for one node (combinators are built once, here)."""
+    if isinstance(node, Leaf):
+        return FAMILY[node.family].ppl_call
+    if isinstance(node, Call):
+        sub = build(node.sub)
+        return lambda u: sub(u)
+    if isinstance(node, Repeat):
+        sub = build(node.sub)
+        if node.mapped:
+            comb = ppl.vmap(sub)
+            return lambda u: comb(u + OFFSETS[: node.n])
+        comb = ppl.repeat(sub, node.n)
+        return lambda u: comb(u)
+    if isinstance(node, Scan):
+        sub = build(node.sub)
+
+        def step(c, x):
+            r = sub(c + x) @ "body"
+            return r, r
+
+        step.__qualname__ = f"step_of_{sub.name}"
+        comb = ppl.scan(ppl.gen(step), length=node.n)
+        return lambda u: comb(u, XS[: node.n])
+    fns = [build(b) for b in node.branches]
+    k = len(fns)
+    if isinstance(node, Switch):
+        comb = ppl.switch(*fns)
+        return lambda u: comb(switch_index(u, k), u)
+    comb = ppl.mix(*fns)
+    return lambda u: comb(mix_logits(u, k), u)
+
+
+def _index(values, i):
+    return jax.tree.map(lambda v: v[i], values)
+
+
 def reference(spec: Spec, values: dict, a) -> tuple[dict, jax.Array]:
-    """Per-address numpyro log densities ``{path tuple: logp}`` and the retval,
-    for a nested dict of values (as from ``ChoiceMap.to_dict()``)."""
+    """Per-address numpyro log densities ``{path tuple: logp}`` (summed over the
+    stacked axis of vmap/repeat/scan) and the retval, for a nested dict of
+    values (as from ``ChoiceMap.to_dict()``). Only visited addresses appear."""
     logps, feats = {}, []
+
+    def put(prefix, sub_logps):
+        for p, lp in sub_logps.items():
+            key = (*prefix, *p)
+            logps[key] = logps[key] + lp if key in logps else lp
+
     for node in spec.nodes:
         u = (a if node.dep < 0 else feats[node.dep]) + node.shift
         if isinstance(node, Leaf):
             v = values[node.addr]
             logps[(node.addr,)] = numpyro_logp(FAMILY[node.family].numpyro(u), v)
             feats.append(feature(v))
-        else:
+        elif isinstance(node, Call):
             sub_logps, ret = reference(node.sub, values[node.addr], u)
-            logps.update({(node.addr, *p): lp for p, lp in sub_logps.items()})
+            put((node.addr,), sub_logps)
+            feats.append(feature(ret))
+        elif isinstance(node, Repeat):
+            rets = []
+            for i in range(node.n):
+                ui = u + OFFSETS[i] if node.mapped else u
+                sub_logps, ret = reference(node.sub, _index(values[node.addr], i), ui)
+                put((node.addr,), sub_logps)
+                rets.append(ret)
+            feats.append(feature(jnp.stack(rets)))
+        elif isinstance(node, Scan):
+            carry = u
+            for t in range(node.n):
+                sub_logps, carry = reference(node.sub, _index(values[node.addr]["body"], t), carry + XS[t])
+                put((node.addr, "body"), sub_logps)
+            feats.append(feature(carry))
+        elif isinstance(node, Switch):
+            j = int(switch_index(u, len(node.branches)))
+            sub_logps, ret = reference(node.branches[j], values[node.addr], u)
+            put((node.addr,), sub_logps)
+            feats.append(feature(ret))
+        else:  # Mix
+            c = values[node.addr]["component"]
+            logits = mix_logits(u, len(node.branches))
+            logps[(node.addr, "component")] = numpyro_logp(nd.Categorical(logits=logits), c)
+            sub_logps, ret = reference(node.branches[int(c)], values[node.addr]["value"], u)
+            put((node.addr, "value"), sub_logps)
             feats.append(feature(ret))
     return logps, feats[-1]
 
 
-def addresses(spec: Spec) -> list[tuple]:
-    out = []
-    for node in spec.nodes:
-        if isinstance(node, Leaf):
-            out.append((node.addr,))
-        else:
-            out.extend((node.addr, *p) for p in addresses(node.sub))
-    return out
+def _prefixed(spec: Spec, prefix: str) -> Spec:
+    """The same program with its top-level addresses renamed ``prefix + addr``."""
+    return Spec(tuple(dataclasses.replace(n, addr=prefix + n.addr) for n in spec.nodes))
 
 
 @st.composite
-def specs(draw, depth: int = 2, max_nodes: int = 4, families=None):
+def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: bool = True,
+          det: bool = True, plain: bool = True, branches: bool = True):
+    """Random programs. ``det``: the argument is a deterministic function of the
+    top-level argument (so a switch on it picks the same branch in every run
+    with the same arguments); ``plain``: not inside a vmap/scan body (where a
+    switch index would be traced, not known); ``branches``: switch and mix
+    allowed (not inside another switch/mix, whose assess cannot handle them yet:
+    see test_combinators.py::test_switch_nested_in_a_branch_assess)."""
     names = families or [f.name for f in FAMILIES]
     n = draw(st.integers(1, max_nodes))
     nodes = []
+    kinds = ["leaf"] * 6
+    if depth > 0:
+        kinds += ["call"]
+        if combinators:
+            kinds += ["repeat", "vmap", "scan"]
+            if plain and branches:
+                kinds += ["mix"] + (["switch"] if det else [])
     for i in range(n):
         addr = f"a{i}"
-        dep = draw(st.integers(-1, i - 1))
+        kind = draw(st.sampled_from(kinds))
+        dep = -1 if kind == "switch" else draw(st.integers(-1, i - 1))
         shift = draw(st.sampled_from([-0.5, 0.0, 0.3, 1.0]))
-        if depth > 0 and draw(st.integers(0, 4)) == 0:
-            nodes.append(Call(addr, draw(specs(depth - 1, max_nodes=3, families=families)), dep, shift))
-        else:
+        sub_det = det and dep == -1
+
+        def sub(**kw):
+            opts = dict(depth=depth - 1, max_nodes=2, families=families, combinators=combinators,
+                        det=sub_det, plain=plain, branches=branches)
+            opts.update(kw)
+            return draw(specs(**opts))
+
+        if kind == "leaf":
             nodes.append(Leaf(addr, draw(st.sampled_from(names)), dep, shift))
+        elif kind == "call":
+            nodes.append(Call(addr, sub(), dep, shift))
+        elif kind in ("repeat", "vmap"):
+            nodes.append(Repeat(addr, sub(plain=False), dep, shift, draw(st.integers(1, 3)), kind == "vmap"))
+        elif kind == "scan":
+            nodes.append(Scan(addr, sub(plain=False, det=False), dep, shift, draw(st.integers(1, 3))))
+        else:
+            k = draw(st.integers(2, 3))
+            bs = tuple(_prefixed(sub(branches=False), f"b{j}") for j in range(k))
+            nodes.append((Switch if kind == "switch" else Mix)(addr, bs, dep, shift))
     return Spec(tuple(nodes))
 
+
+def has_combinator(spec: Spec) -> bool:
+    return any(not isinstance(n, (Leaf, Call)) or (isinstance(n, Call) and has_combinator(n.sub)) for n in spec.nodes)
+
+
+static_specs = specs(combinators=False)
+# Families whose samplers compile quickly: programs with combinators compile
+# their loops and branches afresh for every new program.
+CHEAP = ["normal", "normal_vec", "mv_normal_diag", "uniform", "exponential", "laplace", "logistic",
+         "lognormal", "flip", "flip_logits", "categorical"]
+combinator_specs = specs(max_nodes=3, families=CHEAP).filter(has_combinator)
 
 args = st.sampled_from([-1.0, 0.0, 0.4, 1.3])
 seeds = st.integers(0, 2**31 - 1)

@@ -3,6 +3,8 @@ random programs from ``_strategies.specs`` against an independent numpyro refere
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,6 @@ from hypothesis import strategies as st
 
 import ppl
 from _strategies import (
-    Call,
-    addresses,
     args,
     assert_choices_equal,
     assert_close,
@@ -21,11 +21,85 @@ from _strategies import (
     choice_map_of,
     reference,
     seeds,
-    specs,
+    combinator_specs,
+    static_specs,
     subset,
 )
 
-N = 25  # examples per law
+N_STATIC = 25  # examples per law on programs of distributions and nested @gen calls (run eagerly)
+N_COMB = 4  # examples per law on programs with combinators (run under jit; each new program compiles)
+
+
+class Eager:
+    """The interface of ``g``, called as is."""
+
+    jitted = False
+
+    def __init__(self, g):
+        self.g = g
+
+    def simulate(self, k, args):
+        return self.g.simulate(k, args)
+
+    def assess(self, c, args):
+        return self.g.assess(c, args)
+
+    def generate(self, k, c, args):
+        return self.g.generate(k, c, args)
+
+    def update(self, k, tr, c, args):
+        return self.g.update(k, tr, c, args)
+
+    def regenerate(self, k, tr, sel):
+        return self.g.regenerate(k, tr, sel)
+
+
+class Jitted(Eager):
+    """The interface of ``g``, each call compiled with ``jax.jit`` (arguments,
+    keys, traces and choice maps all traced)."""
+
+    jitted = True
+
+    def simulate(self, k, args):
+        return jax.jit(self.g.simulate)(k, args)
+
+    def assess(self, c, args):
+        return jax.jit(self.g.assess)(c, args)
+
+    def generate(self, k, c, args):
+        return jax.jit(self.g.generate)(k, c, args)
+
+    def update(self, k, tr, c, args):
+        return jax.jit(self.g.update)(k, tr, c, args)
+
+    def regenerate(self, k, tr, sel):
+        return jax.jit(lambda k, tr: self.g.regenerate(k, tr, sel))(k, tr)
+
+
+def law(n_static=N_STATIC, n_comb=N_COMB, **strategies):
+    """Check a law on random programs without combinators (eagerly) and with
+    combinators (under jit); the check gets ``(spec, G, ...)`` with ``G`` the
+    interface of ``build(spec)``."""
+
+    def deco(check):
+        sig = inspect.signature(check)
+        sig = sig.replace(parameters=[p for name, p in sig.parameters.items() if name != "G"])
+
+        def wrap(interface, suffix):
+            def run(*args, **kw):
+                kw = sig.bind(*args, **kw).arguments
+                check(G=interface(build(kw["spec"])), **kw)
+
+            run.__signature__ = sig
+            run.__name__ = run.__qualname__ = f"test{check.__name__}_{suffix}"
+            return run
+
+        eager, jitted = wrap(Eager, "static"), wrap(Jitted, "combinators")
+        static = settings(max_examples=n_static)(given(spec=static_specs, **strategies)(eager))
+        comb = settings(max_examples=n_comb)(given(spec=combinator_specs, **strategies)(jitted))
+        return static, comb
+
+    return deco
 
 
 def _keys(seed, n=3):
@@ -33,8 +107,8 @@ def _keys(seed, n=3):
 
 
 def _ref(spec, choices, a):
-    logps, ret = reference(spec, choices.to_dict(), a)
-    return logps, ret
+    """Reference log densities by visited address, and the return value."""
+    return reference(spec, choices.to_dict(), a)
 
 
 def _total(logps, paths=None):
@@ -46,24 +120,33 @@ def _selected(path, chosen) -> bool:
     return any(path[: len(c)] == c for c in chosen)
 
 
-def _call_paths(spec, prefix=()):
-    out = []
-    for node in spec.nodes:
-        if isinstance(node, Call):
-            out.append((*prefix, node.addr))
-            out.extend(_call_paths(node.sub, (*prefix, node.addr)))
-    return out
+def _components(paths):
+    """The component choices of mixtures, innermost first."""
+    return sorted((p for p in paths if p[-1] == "component"), key=len, reverse=True)
 
 
-@settings(max_examples=N)
-@given(spec=specs(), seed=seeds, a=args)
-def test_simulate_score_equals_assess_and_numpyro_reference(spec, seed, a):
-    g = build(spec)
-    tr = g.simulate(_keys(seed)[0], (a,))
-    assert sorted(tr.choices.addresses()) == sorted(addresses(spec))
-    assert tr.args == (a,)
-    logp, retval = g.assess(tr.choices, (a,))
+def _with_components(chosen, visited):
+    """Constraining a choice inside a mixture's value also constrains the
+    mixture's component, so the constrained address is in the branch taken."""
+    out = set(chosen)
+    for c in _components(visited):
+        under = (*c[:-1], "value")
+        if any(p[: len(under)] == under for p in out):
+            out.add(c)
+    return [p for p in visited if p in out]
+
+
+def _same(a, b, msg=""):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(msg))
+
+
+def _simulate_score_equals_assess_and_numpyro_reference(spec, G, seed, a):
+    tr = G.simulate(_keys(seed)[0], (a,))
     ref_logps, ref_ret = _ref(spec, tr.choices, a)
+    assert sorted(tr.choices.addresses()) == sorted(ref_logps)
+    assert len(tr.args) == 1
+    assert_close(tr.args[0], a)
+    logp, retval = G.assess(tr.choices, (a,))
     assert np.isfinite(float(tr.score))
     assert_close(tr.score, logp)
     assert_close(logp, _total(ref_logps))
@@ -71,123 +154,170 @@ def test_simulate_score_equals_assess_and_numpyro_reference(spec, seed, a):
     assert_close(retval, ref_ret)
 
 
-@settings(max_examples=N)
-@given(spec=specs(), seed=seeds, a=args)
-def test_generate_full_constraints_weight_is_score(spec, seed, a):
-    g = build(spec)
+(
+    test_simulate_score_equals_assess_and_numpyro_reference_static,
+    test_simulate_score_equals_assess_and_numpyro_reference_combinators,
+) = law(seed=seeds, a=args)(_simulate_score_equals_assess_and_numpyro_reference)
+
+
+def _generate_full_constraints_weight_is_score(spec, G, seed, a):
     k1, k2, _ = _keys(seed)
-    choices = g.simulate(k1, (a,)).choices
-    tr, w = g.generate(k2, choices, (a,))
+    choices = G.simulate(k1, (a,)).choices
+    tr, w = G.generate(k2, choices, (a,))
     assert_choices_equal(tr.choices, choices)
     assert_close(w, tr.score)
     assert_close(tr.score, _total(_ref(spec, choices, a)[0]))
 
 
-@settings(max_examples=N)
-@given(spec=specs(), seed=seeds, a=args, data=st.data())
-def test_generate_partial_constraints_weight(spec, seed, a, data):
+(
+    test_generate_full_constraints_weight_is_score_static,
+    test_generate_full_constraints_weight_is_score_combinators,
+) = law(seed=seeds, a=args)(_generate_full_constraints_weight_is_score)
+
+
+def _generate_partial_constraints_weight(spec, G, seed, a, data):
     """With the prior as proposal, log p(all) - log q(unconstrained) is the sum of
     the constrained choices' conditional log densities."""
-    g = build(spec)
     k1, k2, _ = _keys(seed)
-    source = g.simulate(k1, (a,)).choices
-    paths = subset(data.draw, addresses(spec))
-    tr, w = g.generate(k2, choice_map_of(source, paths), (a,))
+    source = G.simulate(k1, (a,)).choices
+    visited = list(_ref(spec, source, a)[0])
+    paths = _with_components(subset(data.draw, visited), visited)
+    tr, w = G.generate(k2, choice_map_of(source, paths), (a,))
     for p in paths:
-        np.testing.assert_array_equal(np.asarray(tr.choices[p]), np.asarray(source[p]))
+        _same(tr.choices[p], source[p], p)
     logps, _ = _ref(spec, tr.choices, a)
+    assert sorted(tr.choices.addresses()) == sorted(logps)
     assert_close(w, _total(logps, paths))
     assert_close(tr.score, _total(logps))
 
 
-@settings(max_examples=N)
-@given(spec=specs(), seed=seeds, a=args, a2=args, data=st.data())
-def test_update_weight_discard_and_round_trip(spec, seed, a, a2, data):
-    g = build(spec)
+(
+    test_generate_partial_constraints_weight_static,
+    test_generate_partial_constraints_weight_combinators,
+) = law(seed=seeds, a=args, data=st.data())(_generate_partial_constraints_weight)
+
+
+def _update_weight_discard_and_round_trip(spec, G, seed, a, a2, data):
     k1, k2, k3 = _keys(seed)
-    tr = g.simulate(k1, (a,))
-    other = g.simulate(k2, (a2,)).choices
-    paths = subset(data.draw, addresses(spec))
+    tr = G.simulate(k1, (a,))
+    other = G.simulate(k2, (a2,)).choices
+    old_lp = _ref(spec, tr.choices, a)[0]
+    other_visited = list(_ref(spec, other, a2)[0])
+    paths = _with_components(subset(data.draw, other_visited), other_visited)
     constraints = choice_map_of(other, paths)
-    new, w, discard = g.update(k3, tr, constraints, (a2,))
-    # constrained addresses take the new values, the rest keep the old ones
-    for p in addresses(spec):
-        want = other[p] if p in paths else tr.choices[p]
-        np.testing.assert_array_equal(np.asarray(new.choices[p]), np.asarray(want), err_msg=str(p))
-    assert new.args == (a2,)
-    # no new choice is sampled, so the weight is the ratio of joint densities
-    assert_close(new.score, _total(_ref(spec, new.choices, a2)[0]))
-    assert_close(w, float(new.score) - float(tr.score))
-    # the discard holds exactly the replaced values
-    assert sorted(discard.addresses()) == sorted(paths)
-    for p in paths:
-        np.testing.assert_array_equal(np.asarray(discard[p]), np.asarray(tr.choices[p]))
-    # updating back with the discard restores the trace; the weights are negatives
-    back, w_back, discard_back = g.update(k3, new, discard, (a,))
+    new, w, discard = G.update(k3, tr, constraints, (a2,))
+    assert_close(new.args[0], a2)
+    new_lp = _ref(spec, new.choices, a2)[0]
+    assert sorted(new.choices.addresses()) == sorted(new_lp)
+    # constrained addresses take the new values; the others that remain keep theirs
+    for p in new_lp:
+        if p in paths:
+            _same(new.choices[p], other[p], p)
+        elif p in old_lp:
+            _same(new.choices[p], tr.choices[p], p)
+    # choices at new addresses (a branch newly taken) are sampled from the prior
+    fresh = [p for p in new_lp if p not in old_lp and p not in paths]
+    assert_close(new.score, _total(new_lp))
+    assert_close(w, _total(new_lp, [p for p in new_lp if p not in fresh]) - _total(old_lp))
+    # the discard holds old values: every replaced one and every one no longer made
+    # (under jit, a switch with a traced index also lists its untaken branches'
+    # addresses, holding placeholders: they are not choices of the old trace)
+    for p in discard.addresses():
+        if p in old_lp or not G.jitted:
+            _same(discard[p], tr.choices[p], p)
+    for p in old_lp:
+        if p in paths or p not in new_lp:
+            assert p in discard, p
+    # updating back with the discard restores the trace
+    back, w_back, discard_back = G.update(k3, new, discard, (a,))
     assert_choices_equal(back.choices, tr.choices)
     assert_close(back.score, tr.score)
     assert_close(back.retval, tr.retval)
-    assert_close(w_back, -w)
-    assert_choices_equal(discard_back, constraints)
+    assert_close(w_back, float(tr.score) - float(new.score))
+    if not fresh:  # nothing was sampled: the two weights are negatives
+        assert_close(w_back, -w)
+    for p in discard_back.addresses():
+        if p in new_lp or not G.jitted:
+            _same(discard_back[p], new.choices[p], p)
 
 
-@settings(max_examples=N)
-@given(spec=specs(), seed=seeds, a=args)
-def test_regenerate_empty_selection_is_identity(spec, seed, a):
-    g = build(spec)
+(
+    test_update_weight_discard_and_round_trip_static,
+    test_update_weight_discard_and_round_trip_combinators,
+) = law(seed=seeds, a=args, a2=args, data=st.data())(_update_weight_discard_and_round_trip)
+
+
+def _regenerate_empty_selection_is_identity(spec, G, seed, a):
     k1, k2, _ = _keys(seed)
-    tr = g.simulate(k1, (a,))
-    new, w = g.regenerate(k2, tr, ppl.select())
-    assert float(w) == 0.0
-    assert_choices_equal(new.choices, tr.choices)
-    assert_close(new.score, tr.score)
-    new, w = g.regenerate(k2, tr, ppl.select_none())
-    assert float(w) == 0.0
-    assert_choices_equal(new.choices, tr.choices)
+    tr = G.simulate(k1, (a,))
+    for empty in (ppl.select(), ppl.select_none()):
+        new, w = G.regenerate(k2, tr, empty)
+        if G.jitted:
+            assert_close(w, 0.0)
+        else:
+            assert float(w) == 0.0
+        assert_choices_equal(new.choices, tr.choices)
+        assert_close(new.score, tr.score)
 
 
-@settings(max_examples=N)
-@given(spec=specs(), seed=seeds, a=args, data=st.data())
-def test_regenerate_weight_is_mh_ratio_for_prior_proposal(spec, seed, a, data):
+(
+    test_regenerate_empty_selection_is_identity_static,
+    test_regenerate_empty_selection_is_identity_combinators,
+) = law(seed=seeds, a=args)(_regenerate_empty_selection_is_identity)
+
+
+def _regenerate_weight_is_mh_ratio_for_prior_proposal(spec, G, seed, a, data):
     """Resampling a selection from the prior: the selected densities cancel
-    against the proposal, leaving the change in the unselected choices' densities."""
-    g = build(spec)
+    against the proposal, leaving the change in the unselected choices' densities.
+    (Selections that resample a mixture's component: see test_combinators.py.)"""
     k1, k2, _ = _keys(seed)
-    tr = g.simulate(k1, (a,))
-    chosen = subset(data.draw, addresses(spec) + _call_paths(spec))
-    new, w = g.regenerate(k2, tr, ppl.select(*chosen))
-    unselected = [p for p in addresses(spec) if not _selected(p, chosen)]
+    tr = G.simulate(k1, (a,))
+    old_lp = _ref(spec, tr.choices, a)[0]
+    visited = list(old_lp)
+    prefixes = sorted({p[:i] for p in visited for i in range(1, len(p))})
+    candidates = [c for c in visited + prefixes if not any(comp[: len(c)] == c for comp in _components(visited))]
+    chosen = subset(data.draw, candidates)
+    new, w = G.regenerate(k2, tr, ppl.select(*chosen))
+    new_lp = _ref(spec, new.choices, a)[0]
+    assert sorted(new_lp) == sorted(old_lp)
+    unselected = [p for p in visited if not _selected(p, chosen)]
     for p in unselected:
-        np.testing.assert_array_equal(np.asarray(new.choices[p]), np.asarray(tr.choices[p]), err_msg=str(p))
-    old_lp, new_lp = _ref(spec, tr.choices, a)[0], _ref(spec, new.choices, a)[0]
+        _same(new.choices[p], tr.choices[p], p)
     assert_close(new.score, _total(new_lp))
     assert_close(w, _total(new_lp, unselected) - _total(old_lp, unselected))
 
 
-@settings(max_examples=5)
-@given(spec=specs(max_nodes=3), seed=seeds, a=args, data=st.data())
-def test_interface_under_jit_and_vmap_matches_eager(spec, seed, a, data):
-    g = build(spec)
+(
+    test_regenerate_weight_is_mh_ratio_for_prior_proposal_static,
+    test_regenerate_weight_is_mh_ratio_for_prior_proposal_combinators,
+) = law(seed=seeds, a=args, data=st.data())(_regenerate_weight_is_mh_ratio_for_prior_proposal)
+
+
+def _jit_and_vmap_match_eager(spec, G, seed, a, data):
+    g = G.g
     k1, k2, k3 = _keys(seed)
     tr = g.simulate(k1, (a,))
-    tr_jit = jax.jit(lambda k, a: g.simulate(k, (a,)))(k1, a)
-    for p in addresses(spec):
+    visited = list(_ref(spec, tr.choices, a)[0])
+    tr_jit = jax.jit(g.simulate)(k1, (a,))
+    assert sorted(tr_jit.choices.addresses()) == sorted(visited)
+    for p in visited:
         assert_close(tr_jit.choices[p], tr.choices[p])
     assert_close(tr_jit.score, tr.score)
-    logp = jax.jit(lambda c, a: g.assess(c, (a,))[0])(tr.choices, a)
-    assert_close(logp, tr.score)
-    paths = subset(data.draw, addresses(spec))
-    cons = choice_map_of(g.simulate(k2, (a,)).choices, paths)
+    source = g.simulate(k2, (a,)).choices
+    source_visited = list(_ref(spec, source, a)[0])
+    cons = choice_map_of(source, _with_components(subset(data.draw, source_visited), source_visited))
     _, w = g.generate(k3, cons, (a,))
-    _, w_jit = jax.jit(lambda k, c: g.generate(k, c, (a,)))(k3, cons)
+    _, w_jit = jax.jit(g.generate)(k3, cons, (a,))
     assert_close(w_jit, w)
-    _, uw, _ = g.update(k3, tr, cons, (a,))
-    _, uw_jit, _ = jax.jit(lambda t, c: g.update(k3, t, c, (a,)))(tr, cons)
-    assert_close(uw_jit, uw)
     keys = jax.random.split(k2, 3)
     scores = jax.vmap(lambda k: g.simulate(k, (a,)).score)(keys)
     for i in range(3):
         assert_close(scores[i], g.simulate(keys[i], (a,)).score)
+
+
+test_jit_and_vmap_match_eager_static, test_jit_and_vmap_match_eager_combinators = law(
+    4, 1, seed=seeds, a=args, data=st.data()
+)(_jit_and_vmap_match_eager)
 
 
 # ---------------------------------------------------------------------------
