@@ -55,3 +55,25 @@ def test_smc_estimate_unbiased_with_every_scheme(scheme):
     est = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(1), 300)), np.float64)
     r = np.exp(est - exact)
     assert abs(r.mean() - 1) < 5 * r.std(ddof=1) / np.sqrt(len(r))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(st.floats(-30.0, 5.0), min_size=8, max_size=8),
+    st.lists(st.booleans(), min_size=8, max_size=8),
+    st.sampled_from(SCHEMES),
+    st.integers(0, 2**31 - 1),
+)
+def test_indices_are_valid_and_skip_zero_weights(log_w, dead, scheme, seed):
+    dead[0] = False  # at least one particle with positive weight
+    lw = jnp.where(jnp.asarray(dead), -jnp.inf, jnp.asarray(log_w, jnp.float32))
+    idx = np.asarray(_JITTED[scheme](jax.random.key(seed), lw))
+    assert idx.shape == (8,)
+    assert np.all((idx >= 0) & (idx < 8))
+    assert not np.any(np.asarray(dead)[idx])  # a particle of weight zero is never an ancestor
+
+
+_JITTED = {name: jax.jit(fn) for name, fn in resampling.SCHEMES.items()}
