@@ -14,9 +14,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ppl._errors import AddressError, PPLError
+from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
+from ppl.combinators._stacked import check_leading_axis
 
 
 class ScanTrace(Trace):
@@ -65,14 +66,7 @@ class Scan(GenerativeFunction):
         return lengths.pop()
 
     def _check_stacked(self, choices: ChoiceMap, T: int):
-        for addr in choices.addresses():
-            leaf = choices[addr]
-            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != T:
-                raise AddressError(
-                    f"{self.name} stacks its choices along a leading time axis of length {T}, but "
-                    f"the value at {{addr}} has shape {jnp.shape(leaf)}. Give one value per step.",
-                    addr,
-                )
+        check_leading_axis(choices, T, self.name, "time axis", "step")
 
     def _loop(self, body, args, per_step):
         """Scan ``body(carry, per_step_t, x_t) -> (carry, out_t)``."""

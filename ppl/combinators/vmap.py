@@ -13,9 +13,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ppl._errors import AddressError, PPLError
+from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
+from ppl.combinators._stacked import check_leading_axis
 
 
 class VmapTrace(Trace):
@@ -78,15 +79,7 @@ class Vmap(GenerativeFunction):
         return jax.random.split(key, self._size(args))
 
     def _check_batched(self, choices: ChoiceMap, args):
-        n = self._size(args)
-        for addr in choices.addresses():
-            leaf = choices[addr]
-            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
-                raise AddressError(
-                    f"{self.name} stacks its choices along a leading axis of length {n}, but the "
-                    f"value at {{addr}} has shape {jnp.shape(leaf)}. Give one value per element.",
-                    addr,
-                )
+        check_leading_axis(choices, self._size(args), self.name, "axis", "element")
 
     def _map(self, fn, batched, args):
         return jax.vmap(fn, in_axes=(*(0,) * len(batched), self._axes(args)))(*batched, args)
