@@ -9,10 +9,13 @@ import numpy as np
 
 
 def grad_samples(f, args, n=8000, seed=0, argnum=0):
-    """``n`` independent gradient estimates of ``f`` w.r.t. ``args[argnum]`` (vectorised)."""
+    """``n`` independent gradient estimates of ``f`` w.r.t. ``args[argnum]`` (vectorised);
+    ``argnum=None`` gives all of them (one compilation)."""
     keys = jax.random.split(jax.random.key(seed), n)
-    g = jax.jit(jax.vmap(lambda k: f.grad_estimate(k, args)[argnum]))(keys)
-    return np.asarray(g, dtype=np.float64)
+    g = jax.jit(jax.vmap(lambda k: f.grad_estimate(k, args)))(keys)
+    if argnum is None:
+        return [np.asarray(x, dtype=np.float64) for x in g]
+    return np.asarray(g[argnum], dtype=np.float64)
 
 
 def value_samples(f, args, n=8000, seed=0):

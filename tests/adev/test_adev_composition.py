@@ -177,8 +177,8 @@ def test_sim_and_density_make_an_elbo():
     exact = jax.grad(lambda m, l: -kl(m, l), argnums=(0, 1))(0.7, -0.3)
     for pol in ({}, {("q", "b"): enum}, {("q", "z"): reinforce}):
         f = ppl.adev(elbo, pol)
-        for i in (0, 1):
-            assert_close_mc(grad_samples(f, (0.7, -0.3), n=3000, argnum=i), exact[i], what=f"{pol} arg {i}")
+        for i, g in enumerate(grad_samples(f, (0.7, -0.3), n=3000, argnum=None)):
+            assert_close_mc(g, exact[i], what=f"{pol} arg {i}")
     v = value_samples(ppl.adev(elbo, {("q", "b"): enum}), (0.7, -0.3), n=3000)
     kl_b = 0.3 * np.log(0.3 / 0.5) + 0.7 * np.log(0.7 / 0.5)
     assert_close_mc(v, -kl(0.7, -0.3) - kl_b, what="elbo value")

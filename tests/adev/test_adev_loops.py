@@ -36,8 +36,8 @@ def _walk_exact(theta, scale):
 def test_random_walk(policy):
     f = ppl.adev(walk, policy)
     exact = jax.grad(_walk_exact, argnums=(0, 1))(0.3, 0.8)
-    for i in (0, 1):
-        assert_close_mc(grad_samples(f, (0.3, 0.8), n=6000, argnum=i), exact[i], what=f"{policy} arg {i}")
+    for i, g in enumerate(grad_samples(f, (0.3, 0.8), n=6000, argnum=None)):
+        assert_close_mc(g, exact[i], what=f"{policy} arg {i}")
     assert_close_mc(value_samples(f, (0.3, 0.8), n=4000), _walk_exact(0.3, 0.8), what="value")
 
 
