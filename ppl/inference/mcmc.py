@@ -19,7 +19,7 @@ from numpyro.infer.hmc_util import dual_averaging
 
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import Trace, as_selection
-from ppl.choices import ChoiceMap, select_all
+from ppl.choices import ChoiceMap
 from ppl.inference._sites import Unconstrain, check_selection
 from ppl.inference._util import selection_of
 
@@ -57,7 +57,14 @@ class Kernel:
         if not hasattr(self, "_given"):
             self._given = self.selection
         if self._given is None:
-            self.selection = select_all() if observed is None else ~as_selection(observed)
+            if observed is None:
+                raise PPLError(
+                    f"{type(self).__name__.lower()} was built without a selection, so it would move every "
+                    "choice, observations included. Build it with a selection, e.g. "
+                    f"{type(self).__name__.lower()}(ppl.select('z')), or pass observed= (the driver "
+                    "ppl.inference.chains.run does this for you)."
+                )
+            self.selection = ~as_selection(observed)
         elif observed is not None:
             clash = trace.choices.filter(self.selection).filter(observed)
             if not clash.is_empty():

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from ppl._errors import PPLError
 from ppl._gfi import Trace, as_args
+from ppl.choices import Selection
 from ppl.inference import resampling
 from ppl.inference._util import (
     as_choices,
@@ -156,8 +157,9 @@ def maybe_resample(key, particles, ess_threshold=0.5, scheme="systematic"):
 def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleCollection:
     """Move each particle with ``n_steps`` of an MCMC kernel that leaves the
     current target invariant (weights unchanged). ``observed``: the observed
-    addresses, for kernels built without a selection."""
-    observed = None if observed is None else selection_of(as_choices(observed))
+    addresses (a choice map or a selection), for kernels built without a selection."""
+    if observed is not None and not isinstance(observed, Selection):
+        observed = selection_of(as_choices(observed))
 
     def one(k, tr):
         state = kernel.init(tr, 0, observed)
@@ -179,12 +181,14 @@ class SMCInfo(eqx.Module):
 
 
 def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal_args_seq=(),
-        ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1, check=True):
+        ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1, observed=None,
+        check=True):
     """Extend ``particles`` through a sequence of targets of the same model under
     ``lax.scan``: step ``s`` uses the ``s``-th slice of ``args_seq``,
     ``observations_seq`` and ``proposal_args_seq`` (pytrees with a leading step
     axis), then resamples if the ESS is low and applies ``rejuvenation`` (an MCMC
-    kernel). Returns ``(particles, SMCInfo)``."""
+    kernel; ``observed``, the observed addresses, is needed only by kernels built
+    without a selection). Returns ``(particles, SMCInfo)``."""
     observations_seq = as_choices(observations_seq)
 
     def body(p, inp):
@@ -194,7 +198,7 @@ def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal
         e = p.ess
         p, did = maybe_resample(k2, p, ess_threshold, scheme)
         if rejuvenation is not None:
-            p = rejuvenate(k3, p, rejuvenation, rejuvenation_steps, o)
+            p = rejuvenate(k3, p, rejuvenation, rejuvenation_steps, observed)
         return p, SMCInfo(e, did, p.log_marginal_likelihood)
 
     n_steps = jax.tree.leaves(args_seq)[0].shape[0]

@@ -161,6 +161,9 @@ def test_errors_name_the_problem():
 
     with pytest.raises(ppl.PPLError, match="proposes 'nu', which is not a random choice"):
         run(mcmc.mh(proposal=misnamed))
+    tr, _ = normal_normal.generate(jax.random.key(0), obs, args)
+    with pytest.raises(ppl.PPLError, match="built without a selection.*observations included"):
+        mcmc.hmc().init(tr)
     with pytest.raises(ppl.PPLError, match="not both"):
         mcmc.mh(ppl.select("mu"), proposal=discrete_proposal)
     with pytest.raises(ppl.PPLError, match="no random choice at 'ys'"):
