@@ -178,3 +178,20 @@ def test_errors_name_the_problem():
 
     with pytest.raises(ppl.PPLError, match="non-finite log density"):
         chains.run(jax.random.key(0), nuts(), bounded, (), {"y": 0.9}, n_samples=2, n_warmup=0)
+
+
+def test_hmc_on_a_scan_model_matches_the_kalman_filter():
+    # The final state's smoothing and filtering distributions coincide.
+    from _models import A, Q, R, lgssm, lgssm_data
+
+    T = 8
+    ys = np.asarray(lgssm_data(T), np.float64)
+    m, P = 0.0, 0.0
+    for y in ys:
+        m, P = A * m, A * A * P + Q**2
+        K = P / (P + R**2)
+        m, P = m + K * (y - m), (1 - K) * P
+    result = chains.run(jax.random.key(3), mcmc.hmc(ppl.select("z"), n_steps=8), lgssm(T), (0.0, None),
+                        {"y": ys}, n_samples=600, n_warmup=300, n_chains=2)
+    assert result.samples["z"].shape == (2, 600, T)
+    _moments_within_mcse(result.samples["z"][..., -1], m, P)
