@@ -11,7 +11,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 def is_float(x) -> bool:
@@ -58,15 +57,6 @@ def apply(fn: Callable, duals: list) -> list:
     if out_t is None:
         return [(o, None) for o in out]
     return list(zip(out, out_t))
-
-
-def split(tree_p, tree_t):
-    """Flat duals of a primal pytree and its tangent pytree (``None`` = all zero)."""
-    leaves = jax.tree.leaves(tree_p)
-    if tree_t is None:
-        return [(p, None) for p in leaves]
-    ts = jax.tree.leaves(tree_t, is_leaf=lambda x: x is None)
-    return list(zip(leaves, ts, strict=True))
 
 
 def add(a, b):
@@ -129,6 +119,3 @@ def finish(value, state: State) -> Result:
         t = add(t, -state.c)
     return Result(total, t, state.s)
 
-
-def zeros_like_float0(x):
-    return np.zeros(np.shape(x), dtype=jax.dtypes.float0)
