@@ -1,6 +1,6 @@
 """Resampling schemes: ancestor indices from log weights.
 
-Each scheme maps ``(key, log_weights, n)`` to ``n`` ancestor indices such that
+Each scheme maps ``(key, log_weights, n)`` to ``n`` ancestor indices (int32) such that
 the expected number of copies of particle ``i`` is ``n * w_i`` (normalised
 weights), which is what keeps SMC's marginal-likelihood estimate unbiased.
 They differ only in variance: multinomial > residual, stratified > systematic.
@@ -21,13 +21,13 @@ def _invert_cdf(weights, u):
     # a cumulative sum that rounds to slightly below one.
     cdf = jnp.cumsum(weights)
     idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
-    return jnp.clip(idx, 0, weights.shape[0] - 1)
+    return jnp.clip(idx, 0, weights.shape[0] - 1).astype(jnp.int32)
 
 
 def multinomial(key, log_weights, n=None):
     """Independent draws from the weights."""
     n = log_weights.shape[0] if n is None else n
-    return jax.random.categorical(key, log_weights, shape=(n,))
+    return jax.random.categorical(key, log_weights, shape=(n,)).astype(jnp.int32)
 
 
 def stratified(key, log_weights, n=None):
@@ -58,7 +58,7 @@ def residual(key, log_weights, n=None):
     log_left = jnp.where(leftover > 0, jnp.log(jnp.where(leftover > 0, leftover, 1.0)), -jnp.inf)
     log_left = jnp.where(n_fixed < n, log_left, 0.0)
     drawn = jax.random.categorical(key, log_left, shape=(n,))
-    return jnp.where(jnp.arange(n) < n_fixed, fixed, drawn)
+    return jnp.where(jnp.arange(n) < n_fixed, fixed, drawn).astype(jnp.int32)
 
 
 SCHEMES = {

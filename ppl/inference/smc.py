@@ -266,7 +266,7 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
         k1, k2 = jax.random.split(k)
         do = _wants_resampling(log_w, ess_threshold) if ess_threshold > 0 else jnp.zeros((), bool)
         idx = jax.lax.cond(
-            do, lambda: resampling.get_scheme(scheme)(k1, log_w, n), lambda: jnp.arange(n)
+            do, lambda: resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32), lambda: jnp.arange(n, dtype=jnp.int32)
         )
         carries = take(carries, idx)
         log_z = jnp.where(do, log_z + log_mean_exp(log_w), log_z)
@@ -305,7 +305,7 @@ def _lineages(key, model, args, choices, ancestors, n):
         c_t, a_t = inp
         return a_t[idx], take(c_t, idx)
 
-    _, path = jax.lax.scan(back, jnp.arange(n), (choices, ancestors), reverse=True)
+    _, path = jax.lax.scan(back, jnp.arange(n, dtype=jnp.int32), (choices, ancestors), reverse=True)
     per_particle = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), path)
     traces, _ = jax.vmap(lambda k, c: model.generate(k, c, args))(jax.random.split(key, n), per_particle)
     return traces
