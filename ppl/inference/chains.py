@@ -146,19 +146,29 @@ def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed):
 _INIT: dict = {}
 
 
-def init_traces(key, model, observations, args, n_chains):
-    """One trace per chain from ``model.generate`` (the prior on latent choices)."""
+def init_traces(key, model, observations, args, n_chains, attempts=20):
+    """One trace per chain from ``model.generate`` (the prior on latent choices),
+    redrawing chains whose density is zero or NaN up to ``attempts`` times."""
     if model not in _INIT:
         _INIT[model] = jax.jit(jax.vmap(lambda k, o, a: model.generate(k, o, a), in_axes=(0, None, None)))
-    traces, w = _INIT[model](jax.random.split(key, n_chains), as_choices(observations), args)
-    scores = np.asarray(traces.score)
-    if not np.all(np.isfinite(scores)):
-        raise PPLError(
-            f"{int((~np.isfinite(scores)).sum())} of {n_chains} initial traces of {model.name} have a "
-            "non-finite log density (zero probability or NaN). Check that the observations are in "
-            "the support of their distributions, or pass init_traces= with valid traces."
-        )
-    return traces
+    observations = as_choices(observations)
+    traces = None
+    for k in jax.random.split(key, attempts):
+        fresh, _ = _INIT[model](jax.random.split(k, n_chains), observations, args)
+        if traces is None:
+            traces = fresh
+        else:
+            bad = ~np.isfinite(np.asarray(traces.score))
+            traces = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), traces, fresh)
+        scores = np.asarray(traces.score)
+        if np.all(np.isfinite(scores)):
+            return traces
+    raise PPLError(
+        f"{int((~np.isfinite(scores)).sum())} of {n_chains} initial traces of {model.name} have a "
+        f"non-finite log density (zero probability or NaN) after {attempts} draws from the prior. "
+        "Check that the observations are in the support of their distributions, or pass traces= "
+        "with valid starting traces."
+    )
 
 
 def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=500, n_chains=4,

@@ -138,6 +138,24 @@ def test_thinning_and_custom_collect():
     np.testing.assert_allclose(score, logp, rtol=1e-5)
 
 
+@ppl.gen
+def half_supported():
+    p = ppl.uniform(0.0, 1.0) @ "p"
+    return ppl.uniform(0.0, p) @ "y"
+
+
+def test_chains_redraw_starts_of_zero_probability():
+    # Half of the prior draws of p give y = 0.5 zero density; every chain must start valid.
+    traces = chains.init_traces(jax.random.key(0), half_supported, {"y": 0.5}, (), 16)
+    assert np.all(np.asarray(traces.choices["p"]) > 0.5)
+    result = chains.run(jax.random.key(1), mcmc.mh(ppl.select("p")), half_supported, (), {"y": 0.5},
+                        n_samples=2000, n_warmup=100, n_chains=4)
+    # p | y has density 1 / (p log 2) on (0.5, 1): E[p] = 0.5 / log 2, E[p^2] = 0.375 / log 2.
+    mean = 0.5 / np.log(2)
+    var = (1 - 0.25) / (2 * np.log(2)) - mean**2
+    _moments_within_mcse(result.samples["p"], mean, var)
+
+
 def test_print_summary(capsys):
     result = chains.run(jax.random.key(1), mcmc.mh(ppl.select("mu")), normal_normal, (jnp.zeros(5),),
                         {"y": NN_DATA}, n_samples=50, n_warmup=10, n_chains=2)
