@@ -87,17 +87,39 @@ class Switch(GenerativeFunction):
     def _addresses(self, args):
         return [set(b.trace_shape(args).choices.addresses()) for b in self.branches]
 
-    def _restrict(self, choices: ChoiceMap, args, verb):
+    def _restrict(self, choices: ChoiceMap, index, args, verb):
+        """``choices`` split by branch; an address no branch could make is an error
+        (with a known index, an address the taken branch does not make too)."""
         per_branch = self._addresses(args)
-        allowed = set().union(*per_branch)
+        known = _jax.is_concrete(index)
+        allowed = per_branch[int(index)] if known else set().union(*per_branch)
+        union = set().union(*per_branch)
         for addr in choices.addresses():
-            if addr not in allowed:
+            if addr not in union:
                 raise AddressError(
                     f"{verb}: no branch of {self.name} makes a random choice at {{addr}}; remove it "
                     "or fix the address.",
                     addr,
                 )
+            if addr not in allowed:
+                raise AddressError(
+                    f"{verb}: only branches not taken make a random choice at {{addr}}, not branch "
+                    f"{int(index)} of {self.name} (the one taken), so the value would be ignored.",
+                    addr,
+                )
         return [choices.filter(select(*addrs)) if addrs else ChoiceMap() for addrs in per_branch]
+
+    def _reuse(self, old_branch: Trace, j: int, args, exclude=None) -> ChoiceMap:
+        """The old branch's values at addresses branch ``j`` also makes with the same
+        shape (except those in ``exclude``): kept when a trace moves to branch ``j``."""
+        new_shapes = self.branches[j].trace_shape(args).choices
+        old = old_branch.choices
+        kept = [
+            a for a in old.addresses()
+            if a in new_shapes and jnp.shape(old[a]) == new_shapes[a].shape
+            and jnp.result_type(old[a]) == new_shapes[a].dtype and not (exclude is not None and a in exclude)
+        ]
+        return old.filter(select(*kept)) if kept else ChoiceMap()
 
     def _placeholders(self, args):
         return [
@@ -127,29 +149,27 @@ class Switch(GenerativeFunction):
 
     def _assess(self, choices, args):
         index, inner_args = self._split(args)
-        restricted = self._restrict(choices, inner_args, "assess")
+        restricted = self._restrict(choices, index, inner_args, "assess")
         retval_shape = self.branches[0].trace_shape(inner_args).retval
 
         def branch(j):
-            needed = self._addresses(inner_args)[j]
-            if set(restricted[j].addresses()) != needed:
-                missing = sorted(needed - set(restricted[j].addresses()))
-                if _jax.is_concrete(index) and int(index) == j:
-                    raise AddressError(
-                        f"assess of {self.name} (branch {j}) needs a value for every random choice, "
-                        f"but {{addr}} has none.",
-                        missing[0],
-                    )
-                # Not the branch taken, or not known until run time: a NaN density
-                # says so if it ever is taken.
-                return lambda: (jnp.full((), jnp.nan), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), retval_shape))
-            return lambda: self.branches[j].assess(restricted[j], inner_args)
+            def run():
+                try:
+                    return self.branches[j].assess(restricted[j], inner_args)
+                except AddressError as err:
+                    if _jax.is_concrete(index) and int(index) == j:
+                        raise AddressError(f"in branch {j} of {self.name}: {err.template}", err.path) from None
+                    # A branch not taken, or not known until run time: if it is
+                    # ever taken, its NaN density says that its choices were missing.
+                    return jnp.full((), jnp.nan), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), retval_shape)
+
+            return run
 
         return jax.lax.switch(index, [branch(j) for j in range(len(self.branches))])
 
     def _generate(self, key, constraints, args):
         index, inner_args = self._split(args)
-        restricted = self._restrict(constraints, inner_args, "generate")
+        restricted = self._restrict(constraints, index, inner_args, "generate")
 
         def branch(j):
             def run(key):
@@ -163,23 +183,26 @@ class Switch(GenerativeFunction):
 
     def _update(self, key, trace, constraints, args):
         index, inner_args = self._split(args)
-        old_index = trace.args[0]
-        restricted = self._restrict(constraints, inner_args, "update")
+        old_index, _ = self._split(trace.args)
+        restricted = self._restrict(constraints, index, inner_args, "update")
         # Going back to the old branch must restore every old choice, so the
         # discard is the old trace's whole choice map (a superset when the branch stays).
         discard = trace.choices
 
         def branch(j):
-            def same(key):
-                tr, w, _ = self.branches[j].update(key, trace.branches[j], restricted[j], inner_args)
-                return tr, w
+            def from_branch(i):
+                def run(key):
+                    if i == j:
+                        tr, w, _ = self.branches[j].update(key, trace.branches[j], restricted[j], inner_args)
+                        return tr, w
+                    kept = self._reuse(trace.branches[i], j, inner_args)
+                    tr, w = self.branches[j].generate(key, kept | restricted[j], inner_args)
+                    return tr, w - trace.score
 
-            def changed(key):
-                tr, w = self.branches[j].generate(key, restricted[j], inner_args)
-                return tr, w - trace.score
+                return run
 
             def run(key):
-                tr, w = jax.lax.cond(jnp.asarray(old_index) == j, same, changed, key)
+                tr, w = jax.lax.switch(old_index, [from_branch(i) for i in range(len(self.branches))], key)
                 return self._with_slot(j, tr, inner_args), tr.retval, w
 
             return run
@@ -193,13 +216,26 @@ class Switch(GenerativeFunction):
         return self._trace(args, slots, retval), w, discard
 
     def _regenerate(self, key, trace, selection, args):
+        """Within a branch, the branch's own regenerate. When the index changed (the
+        caller resampled it), the new branch keeps the old values at shared,
+        unselected addresses and samples the rest from its prior; the prior
+        proposals cancel, leaving the density ratio of the kept values."""
         index, inner_args = self._split(args)
-        if _jax.is_concrete(index) and _jax.is_concrete(trace.args[0]) and int(index) != int(trace.args[0]):
-            raise PPLError(f"{self.name}: regenerate cannot change the branch; use update with new arguments.")
+        old_index, _ = self._split(trace.args)
 
         def branch(j):
+            def from_branch(i):
+                def run(key):
+                    if i == j:
+                        return self.branches[j].regenerate(key, trace.branches[j], selection, inner_args)
+                    kept = self._reuse(trace.branches[i], j, inner_args, exclude=selection)
+                    tr, w = self.branches[j].generate(key, kept, inner_args)
+                    return tr, w - trace.branches[i].project(select(*kept.addresses()))
+
+                return run
+
             def run(key):
-                tr, w = self.branches[j].regenerate(key, trace.branches[j], selection, inner_args)
+                tr, w = jax.lax.switch(old_index, [from_branch(i) for i in range(len(self.branches))], key)
                 return self._with_slot(j, tr, inner_args), tr.retval, w
 
             return run

@@ -62,11 +62,18 @@ class Vmap(GenerativeFunction):
     def _size(self, args) -> int:
         if self.axis_size is not None:
             return self.axis_size
-        sizes = {
-            jnp.shape(leaf)[0]
-            for a, ax in zip(args, self._axes(args)) if ax is not None
-            for leaf in jax.tree.leaves(a)
-        }
+        sizes = set()
+        for i, (a, ax) in enumerate(zip(args, self._axes(args))):
+            if ax is None:
+                continue
+            for leaf in jax.tree.leaves(a):
+                if jnp.ndim(leaf) == 0:
+                    raise PPLError(
+                        f"{self.name} maps over axis 0 of argument {i}, but it is a scalar. Mark "
+                        "arguments shared by every element with None in in_axes, e.g. "
+                        "ppl.vmap(g, in_axes=(0, None))."
+                    )
+                sizes.add(jnp.shape(leaf)[0])
         if len(sizes) != 1:
             raise PPLError(
                 f"{self.name} maps over axis 0 of its arguments, which must all have the same "
