@@ -429,3 +429,12 @@ def depends_on(fn: Callable, args: list, which: list) -> bool:
         if any(not isinstance(v, jex.Literal) and v in live for v in eqn.invars):
             live.update(eqn.outvars)
     return any(not isinstance(v, jex.Literal) and v in live for v in jaxpr.outvars)
+
+
+def is_differentiated(tree) -> bool:
+    """Whether a leaf of ``tree`` is being differentiated by an enclosing
+    ``jax.jvp``/``jax.grad`` (a forward- or reverse-mode tracer)."""
+    from jax._src.interpreters import ad
+
+    kinds = tuple(getattr(ad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(ad, n))
+    return any(isinstance(leaf, kinds) for leaf in jax.tree.leaves(tree))

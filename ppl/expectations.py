@@ -121,6 +121,12 @@ class Expectation(_AdevOnly):
 
     def _result(self, ctx, key, duals, tree, path) -> Result:
         program = self.program(jax.tree.unflatten(tree, _dual.primals(duals)))
+        if _jax.is_differentiated(program.consts):
+            raise PPLError(
+                f"{self.name} closes over a value that an enclosing jax.grad/jax.jvp differentiates. "
+                "ADEV differentiates an expectation through its arguments only: pass the value as "
+                "an argument, e.g. f.estimate(key, (params,)) with def f(params): ..."
+            )
         return _adev.run(ctx.nested(self.policy, path), program, key, duals, State(), path, _adev.end_of_program)
 
     def _adev_rule(self, ctx, site, key, ins, state, k, addr):

@@ -3,6 +3,7 @@ names the address and says what to do."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import ppl
@@ -157,3 +158,13 @@ def test_enum_and_mvd_inside_scan_are_refused():
     for s in (enum, mvd):
         with pytest.raises(PPLError, match=rf"{s.name} at \('loop', 'b'\).*inside 'loop' \(ppl.scan\).*reinforce"):
             ppl.adev(f, {("loop", "b"): s}).grad_estimate(KEY, (0.3,))
+
+
+def test_differentiating_a_closed_over_value():
+    def loss(w):
+        f = ppl.expectation(lambda: (normal(w, 1.0) @ "x") ** 2)
+        return f.estimate(KEY, ())
+
+    assert np.isfinite(jax.jit(loss)(0.3))  # closing over a value is fine...
+    with pytest.raises(PPLError, match="closes over a value that an enclosing jax.grad"):
+        jax.grad(loss)(0.3)  # ...differentiating through the closure is not
