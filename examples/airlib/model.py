@@ -35,7 +35,7 @@ from airlib.data import CANVAS, DIGIT, MAX_DIGITS
 STEPS = MAX_DIGITS
 WHAT, HIDDEN, OBJ = 50, 200, 20  # latent code, GRU state, decoded object side
 PIXEL_SD = 0.3
-RHO = 0.5  # prior probability of one more object
+RHO = 0.01  # prior probability of one more object: small, so an object must earn its place
 # where = (log s, tx, ty): a 28-pixel digit on a 50-pixel canvas has s = 28 / 50.
 WHERE_LOC = jnp.array([jnp.log(DIGIT / CANVAS), 0.0, 0.0])
 WHERE_SD = jnp.array([0.2, 0.6, 0.6])

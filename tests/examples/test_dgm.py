@@ -64,3 +64,54 @@ def test_numpyro_baseline_targets_the_same_elbo(digits):
     np_elbo = -float(jnp.mean(jax.vmap(np_loss)(keys[:50]))) / digits.shape[0]
     ours = jax.jit(jax.vmap(lambda k: jnp.mean(vae_step.ppl_values()(model, k, digits))))(keys)
     assert abs(np_elbo - float(jnp.mean(ours))) < 5 * float(jnp.std(ours)) / np.sqrt(50) + 0.05
+
+
+# ---------------------------------------------------------------------------
+# AIR
+# ---------------------------------------------------------------------------
+
+import air  # noqa: E402
+from airlib import data as air_data  # noqa: E402
+from airlib import stn  # noqa: E402
+
+
+def test_bilinear_matches_a_direct_interpolation():
+    from scipy.ndimage import map_coordinates
+
+    rng = np.random.default_rng(0)
+    image = rng.random((7, 9)).astype(np.float32)
+    ys = np.linspace(-1.3, 1.2, 5).astype(np.float32)  # partly outside the image: reads zeros there
+    xs = np.linspace(-0.9, 1.4, 6).astype(np.float32)
+    ours = np.asarray(stn.bilinear(jnp.asarray(image), jnp.asarray(ys), jnp.asarray(xs)))
+    # Pixel-index coordinates of the same points; grid-constant pads with zeros and interpolates into them.
+    rows, cols = np.meshgrid((ys + 1) * 7 / 2 - 0.5, (xs + 1) * 9 / 2 - 0.5, indexing="ij")
+    direct = map_coordinates(image, [rows, cols], order=1, mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(ours, direct, atol=1e-6)
+
+
+def test_place_and_glimpse_are_pixel_exact_on_aligned_windows():
+    obj = jnp.asarray(np.random.default_rng(1).random((4, 4)), jnp.float32)
+    where = jnp.array([0.5, 0.5, -0.5])  # half-width 1/2, centred in the top-right quadrant
+    canvas = np.asarray(stn.place(obj, where, 8))
+    np.testing.assert_allclose(canvas[:4, 4:], obj, atol=1e-6)
+    assert np.all(canvas[4:] == 0) and np.all(canvas[:, :4] == 0)
+    np.testing.assert_allclose(np.asarray(stn.glimpse(jnp.asarray(canvas), where, 4)), obj, atol=1e-6)
+
+
+def test_canvases_are_deterministic_and_hold_their_digits():
+    (train_x, _), _ = load_mnist()
+    a, counts = air_data.canvases(train_x[:50], 20, seed=3)
+    b, _ = air_data.canvases(train_x[:50], 20, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert set(counts.tolist()) <= {0, 1, 2} and a.shape == (20, 2500)
+    assert np.all((a.max(axis=1) == 0) == (counts == 0))
+
+
+def test_air_trains_and_reports_counts(tmp_path):
+    out = air.main(["--epochs", "3", "--n-train", "128", "--n-test", "64", "--batch-size", "32",
+                    "--no-progress", "--out", str(tmp_path)])
+    history = out["history"]
+    assert np.all(np.isfinite(history)) and np.isfinite(out["test"])
+    assert history[-3:].mean() > history[:3].mean()
+    assert 0.0 <= out["accuracy"] <= 1.0 and out["confusion"].sum() == 64
+    assert any(tmp_path.glob("air_*_reconstructions.png"))
