@@ -428,26 +428,29 @@ def test_mix_mh_over_the_component_targets_the_exact_posterior():
     obs = ppl.ChoiceMap.d({("x", "value", "u"): x})
     sel = ppl.select(("x", "component"))
 
-    def chain(key):
+    def chain(key, move):
         k0, key = jax.random.split(key)
         tr, _ = model.generate(k0, obs, ())
 
         def step(tr, k):
             k1, k2 = jax.random.split(k)
-            # propose the other component, keeping the value: an update
-            flipped = 1 - tr.choices["x", "component"]
-            new, w, _ = model.update(k1, tr, {("x", "component"): flipped, ("x", "value", "u"): x})
+            if move == "update":  # propose the other component, keeping the value
+                flipped = 1 - tr.choices["x", "component"]
+                new, w, _ = model.update(k1, tr, {("x", "component"): flipped})
+            else:  # resample the component from its prior
+                new, w = model.regenerate(k1, tr, sel)
             accept = jnp.log(jax.random.uniform(k2)) < w
             return jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, tr), None
 
         tr, _ = jax.lax.scan(step, tr, jax.random.split(key, 20))
-        return tr.choices["x", "component"]
+        return tr.choices["x", "component"], tr.choices["x", "value", "u"]
 
     n = 4000
-    comps = jax.jit(jax.vmap(chain))(jax.random.split(jax.random.key(6), n))
-    freq = np.mean(np.asarray(comps) == 1)
-    assert abs(freq - post[1]) < 5 * np.sqrt(post[1] * (1 - post[1]) / n), (freq, post)
-    del sel
+    for move in ("update", "regenerate"):
+        comps, values = jax.jit(jax.vmap(lambda k: chain(k, move)))(jax.random.split(jax.random.key(6), n))
+        np.testing.assert_allclose(values, x)  # the observation stays put
+        freq = np.mean(np.asarray(comps) == 1)
+        assert abs(freq - post[1]) < 5 * np.sqrt(post[1] * (1 - post[1]) / n), (move, freq, post)
 
 
 @gen

@@ -270,23 +270,23 @@ def _regenerate_empty_selection_is_identity(spec, G, seed, a):
 
 def _regenerate_weight_is_mh_ratio_for_prior_proposal(spec, G, seed, a, data):
     """Resampling a selection from the prior: the selected densities cancel
-    against the proposal, leaving the change in the unselected choices' densities.
-    (Selections that resample a mixture's component: see test_combinators.py.)"""
+    against the proposal, and so do choices a resampled mixture component
+    brings in (sampled from the prior) or drops (proposed from the prior by the
+    reverse move), leaving the change in the kept choices' densities."""
     k1, k2, _ = _keys(seed)
     tr = G.simulate(k1, (a,))
     old_lp = _ref(spec, tr.choices, a)[0]
     visited = list(old_lp)
     prefixes = sorted({p[:i] for p in visited for i in range(1, len(p))})
-    candidates = [c for c in visited + prefixes if not any(comp[: len(c)] == c for comp in _components(visited))]
-    chosen = subset(data.draw, candidates)
+    chosen = subset(data.draw, visited + prefixes)
     new, w = G.regenerate(k2, tr, ppl.select(*chosen))
     new_lp = _ref(spec, new.choices, a)[0]
-    assert sorted(new_lp) == sorted(old_lp)
-    unselected = [p for p in visited if not _selected(p, chosen)]
-    for p in unselected:
+    assert sorted(new.choices.addresses()) == sorted(new_lp)
+    kept = [p for p in visited if p in new_lp and not _selected(p, chosen)]
+    for p in kept:
         _same(new.choices[p], tr.choices[p], p)
     assert_close(new.score, _total(new_lp))
-    assert_close(w, _total(new_lp, unselected) - _total(old_lp, unselected))
+    assert_close(w, _total(new_lp, kept) - _total(old_lp, kept))
 
 
 (
