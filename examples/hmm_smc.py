@@ -104,7 +104,7 @@ def main(argv=None):
     p.add_argument("--out", default="out", help="directory for the plot")
     p.add_argument("--particles", type=int, default=100)
     args = p.parse_args(argv)
-    T, steps, runs = (25, 300, 5) if args.quick else (60, 1500, 20)
+    T, steps, runs = (25, 120, 5) if args.quick else (60, 1500, 20)
 
     model = ppl.scan(step, length=T)
     guide = ppl.scan(guide_step, length=T)
@@ -120,7 +120,7 @@ def main(argv=None):
     for name, th in (("prior proposal", None), ("VI-trained proposal", theta)):
         go = jax.jit(jax.vmap(lambda k: (lambda p, i: (p.log_marginal_likelihood, i.ess))(*run_smc(k, model, ys, args.particles, th))))
         lml, ess = go(jax.random.split(jax.random.key(7), runs))
-        particles, _ = run_smc(jax.random.key(8), model, ys, args.particles, th)
+        particles, _ = jax.jit(lambda k: run_smc(k, model, ys, args.particles, th))(jax.random.key(8))
         results[name] = (np.asarray(lml), np.asarray(ess), particles)
         print(f"{name:22s} log p(y) = {np.mean(lml):9.3f} +/- {np.std(lml):6.3f} (sd over {runs} runs); "
               f"mean ESS per step {np.mean(ess):6.1f} of {args.particles}")
