@@ -516,3 +516,23 @@ def test_combinators_do_not_restage_for_same_shapes():
     model.simulate(KEY, (0.0, jnp.zeros(5)))
     model.simulate(KEY, (2.0, jnp.ones(5)))
     assert count[0] <= n_after_first + 1, count
+
+
+def test_combinators_under_vmap_over_keys_and_grad_through_generate():
+    keys = jax.random.split(KEY, 3)
+    trs = jax.vmap(lambda k: walk.simulate(k, (0.3,)))(keys)
+    assert trs.choices["steps", "z"].shape == (3, T)
+    for i in range(3):
+        one = walk.simulate(keys[i], (0.3,))
+        assert_close(trs.score[i], one.score)
+        assert_close(trs.choices["steps", "y"][i], one.choices["steps", "y"])
+    # fully constrained: the weight is the score; only the first step depends on z0
+    tr = walk.simulate(KEY, (0.3,))
+    g = jax.grad(lambda z0: walk.generate(KEY, tr.choices, (z0,))[1])(0.3)
+    z1 = tr.choices["steps", "z"][0]
+    assert_close(g, 0.9 * (z1 - 0.9 * 0.3 - DRIFT[0]))
+    # vmap combinator: d/dslope of the weight with the slope and the ys constrained
+    cons = ppl.ChoiceMap.d({("pts", "y"): jnp.array([0.1, -0.2, 0.3, 0.9])})
+    g = jax.grad(lambda s: regression.generate(KEY, cons | ppl.ChoiceMap.d({"slope": s}), (XS,))[1])(0.7)
+    ys = cons["pts", "y"]
+    assert_close(g, -0.7 + jnp.sum((ys - 0.7 * XS) * XS) / 0.25)
