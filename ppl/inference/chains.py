@@ -81,6 +81,9 @@ class MCMCResult(eqx.Module):
             raise ImportError("to_arviz needs arviz: pip install arviz") from e
         posterior = {k.replace("'", ""): _float(v) for k, v in self._flat().items()}
         stats = {"acceptance_rate": np.asarray(self.accept_prob)}
+        # ArviZ 1.x takes {group: {variable: array}}; 0.x took the groups as keywords.
+        if int(arviz.__version__.split(".")[0]) >= 1:
+            return arviz.from_dict({"posterior": posterior, "sample_stats": stats})
         return arviz.from_dict(posterior=posterior, sample_stats=stats)
 
 
