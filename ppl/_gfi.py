@@ -148,22 +148,35 @@ class GenerativeFunction(abc.ABC):
     def _regenerate(self, key, trace, selection, args): ...
 
     # -- shapes, for staging ------------------------------------------------
-    def _shapes(self, in_tree, in_avals):
+    def _abstract(self, what, fn, in_tree, in_avals):
         cache = self.__dict__.setdefault("_shape_cache", {})
-        key = (in_tree, in_avals)
+        key = (what, in_tree, in_avals)
         if key not in cache:
             args = jax.tree.unflatten(
                 in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in in_avals]
             )
-            cache[key] = jax.eval_shape(lambda a: self.simulate(jax.random.key(0), a), args)
+            cache[key] = jax.eval_shape(fn, args)
         return cache[key]
 
+    def _shapes(self, in_tree, in_avals):
+        return self._abstract("trace", lambda a: self.simulate(jax.random.key(0), a), in_tree, in_avals)
+
+    def retval_abstract(self, args):
+        """The return value for ``args``, traced abstractly (only its shape is used).
+
+        Kinds that can say this without running ``simulate`` override it, so a
+        random choice that only has meaning inside an expectation can sit in them."""
+        return self.simulate(jax.random.key(0), args).retval
+
+    def _retval_shape(self, in_tree, in_avals):
+        return self._abstract("retval", self.retval_abstract, in_tree, in_avals)
+
     def retval_avals(self, in_tree, in_avals):
-        leaves = jax.tree.leaves(self._shapes(in_tree, in_avals).retval)
+        leaves = jax.tree.leaves(self._retval_shape(in_tree, in_avals))
         return [jax.core.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False)) for s in leaves]
 
     def retval_tree(self, in_tree, in_avals):
-        return jax.tree.structure(self._shapes(in_tree, in_avals).retval)
+        return jax.tree.structure(self._retval_shape(in_tree, in_avals))
 
     def trace_shape(self, args: tuple):
         """The shapes of a trace for ``args`` (no computation is run)."""

@@ -55,6 +55,9 @@ class StaticGenerativeFunction(GenerativeFunction):
         """The staged program for arguments of these shapes."""
         return self._programs(self.fn, args, self.name)
 
+    def retval_abstract(self, args):
+        return self.fn(*args)
+
     def _trace(self, args, subtraces, retval):
         return StaticTrace(self, args, subtraces, retval, total(tr.score for tr in subtraces.values()))
 

@@ -84,6 +84,10 @@ class Scan(GenerativeFunction):
             raise PPLError(f"{self.name}: the step must return a pair (carry, y); it returned {retval!r:.120}.")
         return retval[0]
 
+    def retval_abstract(self, args):
+        init, xs = self._split_args(args)
+        return jax.lax.scan(lambda c, x: self.step.retval_abstract((c, x)), init, xs, length=self._length(xs))
+
     def _trace(self, args, inner, carry):
         return ScanTrace(self, args, inner, carry, jnp.sum(inner.score))
 

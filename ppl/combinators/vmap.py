@@ -91,6 +91,10 @@ class Vmap(GenerativeFunction):
     def _map(self, fn, batched, args):
         return jax.vmap(fn, in_axes=(*(0,) * len(batched), self._axes(args)))(*batched, args)
 
+    def retval_abstract(self, args):
+        axes = self._axes(args)
+        return jax.vmap(self.gen_fn.retval_abstract, in_axes=(axes,), axis_size=self._size(args))(args)
+
     def _trace(self, args, inner):
         return VmapTrace(self, args, inner, jnp.sum(inner.score))
 

@@ -32,7 +32,7 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     axes = vm._axes(args_p)
     leaf_axes = [ax for a, ax in zip(args_p, axes) for _ in jax.tree.leaves(a)]
     keys = vm._keys(key, args_p)
-    element_args = jax.tree.map(lambda a, ax: a if ax is None else a[0], args_p, axes)
+    element_args = tuple(a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args_p, axes))
     element_tree = jax.tree.structure(element_args)
     recording = state.rec is not None
     body_ctx = ctx.in_loop(addr, "ppl.vmap")

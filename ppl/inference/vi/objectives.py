@@ -17,7 +17,9 @@ import jax.numpy as jnp
 
 from ppl._errors import PPLError
 from ppl._gfi import as_choices
+from ppl.combinators import repeat
 from ppl.expectations import Expectation, add_cost, adev, density, sim
+from ppl.gen import gen
 from ppl.transforms.adev import as_path
 
 
@@ -50,24 +52,34 @@ def _tuple(args):
     return args
 
 
-def _guide_policy(strategies, particles: list[str]) -> dict:
-    """Strategies are given by guide address; each particle has its own copy."""
-    return {(p, *as_path(addr)): s for addr, s in dict(strategies or {}).items() for p in particles}
+def _guide_policy(strategies, prefix: tuple) -> dict:
+    """Strategies are given by guide address; inside the objective the guide's
+    choices live under ``prefix``."""
+    return {(*prefix, *as_path(addr)): s for addr, s in dict(strategies or {}).items()}
 
 
-def _particles(n: int) -> list[str]:
+def _check_n(n: int) -> int:
     if not isinstance(n, int) or n < 1:
         raise PPLError(f"the number of particles must be an int >= 1, got {n!r}.")
-    return ["guide"] if n == 1 else [f"particle{i}" for i in range(n)]
+    return n
 
 
-def _log_weights(model, guide, obs, model_args, guide_args, particles):
-    """log p(z, obs) - log q(z) for one z ~ q per particle (stacked)."""
-    out = []
-    for p in particles:
-        z, logq = sim(guide)(*guide_args) @ p
-        out.append(density(model)(z | obs, *model_args) - logq)
-    return jnp.stack(out)
+# Particles are one vectorised ppl.repeat: compile time does not grow with n.
+_PARTICLES = ("particles", "guide")
+
+
+def _particle(model, guide, obs):
+    @gen
+    def particle(model_args, guide_args):
+        z, logq = sim(guide)(*guide_args) @ "guide"
+        return density(model)(z | obs, *model_args) - logq, z
+
+    return particle
+
+
+def _log_weights(model, guide, obs, model_args, guide_args, n):
+    """log p(z_i, obs) - log q(z_i) for n independent z_i ~ q (stacked), and the z_i."""
+    return repeat(_particle(model, guide, obs), n)(model_args, guide_args) @ "particles"
 
 
 def _log_mean_exp(x):
@@ -76,35 +88,37 @@ def _log_mean_exp(x):
 
 def elbo(model, guide, observations=None, *, strategies=None) -> Objective:
     """E_q[log p(z, obs) - log q(z)]; with a ``marginal`` guide, HVI/IWHVI."""
-    obs, particles = as_choices(observations), _particles(1)
+    obs = as_choices(observations)
 
     def objective(model_args, guide_args):
-        return _log_weights(model, guide, obs, model_args, guide_args, particles)[0]
+        z, logq = sim(guide)(*guide_args) @ "guide"
+        return density(model)(z | obs, *model_args) - logq
 
-    return Objective(objective, "elbo", _guide_policy(strategies, particles))
+    return Objective(objective, "elbo", _guide_policy(strategies, ("guide",)))
 
 
 def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> Objective:
     """E[log (1/n) sum_i p(z_i, obs) / q(z_i)]; with a ``marginal`` guide, DIWHVI."""
-    obs, particles = as_choices(observations), _particles(n)
+    obs, n = as_choices(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        return _log_mean_exp(_log_weights(model, guide, obs, model_args, guide_args, particles))
+        log_w, _ = _log_weights(model, guide, obs, model_args, guide_args, n)
+        return _log_mean_exp(log_w)
 
-    return Objective(objective, f"iwelbo(n={n})", _guide_policy(strategies, particles))
+    return Objective(objective, f"iwelbo(n={n})", _guide_policy(strategies, _PARTICLES))
 
 
 def renyi(model, guide, observations=None, alpha: float = 0.5, n: int = 5, *, strategies=None) -> Objective:
     """The Renyi (VR) bound 1/(1-alpha) log (1/n) sum_i w_i^(1-alpha); alpha=0 is IWELBO."""
     if alpha == 1.0:
         raise PPLError("renyi(alpha=1) is the ELBO; use ppl.inference.vi.elbo.")
-    obs, particles = as_choices(observations), _particles(n)
+    obs, n = as_choices(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        log_w = _log_weights(model, guide, obs, model_args, guide_args, particles)
+        log_w, _ = _log_weights(model, guide, obs, model_args, guide_args, n)
         return _log_mean_exp((1.0 - alpha) * log_w) / (1.0 - alpha)
 
-    return Objective(objective, f"renyi(alpha={alpha}, n={n})", _guide_policy(strategies, particles))
+    return Objective(objective, f"renyi(alpha={alpha}, n={n})", _guide_policy(strategies, _PARTICLES))
 
 
 def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Objective:
@@ -113,36 +127,31 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
     replaced by the mean of the others'. Meant for guides whose choices use
     REINFORCE (the default for discrete choices; ask for it on others with
     ``strategies={"z": ppl.reinforce}``); unbiased with any strategies."""
-    if n < 2:
+    if _check_n(n) < 2:
         raise PPLError("vimco needs n >= 2 particles (its baselines leave one out).")
-    obs, particles = as_choices(observations), _particles(n)
+    obs = as_choices(observations)
 
     def objective(model_args, guide_args):
-        zs, log_q = [], []
-        for p in particles:
-            z, lq = sim(guide)(*guide_args) @ p
-            zs.append(z)
-            log_q.append(lq)
-        log_w = jnp.stack([density(model)(z | obs, *model_args) for z in zs]) - jnp.stack(log_q)
+        log_w, zs = _log_weights(model, guide, obs, model_args, guide_args, n)
         bound = _log_mean_exp(log_w)
         others = (jnp.sum(log_w) - log_w) / (n - 1)
         loo = jax.vmap(lambda j: _log_mean_exp(log_w.at[j].set(others[j])))(jnp.arange(n))
         # Zero in value; its gradient subtracts each particle's baseline times its score.
-        score = jnp.stack([density(guide)(jax.lax.stop_gradient(z), *guide_args) for z in zs])
+        frozen = jax.lax.stop_gradient(zs)
+        score = jax.vmap(lambda z: density(guide)(z, *guide_args))(frozen)
         add_cost(-jnp.sum(jax.lax.stop_gradient(loo) * (score - jax.lax.stop_gradient(score))))
         return bound
 
-    return Objective(objective, f"vimco(n={n})", _guide_policy(strategies, particles))
+    return Objective(objective, f"vimco(n={n})", _guide_policy(strategies, _PARTICLES))
 
 
 def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
     """Reweighted wake-sleep, wake phase for the model: a surrogate whose gradient
     in ``model_args`` is the self-normalised importance estimate of grad log p(obs)."""
-    obs, particles = as_choices(observations), _particles(n)
+    obs, n = as_choices(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        frozen = jax.lax.stop_gradient(guide_args)
-        log_w = _log_weights(model, guide, obs, model_args, frozen, particles)
+        log_w, _ = _log_weights(model, guide, obs, model_args, jax.lax.stop_gradient(guide_args), n)
         return jnp.sum(jax.nn.softmax(jax.lax.stop_gradient(log_w)) * log_w)
 
     return Objective(objective, f"rws_wake_p(n={n})")
@@ -151,18 +160,13 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
 def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
     """Reweighted wake-sleep, wake phase for the guide: a surrogate whose gradient
     in ``guide_args`` estimates -grad KL(p(z | obs) || q(z)) (the forward KL)."""
-    obs, particles = as_choices(observations), _particles(n)
+    obs, n = as_choices(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        frozen = jax.lax.stop_gradient(guide_args)
-        zs, log_w = [], []
-        for p in particles:
-            z, logq = sim(guide)(*frozen) @ p
-            z = jax.lax.stop_gradient(z)
-            zs.append(z)
-            log_w.append(density(model)(z | obs, *model_args) - logq)
-        w = jax.nn.softmax(jax.lax.stop_gradient(jnp.stack(log_w)))
-        return jnp.sum(w * jnp.stack([density(guide)(z, *guide_args) for z in zs]))
+        log_w, zs = _log_weights(model, guide, obs, model_args, jax.lax.stop_gradient(guide_args), n)
+        w = jax.nn.softmax(jax.lax.stop_gradient(log_w))
+        log_q = jax.vmap(lambda z: density(guide)(z, *guide_args))(jax.lax.stop_gradient(zs))
+        return jnp.sum(w * log_q)
 
     return Objective(objective, f"rws_wake_q(n={n})")
 
@@ -173,13 +177,13 @@ forward_kl = rws_wake_q
 def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None) -> Objective:
     """Minus E_q[(p(z, obs) / q(z))^power], an unbiased estimate; maximising it
     minimises the CUBO_power upper bound (1/power) log E_q[(p/q)^power]."""
-    obs, particles = as_choices(observations), _particles(1)
+    obs = as_choices(observations)
 
     def objective(model_args, guide_args):
-        log_w = _log_weights(model, guide, obs, model_args, guide_args, particles)[0]
-        return -jnp.exp(power * log_w)
+        z, logq = sim(guide)(*guide_args) @ "guide"
+        return -jnp.exp(power * (density(model)(z | obs, *model_args) - logq))
 
-    return Objective(objective, f"cubo(power={power})", _guide_policy(strategies, particles))
+    return Objective(objective, f"cubo(power={power})", _guide_policy(strategies, ("guide",)))
 
 
 # Hierarchical VI is ELBO / IWELBO with a ppl.marginal family.
