@@ -18,7 +18,7 @@ import torch
 from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
 from torch import nn
 
-CANVAS, OBJ, WHAT, HIDDEN, STEPS = 50, 20, 50, 200, 2
+CANVAS, OBJ, WHAT, HIDDEN, STEPS = 50, 28, 50, 200, 2
 PIXEL_SD, RHO = 0.3, 0.01
 WHERE_LOC = torch.tensor([math.log(28 / 50), 0.0, 0.0])
 WHERE_SD = torch.tensor([0.2, 0.6, 0.6])

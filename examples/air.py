@@ -3,7 +3,7 @@
 Each 50 x 50 canvas holds 0 to 2 digits (made from a seed). AIR explains it
 as a sequence of objects: per step a discrete "present" choice, a continuous
 where (scale and position of a window) and what (a 50-d code the decoder
-turns into a 20 x 20 object, drawn in the window by a spatial transformer).
+turns into a 28 x 28 object, drawn in the window by a spatial transformer).
 A recurrent guide proposes the steps. See airlib/model.py for the programs.
 
 Every estimator the strategies allow is a flag, not a code change:
@@ -109,6 +109,8 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--rho", type=float, default=M.RHO, help="prior probability of one more object")
+    ap.add_argument("--pixel-sd", type=float, default=M.PIXEL_SD, help="likelihood noise of each pixel")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out")
     ap.add_argument("--no-progress", action="store_true")
@@ -118,6 +120,7 @@ def main(argv=None):
     if args.quick:
         args.epochs, args.n_train = min(args.epochs, 2), min(args.n_train, 1000)
 
+    M.RHO, M.PIXEL_SD = args.rho, args.pixel_sd  # read by the model when it is traced
     (train_x, _), (test_x, test_counts) = datasets(args.n_train, args.n_test, args.seed)
     objective = M.bound(args.objective, args.k, args.presence)
     loss = M.loss_function(objective, args.presence == "reinforce")

@@ -33,7 +33,7 @@ from airlib import stn
 from airlib.data import CANVAS, DIGIT, MAX_DIGITS
 
 STEPS = MAX_DIGITS
-WHAT, HIDDEN, OBJ = 50, 200, 20  # latent code, GRU state, decoded object side
+WHAT, HIDDEN, OBJ = 50, 200, DIGIT  # latent code, GRU state, decoded object side (as sharp as a digit)
 PIXEL_SD = 0.3
 RHO = 0.01  # prior probability of one more object: small, so an object must earn its place
 # where = (log s, tx, ty): a 28-pixel digit on a 50-pixel canvas has s = 28 / 50.
