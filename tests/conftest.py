@@ -8,6 +8,7 @@ settings.register_profile(
     "ppl",
     deadline=None,
     derandomize=True,  # fixed seeds: the same examples on every run
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )

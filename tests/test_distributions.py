@@ -86,10 +86,9 @@ def test_value_dtypes(name, dtype):
     assert v.dtype == dtype
 
 
-# Samplers with rejection loops (gamma, and beta/dirichlet/student_t built on it)
-# are slow to compile; their sampling is numpyro's own and their scores are checked above.
-MOMENT_CASES = ["normal", "mv_normal", "mv_normal_diag", "uniform", "exponential", "laplace", "logistic",
-                "lognormal", "flip", "categorical", "geometric", "binomial"]
+# Sampling is numpyro's own; these check that keys and value conversions (bool,
+# int) preserve it. Samplers with rejection loops (gamma, beta, ...) are slow to compile.
+MOMENT_CASES = ["normal", "mv_normal", "exponential", "flip", "categorical", "geometric", "binomial"]
 
 
 def _moments(name):

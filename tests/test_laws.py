@@ -174,7 +174,7 @@ def _generate_full_constraints_weight_is_score(spec, G, seed, a):
 (
     test_generate_full_constraints_weight_is_score_static,
     test_generate_full_constraints_weight_is_score_combinators,
-) = law(seed=seeds, a=args)(_generate_full_constraints_weight_is_score)
+) = law(n_comb=2, seed=seeds, a=args)(_generate_full_constraints_weight_is_score)
 
 
 def _generate_partial_constraints_weight(spec, G, seed, a, data):
@@ -265,7 +265,7 @@ def _regenerate_empty_selection_is_identity(spec, G, seed, a):
 (
     test_regenerate_empty_selection_is_identity_static,
     test_regenerate_empty_selection_is_identity_combinators,
-) = law(seed=seeds, a=args)(_regenerate_empty_selection_is_identity)
+) = law(n_comb=2, seed=seeds, a=args)(_regenerate_empty_selection_is_identity)
 
 
 def _regenerate_weight_is_mh_ratio_for_prior_proposal(spec, G, seed, a, data):
