@@ -12,6 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ppl import _jax
 from ppl._gfi import GenerativeFunction, Trace, as_args
 from ppl.inference import resampling
 from ppl.inference._util import (
@@ -81,8 +82,8 @@ def importance(key, model, observations, args, proposal=None, proposal_args=(), 
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
-    one = lambda k: propose(k, model, observations, args, proposal, proposal_args)
-    traces, log_w = jax.vmap(one)(jax.random.split(key, n))
+    run = _compiled_particles if _jax.is_concrete((key, observations, args, proposal_args)) else _particles
+    traces, log_w = run(key, observations, args, proposal_args, model=model, proposal=proposal, n=n)
     if check:
         check_weights(
             log_w,
@@ -91,6 +92,16 @@ def importance(key, model, observations, args, proposal=None, proposal_args=(), 
             "the proposal's support covers the posterior.",
         )
     return ImportanceResult(traces, log_w)
+
+
+def _particles(key, observations, args, proposal_args, *, model, proposal, n):
+    one = lambda k: propose(k, model, observations, args, proposal, proposal_args)
+    return jax.vmap(one)(jax.random.split(key, n))
+
+
+# Called outside jit, importance sampling runs compiled (eager vmap would
+# dispatch op by op); the model, proposal and n are part of the cache key.
+_compiled_particles = jax.jit(_particles, static_argnames=("model", "proposal", "n"))
 
 
 def sir(key, model, observations, args, proposal=None, proposal_args=(), n=1000, m=1, scheme="multinomial"):
