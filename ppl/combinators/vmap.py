@@ -92,8 +92,12 @@ class Vmap(GenerativeFunction):
         return jax.vmap(fn, in_axes=(*(0,) * len(batched), self._axes(args)))(*batched, args)
 
     def retval_abstract(self, args):
-        axes = self._axes(args)
-        return jax.vmap(self.gen_fn.retval_abstract, in_axes=(axes,), axis_size=self._size(args))(args)
+        # One element's return value, stacked: jax.vmap would meet the random
+        # choices themselves, which have no batching rule.
+        n = self._size(args)
+        element = tuple(a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args, self._axes(args)))
+        retval = self.gen_fn.retval_abstract(element)
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), retval)
 
     def _trace(self, args, inner):
         return VmapTrace(self, args, inner, jnp.sum(inner.score))
