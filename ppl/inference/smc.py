@@ -22,6 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ppl import _jax
 from ppl._errors import PPLError
 from ppl._gfi import Trace, as_args
 from ppl.choices import Selection
@@ -247,7 +248,19 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
                 f"particle_filter: the observations of {model.name} are stacked along time, so the "
                 f"value at {addr} needs a leading axis of length {T}; it has shape {shape}."
             )
-    step, pa = model.step, proposal_args or _default_proposal_args
+    opts = dict(model=model, n=n, proposal=proposal, pa=proposal_args or _default_proposal_args,
+                ess_threshold=ess_threshold, scheme=scheme, return_traces=return_traces, T=T)
+    concrete = _jax.is_concrete((key, observations, args))
+    particles, info = (_compiled_filter if concrete else _filter)(key, args, observations, **opts)
+    if check:
+        check_weights(particles.log_weights, f"particle_filter on {model.name}",
+                      "Check the observations and the proposal's support.")
+    return particles, info
+
+
+def _filter(key, args, observations, *, model, n, proposal, pa, ess_threshold, scheme, return_traces, T):
+    init_carry, xs = args
+    step = model.step
     xs_t = xs if xs is not None else jnp.zeros((T, 0))
 
     def propagate(k, carry, x, obs_t):
@@ -265,9 +278,8 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
         k, x, obs_t = inp
         k1, k2 = jax.random.split(k)
         do = _wants_resampling(log_w, ess_threshold) if ess_threshold > 0 else jnp.zeros((), bool)
-        idx = jax.lax.cond(
-            do, lambda: resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32), lambda: jnp.arange(n, dtype=jnp.int32)
-        )
+        resample_idx = lambda: resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32)
+        idx = jax.lax.cond(do, resample_idx, lambda: jnp.arange(n, dtype=jnp.int32))
         carries = take(carries, idx)
         log_z = jnp.where(do, log_z + log_mean_exp(log_w), log_z)
         log_w = jnp.where(do, jnp.zeros_like(log_w), log_w)
@@ -283,10 +295,14 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
     keys = jax.random.split(key, T + 1)
     (_, log_w, log_z), (choices, ancestors, info) = jax.lax.scan(body, state0, (keys[:T], xs_t, observations))
     traces = _lineages(keys[T], model, args, choices, ancestors, n) if return_traces else None
-    particles = ParticleCollection(traces, log_w, log_z)
-    if check:
-        check_weights(log_w, f"particle_filter on {model.name}", "Check the observations and the proposal's support.")
-    return particles, info
+    return ParticleCollection(traces, log_w, log_z), info
+
+
+# Called outside jit, the filter runs compiled (the lineage reconstruction
+# would otherwise dispatch op by op); every option is part of the cache key.
+_compiled_filter = jax.jit(
+    _filter, static_argnames=("model", "n", "proposal", "pa", "ess_threshold", "scheme", "return_traces", "T")
+)
 
 
 def _horizon(model, xs) -> int:
