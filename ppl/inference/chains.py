@@ -190,7 +190,9 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
     n_chains = jax.tree.leaves(traces)[0].shape[0]
     collect = _latent_cached(observations) if collect is None else _user_collect(collect)
     fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations)
-    latent = traces.choices.without(selection_of(observations))
+    obs_sel = selection_of(observations)
+    # Per chain under vmap: some traces (ppl.switch's) read their choices per element.
+    latent = jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces)
     final, samples, accept = fn(jax.random.split(k_run, n_chains), latent, observations, args)
     return MCMCResult(samples, accept, final)
 
