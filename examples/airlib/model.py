@@ -40,6 +40,7 @@ RHO = 0.01  # prior probability of one more object: small, so an object must ear
 WHERE_LOC = jnp.array([jnp.log(DIGIT / CANVAS), 0.0, 0.0])
 WHERE_SD = jnp.array([0.2, 0.6, 0.6])
 PRESENCE = ("reinforce", "enum", "mvd")
+PRES_BIAS = -3.0
 
 
 def _mlp(sizes, key):
@@ -76,7 +77,9 @@ class Guide(eqx.Module):
         k = jax.random.split(key, 6)
         self.embed = eqx.nn.Linear(CANVAS * CANVAS, HIDDEN, key=k[0])
         self.rnn = eqx.nn.GRUCell(HIDDEN + 3 + WHAT + 1, HIDDEN, key=k[1])
-        self.pres = eqx.nn.Linear(HIDDEN, 1, key=k[2])
+        # Objects start rare (p ~ 0.05): an object is then added where it pays for
+        # itself, rather than two objects each learning to draw half a digit.
+        self.pres = eqx.tree_at(lambda l: l.bias, eqx.nn.Linear(HIDDEN, 1, key=k[2]), jnp.array([PRES_BIAS]))
         self.where = eqx.nn.Linear(HIDDEN, 6, key=k[3])
         self.what = _mlp([OBJ * OBJ, 200, 2 * WHAT], k[4])
         self.baseline = _mlp([CANVAS * CANVAS, 100, STEPS], k[5])
