@@ -19,7 +19,6 @@ from numpyro.infer.hmc_util import dual_averaging
 
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import Trace, as_selection
-from ppl.choices import ChoiceMap
 from ppl.inference._sites import Unconstrain, check_selection
 from ppl.inference._util import selection_of
 

@@ -16,7 +16,7 @@ drives a sequence of same-shaped targets under ``lax.scan``;
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import equinox as eqx
 import jax
