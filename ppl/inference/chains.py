@@ -108,18 +108,21 @@ def _user_collect(collect):
 _CACHE: dict = {}
 
 
-def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed):
-    key = (kernel, model, n_samples, n_warmup, thin, collect, tuple(observed.addresses()))
+def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_prior):
+    key = (kernel, model, n_samples, n_warmup, thin, collect, tuple(observed.addresses()), from_prior)
     fn = _CACHE.get(key)
     if fn is not None:
         return fn
 
     def chain(key, latent, observations, args):
-        # Rebuilding the trace inside the vmapped chain keeps the arguments and
+        # Building the trace inside the vmapped chain keeps the arguments and
         # observations unbatched: one copy shared by all chains, as in numpyro,
-        # rather than one copy per chain carried through the loop.
+        # rather than one copy per chain carried through the loop. From the
+        # prior, the start is drawn here too, so a run is one call.
         k_gen, key = jax.random.split(key)
-        trace, _ = model.generate(k_gen, latent | observations, args)
+        constraints = observations if from_prior else latent | observations
+        trace, _ = model.generate(k_gen, constraints, args)
+        init_score = trace.score
         # One scan over warm-up and kept steps (one compiled copy of the kernel):
         # every step writes its record at the slot of the kept sample it belongs
         # to, so warm-up writes land in slot 0 and are overwritten by later steps.
@@ -139,9 +142,9 @@ def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed):
         total = n_warmup + n_samples * thin
         steps = (jnp.arange(total), jax.random.split(key, total))
         (state, (samples, accept)), _ = jax.lax.scan(body, (state, buffers), steps)
-        return kernel.materialize(state), samples, accept
+        return kernel.materialize(state), samples, accept, init_score
 
-    fn = jax.jit(jax.vmap(chain, in_axes=(0, 0, None, None)))
+    fn = jax.jit(jax.vmap(chain, in_axes=(0, None if from_prior else 0, None, None)))
     _CACHE[key] = fn
     return fn
 
@@ -185,15 +188,20 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     k_init, k_run = jax.random.split(key)
+    collect = _latent_cached(observations) if collect is None else _user_collect(collect)
     if traces is None:
+        fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations, True)
+        final, samples, accept, init_score = fn(jax.random.split(k_run, n_chains), None, observations, args)
+        if np.all(np.isfinite(np.asarray(init_score))):
+            return MCMCResult(samples, accept, final)
+        # Some chain started where the density is zero: redraw starts on the host.
         traces = init_traces(k_init, model, observations, args, n_chains)
     n_chains = jax.tree.leaves(traces)[0].shape[0]
-    collect = _latent_cached(observations) if collect is None else _user_collect(collect)
-    fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations)
+    fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations, False)
     obs_sel = selection_of(observations)
     # Per chain under vmap: some traces (ppl.switch's) read their choices per element.
     latent = jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces)
-    final, samples, accept = fn(jax.random.split(k_run, n_chains), latent, observations, args)
+    final, samples, accept, _ = fn(jax.random.split(k_run, n_chains), latent, observations, args)
     return MCMCResult(samples, accept, final)
 
 
