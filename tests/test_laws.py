@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import ppl
@@ -29,6 +29,7 @@ from _strategies import (
 )
 
 N_STATIC = 25  # examples per law on programs of distributions and nested @gen calls (run eagerly)
+NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain]
 N_COMB = 3  # examples per law on programs with combinators (run under jit; each new program compiles)
 
 
@@ -98,7 +99,8 @@ def law(n_static=N_STATIC, n_comb=N_COMB, **strategies):
 
         eager, jitted = wrap(Eager, "static"), wrap(Jitted, "combinators")
         static = settings(max_examples=n_static)(given(spec=static_specs, **strategies)(eager))
-        comb = settings(max_examples=n_comb)(given(spec=combinator_specs, **strategies)(jitted))
+        # no shrinking: each candidate program compiles anew, so shrinking a failure would take minutes
+        comb = settings(max_examples=n_comb, phases=NO_SHRINK)(given(spec=combinator_specs, **strategies)(jitted))
         return static, comb
 
     return deco
