@@ -45,7 +45,7 @@ class SwitchTrace(Trace):
             return merged
         # The index is clipped when the switch runs; the choices follow the branch run.
         index = jnp.clip(jnp.asarray(self.index).astype(jnp.int32), 0, len(maps) - 1)
-        if _jax.is_concrete(index):
+        if _jax.is_concrete(index) and jnp.ndim(index) == 0:
             return maps[int(index)]
         return _merge_by_index(index, maps)
 
@@ -61,7 +61,9 @@ def _merge_by_index(index, maps):
         value = holders[0][1]
         for j, v in holders[1:]:
             if jnp.shape(v) == jnp.shape(value) and jnp.result_type(v) == jnp.result_type(value):
-                value = jnp.where(index == j, v, value)
+                # A batched trace (under vmap) has a batch of indices: align their axes.
+                taken = jnp.reshape(index == j, jnp.shape(index) + (1,) * (jnp.ndim(v) - jnp.ndim(index)))
+                value = jnp.where(taken, v, value)
         merged = merged | ChoiceMap.d({addr: value})
     return merged
 
