@@ -5,7 +5,7 @@ threads do not affect the next) with ``--json`` pointing at a temporary file;
 the collected file maps each benchmark's name to what it wrote, plus the
 exit status and the wall time of the run.
 
-    python benchmarks/run_all.py [--quick] [--json benchmarks/results.json] [--only vae_step air_epoch]
+    python benchmarks/run_all.py [--quick] [--json out/benchmarks.json] [--only vae_step air_epoch]
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def run(name: str, quick: bool) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
-    ap.add_argument("--json", default=os.path.join(HERE, "results.json"), metavar="PATH")
+    ap.add_argument("--json", default=os.path.join(HERE, "..", "out", "benchmarks.json"), metavar="PATH")
     ap.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
     args = ap.parse_args(argv)
     results = {"quick": args.quick, "benchmarks": {name: run(name, args.quick) for name in args.only or BENCHMARKS}}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
     failed = [n for n, r in results["benchmarks"].items() if r["status"] != 0]
