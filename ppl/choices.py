@@ -142,9 +142,11 @@ class ChoiceMap:
 
     def filter(self, selection) -> "ChoiceMap":
         """The choices whose addresses are in ``selection``."""
+        if self.has_value():
+            return self if selection.selects_value() else ChoiceMap()
         if selection.is_all():
             return self
-        if selection.is_none() or self.has_value():
+        if selection.is_none():
             return ChoiceMap()
         children = {}
         for k, sub in self._children.items():
@@ -219,11 +221,16 @@ class Selection(abc.ABC):
     def is_none(self) -> bool:
         return False
 
+    def selects_value(self) -> bool:
+        """Whether a single choice stored here is selected: only when the whole
+        address is (a selection of deeper addresses does not select it)."""
+        return self.is_all()
+
     def __contains__(self, addr) -> bool:
         s = self
         for p in _path(addr):
             s = s.child(p)
-        return s.is_all()
+        return s.selects_value()
 
     def __invert__(self) -> "Selection":
         return _Complement(self)
@@ -281,6 +288,9 @@ class _Complement(Selection):
     def __invert__(self):
         return self.inner
 
+    def selects_value(self):
+        return not self.inner.selects_value()
+
     def __repr__(self):
         return f"~{self.inner!r}"
 
@@ -297,6 +307,9 @@ class _Union(Selection):
 
     def is_none(self):
         return self.a.is_none() and self.b.is_none()
+
+    def selects_value(self):
+        return self.a.selects_value() or self.b.selects_value()
 
     def __repr__(self):
         return f"{self.a!r} | {self.b!r}"
