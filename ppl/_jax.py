@@ -80,10 +80,6 @@ def _aval(x):
     return jax.typeof(x)
 
 
-def shape_struct(aval) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(aval.shape, aval.dtype)
-
-
 def is_concrete(x) -> bool:
     """True when every leaf of ``x`` holds a value now (not a tracer)."""
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
@@ -153,33 +149,6 @@ class Program:
         for instr in self.instrs:
             _step(instr, env, on_site)
         return self._result(env)
-
-    def run_cps(self, args: tuple, on_site: Callable) -> Any:
-        """Evaluate in continuation-passing style.
-
-        ``on_site(site, args, k)`` must return the program's result; ``k(value)``
-        runs the rest of the program from that choice on, and may be called any
-        number of times (or under ``jax.vmap``).
-        """
-        env = self._initial_env(args)
-
-        def from_(i, env):
-            while i < len(self.instrs):
-                instr = self.instrs[i]
-                if isinstance(instr, Site):
-                    site_args = jax.tree.unflatten(instr.in_tree, [_read(env, r) for r in instr.ins])
-
-                    def k(value, i=i, env=env, instr=instr):
-                        env = dict(env)
-                        _write_all(env, instr.outs, jax.tree.leaves(value))
-                        return from_(i + 1, env)
-
-                    return on_site(instr, site_args, k)
-                _step(instr, env, None)
-                i += 1
-            return self._result(env)
-
-        return from_(0, env)
 
     def walk(self, flat_args, *, lift, apply, on_site, finish, state=None):
         """Continuation-passing evaluation over a value domain chosen by the caller.

@@ -10,6 +10,7 @@ in :mod:`ppl.inference.chains`.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import equinox as eqx
@@ -43,7 +44,7 @@ def _accept(key, log_alpha):
     return accepted, prob
 
 
-class Kernel:
+class Kernel(abc.ABC):
     """Base class: subclasses implement ``init`` and ``step``."""
 
     def init(self, trace: Trace, n_warmup: int = 0, observed=None) -> MCMCState:
@@ -73,8 +74,9 @@ class Kernel:
                     f"choice {shown}; a kernel must not move observations. Select only latent addresses."
                 )
 
+    @abc.abstractmethod
     def step(self, key, state: MCMCState) -> MCMCState:
-        raise NotImplementedError
+        """One transition: a pure function of the key and the state."""
 
     def __call__(self, key, state: MCMCState) -> MCMCState:
         return self.step(key, state)
