@@ -23,6 +23,13 @@ def log_mean_exp(log_weights, axis=-1):
     return jax.scipy.special.logsumexp(log_weights, axis=axis) - jnp.log(n)
 
 
+def weighted_expectation(traces, log_weights, f):
+    """Self-normalised estimate of E[f(trace)] from weighted traces."""
+    vals = jax.vmap(f)(traces)
+    w = jax.nn.softmax(log_weights).reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
+    return jnp.sum(w * vals, axis=0)
+
+
 def take(tree, idx):
     """Index the leading axis of every leaf of a batched pytree."""
     return jax.tree.map(lambda x: x[idx], tree)

@@ -16,6 +16,7 @@ from ppl import _jax
 from ppl._gfi import GenerativeFunction, Trace, as_args
 from ppl.inference import resampling
 from ppl.inference._util import (
+    weighted_expectation,
     as_choices,
     as_key,
     check_proposal_disjoint,
@@ -48,9 +49,7 @@ class ImportanceResult(eqx.Module):
 
     def expectation(self, f):
         """Self-normalised estimate of E[f(trace)] under the posterior."""
-        vals = jax.vmap(f)(self.traces)
-        w = self.normalized_weights.reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
-        return jnp.sum(w * vals, axis=0)
+        return weighted_expectation(self.traces, self.log_weights, f)
 
     def resample(self, key, n=None, scheme="multinomial"):
         """Unweighted traces drawn in proportion to the weights."""

@@ -28,6 +28,7 @@ from ppl._gfi import Trace, as_args
 from ppl.choices import Selection
 from ppl.inference import resampling
 from ppl.inference._util import (
+    weighted_expectation,
     as_choices,
     as_key,
     check_proposal_disjoint,
@@ -66,9 +67,7 @@ class ParticleCollection(eqx.Module):
 
     def expectation(self, f):
         """Self-normalised estimate of E[f(trace)] under the current target."""
-        vals = jax.vmap(f)(self.traces)
-        w = self.normalized_weights.reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
-        return jnp.sum(w * vals, axis=0)
+        return weighted_expectation(self.traces, self.log_weights, f)
 
     def check(self, what="SMC") -> "ParticleCollection":
         """Raise a clear error if the weights are NaN/+inf or all -inf (concrete values only)."""
