@@ -29,6 +29,7 @@ from ppl.distributions import (
 from ppl.combinators import cond, mix, repeat, scan, switch, vmap
 from ppl.gen import gen
 from ppl.marginals import marginal
+from ppl.normalize import normalize
 from ppl.expectations import E, Expectation, add_cost, adev, density, expectation, sim
 from ppl.transforms.strategies import (
     Strategy, enum, enum_sequential, implicit_reparam, mvd, reinforce, reparam,
@@ -50,3 +51,4 @@ __all__ += [
 __all__ += ["marginal"]
 from ppl import inference  # noqa: E402  (subpackage: ppl.inference.importance, .smc, .mcmc, .vi, ...)
 __all__ += ["inference"]
+__all__ += ["normalize"]

@@ -180,3 +180,22 @@ def marginal_density(m):
         return sub(ChoiceMap.d(choices) if isinstance(choices, dict) else choices, *args) @ "density"
 
     return log_density
+
+
+def normalize_sim(norm):
+    """``sim(normalize(p, obs, n))``: n particles from p's prior given obs (with
+    their strategies), one resampled by weight (a categorical choice, REINFORCE
+    by default), with the SIR log-density estimate."""
+    from ppl.distributions import categorical
+
+    p, obs, observed, n = norm.p, norm.observations, norm.observed, norm.n
+
+    def family(*args):
+        particles = [SimSplit(p, observed, held=True)(obs, *args) @ f"particle{i}" for i in range(n)]
+        log_w = jnp.stack([w for _, _, w in particles])
+        k = categorical(logits=log_w) @ "index"
+        chosen = jax.tree.map(lambda *xs: jnp.stack(xs)[k], *[c for c, _, _ in particles])
+        log_joint = jnp.stack([lq for _, lq, _ in particles])[k]
+        return chosen.without(observed), log_joint - _log_mean_exp([w for _, _, w in particles])
+
+    return _Subprogram(family, f"sim({norm.name})")
