@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,11 +26,25 @@ def log_mean_exp(log_weights, axis=-1):
     return jax.scipy.special.logsumexp(log_weights, axis=axis) - jnp.log(n)
 
 
-def weighted_expectation(traces, log_weights, f):
-    """Self-normalised estimate of E[f(trace)] from weighted traces."""
-    vals = jax.vmap(f)(traces)
-    w = jax.nn.softmax(log_weights).reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
-    return jnp.sum(w * vals, axis=0)
+class WeightedTraces(eqx.Module):
+    """``traces`` batched along a leading axis of size n, with unnormalised ``log_weights``."""
+
+    traces: Any
+    log_weights: jax.Array
+
+    @property
+    def normalized_weights(self):
+        return jax.nn.softmax(self.log_weights)
+
+    @property
+    def ess(self):
+        return ess(self.log_weights)
+
+    def expectation(self, f):
+        """Self-normalised estimate of E[f(trace)] under the weighted target."""
+        vals = jax.vmap(f)(self.traces)
+        w = self.normalized_weights.reshape((-1,) + (1,) * (jnp.ndim(vals) - 1))
+        return jnp.sum(w * vals, axis=0)
 
 
 def take(tree, idx):

@@ -8,48 +8,30 @@ may propose some latent choices and leave the rest to the prior.
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._gfi import GenerativeFunction, Trace, as_args
+from ppl._gfi import GenerativeFunction, as_args
 from ppl.inference import resampling
 from ppl.inference._util import (
-    weighted_expectation,
+    WeightedTraces,
     as_choices,
     as_key,
     check_proposal_disjoint,
     check_weights,
-    ess,
     log_mean_exp,
     take,
 )
 
 
-class ImportanceResult(eqx.Module):
+class ImportanceResult(WeightedTraces):
     """Weighted particles: ``traces`` (batched along a leading axis of size n) and
     their unnormalised ``log_weights``."""
-
-    traces: Trace
-    log_weights: jax.Array
 
     @property
     def log_marginal_likelihood(self):
         """``log (1/n) sum_i w_i``: its exponential is unbiased for p(observations)."""
         return log_mean_exp(self.log_weights)
-
-    @property
-    def normalized_weights(self):
-        return jax.nn.softmax(self.log_weights)
-
-    @property
-    def ess(self):
-        return ess(self.log_weights)
-
-    def expectation(self, f):
-        """Self-normalised estimate of E[f(trace)] under the posterior."""
-        return weighted_expectation(self.traces, self.log_weights, f)
 
     def resample(self, key, n=None, scheme="multinomial"):
         """Unweighted traces drawn in proportion to the weights."""

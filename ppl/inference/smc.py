@@ -24,11 +24,11 @@ import jax.numpy as jnp
 
 from ppl import _jax
 from ppl._errors import PPLError
-from ppl._gfi import Trace, as_args
+from ppl._gfi import as_args
 from ppl.choices import Selection
 from ppl.inference import resampling
 from ppl.inference._util import (
-    weighted_expectation,
+    WeightedTraces,
     as_choices,
     as_key,
     check_proposal_disjoint,
@@ -41,12 +41,10 @@ from ppl.inference._util import (
 from ppl.inference.importance import propose
 
 
-class ParticleCollection(eqx.Module):
+class ParticleCollection(WeightedTraces):
     """``traces`` batched along a leading axis of size n, their ``log_weights``,
     and ``log_z`` (log marginal likelihood accumulated at past resamplings)."""
 
-    traces: Trace
-    log_weights: jax.Array
     log_z: jax.Array
 
     @property
@@ -56,18 +54,6 @@ class ParticleCollection(eqx.Module):
     @property
     def log_marginal_likelihood(self):
         return self.log_z + log_mean_exp(self.log_weights)
-
-    @property
-    def normalized_weights(self):
-        return jax.nn.softmax(self.log_weights)
-
-    @property
-    def ess(self):
-        return ess(self.log_weights)
-
-    def expectation(self, f):
-        """Self-normalised estimate of E[f(trace)] under the current target."""
-        return weighted_expectation(self.traces, self.log_weights, f)
 
     def check(self, what="SMC") -> "ParticleCollection":
         """Raise a clear error if the weights are NaN/+inf or all -inf (concrete values only)."""
