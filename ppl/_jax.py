@@ -12,7 +12,6 @@ so ordinary JAX code (including ``custom_jvp`` functions) needs no rule.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from typing import Any, Callable
 

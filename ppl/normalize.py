@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, as_choices
-from ppl.choices import ChoiceMap, select
+from ppl.choices import select
 from ppl.marginals import EstimatedTrace
 
 
