@@ -18,8 +18,9 @@ drawing part of the digit), so it separates one digit from two poorly. The
 ELBO prefers that split while the decoder is still blurry (a second object
 buys more likelihood than the prior charges for it, even with --rho 1e-10),
 and exact enumeration of the presence choices ends in the same place, so it is
-the objective at this training budget, not estimator variance; AIR papers
-train for far longer.
+the objective at this training budget, not estimator variance (with
+--pixel-sd 0.5 it tips the other way: one object for every non-empty canvas).
+AIR papers train for far longer.
 
     python examples/air.py [--presence reinforce|enum|mvd] [--objective elbo|iwelbo]
                            [--k 2] [--epochs 20] [--out out/] [--quick]
