@@ -14,7 +14,6 @@ ratio of run times and the ratio of trace+compile times.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -24,6 +23,7 @@ import numpy as np
 import numpyro.distributions as nd
 
 import ppl
+from _report import print_table, write_rows
 from ppl import categorical, enum, flip, normal
 
 # ---------------------------------------------------------------------------
@@ -217,19 +217,21 @@ def main():
         (f"normal chain, depth {depth}", *deep_chain(depth)),
         (f"scan chain, length {length}", *scan_chain(length)),
         (f"mixture, enum + {n_data} reinforce", *mixture(n_data)),
-        (f"  same, hand-optimised", *mixture(n_data, hoisted=True)),
+        ("  same, hand-optimised", *mixture(n_data, hoisted=True)),
         (f"mixture, enum + repeat({n_data})", *mixture_vectorised(n_data)),
     ]
     rows = [measure(name, f, g, args, batch, reps) for name, f, g, args in programs]
-    header = f"{'program':<34} {'ADEV ms':>9} {'hand ms':>9} {'run ratio':>10} {'compile s (ADEV/hand)':>24} {'ratio':>6}"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['program']:<34} {r['adev_ms']:>9.3f} {r['hand_ms']:>9.3f} {r['run_ratio']:>10.3f} "
-              f"{r['adev_compile_s']:>11.2f} / {r['hand_compile_s']:<10.2f} {r['compile_ratio']:>6.2f}")
-    if opts.json:
-        with open(opts.json, "w") as fh:
-            json.dump({"batch": batch, "reps": reps, "results": rows}, fh, indent=2)
+    print_table(
+        f"{'program':<34} {'ADEV ms':>9} {'hand ms':>9} {'run ratio':>10} {'compile s (ADEV/hand)':>24} {'ratio':>6}",
+        (f"{r['program']:<34} {r['adev_ms']:>9.3f} {r['hand_ms']:>9.3f} {r['run_ratio']:>10.3f} "
+         f"{r['adev_compile_s']:>11.2f} / {r['hand_compile_s']:<10.2f} {r['compile_ratio']:>6.2f}" for r in rows),
+    )
+    write_rows(opts.json, [
+        {**r, "benchmark": "adev_overhead", "system": "hand-written JAX",
+         "config": {"program": r["program"].strip(), "batch": batch, "reps": reps},
+         "median_s": r["adev_ms"] / 1e3, "ratio": r["run_ratio"]}
+        for r in rows
+    ])
 
 
 if __name__ == "__main__":

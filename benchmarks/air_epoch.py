@@ -16,7 +16,6 @@ the steps per epoch (a ppl round times 5 consecutive steps). ``ratio`` = ppl tim
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _dgm import load_mnist  # noqa: E402
+from _report import print_table, write_rows  # noqa: E402
 from airlib import data as D  # noqa: E402
 from airlib import model as M  # noqa: E402
 
@@ -138,15 +138,13 @@ def main(argv=None):
         })
     print(f"AIR seconds per epoch ({N_TRAIN} canvases, batch {BATCH}; median step of {reps} interleaved "
           f"rounds x {steps_per_epoch} steps; ratio = ppl / system)")
-    header = f"{'variant':<20} {'system':>6} {'s/epoch':>9} {'ratio':>7} {'speed-up':>9} {'compile s':>10}"
-    print(header)
-    print("-" * len(header))
-    for r in sorted(rows, key=lambda r: (r["config"]["variant"], r["system"])):
-        print(f"{r['config']['variant']:<20} {r['system']:>6} {r['median_s']:>9.2f} {r['ratio']:>7.3f} "
-              f"{1 / r['ratio']:>8.1f}x {r.get('compile_s', float('nan')):>10.1f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    print_table(
+        f"{'variant':<20} {'system':>6} {'s/epoch':>9} {'ratio':>7} {'speed-up':>9} {'compile s':>10}",
+        (f"{r['config']['variant']:<20} {r['system']:>6} {r['median_s']:>9.2f} {r['ratio']:>7.3f} "
+         f"{1 / r['ratio']:>8.1f}x {r.get('compile_s', float('nan')):>10.1f}"
+         for r in sorted(rows, key=lambda r: (r["config"]["variant"], r["system"]))),
+    )
+    write_rows(args.json, rows)
     return rows
 
 

@@ -21,7 +21,6 @@ trace+compile times.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import vae as V  # noqa: E402
 from _dgm import binarize, load_mnist  # noqa: E402
+from _report import print_table, write_rows  # noqa: E402
 
 LR = 1e-3
 
@@ -192,15 +192,12 @@ def main(argv=None):
         rows.extend(measure(b, reps, data))
     print(f"VAE ELBO gradient step + Adam, median of {reps} interleaved repeats "
           f"(ratio = ppl time / system time, per round)")
-    header = f"{'batch':>6} {'system':>8} {'median ms':>10} {'ratio':>7} {'compile s':>10} {'compile ratio':>14}"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['config']['batch_size']:>6} {r['system']:>8} {1e3 * r['median_s']:>10.3f} {r['ratio']:>7.3f} "
-              f"{r['compile_s']:>10.2f} {r['compile_ratio']:>14.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    print_table(
+        f"{'batch':>6} {'system':>8} {'median ms':>10} {'ratio':>7} {'compile s':>10} {'compile ratio':>14}",
+        (f"{r['config']['batch_size']:>6} {r['system']:>8} {1e3 * r['median_s']:>10.3f} {r['ratio']:>7.3f} "
+         f"{r['compile_s']:>10.2f} {r['compile_ratio']:>14.2f}" for r in rows),
+    )
+    write_rows(args.json, rows)
     return rows
 
 
