@@ -58,13 +58,14 @@ class MLP(eqx.Module):
 class VAE(eqx.Module):
     decoder: MLP  # z (10) -> Bernoulli logits (784)
     encoder: MLP  # x (784) -> mean and log-scale of z (20)
-    baseline: MLP  # x (784) -> predicted bound; used only by reinforce_baseline
+    baseline: MLP | None  # x (784) -> predicted bound; only reinforce_baseline has one
 
-    def __init__(self, key):
+    def __init__(self, key, baseline: bool = False):
         kd, ke, kb = jax.random.split(key, 3)
         self.decoder = MLP(LATENT, HIDDEN, PIXELS, kd)
         self.encoder = MLP(PIXELS, HIDDEN, 2 * LATENT, ke)
-        self.baseline = MLP(PIXELS, 50, 1, kb)
+        # Without one, no optimizer state is spent on parameters no gradient reaches.
+        self.baseline = MLP(PIXELS, 50, 1, kb) if baseline else None
 
 
 @ppl.gen
@@ -109,6 +110,8 @@ def bound(objective: str = "elbo", k: int = 1, estimator: str = "reparam") -> pp
             q_args = (vae.encoder, vae.baseline, x) if baselined else (vae.encoder, x)
             z, log_q = ppl.sim(guide_with_baseline if baselined else guide)(*q_args) @ p
             log_w.append(ppl.density(model)(z | obs, vae.decoder) - log_q)
+        if k == 1:
+            return log_w[0]
         return jax.nn.logsumexp(jnp.stack(log_w)) - jnp.log(float(k))
 
     if baselined:  # the strategy is fixed at the call site
@@ -143,8 +146,9 @@ def loss_function(objective: ppl.Expectation, learn_baseline: bool):
 
 def fit(args, key, train_x):
     objective = bound(args.objective, args.k, args.estimator)
-    vae = VAE(jax.random.fold_in(key, 0))
-    loss = loss_function(objective, args.estimator == "reinforce_baseline")
+    baselined = args.estimator == "reinforce_baseline"
+    vae = VAE(jax.random.fold_in(key, 0), baseline=baselined)
+    loss = loss_function(objective, baselined)
     vae, history = train(loss, vae, train_x, jax.random.fold_in(key, 1), epochs=args.epochs,
                          batch_size=args.batch_size, optimizer=optax.adam(args.lr),
                          progress=not args.no_progress, desc=f"{args.objective}/{args.estimator}")
