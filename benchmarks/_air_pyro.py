@@ -20,6 +20,7 @@ from torch import nn
 
 CANVAS, OBJ, WHAT, HIDDEN, STEPS = 50, 28, 50, 200, 2
 PIXEL_SD, RHO = 0.3, 0.01
+RHO_LOGIT = math.log(RHO) - math.log1p(-RHO)
 WHERE_LOC = torch.tensor([math.log(28 / 50), 0.0, 0.0])
 WHERE_SD = torch.tensor([0.2, 0.6, 0.6])
 
@@ -52,6 +53,11 @@ def place(obj, where):
     s, tx, ty = window(where)
     c = centres(CANVAS)
     return bilinear(obj, (c - ty) / s, (c - tx) / s)
+
+
+def where_posterior(raw):
+    loc, sd = raw.chunk(2, -1)
+    return WHERE_LOC + 3.0 * WHERE_SD * torch.tanh(loc), WHERE_SD * torch.sigmoid(sd)
 
 
 def mlp(*sizes):
@@ -105,7 +111,7 @@ def make(presence: str, lr: float = 1e-3):
             canvas = torch.zeros(b, CANVAS, CANVAS)
             alive = torch.ones(b)
             for t in range(STEPS):
-                present = pyro.sample(f"present{t}", pd.Bernoulli(torch.where(alive > 0, RHO, 0.5)))
+                present = pyro.sample(f"present{t}", pd.Bernoulli(logits=torch.where(alive > 0, RHO_LOGIT, 0.0)))
                 alive = alive * present
                 where = pyro.sample(f"where{t}", pd.Normal(WHERE_LOC, WHERE_SD).expand([b, 3]).to_event(1))
                 what = pyro.sample(f"what{t}", pd.Normal(0.0, 1.0).expand([b, WHAT]).to_event(1))
@@ -123,14 +129,14 @@ def make(presence: str, lr: float = 1e-3):
             alive = torch.ones(b)
             for t in range(STEPS):
                 h = net.step(_cat(embedded, where, what, present[..., None]), h)
-                p = torch.sigmoid(net.pres(h)[..., 0])
                 infer = {"enumerate": "parallel"} if enumerate_ else {"baseline": {"baseline_value": baselines[:, t]}}
-                present = pyro.sample(f"present{t}", pd.Bernoulli(torch.where(alive > 0, p, 0.5)), infer=infer)
+                present = pyro.sample(f"present{t}", pd.Bernoulli(logits=torch.where(alive > 0, net.pres(h)[..., 0], 0.0)),
+                                      infer=infer)
                 alive = alive * present
-                loc, log_sd = net.where(h).chunk(2, -1)
+                loc, sd = where_posterior(net.where(h))
                 on = alive[..., None] > 0
-                where = pyro.sample(f"where{t}", pd.Normal(torch.where(on, WHERE_LOC + loc, WHERE_LOC),
-                                                           torch.where(on, 0.1 * log_sd.exp(), WHERE_SD)).to_event(1))
+                where = pyro.sample(f"where{t}", pd.Normal(torch.where(on, loc, WHERE_LOC),
+                                                           torch.where(on, sd, WHERE_SD)).to_event(1))
                 cut = glimpse(x.reshape(b, CANVAS, CANVAS), where)
                 mu, log_sd = net.what(cut.reshape(*cut.shape[:-2], -1)).chunk(2, -1)
                 what = pyro.sample(f"what{t}", pd.Normal(torch.where(on, mu, 0.0),

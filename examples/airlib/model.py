@@ -24,6 +24,8 @@ overrides it without touching the guide.
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -117,12 +119,21 @@ def model(decoder):
     canvas = jnp.zeros((CANVAS, CANVAS))
     alive = jnp.array(True)
     for t in range(STEPS):
-        present = ppl.flip(jnp.where(alive, RHO, 0.5)) @ f"present{t}"
+        present = ppl.flip(logits=jnp.where(alive, math.log(RHO) - math.log1p(-RHO), 0.0)) @ f"present{t}"
         alive = alive & present
         where = ppl.normal(WHERE_LOC, WHERE_SD) @ f"where{t}"
         what = ppl.normal(jnp.zeros(WHAT), 1.0) @ f"what{t}"
         canvas = draw(decoder, canvas, alive, where, what)
     return ppl.normal(canvas.reshape(-1), PIXEL_SD) @ "x"
+
+
+def where_posterior(raw):
+    """The guide's mean and sd of where from 6 unbounded outputs: the mean
+    within 3 prior sds of the prior mean, the sd below the prior's. Unbounded,
+    one bad REINFORCE step can throw a window off the canvas or shrink it to
+    nothing, and the next gradient is NaN."""
+    loc, sd = jnp.split(raw, 2)
+    return WHERE_LOC + 3.0 * WHERE_SD * jnp.tanh(loc), WHERE_SD * jax.nn.sigmoid(sd)
 
 
 @ppl.gen
@@ -134,13 +145,13 @@ def guide(net: Guide, x):
     alive = jnp.array(True)
     for t in range(STEPS):
         h = net.rnn(jnp.concatenate([embedded, where, what, present[None]]), h)
-        p = jax.nn.sigmoid(net.pres(h)[0])
         flip = ppl.reinforce(ppl.flip, baseline=baselines[t])
-        present = flip(jnp.where(alive, p, 0.5)) @ f"present{t}"
+        # Logits, not probabilities: a confident guide saturates a sigmoid to
+        # exactly 0 or 1 in float32, where the log density's gradient is 0/0.
+        present = flip(logits=jnp.where(alive, net.pres(h)[0], 0.0)) @ f"present{t}"
         alive = alive & present
-        loc, log_sd = jnp.split(net.where(h), 2)
-        where = ppl.normal(jnp.where(alive, WHERE_LOC + loc, WHERE_LOC),
-                           jnp.where(alive, 0.1 * jnp.exp(log_sd), WHERE_SD)) @ f"where{t}"
+        loc, sd = where_posterior(net.where(h))
+        where = ppl.normal(jnp.where(alive, loc, WHERE_LOC), jnp.where(alive, sd, WHERE_SD)) @ f"where{t}"
         cut = stn.glimpse(x.reshape(CANVAS, CANVAS), window(where), OBJ).reshape(-1)
         mu, log_sd = jnp.split(_run(net.what, cut), 2)
         what = ppl.normal(jnp.where(alive, mu, 0.0), jnp.where(alive, jnp.exp(log_sd), 1.0)) @ f"what{t}"
