@@ -49,7 +49,7 @@ def ppl_step(objective: str, presence: str, batch):
     """A compiled ``(air, opt_state, key) -> (air, opt_state, bound)`` on ``batch``."""
     optimizer = optax.adam(1e-3)
     loss = M.loss_function(M.bound(objective, 2, presence), presence == "reinforce")
-    air = M.AIR(jax.random.key(0))
+    air = M.AIR(jax.random.key(0), baseline=presence == "reinforce")
     opt_state = optimizer.init(air)
 
     def step(air, opt_state, key):

@@ -141,7 +141,8 @@ def main(argv=None):
     tag = f"{args.objective}{args.k if args.objective == 'iwelbo' else ''}_{args.presence}"
     key = jax.random.key(args.seed)
     start = time.perf_counter()
-    air, history = train(loss, M.AIR(jax.random.fold_in(key, 0)), jnp.asarray(train_x), jax.random.fold_in(key, 1),
+    air = M.AIR(jax.random.fold_in(key, 0), baseline=args.presence == "reinforce")
+    air, history = train(loss, air, jnp.asarray(train_x), jax.random.fold_in(key, 1),
                          epochs=args.epochs, batch_size=args.batch_size, optimizer=optax.adam(args.lr),
                          progress=not args.no_progress, desc=f"air {tag}")
     seconds = time.perf_counter() - start

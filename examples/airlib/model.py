@@ -73,9 +73,9 @@ class Guide(eqx.Module):
     pres: eqx.nn.Linear
     where: eqx.nn.Linear
     what: list
-    baseline: list  # image -> one predicted bound per step; REINFORCE only
+    baseline: list | None  # image -> one predicted bound per step; only REINFORCE learns one
 
-    def __init__(self, key):
+    def __init__(self, key, baseline: bool = True):
         k = jax.random.split(key, 6)
         self.embed = eqx.nn.Linear(CANVAS * CANVAS, HIDDEN, key=k[0])
         self.rnn = eqx.nn.GRUCell(HIDDEN + 3 + WHAT + 1, HIDDEN, key=k[1])
@@ -84,16 +84,17 @@ class Guide(eqx.Module):
         self.pres = eqx.tree_at(lambda l: l.bias, eqx.nn.Linear(HIDDEN, 1, key=k[2]), jnp.array([PRES_BIAS]))
         self.where = eqx.nn.Linear(HIDDEN, 6, key=k[3])
         self.what = _mlp([OBJ * OBJ, 200, 2 * WHAT], k[4])
-        self.baseline = _mlp([CANVAS * CANVAS, 100, STEPS], k[5])
+        # Without one, no optimizer state is spent on parameters no gradient reaches.
+        self.baseline = _mlp([CANVAS * CANVAS, 100, STEPS], k[5]) if baseline else None
 
 
 class AIR(eqx.Module):
     decoder: Decoder
     guide: Guide
 
-    def __init__(self, key):
+    def __init__(self, key, baseline: bool = True):
         kd, kg = jax.random.split(key)
-        self.decoder, self.guide = Decoder(kd), Guide(kg)
+        self.decoder, self.guide = Decoder(kd), Guide(kg, baseline)
 
 
 def window(where):
@@ -140,7 +141,7 @@ def where_posterior(raw):
 def guide(net: Guide, x):
     h = jnp.zeros(HIDDEN)
     embedded = jax.nn.relu(net.embed(x))
-    baselines = _run(net.baseline, x)
+    baselines = jnp.zeros(STEPS) if net.baseline is None else _run(net.baseline, x)
     where, what, present = WHERE_LOC, jnp.zeros(WHAT), jnp.array(1.0)
     alive = jnp.array(True)
     for t in range(STEPS):
