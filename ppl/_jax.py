@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jax
 from jax.extend import core as jex
 
-from ppl._errors import PPLError, fmt_addr
+from ppl._errors import PPLError, check_traceable, fmt_addr
 
 # ---------------------------------------------------------------------------
 # The sample primitive
@@ -317,14 +317,8 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
 
 def stage(fn: Callable, args: tuple, name: str = "generative function") -> Program:
     """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``)."""
+    check_traceable(args, name)
     flat, in_tree = jax.tree.flatten(args)
-    for i, leaf in enumerate(flat):
-        if not _is_traceable(leaf):
-            raise PPLError(
-                f"an argument of {name} is a {type(leaf).__name__} ({leaf!r:.60}), which JAX "
-                "cannot trace. Pass arrays or numbers as arguments; fix static settings "
-                "when you define the function (close over them, or use functools.partial)."
-            )
     out_tree_box = []
 
     def flat_fn(*flat_args):
@@ -356,14 +350,6 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
             )
         seen.add(s.addr)
     return Program(instrs, sites, invars, outvars, const_refs, tuple(closed.consts), in_tree, out_tree_box[-1])
-
-
-def _is_traceable(leaf) -> bool:
-    try:
-        jax.typeof(leaf)
-        return True
-    except TypeError:
-        return False
 
 
 def program_cache() -> Callable:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._errors import PPLError
+from ppl._errors import PPLError, check_traceable
 from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
 from ppl.choices import ChoiceMap
 from ppl.gen import StaticGenerativeFunction
@@ -103,11 +103,15 @@ class Expectation(_AdevOnly):
 
     def estimate(self, key, args: tuple):
         """An unbiased estimate of the expected value at ``args``; differentiable."""
-        return self._jit_estimate(as_key(key), as_args(args, self.name))
+        return self._jit_estimate(as_key(key), self._args(args))
 
     def grad_estimate(self, key, args: tuple):
         """An unbiased estimate of the gradient with respect to ``args`` (same pytree)."""
-        return self._jit_grad(as_args(args, self.name), as_key(key))
+        return self._jit_grad(self._args(args), as_key(key))
+
+    def _args(self, args):
+        check_traceable(as_args(args, self.name), self.name)
+        return args
 
     def with_strategies(self, strategies) -> "Expectation":
         """A copy whose policy also assigns ``strategies`` (the new ones win)."""

@@ -170,6 +170,33 @@ def test_non_array_argument():
         outer.assess(FULL, ("a",))
 
 
+def test_an_equinox_module_holding_functions_is_named_with_the_fix():
+    import equinox as eqx
+
+    net = eqx.nn.MLP(2, 2, 4, 1, key=KEY)  # its activation is a function, not an array
+
+    @gen
+    def m(net):
+        return normal(net(jnp.zeros(2)), 1.0) @ "x"
+
+    @ppl.expectation
+    def e(net):
+        return ppl.sim(m)(net) @ "q"
+
+    for run in (lambda: m.simulate(KEY, (net,)), lambda: e.estimate(KEY, (net,)),
+                lambda: e.grad_estimate(KEY, (net,))):
+        with raises(ppl.PPLError, "[0].activation", "cannot trace", "eqx.partition", "eqx.combine"):
+            run()
+    # The fix the message gives works.
+    params, static = eqx.partition(net, eqx.is_array)
+
+    @gen
+    def fixed(params):
+        return normal(eqx.combine(params, static)(jnp.zeros(2)), 1.0) @ "x"
+
+    assert jnp.isfinite(fixed.simulate(KEY, (params,)).score)
+
+
 def test_arguments_must_be_a_tuple():
     with raises(ppl.PPLError, "must be a tuple", "(0.0,)"):
         outer.simulate(KEY, 0.0)
