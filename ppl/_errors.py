@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import jax
-
 
 def fmt_addr(addr) -> str:
     if isinstance(addr, tuple):
@@ -43,25 +41,3 @@ class at_address:
         if isinstance(err, AddressError):
             raise err.under(self.addr).with_traceback(tb) from None
         return False
-
-
-def _is_traceable(leaf) -> bool:
-    try:
-        jax.typeof(leaf)
-        return True
-    except TypeError:
-        return False
-
-
-def check_traceable(args, name: str) -> None:
-    """Arguments are traced: every leaf must be an array or a number."""
-    for path, leaf in jax.tree_util.tree_leaves_with_path(args):
-        if not _is_traceable(leaf):
-            raise PPLError(
-                f"argument {jax.tree_util.keystr(path) or '?'} of {name} is a {type(leaf).__name__} "
-                f"({leaf!r:.60}), which JAX cannot trace. Pass arrays or numbers as arguments and fix "
-                "static settings when you define the function (close over them, or use "
-                "functools.partial). An equinox module that holds functions (such as eqx.nn.MLP's "
-                "activation) splits with params, static = eqx.partition(module, eqx.is_array): pass "
-                "params and rebuild the module inside with eqx.combine(params, static)."
-            )

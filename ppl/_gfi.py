@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
+from ppl._args import hold
 from ppl._errors import PPLError
 from ppl.choices import ChoiceMap, Selection, select_all
 
@@ -74,7 +75,7 @@ def as_args(args, name) -> tuple:
         raise PPLError(
             f"arguments of {name} must be a tuple, e.g. ({args!r},) for one argument; got {type(args).__name__}."
         )
-    return args
+    return hold(args, name)
 
 
 def as_choices(choices) -> ChoiceMap:

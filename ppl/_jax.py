@@ -18,7 +18,8 @@ from typing import Any, Callable
 import jax
 from jax.extend import core as jex
 
-from ppl._errors import PPLError, check_traceable, fmt_addr
+from ppl._args import hold, release
+from ppl._errors import PPLError, fmt_addr
 
 # ---------------------------------------------------------------------------
 # The sample primitive
@@ -70,7 +71,7 @@ jax.interpreters.ad.primitive_jvps[sample_p] = _jvp_error
 
 def bind_sample(gen_fn, args: tuple, addr):
     """Make the random choice ``gen_fn(*args) @ addr``; returns its value."""
-    flat, in_tree = jax.tree.flatten(args)
+    flat, in_tree = jax.tree.flatten(hold(args, repr(gen_fn)))
     outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
     return jax.tree.unflatten(gen_fn.retval_tree(in_tree, tuple(map(_aval, flat))), outs)
 
@@ -317,12 +318,11 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
 
 def stage(fn: Callable, args: tuple, name: str = "generative function") -> Program:
     """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``)."""
-    check_traceable(args, name)
-    flat, in_tree = jax.tree.flatten(args)
+    flat, in_tree = jax.tree.flatten(hold(args, name))
     out_tree_box = []
 
     def flat_fn(*flat_args):
-        out = fn(*jax.tree.unflatten(in_tree, flat_args))
+        out = fn(*release(jax.tree.unflatten(in_tree, flat_args)))
         leaves, tree = jax.tree.flatten(out)
         out_tree_box.append(tree)
         return leaves

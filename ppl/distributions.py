@@ -17,6 +17,7 @@ import numpy as np
 import numpyro.distributions as nd
 
 from ppl import _jax
+from ppl._args import release
 from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
@@ -81,7 +82,7 @@ class Distribution(GenerativeFunction):
     def dist(self, *args) -> nd.Distribution:
         """The numpyro distribution for these parameters."""
         try:
-            return self.factory(*args)
+            return self.factory(*release(args))
         except (TypeError, ValueError) as e:
             raise PPLError(f"could not build {self.name} from parameters {args!r:.200}: {e}") from e
 

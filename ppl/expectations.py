@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._errors import PPLError, check_traceable
+from ppl._args import release
+from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
 from ppl.choices import ChoiceMap
 from ppl.gen import StaticGenerativeFunction
@@ -107,11 +108,10 @@ class Expectation(_AdevOnly):
 
     def grad_estimate(self, key, args: tuple):
         """An unbiased estimate of the gradient with respect to ``args`` (same pytree)."""
-        return self._jit_grad(self._args(args), as_key(key))
+        return release(self._jit_grad(self._args(args), as_key(key)))
 
     def _args(self, args):
-        check_traceable(as_args(args, self.name), self.name)
-        return args
+        return as_args(args, self.name)
 
     def with_strategies(self, strategies) -> "Expectation":
         """A copy whose policy also assigns ``strategies`` (the new ones win)."""
