@@ -1,5 +1,7 @@
 """fit and gradient_variance."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -83,3 +85,67 @@ def test_gradient_variance_ranks_estimators():
     assert var["mvd"] < var["reinforce"]
     for v in stats.values():  # all unbiased for d/dmu = 0.4
         assert abs(float(v.mean[1][0]) - 0.4) < 5 * float(v.standard_error()[1][0])
+
+
+# ---------------------------------------------------------------------------
+# Minibatches of data: amortised inference
+# ---------------------------------------------------------------------------
+
+
+@gen
+def local_model(x):  # z ~ N(0, 1), x | z ~ N(z, 1); x is the example, observed below
+    z = normal(0.0, 1.0) @ "z"
+    return normal(z, 1.0) @ "x"
+
+
+@gen
+def encoder(params, x):  # q(z | x) = N(a x + b, exp(log_s))
+    a, b, log_s = params
+    return normal(a * x + b, jnp.exp(log_s)) @ "z"
+
+
+def test_fit_on_minibatches_reaches_the_exact_amortised_posterior():
+    # The exact posterior for every x is N(x / 2, 1/2): a = 0.5, b = 0, variance 0.5.
+    xs = jax.random.normal(jax.random.key(0), (512,)) * jnp.sqrt(2.0)
+    objective = vi.elbo(local_model, encoder, observations=lambda x: {"x": x})
+    # A decaying step size, so the answer is the optimum rather than Adam's jitter around it
+    # (over three seeds the errors were below 0.006).
+    res = vi.fit(objective, jax.random.key(1), (), (jnp.array([0.0, 1.0, 0.0]),), data=xs, batch_size=32,
+                 optimizer=optax.adam(optax.cosine_decay_schedule(0.05, 1500)), steps=1500, num_samples=4,
+                 progress=False)
+    a, b, log_s = res.guide_args[0]
+    assert abs(float(a) - 0.5) < 0.03 and abs(float(b)) < 0.03
+    assert abs(float(jnp.exp(2 * log_s)) - 0.5) < 0.03
+    # The objective is the mean per-example ELBO; at the optimum that is the mean log evidence.
+    log_evidence = jnp.mean(-0.5 * xs**2 / 2.0 - 0.5 * jnp.log(2 * jnp.pi * 2.0))
+    assert abs(res.history[-200:].mean() - float(log_evidence)) < 0.1
+
+
+def test_fit_on_minibatches_of_a_pytree_of_arrays_and_with_iwelbo():
+    data = {"x": jnp.linspace(-2.0, 2.0, 64), "w": jnp.ones(64)}
+
+    @gen
+    def weighted_encoder(params, example):
+        return encoder(params, example["x"] * example["w"]) @ "q"
+
+    @gen
+    def weighted_model(example):
+        return local_model(example["x"]) @ "q"
+
+    objective = vi.iwelbo(weighted_model, weighted_encoder, lambda ex: {"q": {"x": ex["x"]}}, n=3)
+    res = vi.fit(objective, jax.random.key(2), (), (jnp.array([0.0, 0.0, 0.0]),), data=data, batch_size=16,
+                 optimizer=optax.adam(0.05), steps=300, progress=False)
+    assert abs(float(res.guide_args[0][0]) - 0.5) < 0.1
+    assert res.history[-50:].mean() > res.history[:50].mean()
+
+
+@pytest.mark.parametrize("kwargs, fragments", [
+    ({"batch_size": 8}, ["batch_size but no data"]),
+    ({"data": jnp.ones((10,)), "batch_size": 11}, ["between 1 and the 10 examples", "11"]),
+    ({"data": {"a": jnp.ones((10,)), "b": jnp.ones((9,))}}, ["disagree", "[9, 10]"]),
+    ({"data": jnp.array(1.0)}, ["leading axis of examples"]),
+])
+def test_fit_data_errors(kwargs, fragments):
+    objective = vi.elbo(local_model, encoder, observations=lambda x: {"x": x})
+    with pytest.raises(ppl.PPLError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments)):
+        vi.fit(objective, jax.random.key(0), (), (jnp.zeros(3),), steps=2, progress=False, **kwargs)

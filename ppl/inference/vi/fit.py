@@ -6,6 +6,7 @@ Steps run in jitted ``lax.scan`` chunks, so the host only wakes once per chunk
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
@@ -48,6 +49,8 @@ def fit(
     model_args: tuple = (),
     guide_args: tuple = (),
     *,
+    data: Any = None,
+    batch_size: int | None = None,
     optimizer: optax.GradientTransformation | None = None,
     steps: int = 1000,
     num_samples: int = 1,
@@ -62,10 +65,20 @@ def fit(
     are held fixed. Arguments may be any pytree, including equinox modules.
     Returns the fitted arguments and the objective estimate at every step, and
     stops with an error naming the step if the loss or a gradient is not finite.
+
+    With ``data`` (a pytree of arrays whose leading axis indexes independent
+    examples), the objective is per example: each step draws ``batch_size``
+    examples without replacement, estimates the objective for each with the
+    example appended as the last argument of both ``model_args`` and
+    ``guide_args`` (observe it with ``observations=lambda *model_args: ...``),
+    and maximises the mean over the minibatch. That is the amortised
+    inference of a VAE; models with latents shared across examples need
+    their own scaling.
     """
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
     if steps < 1 or num_samples < 1:
         raise PPLError(f"fit needs steps >= 1 and num_samples >= 1, got steps={steps}, num_samples={num_samples}.")
+    n_data, batch_size = _check_data(data, batch_size)
     key = as_key(key)
     params, static = eqx.partition((model_args, guide_args), trainable)
     if not jax.tree.leaves(params):
@@ -75,14 +88,20 @@ def fit(
         )
     mean_estimate = averaged(objective, num_samples)
 
-    def loss(p, k):
+    def loss(p, k, data):
         m, g = eqx.combine(p, static)
-        return -mean_estimate(k, m, g)
+        if data is None:
+            return -mean_estimate(k, m, g)
+        k_batch, k_est = jax.random.split(k)
+        idx = jax.random.choice(k_batch, n_data, (batch_size,), replace=False)
+        batch = jax.tree.map(lambda a: a[idx], data)
+        keys = jax.random.split(k_est, batch_size)
+        return -jnp.mean(jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch))
 
-    def step(carry, inputs):
+    def step(data, carry, inputs):
         k, active = inputs
         p, opt_state, last_good, failed = carry
-        value, grads = jax.value_and_grad(loss)(p, k)
+        value, grads = jax.value_and_grad(loss)(p, k, data)
         finite = jnp.isfinite(value) & _all_finite(grads)
         updates, new_opt_state = optimizer.update(grads, opt_state, p)
         new_p = optax.apply_updates(p, updates)
@@ -102,8 +121,9 @@ def fit(
     chunk = chunk or max(1, min(steps, max(steps // 100, 10)))
 
     @jax.jit
-    def run_chunk(carry, keys, active):
-        return jax.lax.scan(step, carry, (keys, active))
+    def run_chunk(carry, keys, active, data):
+        # The data are an argument, not a constant baked into the compiled program.
+        return jax.lax.scan(functools.partial(step, data), carry, (keys, active))
 
     carry = (params, optimizer.init(params), params, jnp.array(False))
     history = []
@@ -114,7 +134,7 @@ def fit(
             n = min(chunk, steps - done)
             # The last chunk is padded with inactive steps to keep one compiled shape.
             keys = jax.random.split(jax.random.fold_in(key, done), chunk)
-            carry, (values, finite) = run_chunk(carry, keys, jnp.arange(chunk) < n)
+            carry, (values, finite) = run_chunk(carry, keys, jnp.arange(chunk) < n, data)
             values, finite = np.asarray(values[:n]), np.asarray(finite[:n])
             if not finite.all():
                 bad = int(np.argmin(finite))
@@ -146,6 +166,25 @@ class NonFiniteLoss(PPLError):
             "or a log density of -inf (a value outside the support). The history up to that step "
             "is in .history and the last finite parameters in .model_args and .guide_args."
         )
+
+
+def _check_data(data, batch_size):
+    """``(number of examples, batch size)``; ``(None, None)`` without data."""
+    if data is None:
+        if batch_size is not None:
+            raise PPLError("fit got batch_size but no data; pass data=... (examples along the leading axis).")
+        return None, None
+    leaves = jax.tree.leaves(data)
+    if not leaves or any(jnp.ndim(x) < 1 for x in leaves):
+        raise PPLError("fit's data must be arrays with a leading axis of examples (a pytree of them is fine).")
+    sizes = {int(jnp.shape(x)[0]) for x in leaves}
+    if len(sizes) != 1:
+        raise PPLError(f"fit's data arrays disagree on the number of examples (leading axes {sorted(sizes)}).")
+    n = sizes.pop()
+    batch_size = min(n, 64) if batch_size is None else batch_size
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+        raise PPLError(f"fit's batch_size must be an int between 1 and the {n} examples, got {batch_size!r}.")
+    return n, batch_size
 
 
 def _all_finite(tree) -> jax.Array:

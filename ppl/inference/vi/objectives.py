@@ -68,18 +68,29 @@ def _check_n(n: int) -> int:
 _PARTICLES = ("particles", "guide")
 
 
-def _particle(model, guide, obs):
+def _observe(observations) -> Callable:
+    """``model_args -> observations``. Observations are a choice map (or dict), or a
+    function of the model's arguments that returns one: that is how data that
+    changes per call (an example, a minibatch in ``vi.fit(..., data=)``) is observed."""
+    if callable(observations):
+        return lambda *model_args: as_choices(observations(*model_args))
+    obs = as_choices(observations)
+    return lambda *model_args: obs
+
+
+def _particle(model, guide):
     @gen
-    def particle(model_args, guide_args):
+    def particle(model_args, guide_args, obs):
         z, logq = sim(guide)(*guide_args) @ "guide"
         return density(model)(z | obs, *model_args) - logq, z
 
     return particle
 
 
-def _log_weights(model, guide, obs, model_args, guide_args, n):
+def _log_weights(model, guide, observe, model_args, guide_args, n):
     """log p(z_i, obs) - log q(z_i) for n independent z_i ~ q (stacked), and the z_i."""
-    return repeat(_particle(model, guide, obs), n)(model_args, guide_args) @ "particles"
+    obs = observe(*model_args)
+    return repeat(_particle(model, guide), n)(model_args, guide_args, obs) @ "particles"
 
 
 def _log_mean_exp(x):
@@ -88,21 +99,21 @@ def _log_mean_exp(x):
 
 def elbo(model, guide, observations=None, *, strategies=None) -> Objective:
     """E_q[log p(z, obs) - log q(z)]; with a ``marginal`` guide, HVI/IWHVI."""
-    obs = as_choices(observations)
+    observe = _observe(observations)
 
     def objective(model_args, guide_args):
         z, logq = sim(guide)(*guide_args) @ "guide"
-        return density(model)(z | obs, *model_args) - logq
+        return density(model)(z | observe(*model_args), *model_args) - logq
 
     return Objective(objective, "elbo", _guide_policy(strategies, ("guide",)))
 
 
 def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> Objective:
     """E[log (1/n) sum_i p(z_i, obs) / q(z_i)]; with a ``marginal`` guide, DIWHVI."""
-    obs, n = as_choices(observations), _check_n(n)
+    observe, n = _observe(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        log_w, _ = _log_weights(model, guide, obs, model_args, guide_args, n)
+        log_w, _ = _log_weights(model, guide, observe, model_args, guide_args, n)
         return _log_mean_exp(log_w)
 
     return Objective(objective, f"iwelbo(n={n})", _guide_policy(strategies, _PARTICLES))
@@ -112,10 +123,10 @@ def renyi(model, guide, observations=None, alpha: float = 0.5, n: int = 5, *, st
     """The Renyi (VR) bound 1/(1-alpha) log (1/n) sum_i w_i^(1-alpha); alpha=0 is IWELBO."""
     if alpha == 1.0:
         raise PPLError("renyi(alpha=1) is the ELBO; use ppl.inference.vi.elbo.")
-    obs, n = as_choices(observations), _check_n(n)
+    observe, n = _observe(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        log_w, _ = _log_weights(model, guide, obs, model_args, guide_args, n)
+        log_w, _ = _log_weights(model, guide, observe, model_args, guide_args, n)
         return _log_mean_exp((1.0 - alpha) * log_w) / (1.0 - alpha)
 
     return Objective(objective, f"renyi(alpha={alpha}, n={n})", _guide_policy(strategies, _PARTICLES))
@@ -129,10 +140,10 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
     ``strategies={"z": ppl.reinforce}``); unbiased with any strategies."""
     if _check_n(n) < 2:
         raise PPLError("vimco needs n >= 2 particles (its baselines leave one out).")
-    obs = as_choices(observations)
+    observe = _observe(observations)
 
     def objective(model_args, guide_args):
-        log_w, zs = _log_weights(model, guide, obs, model_args, guide_args, n)
+        log_w, zs = _log_weights(model, guide, observe, model_args, guide_args, n)
         bound = _log_mean_exp(log_w)
         others = (jnp.sum(log_w) - log_w) / (n - 1)
         loo = jax.vmap(lambda j: _log_mean_exp(log_w.at[j].set(others[j])))(jnp.arange(n))
@@ -148,10 +159,10 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
 def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
     """Reweighted wake-sleep, wake phase for the model: a surrogate whose gradient
     in ``model_args`` is the self-normalised importance estimate of grad log p(obs)."""
-    obs, n = as_choices(observations), _check_n(n)
+    observe, n = _observe(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        log_w, _ = _log_weights(model, guide, obs, model_args, jax.lax.stop_gradient(guide_args), n)
+        log_w, _ = _log_weights(model, guide, observe, model_args, jax.lax.stop_gradient(guide_args), n)
         return jnp.sum(jax.nn.softmax(jax.lax.stop_gradient(log_w)) * log_w)
 
     return Objective(objective, f"rws_wake_p(n={n})")
@@ -160,10 +171,10 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
 def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
     """Reweighted wake-sleep, wake phase for the guide: a surrogate whose gradient
     in ``guide_args`` estimates -grad KL(p(z | obs) || q(z)) (the forward KL)."""
-    obs, n = as_choices(observations), _check_n(n)
+    observe, n = _observe(observations), _check_n(n)
 
     def objective(model_args, guide_args):
-        log_w, zs = _log_weights(model, guide, obs, model_args, jax.lax.stop_gradient(guide_args), n)
+        log_w, zs = _log_weights(model, guide, observe, model_args, jax.lax.stop_gradient(guide_args), n)
         w = jax.nn.softmax(jax.lax.stop_gradient(log_w))
         log_q = jax.vmap(lambda z: density(guide)(z, *guide_args))(jax.lax.stop_gradient(zs))
         return jnp.sum(w * log_q)
@@ -177,11 +188,11 @@ forward_kl = rws_wake_q
 def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None) -> Objective:
     """Minus E_q[(p(z, obs) / q(z))^power], an unbiased estimate; maximising it
     minimises the CUBO_power upper bound (1/power) log E_q[(p/q)^power]."""
-    obs = as_choices(observations)
+    observe = _observe(observations)
 
     def objective(model_args, guide_args):
         z, logq = sim(guide)(*guide_args) @ "guide"
-        return -jnp.exp(power * (density(model)(z | obs, *model_args) - logq))
+        return -jnp.exp(power * (density(model)(z | observe(*model_args), *model_args) - logq))
 
     return Objective(objective, f"cubo(power={power})", _guide_policy(strategies, ("guide",)))
 
