@@ -11,6 +11,7 @@ they were just before user code runs.
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from ppl._errors import PPLError
 
@@ -44,8 +45,13 @@ def is_traceable(leaf) -> bool:
         return False
 
 
+_PLAIN = (jax.Array, np.ndarray, np.generic, bool, int, float, complex, Held)
+
+
 def hold(args, name: str):
     """``args`` with every leaf that JAX cannot trace held static (idempotent)."""
+    if all(isinstance(x, _PLAIN) for x in jax.tree.leaves(args, is_leaf=lambda x: isinstance(x, Held))):
+        return args  # the common case, without rebuilding the tree
 
     def one(path, leaf):
         if isinstance(leaf, Held) or is_traceable(leaf):
