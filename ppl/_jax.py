@@ -73,7 +73,7 @@ def bind_sample(gen_fn, args: tuple, addr):
     """Make the random choice ``gen_fn(*args) @ addr``; returns its value."""
     flat, in_tree = jax.tree.flatten(hold(args, repr(gen_fn)))
     outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
-    return jax.tree.unflatten(gen_fn.retval_tree(in_tree, tuple(map(_aval, flat))), outs)
+    return release(jax.tree.unflatten(gen_fn.retval_tree(in_tree, tuple(map(_aval, flat))), outs))
 
 
 def _aval(x):
@@ -322,7 +322,8 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
     out_tree_box = []
 
     def flat_fn(*flat_args):
-        out = fn(*release(jax.tree.unflatten(in_tree, flat_args)))
+        # Non-array parts of the return value (a module's functions) are held too.
+        out = hold(fn(*release(jax.tree.unflatten(in_tree, flat_args))), name)
         leaves, tree = jax.tree.flatten(out)
         out_tree_box.append(tree)
         return leaves

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import equinox as eqx
 
 from ppl import _jax
-from ppl._args import release
+from ppl._args import hold, release
 from ppl._gfi import GenerativeFunction, Trace, total
 from ppl.choices import ChoiceMap
 from ppl.transforms import assess as _assess
@@ -57,7 +57,7 @@ class StaticGenerativeFunction(GenerativeFunction):
         return self._programs(self.fn, args, self.name)
 
     def retval_abstract(self, args):
-        return self.fn(*release(args))
+        return hold(self.fn(*release(args)), self.name)
 
     def _trace(self, args, subtraces, retval):
         return StaticTrace(self, args, subtraces, retval, total(tr.score for tr in subtraces.values()))
