@@ -148,6 +148,23 @@ class GenerativeFunction(abc.ABC):
     @abc.abstractmethod
     def _regenerate(self, key, trace, selection, args): ...
 
+    inner: tuple = ()  # the generative functions a combinator runs
+
+    def hoisted(self, args):
+        """``(gen_fn, args)`` to record at a call site; see ``StaticGenerativeFunction``.
+
+        A combinator cannot take the values its inner functions close over as
+        extra arguments (a scan step takes exactly (carry, x)), so it refuses them."""
+        for g in self.inner:
+            if _jax.closes_over_tracers(getattr(g, "fn", None)):
+                raise PPLError(
+                    f"{g.name}, run by {self.name}, uses a value that is being traced in the function "
+                    "that defines it (a closure over one of its arguments). Inside a combinator that "
+                    "value would be stale: pass it as an argument instead (for ppl.scan, in the carry "
+                    "or in xs; for ppl.vmap with in_axes=None)."
+                )
+        return self, args
+
     # -- shapes, for staging ------------------------------------------------
     def _abstract(self, what, fn, in_tree, in_avals):
         cache = self.__dict__.setdefault("_shape_cache", {})

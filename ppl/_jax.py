@@ -71,13 +71,59 @@ jax.interpreters.ad.primitive_jvps[sample_p] = _jvp_error
 
 def bind_sample(gen_fn, args: tuple, addr):
     """Make the random choice ``gen_fn(*args) @ addr``; returns its value."""
-    flat, in_tree = jax.tree.flatten(hold(args, repr(gen_fn)))
+    args = hold(args, repr(gen_fn))
+    if hasattr(gen_fn, "hoisted"):
+        gen_fn, args = gen_fn.hoisted(args)
+    flat, in_tree = jax.tree.flatten(args)
     outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
     return release(jax.tree.unflatten(gen_fn.retval_tree(in_tree, tuple(map(_aval, flat))), outs))
 
 
 def _aval(x):
     return jax.typeof(x)
+
+
+def closes_over_tracers(fn) -> bool:
+    """Whether ``fn``'s closure holds a value of a trace in progress (a nested
+    ``@gen`` function using an argument of the function that defines it)."""
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+        if not is_concrete(contents):
+            return True
+    return False
+
+
+def hoist_closure(fn: Callable, args: tuple):
+    """``(converted, hoisted)`` with ``converted(*args, hoisted) == fn(*args)``, where
+    the values ``fn`` closes over from the enclosing trace come in as ``hoisted``.
+
+    A site keeps its generative function to run later; one that closed over a
+    tracer of the staging trace would see that tracer, long gone, instead of
+    the value flowing at run time. Passed as operands, the values flow."""
+    flat, in_tree = jax.tree.flatten(args)
+    out_tree = []
+
+    def flat_fn(*xs):
+        leaves, tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, xs)))
+        out_tree.append(tree)
+        return leaves
+
+    closed = jax.make_jaxpr(flat_fn)(*flat)
+    traced = [not is_concrete(c) for c in closed.consts]
+    hoisted = tuple(c for c, t in zip(closed.consts, traced) if t)
+    kept = [c for c, t in zip(closed.consts, traced) if not t]
+
+    def converted(*args_and_hoisted):
+        *call_args, values = args_and_hoisted
+        values, kept_values = iter(values), iter(kept)
+        consts = [next(values) if t else next(kept_values) for t in traced]
+        outs = jax.core.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), "")))
+        return jax.tree.unflatten(out_tree[-1], outs)
+
+    return converted, hoisted
 
 
 def is_concrete(x) -> bool:

@@ -262,6 +262,10 @@ class Sim(_AdevOnly):
     def name(self) -> str:
         return f"sim({self.q.name})"
 
+    def hoisted(self, args):
+        q, args = self.q.hoisted(args)
+        return (self if q is self.q else Sim(q)), args
+
     def _shape_fn(self, args):
         tr = self.q.simulate(jax.random.key(0), args)
         return tr.choices, tr.score

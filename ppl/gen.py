@@ -56,6 +56,17 @@ class StaticGenerativeFunction(GenerativeFunction):
         """The staged program for arguments of these shapes."""
         return self._programs(self.fn, args, self.name)
 
+    def hoisted(self, args):
+        """A function defined inside another generative function may use that
+        function's arguments (a closure over values being traced). At a call
+        site those values become explicit arguments of an equivalent function,
+        so the site sees the values of each run."""
+        if not _jax.closes_over_tracers(self.fn):
+            return self, args
+        converted, values = _jax.hoist_closure(lambda *a: hold(self.fn(*release(a)), self.name), args)
+        converted.__qualname__ = self.name
+        return StaticGenerativeFunction(converted), (*args, values)
+
     def retval_abstract(self, args):
         return hold(self.fn(*release(args)), self.name)
 

@@ -44,6 +44,7 @@ class Scan(GenerativeFunction):
         if not isinstance(step, GenerativeFunction):
             raise PPLError(f"ppl.scan takes a generative function step(carry, x) -> (carry, y), got {step!r}.")
         self.step, self.length = step, length
+        self.inner = (step,)
 
     @property
     def name(self) -> str:

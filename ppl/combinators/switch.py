@@ -73,6 +73,7 @@ class Switch(GenerativeFunction):
         if not branches or not all(isinstance(b, GenerativeFunction) for b in branches):
             raise PPLError(f"ppl.switch takes one or more generative functions, got {branches!r}.")
         self.branches = branches
+        self.inner = branches
 
     @property
     def name(self) -> str:

@@ -48,6 +48,7 @@ class Vmap(GenerativeFunction):
         if not isinstance(gen_fn, GenerativeFunction):
             raise PPLError(f"ppl.vmap takes a generative function (e.g. an @gen function), got {gen_fn!r}.")
         self.gen_fn, self.in_axes, self.axis_size = gen_fn, in_axes, axis_size
+        self.inner = (gen_fn,)
 
     @property
     def name(self) -> str:
