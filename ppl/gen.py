@@ -63,12 +63,16 @@ class StaticGenerativeFunction(GenerativeFunction):
         so the site sees the values of each run."""
         if not _jax.closes_over_tracers(self.fn):
             return self, args
-        converted, values = _jax.hoist_closure(lambda *a: hold(self.fn(*release(a)), self.name), args)
+        converted, values = _jax.hoist_closure(self._call, args)
         converted.__qualname__ = self.name
         return StaticGenerativeFunction(converted), (*args, values)
 
-    def retval_abstract(self, args):
+    def _call(self, *args):
+        """The Python function on (held) arguments, as user code expects them."""
         return hold(self.fn(*release(args)), self.name)
+
+    def retval_abstract(self, args):
+        return self._call(*args)
 
     def _trace(self, args, subtraces, retval):
         return StaticTrace(self, args, subtraces, retval, total(tr.score for tr in subtraces.values()))
