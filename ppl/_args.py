@@ -74,3 +74,9 @@ def release(tree):
     """``tree`` with held values back in place, as user code expects them."""
     return jax.tree.map(lambda x: x.value if isinstance(x, Held) else x, tree,
                         is_leaf=lambda x: isinstance(x, Held))
+
+
+def call(fn, args: tuple, name: str):
+    """``fn(*args)`` with the held values given back, and the non-array parts of
+    its result (a module's functions, say) held in turn."""
+    return hold(fn(*release(args)), name)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jax
 from jax.extend import core as jex
 
-from ppl._args import hold, release
+from ppl._args import call, hold, release
 from ppl._errors import PPLError, fmt_addr
 
 # ---------------------------------------------------------------------------
@@ -103,15 +103,7 @@ def hoist_closure(fn: Callable, args: tuple):
     A site keeps its generative function to run later; one that closed over a
     tracer of the staging trace would see that tracer, long gone, instead of
     the value flowing at run time. Passed as operands, the values flow."""
-    flat, in_tree = jax.tree.flatten(args)
-    out_tree = []
-
-    def flat_fn(*xs):
-        leaves, tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, xs)))
-        out_tree.append(tree)
-        return leaves
-
-    closed = jax.make_jaxpr(flat_fn)(*flat)
+    closed, _, out_tree = _flat_jaxpr(fn, args)
     traced = [not is_concrete(c) for c in closed.consts]
     hoisted = tuple(c for c, t in zip(closed.consts, traced) if t)
     kept = [c for c, t in zip(closed.consts, traced) if not t]
@@ -121,9 +113,22 @@ def hoist_closure(fn: Callable, args: tuple):
         values, kept_values = iter(values), iter(kept)
         consts = [next(values) if t else next(kept_values) for t in traced]
         outs = jax.core.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), "")))
-        return jax.tree.unflatten(out_tree[-1], outs)
+        return jax.tree.unflatten(out_tree, outs)
 
     return converted, hoisted
+
+
+def _flat_jaxpr(fn: Callable, args: tuple):
+    """``(closed jaxpr, in_tree, out_tree)`` of ``fn(*args)`` over flat leaves."""
+    flat, in_tree = jax.tree.flatten(args)
+    out_tree = []
+
+    def flat_fn(*xs):
+        leaves, tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, xs)))
+        out_tree.append(tree)
+        return leaves
+
+    return jax.make_jaxpr(flat_fn)(*flat), in_tree, out_tree[-1]
 
 
 def is_concrete(x) -> bool:
@@ -364,17 +369,7 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
 
 def stage(fn: Callable, args: tuple, name: str = "generative function") -> Program:
     """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``)."""
-    flat, in_tree = jax.tree.flatten(hold(args, name))
-    out_tree_box = []
-
-    def flat_fn(*flat_args):
-        # Non-array parts of the return value (a module's functions) are held too.
-        out = hold(fn(*release(jax.tree.unflatten(in_tree, flat_args))), name)
-        leaves, tree = jax.tree.flatten(out)
-        out_tree_box.append(tree)
-        return leaves
-
-    closed = jax.make_jaxpr(flat_fn)(*flat)
+    closed, in_tree, out_tree = _flat_jaxpr(lambda *a: call(fn, a, name), hold(args, name))
     jaxpr = closed.jaxpr
     instrs, sites = [], []
     scope = 0
@@ -396,7 +391,7 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
                 "ppl.vmap / ppl.repeat / ppl.scan, which stack them under one address."
             )
         seen.add(s.addr)
-    return Program(instrs, sites, invars, outvars, const_refs, tuple(closed.consts), in_tree, out_tree_box[-1])
+    return Program(instrs, sites, invars, outvars, const_refs, tuple(closed.consts), in_tree, out_tree)
 
 
 def program_cache() -> Callable:

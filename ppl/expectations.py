@@ -104,14 +104,11 @@ class Expectation(_AdevOnly):
 
     def estimate(self, key, args: tuple):
         """An unbiased estimate of the expected value at ``args``; differentiable."""
-        return self._jit_estimate(as_key(key), self._args(args))
+        return self._jit_estimate(as_key(key), as_args(args, self.name))
 
     def grad_estimate(self, key, args: tuple):
         """An unbiased estimate of the gradient with respect to ``args`` (same pytree)."""
-        return release(self._jit_grad(self._args(args), as_key(key)))
-
-    def _args(self, args):
-        return as_args(args, self.name)
+        return release(self._jit_grad(as_args(args, self.name), as_key(key)))
 
     def with_strategies(self, strategies) -> "Expectation":
         """A copy whose policy also assigns ``strategies`` (the new ones win)."""

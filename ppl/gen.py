@@ -14,7 +14,7 @@ from typing import Any, Callable
 import equinox as eqx
 
 from ppl import _jax
-from ppl._args import hold, release
+from ppl._args import call
 from ppl._gfi import GenerativeFunction, Trace, total
 from ppl.choices import ChoiceMap
 from ppl.transforms import assess as _assess
@@ -68,8 +68,7 @@ class StaticGenerativeFunction(GenerativeFunction):
         return StaticGenerativeFunction(converted), (*args, values)
 
     def _call(self, *args):
-        """The Python function on (held) arguments, as user code expects them."""
-        return hold(self.fn(*release(args)), self.name)
+        return call(self.fn, args, self.name)
 
     def retval_abstract(self, args):
         return self._call(*args)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._args import hold, release
+from ppl._args import call
 from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap
 from ppl.expectations import _AdevOnly, density, sim
@@ -127,7 +127,7 @@ class _Subprogram(_AdevOnly):
         return self._name
 
     def _shape_fn(self, args):
-        return hold(self.fn(*release(args)), self.name)  # traced abstractly: only output shapes are read
+        return call(self.fn, args, self.name)  # traced abstractly: only output shapes are read
 
     def _adev_rule(self, ctx, site, key, ins, state, k, addr):
         args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
