@@ -124,10 +124,44 @@ class Distribution(GenerativeFunction):
             value = value.astype(self.value_dtype)
         return value
 
+    def draw(self, key, d: nd.Distribution, *, reparam: bool = False):
+        """Draw one value of ``d`` (this distribution's numpyro object for some
+        parameters, from :meth:`dist`), strictly inside its support.
+
+        Finite-precision samplers can land on the boundary of an open support:
+        float32 ``gamma`` with a concentration near 0.05 gives an exact 0 about
+        once in a few hundred draws (the true value is below the smallest
+        float), and a log density of +-inf there turns every gradient estimate
+        into NaN. So values of positive supports are kept in [smallest normal
+        float, largest finite float], values of the unit interval in
+        [smallest normal float, the float just below 1], and simplex
+        components at least the smallest normal float (the sum stays 1 to
+        float precision). Elsewhere the value is the sampler's own, and so is
+        its pathwise derivative (a clamped element has derivative 0).
+
+        Args:
+            key: a ``jax.random`` key.
+            d: the numpyro distribution, ``self.dist(*args)``.
+            reparam: draw with ``d.rsample`` (pathwise derivatives, for the
+                reparameterization strategies) instead of ``d.sample``.
+
+        Returns:
+            The value, in this distribution's value dtype (bool for ``flip``).
+
+        Raises:
+            NotImplementedError: ``reparam=True`` for a distribution numpyro
+                cannot ``rsample``.
+
+        >>> d = ppl.gamma.dist(0.05, 1.0)
+        >>> x = ppl.gamma.draw(jax.random.key(39), d)  # > 0 even where d.sample gives 0
+        """
+        raw = d.rsample(key) if reparam else d.sample(key)
+        return self._to_value(_inside_support(d.support, raw))
+
     # -- the interface ------------------------------------------------------
     def _simulate(self, key, args):
         d = self.dist(*args)
-        value = self._to_value(d.sample(key))
+        value = self.draw(key, d)
         return DistributionTrace(self, args, value, jnp.sum(d.log_prob(self._for_density(d, value))))
 
     def _assess(self, choices, args):
@@ -170,6 +204,26 @@ def _parameter_names(factory) -> list | None:
         n for n, p in sig.parameters.items()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "validate_args")
     ]
+
+
+def _inside_support(support, x):
+    """``x`` moved off the boundary of an open positive, unit-interval or simplex support."""
+    while isinstance(support, nd.constraints.independent):
+        support = support.base_constraint
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    info = jnp.finfo(x.dtype)
+    if isinstance(support, (type(nd.constraints.positive), type(nd.constraints.softplus_positive))):
+        lo, hi = info.tiny, info.max
+    elif support is nd.constraints.unit_interval:
+        lo, hi = info.tiny, jnp.nextafter(jnp.ones((), x.dtype), 0)
+    elif support is nd.constraints.simplex:
+        lo, hi = info.tiny, 1.0
+    else:
+        return x
+    # where, not clip: the derivative stays exactly 1 wherever no clamp applies.
+    return jnp.where(x < lo, jnp.asarray(lo, x.dtype), jnp.where(x > hi, jnp.asarray(hi, x.dtype), x))
 
 
 def _support_name(d) -> str:
