@@ -15,6 +15,8 @@ mode is JAX's transposition of this forward pass.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -47,29 +49,49 @@ def check_policy(strategies) -> dict:
 
 
 class Ctx:
-    """Settings of one ADEV pass, alive only while it is traced."""
+    """Settings of one ADEV pass, alive only while it is traced.
 
-    def __init__(self, policy: dict, loop=None, used=None, wanted=None):
+    ``forced`` maps a call's address to the strategy chosen for the whole call
+    (reinforce): every choice inside that has no policy of its own takes it."""
+
+    def __init__(self, policy: dict, loop=None, used=None, wanted=None, forced=None):
         self.policy, self.loop = policy, loop
+        self.forced = dict(forced or {})
         # Shared by nested contexts, so that one check at the end covers all policies.
         self.used = set() if used is None else used
         self.wanted = set(policy) if wanted is None else wanted
+
+    def _with(self, **changes) -> "Ctx":
+        fields = dict(policy=self.policy, loop=self.loop, forced=self.forced)
+        fields.update(changes)
+        return Ctx(fields["policy"], fields["loop"], self.used, self.wanted, fields["forced"])
 
     def nested(self, policy: dict, path: tuple) -> "Ctx":
         """Inside a nested expectation: its own policy, overridden by the outer one."""
         merged = {path + a: s for a, s in policy.items()}
         merged.update(self.policy)
         self.wanted.update(merged)
-        return Ctx(merged, self.loop, self.used, self.wanted)
+        return self._with(policy=merged)
 
     def in_loop(self, addr, kind="ppl.scan") -> "Ctx":
-        return Ctx(self.policy, (addr, kind), self.used, self.wanted)
+        return self._with(loop=(addr, kind))
+
+    def forcing(self, addr, strategy) -> "Ctx":
+        return self._with(forced={**self.forced, addr: strategy})
+
+    def lookup_forced(self, addr):
+        """The whole-call strategy covering ``addr`` from an enclosing call, if any."""
+        for prefix, forced in self.forced.items():
+            if addr[: len(prefix)] == prefix:
+                return forced
+        return None
 
     def lookup(self, addr):
         s = self.policy.get(addr)
         if s is not None:
             self.used.add(addr)
-        return s
+            return s
+        return self.lookup_forced(addr)
 
     def check_all_used(self):
         unused = sorted(a for a in self.wanted if a not in self.used)
@@ -99,7 +121,7 @@ def run(ctx: Ctx, program, key, duals, state: State, path: tuple, finish):
     """Walk ``program`` on dual values; ``finish(out_duals, state)`` ends each path."""
 
     def on_site(site, ins, st, k):
-        return _site(ctx, site, site_key(key, site.index), ins, st, k, path + (site.addr,))
+        return dispatch(ctx, site, site_key(key, site.index), ins, st, k, path + (site.addr,))
 
     return program.walk(duals, lift=_dual.lift, apply=_dual.apply, on_site=on_site, finish=finish, state=state)
 
@@ -119,33 +141,71 @@ def end_of_program(outs, state) -> Result:
     return _dual.finish((p, t), state)
 
 
-def _site(ctx, site, key, ins, state, k, addr):
+def dispatch(ctx, site, key, ins, state, k, addr):
+    """The ADEV rule of one call site, found by the kind of its callee.
+
+    Returns :class:`ppl._jax.Continue` or the result of calling ``k``."""
     gen_fn = site.gen_fn
     own_rule = getattr(gen_fn, "_adev_rule", None)
-    if own_rule is not None:  # expectations, sim, add_cost define their own
+    if own_rule is not None:  # expectations, sim, add_cost, marginal pieces define their own
         return own_rule(ctx, site, key, ins, state, k, addr)
     if isinstance(gen_fn, (Distribution, WithStrategy)):
         return choice(ctx, site, key, ins, state, k, addr)
+    from ppl.combinators.scan import Scan
+    from ppl.combinators.switch import Switch
+    from ppl.combinators.vmap import Vmap
+    from ppl.transforms import adev_scan, adev_switch, adev_vmap
+
+    if isinstance(gen_fn, Vmap) and adev_vmap.maps_one_choice(gen_fn):
+        # One (batched) random choice: a strategy at its address applies to every element.
+        return adev_vmap.vmap_rule(ctx, site, key, ins, state, addr)
     strategy = ctx.lookup(addr)
-    if strategy is not None and not isinstance(strategy, Reinforce):
-        raise PPLError(
-            f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of {gen_fn.name}, "
-            "not a single random choice. Give strategies for the choices inside it, addressed by "
-            f"path, e.g. {{{fmt_addr(addr + ('z',))}: {strategy.name}}}; reinforce is the one "
-            "strategy that applies to a whole call."
-        )
-    if isinstance(gen_fn, StaticGenerativeFunction) and strategy is None:
+    if strategy is not None and strategy is not ctx.lookup_forced(addr):
+        if not isinstance(strategy, Reinforce):
+            raise PPLError(
+                f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of {gen_fn.name}, "
+                "not a single random choice. Give strategies for the choices inside it, addressed by "
+                f"path, e.g. {{{fmt_addr(addr + ('z',))}: {strategy.name}}}; reinforce is the one "
+                "strategy that applies to a whole call."
+            )
+        # Whole-call REINFORCE: the same rules, with every choice inside by the score function.
+        ctx = ctx.forcing(addr, strategy)
+    if isinstance(gen_fn, StaticGenerativeFunction):
         program = gen_fn.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
         return run(ctx, program, key, ins, state, addr, k)
-    from ppl.combinators.scan import Scan
-    from ppl.combinators.vmap import Vmap
-    from ppl.transforms import adev_scan, adev_vmap
-
-    if isinstance(gen_fn, Scan) and isinstance(gen_fn.step, StaticGenerativeFunction) and strategy is None:
+    if isinstance(gen_fn, Scan) and isinstance(gen_fn.step, StaticGenerativeFunction):
         return adev_scan.scan_rule(ctx, site, key, ins, state, addr)
-    if isinstance(gen_fn, Vmap) and adev_vmap.can_map(gen_fn) and strategy is None:
+    if isinstance(gen_fn, Vmap):
         return adev_vmap.vmap_rule(ctx, site, key, ins, state, addr)
-    return _whole_call(site, key, ins, state, addr, strategy)
+    if isinstance(gen_fn, Switch):
+        return adev_switch.switch_rule(ctx, site, key, ins, state, k, addr)
+    forced = ctx.lookup_forced(addr)
+    if forced is not None:
+        return whole_call(ctx, site, key, ins, state, addr, forced)
+    raise PPLError(
+        f"{gen_fn.name} at {fmt_addr(addr)} has no gradient-estimation rule of its own inside an "
+        "expectation. Estimate the whole call by the score function with a policy, "
+        f"ppl.adev(f, strategies={{{fmt_addr(addr)}: ppl.reinforce}}), or write it as an @ppl.gen "
+        "function of ppl's combinators."
+    )
+
+
+_site = dispatch
+
+
+def open_call(ctx, gen_fn, key, duals, tree, state, addr):
+    """Run one call to its own end, without the rest of the program (a loop body,
+    a branch of a traced switch): ``(output duals, state)``. ``ctx`` must refuse
+    strategies that need the continuation (``ctx.in_loop``)."""
+    site = _jax.Site(0, addr[-1] if addr else "", gen_fn, tree, (), ())
+    # Not a Continue: a walk that meets a Continue from a continuation would go on.
+    res = dispatch(ctx, site, key, duals, state, lambda outs, st: _Ended(list(outs), st), addr)
+    return res.outs, res.state
+
+
+class _Ended(NamedTuple):
+    outs: list
+    state: State
 
 
 def choice(ctx, site, key, ins, state, k, addr):
@@ -186,20 +246,46 @@ def _record_choice(state: State, call: SiteCall, value) -> State:
     return state._replace(rec=state.rec + (entry,))
 
 
-def _whole_call(site, key, ins, state, addr, strategy=None):
-    """Reinforce on a whole call: valid for any generative function."""
+def _is_cost(x) -> bool:
+    return getattr(x, "is_cost", False)
+
+
+def whole_call(ctx, site, key, ins, state, addr, strategy=None):
+    """Score-function estimate of a whole call, valid for any generative function.
+
+    The call is simulated once; replaying its choices with ``update`` at the
+    arguments gives the log density and the return value as functions of the
+    arguments, so the return value's direct dependence on them keeps its
+    pathwise derivative and the score of the choices multiplies the rest."""
     gen_fn, tree = site.gen_fn, site.in_tree
-    tr = gen_fn.simulate(key, jax.tree.unflatten(tree, _dual.primals(ins)))
-    choices = tr.choices
-    logp, dlogp = _dual.jvp(lambda *flat: gen_fn.assess(choices, jax.tree.unflatten(tree, flat))[0], ins)
+    args_p = jax.tree.unflatten(tree, _dual.primals(ins))
+    shape = gen_fn.trace_shape(args_p)
+    if any(_is_cost(x) for x in jax.tree.leaves(shape, is_leaf=_is_cost)):
+        raise PPLError(
+            f"{gen_fn.name} at {fmt_addr(addr)} calls ppl.add_cost, and its random choices are "
+            "estimated here as one whole call, which cannot see costs. Return the cost from the "
+            "call and add it after (ppl.add_cost(...) outside), or run the call outside ppl.sim."
+        )
+    k_sim, k_replay = jax.random.split(key)
+    tr = gen_fn.simulate(k_sim, args_p)
+
+    def replay(*flat):
+        new, _, _ = gen_fn.update(k_replay, tr, ChoiceMap.empty(), jax.tree.unflatten(tree, flat))
+        return new.score, new.retval
+
+    (logp, retval), tangents = _dual.jvp(replay, ins)
+    dlogp, dretval = (None, None) if tangents is None else tangents
     if dlogp is not None:
         b = getattr(strategy, "baseline", None)
         c = state.c if b is None else _dual.add(state.c, b * dlogp)
         state = state._replace(s=_dual.add(state.s, dlogp), c=c)
     if state.rec is not None:
+        choices = tr.choices
         entry = (addr, choices, [None] * len(jax.tree.leaves(choices)), (logp, dlogp))
         state = state._replace(rec=state.rec + (entry,))
-    return _jax.Continue([(v, None) for v in jax.tree.leaves(tr.retval)], state)
+    out_tree = jax.tree.structure(retval)
+    out_t = [None] * out_tree.num_leaves if dretval is None else out_tree.flatten_up_to(dretval)
+    return _jax.Continue(list(zip(jax.tree.leaves(retval), out_t)), state)
 
 
 def recorded_choices(entries, root: tuple):

@@ -71,7 +71,7 @@ class SimSplit(_AdevOnly):
                 policy[addr + a] = _Held(ins[ids[a]])
             q_ins, q_args = ins[n_x:], args_p[1:]
         held_paths = [p for p, s in policy.items() if isinstance(s, _Held) and p[: len(addr)] == addr]
-        sub_ctx = _adev.Ctx(policy, ctx.loop, ctx.used, ctx.wanted)
+        sub_ctx = _adev.Ctx(policy, ctx.loop, ctx.used, ctx.wanted, ctx.forced)
         outer = state.rec
 
         def done(_outs, st):

@@ -16,14 +16,14 @@ import jax.numpy as jnp
 
 from ppl import _jax
 from ppl.distributions import Distribution
-from ppl.gen import StaticGenerativeFunction
 from ppl.transforms import _dual
 from ppl.transforms import adev as _adev
 from ppl.transforms.strategies import WithStrategy
 
 
-def can_map(vm) -> bool:
-    return isinstance(vm.gen_fn, (StaticGenerativeFunction, Distribution, WithStrategy))
+def maps_one_choice(vm) -> bool:
+    """Whether every element is one random choice (a vmap of a distribution)."""
+    return isinstance(vm.gen_fn, (Distribution, WithStrategy))
 
 
 def vmap_rule(ctx, site, key, ins, state, addr):
@@ -41,13 +41,7 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     def element(k_i, ps, ts):
         duals = list(zip(ps, ts))
         st0 = _dual.State(rec=() if recording else None)
-        if isinstance(inner, StaticGenerativeFunction):
-            program = inner.program(element_args)
-            outs, st = _adev.run(body_ctx, program, k_i, duals, st0, addr, lambda o, st: (o, st))
-        else:
-            one = _jax.Site(0, addr[-1], inner, element_tree, (), ())
-            res = _adev.choice(body_ctx, one, k_i, duals, st0, None, addr)
-            outs, st = res.outs, res.state
+        outs, st = _adev.open_call(body_ctx, inner, k_i, duals, element_tree, st0, addr)
         rec = None
         if recording:
             cm, rec_t, logp = _adev.recorded_choices(st.rec, addr)

@@ -1,0 +1,108 @@
+"""ADEV through ``ppl.switch`` / ``ppl.cond`` (and so ``ppl.mix``).
+
+The branch index is an argument of the switch, computed from the program's
+earlier choices; its own strategy lives at the choice that made it (``enum``
+there evaluates every branch, ``reinforce`` scores the one taken). Choices
+inside a branch keep their own strategies, exactly as outside a switch:
+
+* a known (concrete) index runs the taken branch inline, with the rest of
+  the program as its continuation, so every strategy works;
+* a traced index runs ``lax.switch`` over the branches, each walked on dual
+  numbers to its end. Like a loop body, a branch then cannot call the rest of
+  the program, so reparam and reinforce work inside it and strategies that
+  need the continuation as a function (enum, mvd) are refused with an error.
+  Each branch returns its values, score tangents and costs; a branch that
+  carries no tangent where another does contributes zeros.
+
+Inside ``sim`` (choices recorded for a density) under a traced index, the
+recorded choice map must be the switch's own union of branch addresses, so
+the call is estimated as a whole: every choice in it by the score function,
+with the return value's direct dependence on the arguments kept.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ppl import _jax
+from ppl.transforms import _dual
+from ppl.transforms import adev as _adev
+
+
+def switch_rule(ctx, site, key, ins, state, k, addr):
+    switch = site.gen_fn
+    args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+    index, inner_args = switch._split(args_p)
+    n_index = len(jax.tree.leaves(args_p[0]))
+    inner_ins, inner_tree = ins[n_index:], jax.tree.structure(inner_args)
+    if _jax.is_concrete(index) and jnp.ndim(index) == 0:
+        branch = switch.branches[int(index)]
+        inner = _jax.Site(site.index, site.addr, branch, inner_tree, (), ())
+        return _adev.dispatch(ctx, inner, key, inner_ins, state, k, addr)
+    if state.rec is not None:
+        return _adev.whole_call(ctx, site, key, ins, state, addr, None)
+    return _traced(ctx, switch, index, key, inner_ins, inner_tree, state, addr)
+
+
+def _traced(ctx, switch, index, key, ins, tree, state, addr):
+    body_ctx = ctx.in_loop(addr, f"{switch.name} with an index known only at run time")
+    ps, ts = _dual.primals(ins), [t for _, t in ins]
+
+    def branch(j):
+        def run(ps, ts):
+            outs, st = _adev.open_call(body_ctx, switch.branches[j], key, list(zip(ps, ts)), tree, _dual.State(), addr)
+            return [p for p, _ in outs], [t for _, t in outs], (st.s, st.c, st.cost_p, st.cost_t)
+
+        return run
+
+    branches = _aligned([branch(j) for j in range(len(switch.branches))], ps, ts)
+    if all(t is None for t in ts):
+        out_p, out_t, (s, c, cost_p, cost_t) = jax.lax.switch(index, branches, ps, ts)
+    else:
+        out_p, out_t, (s, c, cost_p, cost_t) = _select(index, [b(ps, ts) for b in branches])
+    state = state._replace(
+        s=_dual.add(state.s, s),
+        c=_dual.add(state.c, c),
+        cost_p=_dual.add(state.cost_p, cost_p),
+        # costs inside the branch also meet the scores of the choices made before it
+        cost_t=_dual.add(state.cost_t, _dual.add(cost_t, _dual.mul(cost_p, state.s))),
+    )
+    return _jax.Continue(list(zip(out_p, out_t)), state)
+
+
+def _select(index, outs):
+    """The outputs of the branch ``index``, every branch evaluated.
+
+    With tangents, ``lax.switch`` is not used: under ``vmap`` (``enum``, ``E``,
+    ``ppl.vmap``) JAX turns a batched switch into a select whose operands pass
+    through ``stop_gradient``, which reverse mode cannot transpose when the
+    operands are tangents. A select of the outputs transposes."""
+    return jax.tree.map(lambda *xs: None if xs[0] is None else jax.lax.select_n(index, *xs), *outs, is_leaf=_is_none)
+
+
+def _is_none(x):
+    return x is None
+
+
+def _aligned(fns, *args):
+    """The branch functions with one output structure: where one branch has no
+    tangent (``None``) and another has, the first returns zeros of that shape."""
+    shapes = [jax.eval_shape(f, *args) for f in fns]
+    flat = [jax.tree.flatten(s, is_leaf=_is_none) for s in shapes]
+    treedef = flat[0][1]
+    templates = [next((leaves[i] for leaves, _ in flat if leaves[i] is not None), None)
+                 for i in range(treedef.num_leaves)]
+
+    def align(f):
+        def g(*a):
+            leaves = jax.tree.flatten(f(*a), is_leaf=_is_none)[0]
+            return jax.tree.unflatten(treedef, [
+                jnp.zeros(t.shape, t.dtype) if x is None and t is not None
+                else (x if t is None else jnp.asarray(x, t.dtype))
+                for x, t in zip(leaves, templates)
+            ])
+
+        return g
+
+    return [align(f) for f in fns]
