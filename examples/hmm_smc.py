@@ -84,7 +84,7 @@ def train_proposal(model, guide, ys, steps, key):
     result = vi.fit(
         objective, key, (), (theta0, ys),
         optimizer=optax.adam(5e-2), steps=steps, num_samples=8, progress=False,
-        trainable=lambda leaf: leaf is theta0,  # the gains and scales only, not the data
+        trainable=(False, (True, False)),  # the gains and scales (theta0) only, not the observations ys
     )
     return result.guide_args[0], result.history
 

@@ -70,7 +70,7 @@ def test_fit_stops_on_a_non_finite_loss_and_keeps_the_last_good_parameters():
 
 
 def test_fit_errors_without_trainable_parameters():
-    with pytest.raises(ppl.PPLError, match="no trainable parameters"):
+    with pytest.raises(ppl.PPLError, match="nothing to train"):
         vi.fit(vi.elbo(model, guide, OBS), jax.random.key(0), (), (0, 1), steps=2, progress=False)
 
 

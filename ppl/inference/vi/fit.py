@@ -1,12 +1,21 @@
 """Fitting: stochastic-gradient ascent on a variational objective with optax.
 
+What is trained is explicit: the guide's arguments by default, the model's
+only when ``trainable=`` says so; everything else (data, integer arrays,
+settings) goes through unchanged.
+
 Steps run in jitted ``lax.scan`` chunks, so the host only wakes once per chunk
-(to advance the progress bar and check that the loss stayed finite).
+(to advance the progress bar and check that the loss stayed finite). The chunk
+function is one module-level ``jax.jit`` whose static arguments are the
+objective, the optimizer and the layout of the arguments, so JAX's own cache
+compiles it once per shape and dtype: a second identical ``fit`` compiles
+nothing.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
@@ -18,11 +27,30 @@ import optax
 from ppl._errors import PPLError
 from ppl._gfi import as_key
 
+# One object, so that fits with the default optimizer share their compiled chunks.
+_DEFAULT_OPTIMIZER = optax.adam(1e-3)
+_TRAIN, _FROZEN, _STATIC = 0, 1, 2  # how each leaf of (model_args, guide_args) travels
+_PARTS = ("model_args", "guide_args")
+
 
 class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+        model_args: the model's arguments, with trained leaves replaced by their
+            fitted values and every other leaf the very object passed in.
+        guide_args: the guide's arguments, likewise.
+        history: a float array of shape ``(steps,)``, the objective estimate
+            (averaged over ``num_samples`` and the minibatch) at every step.
+
+    Example:
+        >>> result = vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),))  # doctest: +SKIP
+        >>> (mu,), curve = result.guide_args, result.history  # doctest: +SKIP
+    """
+
     model_args: Any
     guide_args: Any
-    history: np.ndarray  # the averaged objective estimate at every step
+    history: np.ndarray
 
 
 def _estimator(objective) -> Callable:
@@ -30,17 +58,6 @@ def _estimator(objective) -> Callable:
     if not callable(fn):
         raise PPLError(f"fit needs an objective with .estimate(key, model_args, guide_args), got {objective!r}.")
     return fn
-
-
-def averaged(objective, num_samples: int) -> Callable:
-    """``(key, model_args, guide_args) -> mean of num_samples independent estimates``."""
-    estimate = _estimator(objective)
-
-    def mean_estimate(key, model_args, guide_args):
-        keys = jax.random.split(key, num_samples)
-        return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
-
-    return mean_estimate
 
 
 def fit(
@@ -54,93 +71,134 @@ def fit(
     optimizer: optax.GradientTransformation | None = None,
     steps: int = 1000,
     num_samples: int = 1,
-    trainable: Callable[[Any], bool] = eqx.is_inexact_array,
+    trainable: Any = (False, True),
     progress: bool = True,
     chunk: int | None = None,
 ) -> FitResult:
     """Maximise ``objective`` over the trainable leaves of ``(model_args, guide_args)``.
 
-    ``trainable`` picks the leaves to optimise (default: every floating-point
-    array, as in ``equinox``); the other leaves (data, integers, static settings)
-    are held fixed. Arguments may be any pytree, including equinox modules.
-    Returns the fitted arguments and the objective estimate at every step, and
-    stops with an error naming the step if the loss or a gradient is not finite.
+    **What is trained.** ``trainable`` is a prefix of the pair
+    ``(model_args, guide_args)`` (an equinox filter spec): ``True``/``False``
+    marks a whole part, a nested tuple (or dict, or module) marks its pieces,
+    and a function ``leaf -> bool`` decides leaf by leaf. The default
+    ``(False, True)`` trains the guide's arguments and treats the model's as
+    data. ``(True, True)`` also trains model parameters (a VAE's decoder);
+    ``((False, True), True)`` the second of two model arguments and the
+    guide's; ``(False, (True, False))`` the first of two guide arguments only;
+    ``eqx.is_inexact_array`` every floating-point array of both. Within
+    a marked part only floating-point arrays (jax or numpy) are trained. Every
+    other leaf is returned as the object passed in: arrays go into the compiled
+    program as ordinary arguments (so new data of the same shape reuses it), and
+    non-arrays (functions, strings, Python numbers) as constants.
 
-    With ``data`` (a pytree of arrays whose leading axis indexes independent
-    examples), the objective is per example: each step draws ``batch_size``
-    examples without replacement, estimates the objective for each with the
-    example appended as the last argument of both ``model_args`` and
-    ``guide_args`` (observe it with ``observations=lambda *model_args: ...``),
-    and maximises the mean over the minibatch. That is the amortised
-    inference of a VAE; models with latents shared across examples need
-    their own scaling.
+    Python numbers are never trained, also in a marked part: they are settings
+    (a dropout rate inside an equinox module, a fixed scale), equinox treats
+    them that way, and they stay Python numbers that the model may branch on.
+    Write ``jnp.array(0.5)`` to train one. A Python int or float, or an integer
+    array, in a marked part gets a warning naming its path (for example
+    ``guide_args[1]``); mark it ``False`` to keep it fixed without one.
+    Booleans are flags and masks, never parameters, and pass silently.
+
+    **Data.** With ``data`` (a pytree of arrays whose leading axis indexes
+    independent examples), the objective is per example: each step draws
+    ``batch_size`` examples without replacement, estimates the objective for
+    each with the example appended as the last argument of both ``model_args``
+    and ``guide_args`` (observe it with ``observations=lambda *model_args: ...``),
+    and maximises the mean over the minibatch. That is the amortised inference
+    of a VAE; models with latents shared across examples need their own scaling.
+
+    **Compilation.** The steps run in jitted chunks of ``chunk`` steps (the last
+    one padded, so it reuses the same program). A later ``fit`` with the same
+    objective object, the same optimizer object, the same options and arguments
+    of the same shapes and dtypes reuses the compiled program; the default
+    optimizer is one shared object. Python numbers among the arguments are
+    compiled in, so a new value compiles again: pass values that change between
+    fits as arrays.
+
+    Args:
+        objective: a variational objective (``vi.elbo(...)``, ...) or any
+            function ``(key, model_args, guide_args) -> scalar`` to maximise.
+        key: a ``jax.random.key`` (or legacy ``PRNGKey``).
+        model_args: a tuple of the model's arguments (any pytrees).
+        guide_args: a tuple of the guide's arguments, holding its initial
+            parameters.
+        data: optional examples, split into minibatches as described above.
+        batch_size: examples per step (default ``min(64, number of examples)``).
+        optimizer: an optax ``GradientTransformation`` (default Adam, step 1e-3).
+        steps: number of optimisation steps (at least 1).
+        num_samples: independent objective estimates averaged per step (per
+            example with ``data``).
+        trainable: which leaves are trained, as described above.
+        progress: show a progress bar.
+        chunk: steps per compiled chunk (default about ``steps / 100``, at
+            least 10).
+
+    Returns:
+        A :class:`FitResult` ``(model_args, guide_args, history)``.
+
+    Raises:
+        PPLError: if nothing is trainable (the message lists the leaves
+            looked at and the fix), if ``trainable`` does not match the
+            arguments, if ``data`` is empty or malformed, or if ``steps``,
+            ``num_samples``, ``chunk`` or ``batch_size`` are out of range.
+        NonFiniteLoss: if the objective or a gradient stops being finite; it
+            names the step and holds the history and the last finite parameters.
+
+    Warns:
+        UserWarning: naming each leaf that ``trainable`` marks but that cannot
+            be trained (a Python int or float, an integer array).
+
+    Example:
+        >>> @gen
+        ... def model(x, noise):  # x and noise are data
+        ...     w = normal(0.0, 1.0) @ "w"
+        ...     return normal(w * x, noise) @ "y"
+        >>> @gen
+        ... def guide(mu, log_s):
+        ...     return normal(mu, jnp.exp(log_s)) @ "w"
+        >>> objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"y": ys}))  # doctest: +SKIP
+        >>> result = vi.fit(objective, jax.random.key(0), (xs, 0.5), (jnp.array(0.0), jnp.array(0.0)),
+        ...                 optimizer=optax.adam(0.05), steps=500, progress=False)  # doctest: +SKIP
+        >>> mu, log_s = result.guide_args  # xs and 0.5 come back as they were  # doctest: +SKIP
     """
-    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    if steps < 1 or num_samples < 1:
+    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
+    if not _is_int(steps) or not _is_int(num_samples) or steps < 1 or num_samples < 1:
         raise PPLError(f"fit needs steps >= 1 and num_samples >= 1, got steps={steps}, num_samples={num_samples}.")
+    if chunk is not None and (not _is_int(chunk) or chunk < 1):
+        raise PPLError(f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}.")
     n_data, batch_size = _check_data(data, batch_size)
     key = as_key(key)
-    params, static = eqx.partition((model_args, guide_args), trainable)
-    if not jax.tree.leaves(params):
-        raise PPLError(
-            "fit found no trainable parameters: no floating-point array in model_args or guide_args. "
-            "Pass parameters as float arrays (e.g. jnp.array(0.0), not 0) or choose them with trainable=."
-        )
-    mean_estimate = averaged(objective, num_samples)
+    _estimator(objective)
+    args = (model_args, guide_args)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    layout = _layout(args, leaves, trainable)
+    trained = [_strong(x) for x, kind in zip(leaves, layout) if kind == _TRAIN]
+    frozen = tuple(x for x, kind in zip(leaves, layout) if kind == _FROZEN)
+    spec = _Spec(
+        _Key(objective), _Key(optimizer), _Key(treedef), layout,
+        tuple(_Key(x) for x, kind in zip(leaves, layout) if kind == _STATIC),
+        num_samples, n_data, batch_size,
+        chunk or max(1, min(steps, max(steps // 100, 10))),
+    )
 
-    def loss(p, k, data):
-        m, g = eqx.combine(p, static)
-        if data is None:
-            return -mean_estimate(k, m, g)
-        k_batch, k_est = jax.random.split(k)
-        idx = jax.random.choice(k_batch, n_data, (batch_size,), replace=False)
-        batch = jax.tree.map(lambda a: a[idx], data)
-        keys = jax.random.split(k_est, batch_size)
-        return -jnp.mean(jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch))
-
-    def step(data, carry, inputs):
-        k, active = inputs
-        p, opt_state, last_good, failed = carry
-        value, grads = jax.value_and_grad(loss)(p, k, data)
-        finite = jnp.isfinite(value) & _all_finite(grads)
-        updates, new_opt_state = optimizer.update(grads, opt_state, p)
-        new_p = optax.apply_updates(p, updates)
-        # After the first non-finite step (and on the padding of the last chunk)
-        # the state stays as it was, and last_good keeps the parameters at which
-        # the objective was last finite, for the error to hand back.
-        go = finite & active & ~failed
-        keep = lambda new, old: jnp.where(go, new, old)
-        carry = (
-            jax.tree.map(keep, new_p, p),
-            jax.tree.map(keep, new_opt_state, opt_state),
-            jax.tree.map(keep, p, last_good),
-            failed | (active & ~finite),
-        )
-        return carry, (-value, finite)
-
-    chunk = chunk or max(1, min(steps, max(steps // 100, 10)))
-
-    @jax.jit
-    def run_chunk(carry, keys, active, data):
-        # The data are an argument, not a constant baked into the compiled program.
-        return jax.lax.scan(functools.partial(step, data), carry, (keys, active))
-
-    carry = (params, optimizer.init(params), params, jnp.array(False))
+    params = _trained_tree(spec, trained)
+    # Strongly typed from the start (weak-typed initial values such as jnp.array(0.0)
+    # would otherwise come back strong from the first chunk and compile it again).
+    opt_state = jax.tree.map(lambda x: _strong(x) if eqx.is_array(x) else x, optimizer.init(params))
+    carry = (params, opt_state, params, jnp.array(False))
     history = []
     bar = _progress_bar(steps, progress)
     done = 0
     try:
         while done < steps:
-            n = min(chunk, steps - done)
-            # The last chunk is padded with inactive steps to keep one compiled shape.
-            keys = jax.random.split(jax.random.fold_in(key, done), chunk)
-            carry, (values, finite) = run_chunk(carry, keys, jnp.arange(chunk) < n, data)
-            values, finite = np.asarray(values[:n]), np.asarray(finite[:n])
+            n = min(spec.chunk, steps - done)
+            carry, (values, finite) = _run_chunk(carry, key, np.int32(done), np.int32(n), frozen, data, spec=spec)
+            values, finite = np.asarray(values)[:n], np.asarray(finite)[:n]
             if not finite.all():
                 bad = int(np.argmin(finite))
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
-                err.model_args, err.guide_args = eqx.combine(carry[2], static)
+                err.model_args, err.guide_args = _assemble(spec, carry[2], frozen)
                 raise err
             history.extend(values.tolist())
             done += n
@@ -150,12 +208,27 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    model_args, guide_args = eqx.combine(carry[0], static)
+    # Around the trained leaves, the very objects passed in.
+    model_args, guide_args = _assemble(spec, carry[0], frozen)
     return FitResult(model_args, guide_args, np.asarray(history))
 
 
 class NonFiniteLoss(PPLError):
-    """The objective or its gradient became NaN or infinite during ``fit``."""
+    """The objective or its gradient became NaN or infinite during :func:`fit`.
+
+    Attributes:
+        step: the first step whose objective estimate or gradient was not finite.
+        value: the objective estimate at that step.
+        history: the objective estimates of the steps before it.
+        model_args, guide_args: the arguments at the last step whose objective
+            and gradient were finite (set by ``fit``).
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     result = vi.fit(objective, key, (), guide_args, optimizer=optax.sgd(10.0))
+        ... except vi.NonFiniteLoss as err:
+        ...     guide_args = err.guide_args  # restart from here with a smaller step
+    """
 
     def __init__(self, step: int, value: float, history: list):
         self.step, self.value, self.history = step, value, np.asarray(history)
@@ -168,6 +241,236 @@ class NonFiniteLoss(PPLError):
         )
 
 
+# ---------------------------------------------------------------------------
+# What is trained
+# ---------------------------------------------------------------------------
+
+
+def _layout(args, leaves, trainable) -> tuple:
+    """The kind of every leaf of ``args`` (train, frozen array, static). Errors
+    if none trains, else warns about marked leaves that cannot be trained."""
+    paths = [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(args)[0]]
+    marked = _marks(args, trainable, paths)
+    layout, untrainable = [], []
+    for path, leaf, mark in zip(paths, leaves, marked):
+        if mark and eqx.is_inexact_array(leaf):
+            layout.append(_TRAIN)
+            continue
+        layout.append(_FROZEN if eqx.is_array(leaf) else _STATIC)
+        if mark and _looks_like_a_parameter(leaf):
+            untrainable.append(f"{path} ({_describe(leaf)})")
+    if _TRAIN not in layout:
+        raise PPLError(_nothing_to_train(trainable, paths, leaves, marked))
+    if untrainable:
+        warnings.warn(
+            f"fit does not train {', '.join(untrainable)}: trainable= marks "
+            f"{'it' if len(untrainable) == 1 else 'them'}, but only floating-point arrays are trained. "
+            "To train one, pass it as a float array (jnp.array(0.5), not 0.5 or jnp.array(1)); "
+            "to keep it fixed without this warning, mark it False in trainable=, "
+            "e.g. trainable=(False, (True, False)) for a guide whose second argument is fixed.",
+            UserWarning, stacklevel=3,
+        )
+    return tuple(layout)
+
+
+def _marks(args, trainable, paths) -> list:
+    """``trainable`` resolved to one bool per leaf of ``args``."""
+
+    def resolve(spec, sub):
+        if isinstance(spec, (bool, np.bool_)):
+            return jax.tree.map(lambda _: bool(spec), sub)
+        if callable(spec):
+            return jax.tree.map(lambda leaf: _as_bool(spec(leaf), spec, leaf), sub)
+        raise PPLError(
+            f"fit's trainable= holds {spec!r}; its entries must be True, False or a function "
+            "leaf -> bool, e.g. trainable=(False, True) (the guide's arguments) or (True, True)."
+        )
+
+    try:
+        marked = jax.tree.leaves(jax.tree.map(resolve, trainable, args))
+    except PPLError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise PPLError(
+            f"fit's trainable={_show(trainable)} does not match (model_args, guide_args): a tuple there "
+            "must have one entry per argument, nesting like the arguments, with True, False or a "
+            "function leaf -> bool at any level, e.g. trainable=((False, True), True) to train the "
+            f"second model argument and the guide's. JAX said: {err}"
+        ) from None
+    assert len(marked) == len(paths)
+    return marked
+
+
+def _as_bool(value, spec, leaf) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise PPLError(
+        f"fit's trainable function {_show(spec)} returned {value!r} for a leaf {_describe(leaf)}; "
+        "it must return True or False."
+    )
+
+
+def _looks_like_a_parameter(leaf) -> bool:
+    if eqx.is_array(leaf):
+        return bool(jnp.issubdtype(leaf.dtype, jnp.integer))
+    return isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
+
+
+def _nothing_to_train(trainable, paths, leaves, marked) -> str:
+    looked = [f"{p} ({_describe(x)})" for p, x, m in zip(paths, leaves, marked) if m]
+    if len(looked) > 8:
+        looked = [*looked[:8], f"and {len(looked) - 8} more"]
+    seen = (f"it marks {', '.join(looked)}, none a floating-point array" if looked
+            else "it marks no leaf at all (the marked arguments are empty)")
+    msg = f"fit found nothing to train: with trainable={_show(trainable)} {seen}. "
+    model_floats = [p for p, x in zip(paths, leaves) if p.startswith("model_args") and eqx.is_inexact_array(x)]
+    if model_floats and not any(m for p, m in zip(paths, marked) if p.startswith("model_args")):
+        msg += (f"The model's arguments hold floating-point arrays ({', '.join(model_floats[:4])}), but they "
+                "are data unless marked: trainable=(True, True) trains them too. ")
+    return msg + ("Pass initial parameters as float arrays (jnp.array(0.0), not 0 or 0.0), and mark what to "
+                  "train: trainable=(False, True) the guide's arguments (the default), trainable=(True, True) "
+                  "the model's too, trainable=((False, True), True) the second model argument and the guide's.")
+
+
+def _path_name(path) -> str:
+    return _PARTS[path[0].idx] + jax.tree_util.keystr(path[1:])
+
+
+def _describe(leaf) -> str:
+    if eqx.is_array(leaf):
+        name = jnp.dtype(leaf.dtype).name
+        return f"{'an' if name.startswith('int') else 'a'} {name} array of shape {tuple(jnp.shape(leaf))}"
+    return f"a Python {type(leaf).__name__}"
+
+
+def _show(trainable) -> str:
+    if callable(trainable) and not isinstance(trainable, (tuple, list, dict)):
+        return getattr(trainable, "__name__", repr(trainable))
+    return repr(trainable)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _strong(x) -> jax.Array:
+    x = jnp.asarray(x)
+    return jnp.asarray(x, dtype=x.dtype)  # an explicit dtype drops the weak type
+
+
+# ---------------------------------------------------------------------------
+# The compiled chunk
+# ---------------------------------------------------------------------------
+
+
+class _Key:
+    """A static argument of the compiled chunk, compared by value when it is
+    hashable (and by type, so 1 and 1.0 differ) and by identity otherwise."""
+
+    __slots__ = ("value", "_by_value", "_hash")
+
+    def __init__(self, value):
+        self.value = value
+        try:
+            self._hash, self._by_value = hash((type(value), value)), True
+        except TypeError:
+            self._hash, self._by_value = id(value), False
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if not isinstance(other, _Key):
+            return NotImplemented
+        if self.value is other.value:
+            return True
+        if not (self._by_value and other._by_value) or type(self.value) is not type(other.value):
+            return False
+        try:
+            return bool(self.value == other.value)
+        except Exception:  # a comparison that is not a plain bool: treat as different
+            return False
+
+
+class _Spec(NamedTuple):
+    """Everything static about a fit: the key of its compiled chunk."""
+
+    objective: _Key
+    optimizer: _Key
+    treedef: _Key
+    layout: tuple  # _TRAIN / _FROZEN / _STATIC per leaf of (model_args, guide_args)
+    static: tuple  # the _STATIC leaves, in order
+    num_samples: int
+    n_data: int | None
+    batch_size: int | None
+    chunk: int
+
+
+def _trained_tree(spec: _Spec, trained) -> Any:
+    """The trained leaves in the shape of (model_args, guide_args), None elsewhere
+    (so optimizers that look at the parameters' structure see the arguments')."""
+    it = iter(trained)
+    return jax.tree.unflatten(spec.treedef.value, [next(it) if kind == _TRAIN else None for kind in spec.layout])
+
+
+def _assemble(spec: _Spec, params, frozen) -> tuple:
+    it = (iter(jax.tree.leaves(params)), iter(frozen), iter(x.value for x in spec.static))
+    return jax.tree.unflatten(spec.treedef.value, [next(it[kind]) for kind in spec.layout])
+
+
+def _averaged(objective, num_samples: int) -> Callable:
+    """``(key, model_args, guide_args) -> mean of num_samples independent estimates``."""
+    estimate = _estimator(objective)
+
+    def mean_estimate(key, model_args, guide_args):
+        keys = jax.random.split(key, num_samples)
+        return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
+
+    return mean_estimate
+
+
+def _loss(spec: _Spec, frozen, data, params, key):
+    m, g = _assemble(spec, params, frozen)
+    mean_estimate = _averaged(spec.objective.value, spec.num_samples)
+    if spec.n_data is None:
+        return -mean_estimate(key, m, g)
+    k_batch, k_est = jax.random.split(key)
+    idx = jax.random.choice(k_batch, spec.n_data, (spec.batch_size,), replace=False)
+    batch = jax.tree.map(lambda a: a[idx], data)
+    keys = jax.random.split(k_est, spec.batch_size)
+    return -jnp.mean(jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch))
+
+
+def _step(spec: _Spec, frozen, data, carry, inputs):
+    k, active = inputs
+    p, opt_state, last_good, failed = carry
+    value, grads = jax.value_and_grad(functools.partial(_loss, spec, frozen, data))(p, k)
+    finite = jnp.isfinite(value) & _all_finite(grads)
+    updates, new_opt_state = spec.optimizer.value.update(grads, opt_state, p)
+    new_p = optax.apply_updates(p, updates)
+    # After the first non-finite step (and on the padding of the last chunk)
+    # the state stays as it was, and last_good keeps the parameters at which
+    # the objective was last finite, for the error to hand back.
+    go = finite & active & ~failed
+    keep = lambda new, old: jnp.where(go, new, old)
+    carry = (
+        jax.tree.map(keep, new_p, p),
+        jax.tree.map(keep, new_opt_state, opt_state),
+        jax.tree.map(keep, p, last_good),
+        failed | (active & ~finite),
+    )
+    return carry, (-value, finite)
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def _run_chunk(carry, key, done, n, frozen, data, spec: _Spec):
+    """``spec.chunk`` steps from ``carry``; steps from the ``n``-th on are padding.
+    Frozen arrays and data are arguments, not constants baked into the program."""
+    keys = jax.random.split(jax.random.fold_in(key, done), spec.chunk)
+    active = jnp.arange(spec.chunk) < n
+    return jax.lax.scan(functools.partial(_step, spec, frozen, data), carry, (keys, active))
+
+
 def _check_data(data, batch_size):
     """``(number of examples, batch size)``; ``(None, None)`` without data."""
     if data is None:
@@ -175,16 +478,30 @@ def _check_data(data, batch_size):
             raise PPLError("fit got batch_size but no data; pass data=... (examples along the leading axis).")
         return None, None
     leaves = jax.tree.leaves(data)
-    if not leaves or any(jnp.ndim(x) < 1 for x in leaves):
+    if not leaves:
+        raise PPLError(
+            f"fit got data={data!r}, which holds no arrays. Pass the examples as an array (or a pytree "
+            "of arrays) with one example per row of the leading axis, or leave data=None to fit "
+            "without minibatches."
+        )
+    if any(jnp.ndim(x) < 1 for x in leaves):
         raise PPLError("fit's data must be arrays with a leading axis of examples (a pytree of them is fine).")
     sizes = {int(jnp.shape(x)[0]) for x in leaves}
     if len(sizes) != 1:
         raise PPLError(f"fit's data arrays disagree on the number of examples (leading axes {sorted(sizes)}).")
     n = sizes.pop()
+    if n == 0:
+        shapes = sorted({tuple(jnp.shape(x)) for x in leaves})
+        raise PPLError(
+            f"fit got data with 0 examples (shape{'s' if len(shapes) > 1 else ''} "
+            f"{', '.join(map(str, shapes))}): the leading axis indexes examples and is empty. Pass at "
+            "least one example (check the slicing or filtering that built it), or leave data=None "
+            "to fit without minibatches."
+        )
     batch_size = min(n, 64) if batch_size is None else batch_size
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= n:
+    if not _is_int(batch_size) or not 1 <= batch_size <= n:
         raise PPLError(f"fit's batch_size must be an int between 1 and the {n} examples, got {batch_size!r}.")
-    return n, batch_size
+    return n, int(batch_size)
 
 
 def _all_finite(tree) -> jax.Array:
