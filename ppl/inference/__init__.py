@@ -10,7 +10,7 @@ and exact enumeration, written against the generative-function interface.
     vi                                                          variational inference
 """
 
-from ppl.inference import chains, enum, mcmc, resampling, smc, vi
+from ppl.inference import chains, enum, gradient, kernel, mcmc, resampling, smc, unconstrained, vi
 from ppl.inference._util import ess, log_mean_exp
 from ppl.inference.chains import MCMCResult
 from ppl.inference.chains import run as run_mcmc
@@ -24,7 +24,7 @@ from ppl.inference.smc import ParticleCollection, SMCInfo, particle_filter
 
 __all__ = [
     "Cycle", "Enumeration", "HMC", "ImportanceResult", "Kernel", "MALA", "MCMCResult", "MCMCState", "MH",
-    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum",
+    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum", "gradient", "kernel",
     "enumerate_posterior", "ess", "hmc", "importance", "log_mean_exp", "mala", "mcmc", "mh", "mixture",
-    "nuts", "particle_filter", "repeat", "resampling", "run_mcmc", "sir", "smc", "vi",
+    "nuts", "particle_filter", "repeat", "resampling", "run_mcmc", "sir", "smc", "unconstrained", "vi",
 ]

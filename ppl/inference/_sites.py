@@ -9,9 +9,7 @@ addressing, whatever the combinators in between.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpyro.distributions as nd
-from numpyro.distributions.transforms import biject_to
 
 from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap
@@ -65,47 +63,9 @@ def site_items(site_map: ChoiceMap):
     return [(addr, site_map[addr]) for addr in site_map.addresses()]
 
 
-def _is_continuous(d) -> bool:
-    return not getattr(d.support, "is_discrete", False)
-
-
-class Unconstrain:
-    """Bijections between the selected continuous choices and unconstrained reals,
-    using numpyro's ``biject_to`` on each distribution's support."""
-
-    def __init__(self, trace, selection, algorithm: str):
-        site_map = sites(trace).filter(selection)
-        if site_map.is_empty():
-            raise _empty_selection(trace, selection, algorithm)
-        self.structure = jax.tree.structure(site_map, is_leaf=lambda x: isinstance(x, Site))
-        self.transforms = []
-        for addr, site in site_items(site_map):
-            d = site.dist
-            if not _is_continuous(d):
-                raise PPLError(
-                    f"{algorithm} needs continuous choices, but {fmt_addr(addr)} is drawn from "
-                    f"{site.name} (a discrete distribution). Leave it out of the selection and "
-                    "move it with ppl.inference.mh, e.g. cycle(hmc(select(...continuous...)), mh(select(...)))."
-                )
-            self.transforms.append(biject_to(d.support))
-        self.selection = selection
-
-    def _leaves(self, cm):
-        return self.structure.flatten_up_to(cm)
-
-    def to_unconstrained(self, choices: ChoiceMap) -> ChoiceMap:
-        xs = self._leaves(choices.filter(self.selection))
-        return jax.tree.unflatten(self.structure, [t.inv(x) for t, x in zip(self.transforms, xs)])
-
-    def to_constrained(self, z: ChoiceMap):
-        """``(choices, log |det J|)``."""
-        zs = self._leaves(z)
-        xs = [t(v) for t, v in zip(self.transforms, zs)]
-        logdet = sum(jnp.sum(t.log_abs_det_jacobian(v, x)) for t, v, x in zip(self.transforms, zs, xs))
-        return jax.tree.unflatten(self.structure, xs), logdet
-
-
-def _empty_selection(trace, selection, algorithm):
+def empty_selection_error(trace, selection, algorithm):
+    """The error for a selection that matches no choice of ``trace``: names the
+    selection, the model's addresses and the fix."""
     addrs = ", ".join(fmt_addr(a) for a in trace.choices.addresses()[:20])
     return PPLError(
         f"{algorithm}: the selection {selection!r} matches no random choice of "
@@ -116,4 +76,4 @@ def _empty_selection(trace, selection, algorithm):
 
 def check_selection(trace, selection, algorithm: str) -> None:
     if trace.choices.filter(selection).is_empty():
-        raise _empty_selection(trace, selection, algorithm)
+        raise empty_selection_error(trace, selection, algorithm)

@@ -1,10 +1,16 @@
 """NUTS on the continuous choices of a selection, by wrapping numpyro's sampler.
 
-The potential is built from ``assess`` in unconstrained coordinates (numpyro's
-``biject_to`` on each choice's support), and numpyro's functional ``hmc``
-interface runs the trajectories, step-size and mass-matrix adaptation. The
-potential is generated from the current trace (``potential_fn_gen``), so NUTS
-composes with kernels that move other choices.
+The potential is the model's log density in unconstrained coordinates built
+in program order (:mod:`ppl.inference.unconstrained`: a support that depends
+on other choices follows their values at the point evaluated), and numpyro's
+functional ``hmc`` interface runs the trajectories, step-size and mass-matrix
+adaptation. The potential is generated from the current trace
+(``potential_fn_gen``), so NUTS composes with kernels that move other choices.
+
+numpyro's functional sampler keeps its settings (warm-up length, tree depth,
+adaptation schedule) in the closure that its ``init_kernel`` fills in, so every
+step builds that closure afresh from the settings carried in the state: the
+kernel object itself holds nothing but its options.
 """
 
 from __future__ import annotations
@@ -15,22 +21,37 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc import hmc as _numpyro_hmc
+from numpyro.infer.util import ParamInfo
 
 from ppl._gfi import as_selection
-from ppl.inference._sites import Unconstrain
-from ppl.inference.mcmc import Kernel, MCMCState
+from ppl.choices import Selection
+from ppl.inference.kernel import Kernel, MCMCState, one, resolve_selection
+from ppl.inference.unconstrained import constrain, unconstrain
 
 
 class NUTSAux(eqx.Module):
+    """The part of a NUTS state that is its own.
+
+    Attributes:
+        hmc_state: numpyro's ``HMCState`` (position, gradient, adaptation).
+        selection: the choices moved, resolved at ``init`` (static).
+        n_warmup: the number of adaptation steps (static).
+        shared: whether other kernels move the trace too (static); if not,
+            the position lives in ``hmc_state`` and the trace is brought up to
+            date only by :meth:`NUTS.materialize`.
+    """
+
     hmc_state: Any
+    selection: Selection = eqx.field(static=True)
+    n_warmup: int = eqx.field(static=True)
+    shared: bool = eqx.field(static=True)
 
 
-def _potential_gen(unc: Unconstrain):
+def _potential_gen(selection):
     def gen(trace):
         def potential(z):
-            x, logdet = unc.to_constrained(z)
-            logp, _ = trace.gen_fn.assess(trace.choices | x, trace.args)
-            return -(logp + logdet)
+            out = constrain(trace, selection, z, "nuts")
+            return -(out.log_density + out.log_det)
 
         return potential
 
@@ -44,9 +65,10 @@ def _raw_key(key):
 class NUTS(Kernel):
     """The No-U-Turn sampler (numpyro's) on the continuous choices of ``selection``.
 
-    Warm-up adapts the step size (to ``target_accept``) and a diagonal (or
-    ``dense_mass``) mass matrix during the ``n_warmup`` steps given to ``init``.
-    One NUTS kernel serves one model at a time.
+    Build with :func:`nuts`. Warm-up adapts the step size (to
+    ``target_accept``) and a diagonal (or ``dense_mass``) mass matrix during
+    the ``n_warmup`` steps given to ``init``. The kernel holds only its
+    options: one NUTS object serves any number of models and chains at once.
     """
 
     def __init__(self, selection=None, target_accept=0.8, max_tree_depth=10, dense_mass=False, step_size=1.0,
@@ -61,49 +83,88 @@ class NUTS(Kernel):
             max_tree_depth=max_tree_depth,
             find_heuristic_step_size=find_heuristic_step_size,
         )
-        self._sample = None
 
-    def _setup(self, trace):
-        unc = Unconstrain(trace, self.selection, "nuts")
-        init_kernel, sample_kernel = _numpyro_hmc(potential_fn_gen=_potential_gen(unc), algo="NUTS")
-        return unc, init_kernel, sample_kernel
+    def _sampler(self, selection, n_warmup, trace, init_params, rng_key):
+        """``(hmc_state from init_kernel, sample_kernel)`` of a fresh numpyro closure."""
+        init_kernel, sample_kernel = _numpyro_hmc(potential_fn_gen=_potential_gen(selection), algo="NUTS")
+        hs = init_kernel(init_params, n_warmup, model_args=(trace,), rng_key=rng_key, **self.options)
+        return hs, sample_kernel
 
-    def init(self, trace, n_warmup=0, observed=None, key=None):
-        self._resolve(trace, observed)
-        unc, init_kernel, sample_kernel = self._setup(trace)
-        self._unc, self._sample = unc, sample_kernel
+    def init(self, trace, n_warmup=0, observed=None, *, shared=False, key=None):
+        """The initial state at ``trace`` (see :meth:`Kernel.init`).
+
+        Args:
+            trace: the starting trace.
+            n_warmup: adaptation steps to come (step size and mass matrix).
+            observed: the observed addresses, for a kernel built without a selection.
+            shared: whether other kernels move the same trace (compositions pass ``True``).
+            key: the key of numpyro's initial state (default ``jax.random.key(0)``).
+
+        Returns:
+            An :class:`~ppl.inference.kernel.MCMCState` whose ``aux`` is a :class:`NUTSAux`.
+
+        Raises:
+            PPLError: when the selection is empty, observed, holds a discrete
+                choice, or a support cannot be followed in program order.
+        """
+        selection = resolve_selection("nuts", self.selection, trace, observed)
         key = jax.random.key(0) if key is None else key
-        z = unc.to_unconstrained(trace.choices)
-        hmc_state = init_kernel(z, n_warmup, model_args=(trace,), rng_key=_raw_key(key), **self.options)
-        return MCMCState(trace, jnp.ones((), jnp.result_type(float)), NUTSAux(hmc_state))
+        z = unconstrain(trace, selection, "nuts")
+        hs, _ = self._sampler(selection, n_warmup, trace, z, _raw_key(key))
+        return MCMCState(trace, one(), NUTSAux(hs, selection, n_warmup, shared))
 
     def step(self, key, state):
-        if self._sample is None:
-            raise RuntimeError("call kernel.init(trace, n_warmup) before kernel.step for NUTS.")
-        unc, trace, hs = self._unc, state.trace, state.aux.hmc_state
-        shared = getattr(self, "_shared", False)
-        if shared:
+        aux, trace = state.aux, state.trace
+        hs = aux.hmc_state
+        if aux.shared:
             # Other kernels move this trace: recompute the position, potential
             # and gradient cached in numpyro's state before moving.
-            z = unc.to_unconstrained(trace.choices)
-            pe, grad = jax.value_and_grad(_potential_gen(unc)(trace))(z)
+            z = unconstrain(trace, aux.selection, "nuts")
+            pe, grad = jax.value_and_grad(_potential_gen(aux.selection)(trace))(z)
             hs = hs._replace(z=z, potential_energy=pe, z_grad=grad)
-        hs = self._sample(hs._replace(rng_key=_raw_key(key)), model_args=(trace,))
-        state = MCMCState(trace, hs.accept_prob, NUTSAux(hs))
+        # The init call only fills in the closure's settings; its state is not used.
+        _, sample_kernel = self._sampler(
+            aux.selection, aux.n_warmup, trace, ParamInfo(hs.z, hs.potential_energy, hs.z_grad), hs.rng_key
+        )
+        hs = sample_kernel(hs._replace(rng_key=_raw_key(key)), model_args=(trace,))
+        state = MCMCState(trace, hs.accept_prob, NUTSAux(hs, aux.selection, aux.n_warmup, aux.shared))
         # Alone, NUTS keeps its position in numpyro's state and leaves the trace
         # stale (the non-selected choices, which the potential reads, are
         # unchanged); materialize() brings it up to date when it is needed.
-        return self.materialize(state) if shared else state
+        return self.materialize(state) if aux.shared else state
 
     def current_choices(self, state):
-        x, _ = self._unc.to_constrained(state.aux.hmc_state.z)
+        x = constrain(state.trace, state.aux.selection, state.aux.hmc_state.z, "nuts").choices
         return state.trace.choices | x
 
     def materialize(self, state):
-        x, _ = self._unc.to_constrained(state.aux.hmc_state.z)
+        x = constrain(state.trace, state.aux.selection, state.aux.hmc_state.z, "nuts").choices
         new, _, _ = state.trace.gen_fn.update(jax.random.key(0), state.trace, x)
         return MCMCState(new, state.accept_prob, state.aux)
 
 
 def nuts(selection=None, **options) -> NUTS:
+    """The No-U-Turn sampler on the continuous choices of ``selection``.
+
+    Args:
+        selection: the choices to move; ``None`` moves every unobserved choice
+            (``init`` then needs ``observed=``, which
+            :func:`ppl.inference.chains.run` passes).
+        **options: ``target_accept`` (0.8), ``max_tree_depth`` (10),
+            ``dense_mass`` (False), ``step_size`` (1.0), ``adapt_step_size``,
+            ``adapt_mass_matrix`` (True), ``find_heuristic_step_size`` (False),
+            as in numpyro.
+
+    Returns:
+        A :class:`NUTS` kernel.
+
+    Raises:
+        PPLError: at ``init``, when the selection is empty, observed, holds a
+            discrete choice, or a support cannot be followed in program order
+            (see :func:`ppl.inference.unconstrained.constrain`).
+
+    Example:
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), nuts(), model, args, {"y": ys})
+        >>> result.summary()["mu"]["mean"]
+    """
     return NUTS(selection, **options)

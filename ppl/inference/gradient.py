@@ -1,0 +1,215 @@
+"""Gradient kernels: MALA and HMC on the continuous choices of a selection.
+
+They move in unconstrained coordinates built in program order
+(:mod:`ppl.inference.unconstrained`), so a support that depends on other
+choices follows their current values. The step size is adapted by numpyro's
+dual averaging during the ``n_warmup`` steps given to ``init``. Both are also
+importable from :mod:`ppl.inference.mcmc`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from numpyro.infer.hmc_util import dual_averaging
+
+from ppl._gfi import as_selection
+from ppl.choices import Selection
+from ppl.inference.kernel import Kernel, MCMCState, accept, one, resolve_selection, select_where
+from ppl.inference.unconstrained import constrain, unconstrain
+
+
+class StepSize(eqx.Module):
+    """A step size, adapted by dual averaging during the first ``n_warmup`` steps.
+
+    Attributes:
+        step_size: the current step size.
+        da: numpyro's dual-averaging state.
+        i: the number of steps taken.
+        n_warmup: the number of adaptation steps (static).
+    """
+
+    step_size: jax.Array
+    da: Any
+    i: jax.Array
+    n_warmup: int = eqx.field(static=True)
+
+
+class GradientAux(eqx.Module):
+    """The part of a MALA/HMC state that is theirs: the step size and the selection
+    resolved at ``init`` (static: it is part of the state's structure)."""
+
+    step: StepSize
+    selection: Selection = eqx.field(static=True)
+
+
+def _init_step_size(step_size, n_warmup):
+    da_init, _ = dual_averaging()
+    eps = jnp.asarray(step_size, jnp.result_type(float))
+    return StepSize(eps, da_init(jnp.log(10.0 * eps)), jnp.zeros((), jnp.int32), n_warmup)
+
+
+def _adapt(ss: StepSize, accept_prob, target):
+    if ss.n_warmup == 0:
+        return ss
+    _, da_update = dual_averaging()
+    warming = ss.i < ss.n_warmup
+    da = da_update(target - accept_prob, ss.da)
+    da = select_where(warming, da, ss.da)
+    last = ss.i == ss.n_warmup - 1
+    eps = jnp.where(warming, jnp.exp(jnp.where(last, da[1], da[0])), ss.step_size)
+    return StepSize(eps, da, ss.i + 1, ss.n_warmup)
+
+
+def _tmap(f, *trees):
+    return jax.tree.map(f, *trees)
+
+
+def _sq(tree):
+    return sum(jnp.sum(x * x) for x in jax.tree.leaves(tree))
+
+
+def _random_like(key, tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(treedef, [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)])
+
+
+class _Gradient(Kernel):
+    name = "gradient kernel"
+    target_accept = 0.8
+
+    def __init__(self, selection=None, step_size=0.1, target_accept=None):
+        self.selection = None if selection is None else as_selection(selection)
+        self.step_size = step_size
+        if target_accept is not None:
+            self.target_accept = target_accept
+
+    def init(self, trace, n_warmup=0, observed=None, *, shared=False):
+        selection = resolve_selection(self.name, self.selection, trace, observed)
+        # Fail now, not inside the first step: run the unconstrained density abstractly.
+        jax.eval_shape(lambda: constrain(trace, selection, unconstrain(trace, selection, self.name), self.name))
+        return MCMCState(trace, one(), GradientAux(_init_step_size(self.step_size, n_warmup), selection))
+
+    def step(self, key, state):
+        trace, selection = state.trace, state.aux.selection
+
+        def log_density(z):
+            out = constrain(trace, selection, z, self.name)
+            return out.log_density + out.log_det, out.choices
+
+        grad_fn = jax.value_and_grad(log_density, has_aux=True)
+        k1, k2 = jax.random.split(key)
+        z = unconstrain(trace, selection, self.name)
+        (logp, x0), g = grad_fn(z)
+        x1, log_alpha = self._propose(k1, grad_fn, z, logp, g, x0, state.aux.step.step_size)
+        accepted, prob = accept(k2, log_alpha)
+        proposed, _, _ = trace.gen_fn.update(jax.random.key(0), trace, x1)
+        aux = GradientAux(_adapt(state.aux.step, prob, self.target_accept), selection)
+        return MCMCState(select_where(accepted, proposed, trace), prob, aux)
+
+
+class MALA(_Gradient):
+    """Metropolis-adjusted Langevin on the continuous choices of ``selection``.
+
+    Build with :func:`mala`.
+    """
+
+    name = "mala"
+    target_accept = 0.574
+
+    def _propose(self, key, grad_fn, z, logp, g, x0, eps):
+        noise = _random_like(key, z)
+        z1 = _tmap(lambda a, b, n: a + eps * b + jnp.sqrt(2 * eps) * n, z, g, noise)
+        (logp1, x1), g1 = grad_fn(z1)
+
+        def log_q(to, frm, g_frm):  # log q(to | frm), up to a constant that cancels
+            return -_sq(_tmap(lambda t, f, gf: t - f - eps * gf, to, frm, g_frm)) / (4 * eps)
+
+        return x1, logp1 - logp + log_q(z, z1, g1) - log_q(z1, z, g)
+
+
+class HMC(_Gradient):
+    """Hamiltonian Monte Carlo (identity mass, ``n_steps`` leapfrog steps) on the
+    continuous choices of ``selection``.
+
+    Build with :func:`hmc`.
+    """
+
+    name = "hmc"
+    target_accept = 0.8
+
+    def __init__(self, selection=None, step_size=0.1, n_steps=10, target_accept=None):
+        super().__init__(selection, step_size, target_accept)
+        self.n_steps = n_steps
+
+    def _propose(self, key, grad_fn, z, logp, g, x0, eps):
+        p0 = _random_like(key, z)
+
+        def leapfrog(carry, _):
+            z, p, g, _, _ = carry
+            p = _tmap(lambda p, g: p + 0.5 * eps * g, p, g)
+            z = _tmap(lambda z, p: z + eps * p, z, p)
+            (lp, x), g = grad_fn(z)
+            p = _tmap(lambda p, g: p + 0.5 * eps * g, p, g)
+            return (z, p, g, lp, x), None
+
+        (_, p1, _, logp1, x1), _ = jax.lax.scan(leapfrog, (z, p0, g, logp, x0), length=self.n_steps)
+        return x1, (logp1 - 0.5 * _sq(p1)) - (logp - 0.5 * _sq(p0))
+
+
+def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
+    """Metropolis-adjusted Langevin dynamics on the continuous choices of ``selection``.
+
+    Each step proposes ``z' = z + eps * grad + sqrt(2 eps) * noise`` in
+    unconstrained coordinates and accepts with the Metropolis-Hastings ratio.
+
+    Args:
+        selection: the choices to move (a :class:`~ppl.Selection`); ``None``
+            moves every unobserved choice (``init`` then needs ``observed=``,
+            which :func:`ppl.inference.chains.run` passes).
+        step_size: the initial step size ``eps``; adapted during warm-up.
+        target_accept: the acceptance probability warm-up aims at (default 0.574).
+
+    Returns:
+        A :class:`MALA` kernel.
+
+    Raises:
+        PPLError: at ``init``, if the selection is empty, includes an
+            observation or a discrete choice, or a support cannot be followed
+            (see :func:`ppl.inference.unconstrained.constrain`).
+
+    Example:
+        >>> kernel = ppl.inference.mala(ppl.select("mu"), step_size=0.2)
+        >>> result = ppl.inference.run_mcmc(key, kernel, model, args, {"y": ys})
+    """
+    return MALA(selection, step_size, target_accept)
+
+
+def hmc(selection=None, step_size=0.1, n_steps=10, target_accept=None) -> HMC:
+    """Hamiltonian Monte Carlo on the continuous choices of ``selection``.
+
+    Identity mass matrix and ``n_steps`` leapfrog steps per proposal, in
+    unconstrained coordinates; the step size is adapted during warm-up.
+
+    Args:
+        selection: the choices to move; ``None`` moves every unobserved choice
+            (``init`` then needs ``observed=``).
+        step_size: the initial leapfrog step size.
+        n_steps: leapfrog steps per proposal.
+        target_accept: the acceptance probability warm-up aims at (default 0.8).
+
+    Returns:
+        An :class:`HMC` kernel.
+
+    Raises:
+        PPLError: at ``init``, as for :func:`mala`.
+
+    Example:
+        >>> kernel = ppl.inference.hmc(ppl.select("a", "b"), step_size=0.2, n_steps=8)
+        >>> result = ppl.inference.run_mcmc(key, kernel, model, (), {}, n_samples=500)
+    """
+    return HMC(selection, step_size, n_steps, target_accept)

@@ -1,0 +1,169 @@
+"""The MCMC kernel interface: states, the base class, and what kernels share.
+
+A kernel is a value: ``init(trace, n_warmup=0, observed=None) -> MCMCState``
+and a pure ``step(key, state) -> state``. Nothing is written onto the kernel
+after it is built; everything a step needs (the selection it resolved, its
+adaptation state, ...) travels in the state, so one kernel object serves any
+number of models and chains at once, under ``jit``, ``vmap`` and ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import Trace, as_selection
+
+
+class MCMCState(eqx.Module):
+    """The state of a chain.
+
+    Attributes:
+        trace: the chain's current trace (kernels that keep their position
+            elsewhere, like NUTS alone, bring it up to date in
+            :meth:`Kernel.materialize`).
+        accept_prob: the acceptance probability of the last step.
+        aux: kernel-specific state: the resolved selection, step-size
+            adaptation, numpyro's sampler state, or a tuple of these for
+            compositions.
+    """
+
+    trace: Trace
+    accept_prob: jax.Array
+    aux: Any = None
+
+
+def one():
+    """A scalar 1.0 in the default float dtype (the acceptance probability of an initial state)."""
+    return jnp.ones((), jnp.result_type(float))
+
+
+def select_where(pred, new, old):
+    """``new`` where ``pred`` holds, else ``old``, leaf by leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def accept(key, log_alpha):
+    """``(accepted, probability)`` of a Metropolis-Hastings move with log ratio ``log_alpha``.
+
+    A NaN ratio compares false, so the move is rejected, and its probability is 0."""
+    accepted = jnp.log(jax.random.uniform(key)) < log_alpha
+    prob = jnp.where(jnp.isnan(log_alpha), 0.0, jnp.exp(jnp.minimum(log_alpha, 0.0)))
+    return accepted, prob
+
+
+def resolve_selection(name: str, given, trace, observed):
+    """The choices a kernel moves: ``given``, or every unobserved choice.
+
+    Args:
+        name: the kernel's name, for messages.
+        given: the selection the kernel was built with, or ``None``.
+        trace: the trace the chain starts from.
+        observed: the selection of observed addresses, or ``None``.
+
+    Returns:
+        A :class:`~ppl.Selection`.
+
+    Raises:
+        PPLError: if there is no selection and no ``observed`` (the kernel would
+            move observations), or if ``given`` includes an observed choice.
+
+    Example:
+        >>> resolve_selection("hmc", None, trace, ppl.select("y"))   # ~select("y")
+    """
+    if given is None:
+        if observed is None:
+            raise PPLError(
+                f"{name} was built without a selection, so it would move every choice, observations "
+                f"included. Build it with a selection, e.g. {name}(ppl.select('z')), or pass observed= "
+                "(the driver ppl.inference.chains.run does this for you)."
+            )
+        return ~as_selection(observed)
+    if observed is not None:
+        clash = trace.choices.filter(given).filter(observed)
+        if not clash.is_empty():
+            shown = ", ".join(fmt_addr(a) for a in clash.addresses())
+            raise PPLError(
+                f"{name}: the selection {given!r} includes the observed choice {shown}; a kernel must not "
+                "move observations. Select only latent addresses."
+            )
+    return given
+
+
+class Kernel(abc.ABC):
+    """Base class of MCMC kernels: subclasses implement ``init`` and ``step``.
+
+    Example:
+        >>> kernel = ppl.inference.hmc(ppl.select("mu"))
+        >>> state = kernel.init(trace, n_warmup=100)
+        >>> state = jax.jit(kernel.step)(jax.random.key(0), state)
+    """
+
+    def init(self, trace: Trace, n_warmup: int = 0, observed=None, *, shared: bool = False) -> MCMCState:
+        """The initial state of a chain at ``trace``.
+
+        Args:
+            trace: the starting trace (observations included as constrained choices).
+            n_warmup: the number of adaptation steps that will follow (kernels
+                that adapt a step size or a mass matrix do it during them).
+            observed: the selection of observed addresses; a kernel built
+                without a selection moves every other choice (the driver
+                :func:`ppl.inference.chains.run` passes it).
+            shared: whether other kernels move the same trace between this
+                kernel's steps (compositions pass ``True``); a kernel that keeps
+                its position outside the trace then re-reads it every step.
+
+        Returns:
+            An :class:`MCMCState`.
+
+        Raises:
+            PPLError: when the selection is empty or includes observations, or
+                the kernel cannot move the selected choices.
+        """
+        return MCMCState(trace, one(), None)
+
+    @abc.abstractmethod
+    def step(self, key, state: MCMCState) -> MCMCState:
+        """One transition: a pure function of the key and the state.
+
+        Args:
+            key: a ``jax.random`` key.
+            state: the state from :meth:`init` or a previous step.
+
+        Returns:
+            The next :class:`MCMCState`.
+        """
+
+    def __call__(self, key, state: MCMCState) -> MCMCState:
+        return self.step(key, state)
+
+    def current_choices(self, state: MCMCState):
+        """The chain's current choices.
+
+        A kernel may keep its position outside the trace between steps (NUTS
+        alone does, to avoid re-running the model after every step); this reads
+        the position wherever it is.
+
+        Args:
+            state: a state of this kernel.
+
+        Returns:
+            A :class:`~ppl.ChoiceMap` of every choice of the trace.
+        """
+        return state.trace.choices
+
+    def materialize(self, state: MCMCState) -> MCMCState:
+        """``state`` with its trace brought up to date with the chain's position.
+
+        Args:
+            state: a state of this kernel.
+
+        Returns:
+            An :class:`MCMCState` whose ``trace`` holds the current choices.
+        """
+        return state
