@@ -15,6 +15,7 @@ mode is JAX's transposition of this forward pass.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -54,17 +55,19 @@ class Ctx:
     ``forced`` maps a call's address to the strategy chosen for the whole call
     (reinforce): every choice inside that has no policy of its own takes it."""
 
-    def __init__(self, policy: dict, loop=None, used=None, wanted=None, forced=None):
+    def __init__(self, policy: dict, loop=None, used=None, wanted=None, forced=None, branching=None):
         self.policy, self.loop = policy, loop
         self.forced = dict(forced or {})
         # Shared by nested contexts, so that one check at the end covers all policies.
         self.used = set() if used is None else used
         self.wanted = set(policy) if wanted is None else wanted
+        # The choices whose continuation is being evaluated more than once, innermost last.
+        self.branching = [] if branching is None else branching
 
     def _with(self, **changes) -> "Ctx":
         fields = dict(policy=self.policy, loop=self.loop, forced=self.forced)
         fields.update(changes)
-        return Ctx(fields["policy"], fields["loop"], self.used, self.wanted, fields["forced"])
+        return Ctx(fields["policy"], fields["loop"], self.used, self.wanted, fields["forced"], self.branching)
 
     def nested(self, policy: dict, path: tuple) -> "Ctx":
         """Inside a nested expectation: its own policy, overridden by the outer one."""
@@ -213,7 +216,7 @@ def choice(ctx, site, key, ins, state, k, addr):
     gen_fn = site.gen_fn
     if isinstance(gen_fn, WithStrategy):
         dist_fn, chosen = gen_fn.dist_fn, gen_fn.strategy
-        params_p, _ = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+        params_p, _ = gen_fn.params_and_extra(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
         tree = jax.tree.structure(params_p)
         duals, extra = ins[: tree.num_leaves], ins[tree.num_leaves:]
     else:
@@ -232,7 +235,41 @@ def choice(ctx, site, key, ins, state, k, addr):
             "body is traced once for all its elements. Use reinforce or reparam for choices inside "
             f"{ctx.loop[1]}, or unroll it (a Python for loop with distinct addresses)."
         )
-    return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))
+    with _branching(ctx, addr, strategy.branch_count(d)):
+        return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))
+
+
+MAX_BRANCHES = 2**16
+
+
+class _branching:
+    """Counts the copies of the rest of the program that nested enum/mvd choices
+    evaluate, and refuses before building more than :data:`MAX_BRANCHES`
+    (XLA would otherwise run out of memory or abort the process)."""
+
+    def __init__(self, ctx, addr, n):
+        self.ctx, self.entry = ctx, (addr, n)
+
+    def __enter__(self):
+        stack = self.ctx.branching
+        stack.append(self.entry)
+        total = math.prod(n for _, n in stack)
+        if total > MAX_BRANCHES:
+            shown = ", ".join(f"{fmt_addr(a)} ({n})" for a, n in stack[:8]) + (", ..." if len(stack) > 8 else "")
+            n_sites = len(stack)
+            del stack[:]
+            raise PPLError(
+                f"enum/mvd at the {n_sites} nested choices {shown} (branches each) would evaluate the "
+                f"rest of the program on at least {total} branches, more than {MAX_BRANCHES}; XLA "
+                "would run out of memory. Use reinforce (with a baseline, or ppl.E(f, n, loo=True)) "
+                "or reparam for some of them."
+            )
+        return self
+
+    def __exit__(self, *exc):
+        if self.ctx.branching and self.ctx.branching[-1] is self.entry:
+            self.ctx.branching.pop()
+        return False
 
 
 def _record_choice(state: State, call: SiteCall, value) -> State:

@@ -56,6 +56,10 @@ class Strategy:
     def check(self, dist: Distribution, d: nd.Distribution, addr: tuple) -> None:
         """Raise a :class:`PPLError` naming ``addr`` if this strategy cannot serve ``dist``."""
 
+    def branch_count(self, d: nd.Distribution) -> int:
+        """How many times a continuation strategy evaluates the rest of the program."""
+        return 1
+
     def _refuse(self, addr, dist, why, instead):
         raise PPLError(
             f"strategy {self.name} cannot be used for the random choice {fmt_addr(addr)} "
@@ -68,7 +72,9 @@ class Strategy:
 
 class WithStrategy(GenerativeFunction):
     """A distribution with a strategy fixed at its call site. Outside ADEV it
-    behaves exactly like the distribution (the strategy is a hint for ADEV)."""
+    behaves exactly like the distribution (the strategy is a hint for ADEV):
+    its interface takes the distribution's own parameters, so it can also be
+    mapped, ``ppl.vmap(ppl.reinforce(ppl.flip))(probs) @ "bs"``."""
 
     def __init__(self, dist: Distribution, strategy: Strategy):
         self.dist_fn, self.strategy = dist, strategy
@@ -81,22 +87,34 @@ class WithStrategy(GenerativeFunction):
         # Traced settings (a learned baseline) travel with the arguments: a tracer
         # kept in the primitive's parameters would outlive its trace.
         static, extra = self.strategy.split_traced()
-        return Invocation(WithStrategy(self.dist_fn, static), (self.dist_fn._positional(args, kwargs), extra))
+        return Invocation(StrategySite(self.dist_fn, static), (self.dist_fn._positional(args, kwargs), extra))
+
+    def params_and_extra(self, args) -> tuple:
+        """``(the distribution's parameters, traced strategy settings)`` of a call."""
+        return args, ()
 
     def _simulate(self, key, args):
-        return self.dist_fn._simulate(key, args[0])
+        return self.dist_fn._simulate(key, self.params_and_extra(args)[0])
 
     def _assess(self, choices, args):
-        return self.dist_fn._assess(choices, args[0])
+        return self.dist_fn._assess(choices, self.params_and_extra(args)[0])
 
     def _generate(self, key, constraints, args):
-        return self.dist_fn._generate(key, constraints, args[0])
+        return self.dist_fn._generate(key, constraints, self.params_and_extra(args)[0])
 
     def _update(self, key, trace, constraints, args):
-        return self.dist_fn._update(key, trace, constraints, args[0])
+        return self.dist_fn._update(key, trace, constraints, self.params_and_extra(args)[0])
 
     def _regenerate(self, key, trace, selection, args):
-        return self.dist_fn._regenerate(key, trace, selection, args[0])
+        return self.dist_fn._regenerate(key, trace, selection, self.params_and_extra(args)[0])
+
+
+class StrategySite(WithStrategy):
+    """The callee recorded at a call site ``reinforce(flip, baseline=b)(p) @ "a"``:
+    its arguments are ``(parameters, traced settings)``."""
+
+    def params_and_extra(self, args) -> tuple:
+        return args[0], args[1]
 
 
 def _is_discrete(d) -> bool:
@@ -130,8 +148,8 @@ class Reparam(Strategy):
             self._refuse(addr, dist, "numpyro has no reparameterized sampler (rsample) for it", "reinforce")
 
     def sample(self, site, state):
-        key = site.key
-        return site.jvp(lambda *args: site.dist_fn._to_value(site.dist_fn.dist(*args).rsample(key))), state
+        key, dist_fn = site.key, site.dist_fn
+        return site.jvp(lambda *args: dist_fn.draw(key, dist_fn.dist(*args), reparam=True)), state
 
 
 class ImplicitReparam(Reparam):
@@ -169,7 +187,7 @@ class Reinforce(Strategy):
         return reinforce, (self.baseline,)
 
     def sample(self, site, state):
-        x = site.dist_fn._to_value(site.dist_fn.dist(*site.args_p).sample(site.key))
+        x = site.dist_fn.draw(site.key, site.dist_fn.dist(*site.args_p))
         _check_fixed_support(site)
         _, dlogp = site.jvp(lambda *args: site.dist_fn.log_density(x, args))
         if dlogp is None:
@@ -244,22 +262,57 @@ class Enum(Strategy):
                          "reparam, mvd (normal) or reinforce")
         if not getattr(d, "has_enumerate_support", False):
             self._refuse(addr, dist, "its support is infinite", "reinforce")
+        count = getattr(d, "total_count", None)
+        if count is not None and not _jax.is_concrete(count):
+            self._refuse(addr, dist, "its number of trials is a traced value, so the size of its support "
+                         "is not known when the program is staged (pass the count as a Python int, "
+                         "e.g. binomial(5, p))", "reinforce")
         if not _scalar(d):
             self._refuse(addr, dist, f"it makes a value of shape {d.batch_shape + d.event_shape}, and enumerating "
                          "a joint support grows exponentially",
                          "one scalar choice per address (ppl.repeat / ppl.vmap), or reinforce")
 
+    def branch_count(self, d):
+        return int(d.enumerate_support(expand=False).size)
+
     def with_continuation(self, site, state, k):
         support = site.dist_fn.dist(*site.args_p).enumerate_support(expand=False).reshape(-1)
-        logw, dlogw = site.jvp(lambda *args: site.dist_fn.dist(*args).log_prob(support))
-        w = jnp.exp(logw)
+        w, dw = site.jvp(lambda *args: _probabilities(site.dist_fn.dist(*args), support))
         values = site.dist_fn._to_value(support)
         if self.parallel:
             results = jax.vmap(lambda v: k((v, None), state))(values)
         else:
             branches = [k((values[i], None), state) for i in range(values.shape[0])]
             results = jax.tree.map(lambda *xs: jnp.stack(xs), *branches)
-        return _combine(w, _dual.mul(w, dlogw), results)
+        return _combine(w, dw, results)
+
+
+def _probabilities(d, support):
+    """The probability of each value of a finite support, computed so that its
+    derivative is right at the boundary too: ``exp(log_prob)`` of numpyro's
+    clamped probabilities has derivative 0 at p = 0 or 1, where the
+    derivative of ``flip(p)``'s weights is still (-1, 1)."""
+    if isinstance(d, nd.BernoulliProbs):
+        return jnp.where(support > 0, d.probs, 1.0 - d.probs)
+    if isinstance(d, nd.BernoulliLogits):
+        return jax.nn.sigmoid(jnp.where(support > 0, d.logits, -d.logits))
+    if isinstance(d, nd.CategoricalProbs):
+        return d.probs / jnp.sum(d.probs)
+    if isinstance(d, nd.CategoricalLogits):
+        return jax.nn.softmax(d.logits)
+    if isinstance(d, nd.BinomialProbs):
+        n, p = d.total_count, d.probs
+        ways = jnp.exp(jax.scipy.special.gammaln(n + 1.0) - jax.scipy.special.gammaln(support + 1.0)
+                       - jax.scipy.special.gammaln(n - support + 1.0))
+        return ways * _power(p, support) * _power(1.0 - p, n - support)
+    return jnp.exp(d.log_prob(support))
+
+
+def _power(x, k):
+    """``x ** k`` for integer ``k >= 0`` with a finite derivative at ``x = 0``
+    (``0 ** 0`` has derivative ``0 * 0 ** -1`` otherwise)."""
+    k = jnp.asarray(k, jnp.result_type(x))
+    return jnp.where(k == 0, 1.0, jnp.where(k == 0, 1.0, x) ** k)
 
 
 class MVD(Strategy):
@@ -279,6 +332,9 @@ class MVD(Strategy):
         if not _scalar(d):
             self._refuse(addr, dist, f"mvd is implemented for scalar choices, this one has shape "
                          f"{d.batch_shape + d.event_shape}", "one scalar choice per address, reparam or reinforce")
+
+    def branch_count(self, d):
+        return 4 if isinstance(d, nd.Normal) else 2
 
     def with_continuation(self, site, state, k):
         d = site.dist_fn.dist(*site.args_p)
