@@ -4,6 +4,22 @@ A :class:`ChoiceMap` is a pytree: its addresses are static structure and its
 values are leaves, so choice maps pass through ``jit``, ``vmap`` and ``grad``.
 An address is a string, or a tuple of strings for a path through nested
 calls: ``cm["x"]`` and ``cm["encoder", "z"]`` (or ``cm[("encoder", "z")]``).
+
+**Choices made only on some executions.** Shapes are static under ``jit`` and
+``vmap``, so the choice map of a ``ppl.switch`` whose branch index is known
+only at run time (traced, or batched) holds every address that some branch
+makes. An address that only some branches make holds a *masked* entry
+(:meth:`ChoiceMap.masked`): the value plus a boolean ``made`` flag, both
+leaves of the pytree. The interface reads a masked entry as present where
+``made`` is true and as absent elsewhere, so ``assess(trace.choices)`` is the
+trace's score and ``generate`` with it reproduces the trace. A plain entry
+(what users write) at an address the execution does not make means the
+execution cannot have produced the choice map: ``generate``, ``assess`` and
+``update`` weigh it ``-inf``.
+
+Reading a masked entry with ``cm[addr]`` gives its value where it was made,
+and NaN elsewhere (floating-point values; integer and boolean values hold 0
+there); ``cm.is_made(addr)`` says where it was made.
 """
 
 from __future__ import annotations
@@ -12,11 +28,13 @@ import abc
 from typing import Any, Iterator, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ppl._errors import AddressError, PPLError, fmt_addr
 
 _NO_VALUE = object()
+_MASKED = "<masked>"  # tree_flatten's aux data for a masked entry (keys are tuples)
 
 
 def _path(addr) -> tuple:
@@ -36,14 +54,16 @@ class ChoiceMap:
 
     Build one with ``ChoiceMap.d({"x": 1.0, ("enc", "z"): z})``; read values with
     ``cm["x"]``; combine with ``cm1 | cm2`` (right wins); restrict with
-    ``cm.filter(selection)``.
+    ``cm.filter(selection)``. An entry may be *masked* (made only on some
+    executions, see the module docstring and :meth:`masked`).
     """
 
-    __slots__ = ("_value", "_children")
+    __slots__ = ("_value", "_children", "_made")
 
-    def __init__(self, children: Mapping[str, "ChoiceMap"] | None = None, value: Any = _NO_VALUE):
+    def __init__(self, children: Mapping[str, "ChoiceMap"] | None = None, value: Any = _NO_VALUE, made: Any = None):
         self._value = value
         self._children = dict(children or {})
+        self._made = made  # None: a plain entry (or no entry); else a bool array
 
     # -- construction -------------------------------------------------------
     @staticmethod
@@ -54,6 +74,39 @@ class ChoiceMap:
     def value(v) -> "ChoiceMap":
         """The choice map of a single random choice: the value itself."""
         return ChoiceMap(value=v)
+
+    @staticmethod
+    def masked(value, made) -> "ChoiceMap":
+        """A single random choice made only on some executions.
+
+        Args:
+            value: the value where the choice was made (anything of the right
+                shape elsewhere: it is not read there).
+            made: a boolean (array) saying where the choice was made. Its shape
+                is a prefix of ``value``'s shape (one flag per element of the
+                leading batch axes, e.g. under ``jax.vmap``).
+
+        Returns:
+            A :class:`ChoiceMap` that the interface reads as holding ``value``
+            where ``made`` is true and as holding nothing elsewhere.
+
+        Raises:
+            PPLError: if ``made``'s shape is not a prefix of ``value``'s shape.
+
+        >>> cm = ChoiceMap.d({"x": ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))})
+        >>> cm["x"]          # Array([ 1., nan])
+        >>> cm.is_made("x")  # Array([ True, False])
+        """
+        made = jnp.asarray(made)
+        if not isinstance(made, jax.core.Tracer) and made.dtype != jnp.bool_:
+            made = made.astype(jnp.bool_)
+        v_shape, m_shape = jnp.shape(value), jnp.shape(made)
+        if tuple(v_shape[: len(m_shape)]) != tuple(m_shape):
+            raise PPLError(
+                f"ChoiceMap.masked: the flags 'made' have shape {m_shape}, which is not a leading part of "
+                f"the value's shape {v_shape}. Give one flag per element of the value's leading axes."
+            )
+        return ChoiceMap(value=value, made=made)
 
     @staticmethod
     def d(mapping: Mapping) -> "ChoiceMap":
@@ -74,10 +127,58 @@ class ChoiceMap:
     def has_value(self) -> bool:
         return self._value is not _NO_VALUE
 
+    def is_masked(self) -> bool:
+        """Whether this node is a single choice made only on some executions."""
+        return self._made is not None
+
     def get_value(self):
+        """The value of the single choice stored here.
+
+        Raises:
+            AddressError: if this is a map of several choices, or a masked
+                entry (made only on some executions), whose value alone would
+                be read as made everywhere. Read it with ``cm[()]``/``cm[addr]``
+                (NaN where not made) and ``is_made``, or pass the choice map to
+                the interface, which reads the mask.
+        """
         if not self.has_value():
             raise AddressError("no value at {addr}: this is a map of several choices, not one choice.")
+        if self.is_masked():
+            raise AddressError(
+                "the choice at {addr} is made only on some executions (it comes from a ppl.switch "
+                "branch whose index is known only at run time), so its value alone would be read as "
+                "made everywhere. Pass the choice map to generate/assess/update of a generative "
+                "function that makes the address (an @gen function or a combinator reads the mask), or "
+                "read it with cm[addr] (NaN where not made) and cm.is_made(addr)."
+            )
         return self._value
+
+    def _raw(self):
+        """``(value, made)`` of the single choice here; ``made`` is None when plain."""
+        return self._value, self._made
+
+    def is_made(self, addr=()):
+        """Where the choice at ``addr`` was made.
+
+        Args:
+            addr: an address (string or tuple of strings); ``()`` for this node.
+
+        Returns:
+            ``True`` for a plain entry, ``False`` where there is no choice, and
+            the boolean flags of a masked entry (an array, traced under ``jit``).
+
+        Raises:
+            AddressError: if ``addr`` holds several choices (a sub-map).
+
+        >>> trs = jax.vmap(lambda k: model.simulate(k, ()))(keys)
+        >>> jnp.mean(trs.choices["s", "x"], where=trs.choices.is_made(("s", "x")))
+        """
+        sub = self.get_submap(addr)
+        if sub.is_empty():
+            return False
+        if not sub.has_value():
+            raise AddressError("{addr} holds several choices, not one; ask is_made of one of them.", _path(addr))
+        return True if sub._made is None else sub._made
 
     def is_empty(self) -> bool:
         return not self.has_value() and not self._children
@@ -96,7 +197,7 @@ class ChoiceMap:
         if sub.is_empty():
             known = ", ".join(fmt_addr(a) for a in self.addresses()[:12]) or "none"
             raise AddressError("no random choice at {addr}; the addresses here are: " + known, _path(addr))
-        return sub._value if sub.has_value() else sub
+        return _read(sub) if sub.has_value() else sub
 
     def __contains__(self, addr) -> bool:
         return not self.get_submap(addr).is_empty()
@@ -120,15 +221,27 @@ class ChoiceMap:
         return [(k, *rest) for k, sub in self._children.items() for rest in sub.addresses()]
 
     def to_dict(self) -> dict:
+        """A nested dict of values (masked entries read as by ``cm[addr]``)."""
         if self.has_value():
-            return self._value
+            return _read(self)
         return {k: sub.to_dict() for k, sub in self._children.items()}
 
     # -- combining ----------------------------------------------------------
     def __or__(self, other: "ChoiceMap") -> "ChoiceMap":
-        """Merge; on an address present in both, ``other`` wins."""
+        """Merge; on an address present in both, ``other`` wins.
+
+        A masked entry of ``other`` wins where it was made: over a value of the
+        same shape, the result holds ``other``'s value there and ``self``'s
+        elsewhere.
+
+        Raises:
+            AddressError: if a masked entry of ``other`` meets sub-addresses or a
+                value of another shape in ``self`` (no one choice map holds both).
+        """
         if not isinstance(other, ChoiceMap):
             return NotImplemented
+        if other.is_masked() and not self.is_empty():
+            return _merge_masked(self, other)
         if other.has_value() or self.is_empty():
             return other
         if self.has_value():
@@ -161,6 +274,8 @@ class ChoiceMap:
 
     # -- pytree -------------------------------------------------------------
     def tree_flatten(self):
+        if self.is_masked():
+            return (self._value, self._made), _MASKED
         if self.has_value():
             return (self._value,), None
         keys = tuple(sorted(self._children))
@@ -170,12 +285,16 @@ class ChoiceMap:
     def tree_unflatten(cls, keys, children):
         if keys is None:
             return cls(value=children[0])
+        if keys == _MASKED:
+            return cls(value=children[0], made=children[1])
         return cls(dict(zip(keys, children)))
 
     def __repr__(self) -> str:
+        if self.is_masked():
+            return f"ChoiceMap.masked({_short(_read(self))}, made={_short(self._made)})"
         if self.has_value():
             return f"ChoiceMap.value({_short(self._value)})"
-        return "ChoiceMap({" + ", ".join(f"{fmt_addr(a)}: {_short(self[a])}" for a in self.addresses()) + "})"
+        return "ChoiceMap({" + ", ".join(f"{fmt_addr(a)}: {_entry(self.get_submap(a))}" for a in self.addresses()) + "})"
 
     def __eq__(self, other):
         return (
@@ -185,6 +304,37 @@ class ChoiceMap:
         )
 
     __hash__ = None
+
+
+def _read(node: ChoiceMap):
+    """A node's value as users read it: NaN where a masked float value was not made."""
+    value, made = node._raw()
+    if made is None or not hasattr(value, "dtype") or not jnp.issubdtype(value.dtype, jnp.inexact):
+        return value
+    made = jnp.reshape(made, jnp.shape(made) + (1,) * (jnp.ndim(value) - jnp.ndim(made)))
+    return jnp.where(made, value, jnp.nan)
+
+
+def _merge_masked(base: ChoiceMap, top: ChoiceMap) -> ChoiceMap:
+    """``base | top`` for a masked ``top``: ``top`` where made, ``base`` elsewhere."""
+    v, made = top._raw()
+    if not base.has_value() or jnp.shape(base._value) != jnp.shape(v):
+        what = "sub-addresses" if not base.has_value() else f"a value of shape {jnp.shape(base._value)}"
+        raise AddressError(
+            "cannot merge the choice at {addr}, made only on some executions (shape "
+            f"{jnp.shape(v)}), over {what}: no one choice map holds both. Merge choice maps "
+            "whose entries at an address have the same shape."
+        )
+    b, b_made = base._raw()
+    m = jnp.reshape(made, jnp.shape(made) + (1,) * (jnp.ndim(v) - jnp.ndim(made)))
+    value = jnp.where(m, v, jnp.asarray(b).astype(jnp.result_type(v)))
+    if b_made is None:
+        return ChoiceMap.value(value)
+    return ChoiceMap(value=value, made=made | b_made)
+
+
+def _entry(node: ChoiceMap) -> str:
+    return f"masked({_short(_read(node))})" if node.is_masked() else _short(node._value)
 
 
 def _nest(path: tuple, cm: ChoiceMap) -> ChoiceMap:
@@ -329,9 +479,32 @@ def _flat_paths(s: _Static) -> list:
 
 
 def select(*addrs) -> Selection:
-    """The selection of the given addresses (and everything below them)."""
+    """The selection of the given addresses (and everything below them).
+
+    Args:
+        *addrs: addresses, one per argument: a string, or a tuple of strings for
+            a path through nested calls.
+
+    Returns:
+        A :class:`Selection`; ``select()`` selects nothing.
+
+    Raises:
+        PPLError: if an address is not a string or a tuple of strings, e.g. a
+            list of addresses passed as one argument.
+
+    >>> ppl.select("x", ("encoder", "z"))   # x, and z inside the call at "encoder"
+    >>> ppl.select(*names)                  # addresses held in a list
+    """
     tree: dict = {}
     for addr in addrs:
+        if not isinstance(addr, (str, tuple)):
+            shown = repr(addr) if len(repr(addr)) < 80 else type(addr).__name__
+            example = ", ".join(repr(a) for a in addr) if isinstance(addr, (list, set, frozenset)) else "'a', 'b'"
+            raise PPLError(
+                f"ppl.select takes addresses as separate arguments, got {shown}. Write "
+                f"ppl.select({example}) (or ppl.select(*addresses) for a list); a path through "
+                "nested calls is a tuple, as in ppl.select(('outer', 'inner'))."
+            )
         node = tree
         path = _path(addr)
         for p in path[:-1]:

@@ -326,19 +326,58 @@ def test_switch_errors():
         ppl.switch(lambda: 0)
 
 
-def test_switch_constraint_in_the_untaken_branch_is_reported():
-    with raises(ppl.AddressError, "('s', 'v')"):
-        branching.generate(KEY, {("s", "v"): 1.0}, (0,))
+def test_switch_constraint_in_the_untaken_branch_weighs_minus_inf():
+    """It used to be an error eagerly and ignored (weight 0) under jit: a run of
+    branch 0 cannot have made ("s", "v"), whichever way the index is known."""
+    for generate in (branching.generate, jax.jit(branching.generate)):
+        tr, w = generate(KEY, {("s", "v"): 1.0}, (0,))
+        assert float(w) == -np.inf
+        assert sorted(tr.choices.addresses()) == [("s", "u")]
+        _, w1 = generate(KEY, {("s", "v"): 1.0}, (1,))
+        assert_close(w1, lp(nd.Normal(0.5, 3.0), 1.0))
+    assert float(branching.assess({("s", "u"): 0.1, ("s", "v"): 1.0}, (0,))[0]) == -np.inf
+    tr0 = branching.simulate(KEY, (0,))
+    assert float(branching.update(KEY, tr0, {("s", "w"): 1.0}, (0,))[1]) == -np.inf
 
 
-def test_switch_out_of_range_index_is_clipped_consistently():
-    """Like lax.switch, an out-of-range index runs the last (or first) branch; the
-    choice map follows the branch that ran (it used to raise IndexError)."""
-    tr = branching.simulate(KEY, (5,))
-    assert sorted(tr.choices.addresses()) == [("s", "v"), ("s", "w")]
-    assert_close(tr.score, branching.simulate(KEY, (1,)).score)
-    tr = branching.simulate(KEY, (-3,))
-    assert sorted(tr.choices.addresses()) == [("s", "u")]
+def test_switch_out_of_range_index():
+    """A known index out of range is an error naming the valid range (it used to
+    run the last branch); a traced one gives NaN scores and weights (lax.switch
+    runs a clamped branch, whose density would otherwise pass for the answer)."""
+    for bad in (2, -1):
+        with raises(ppl.PPLError, "switch(small, big)", f"index {bad}", "0 to 1"):
+            branching.simulate(KEY, (bad,))
+        with raises(ppl.PPLError, "out of range"):
+            branching.generate(KEY, {}, (bad,))
+    tr = jax.jit(lambda i: branching.simulate(KEY, (i,)))(5)
+    assert np.isnan(float(tr.score))
+    assert np.isnan(float(jax.jit(lambda i: branching.assess(tr.choices, (i,))[0])(5)))
+    _, w = jax.jit(lambda i: branching.generate(KEY, {("s", "v"): 1.0}, (i,)))(-3)
+    assert np.isnan(float(w))
+    # in range, under jit, nothing changes
+    tr1 = jax.jit(lambda i: branching.simulate(KEY, (i,)))(1)
+    assert_close(tr1.score, branching.simulate(KEY, (1,)).score)
+
+
+def test_cond_takes_any_nonzero_predicate_as_true():
+    """cond(t, f)(-1) used to run f: ints, bools and floats, nonzero is true, as
+    for lax.cond and Python, eagerly and under jit."""
+    c = ppl.cond(small, big)
+    for pred, addrs in ((-1, [("u",)]), (2, [("u",)]), (0, [("v",), ("w",)]), (True, [("u",)]),
+                        (0.5, [("u",)]), (-0.0, [("v",), ("w",)]), (jnp.int8(-3), [("u",)])):
+        assert sorted(c.simulate(KEY, (pred, 0.5)).choices.addresses()) == addrs, pred
+        score = jax.jit(lambda p: c.simulate(KEY, (p, 0.5)).score)(pred)
+        assert_close(score, c.simulate(KEY, (pred, 0.5)).score)
+    with raises(ppl.PPLError, "predicate", "bool or a real number"):
+        c.simulate(KEY, (jnp.array(1 + 2j), 0.5))
+
+
+def test_mix_logits_must_match_the_components():
+    """More logits than components used to run the last component for the extra
+    categories; fewer silently left components out."""
+    for logits in (jnp.zeros(3), jnp.zeros(1), jnp.zeros((2, 2))):
+        with raises(ppl.PPLError, "2 components", "2 logits", str(tuple(logits.shape))):
+            mixture_model.simulate(KEY, (logits,))
 
 
 @gen

@@ -18,6 +18,9 @@ from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
 from ppl.combinators._stacked import check_leading_axis
+from ppl.transforms.assess import assess_site
+from ppl.transforms.generate import generate_site
+from ppl.transforms.update import update_site
 
 
 class ScanTrace(Trace):
@@ -107,7 +110,7 @@ class Scan(GenerativeFunction):
         self._check_stacked(choices, self._length(self._split_args(args)[1]))
 
         def body(carry, c, x):
-            logp, (carry, y) = self.step.assess(c, (carry, x))
+            logp, (carry, y) = assess_site(self.step, c, (carry, x))
             return carry, (logp, y)
 
         carry, (logp, ys) = self._loop(body, args, choices)
@@ -117,7 +120,7 @@ class Scan(GenerativeFunction):
         self._check_stacked(constraints, self._length(self._split_args(args)[1]))
 
         def body(carry, kc, x):
-            tr, w = self.step.generate(kc[0], kc[1], (carry, x))
+            tr, w = generate_site(self.step, kc[0], kc[1], (carry, x))
             return self._carry_of(tr), (tr, w)
 
         carry, (inner, w) = self._loop(body, args, (self._keys(key, args), constraints))
@@ -134,7 +137,7 @@ class Scan(GenerativeFunction):
 
         def body(carry, ktc, x):
             k, old, c = ktc
-            tr, w, d = self.step.update(k, old, c, (carry, x))
+            tr, w, d = update_site(self.step, k, old, c, (carry, x))
             return self._carry_of(tr), (tr, w, d)
 
         carry, (inner, w, discard) = self._loop(body, args, (self._keys(key, args), trace.inner, constraints))

@@ -1,11 +1,33 @@
 """``switch`` and ``cond``: run one of several generative functions.
 
-Only the branch taken makes choices and counts in the score. Shapes are
-static under ``jit``, so the trace holds a slot for every branch (the slots of
-branches not taken hold zeros and score 0), and the choice map is the union
-of the branches' addresses; an address shared by branches with the same
-shape takes the value of the branch taken. When the branch index is a known
-number (not traced), the choice map holds only the taken branch's choices.
+Only the branch taken makes choices and counts in the score. Shapes are static
+under ``jit``, so the trace holds a slot for every branch (the slots of
+branches not taken hold zeros and score 0).
+
+**Choice maps.** When the branch index is a known number, the choice map holds
+the taken branch's choices. When it is known only at run time (traced under
+``jit``, or batched under ``vmap``), the choice map holds every address some
+branch makes: an address that every branch makes holds the taken branch's
+value, and one that only some branches make holds a *masked* entry
+(``ChoiceMap.masked``), marked as made only where a branch making it was taken.
+So that one slot can hold it, branches that share an address must make it with
+the same shape and dtype, and no branch may make a value at an address under
+which another makes sub-addresses; this is checked whatever the index, so a
+program that runs eagerly also runs under ``jit``.
+
+**Constraints** (``generate``, ``update``) and choices (``assess``) at an
+address that the taken branch does not make cannot have come from this
+execution: the weight (density) is ``-inf``, with a known index as with a
+traced one, so eager and compiled runs agree. A masked entry counts only where
+it was made. An address that no branch makes is an error.
+
+**Index range.** A known index outside ``0..n-1`` is an error. A traced one is
+clamped by ``lax.switch`` (the last or first branch runs), and the score and
+weights are NaN: an out-of-range index is a bug in the program, not an
+impossible event, and ``-inf`` would let inference silently drop those runs
+(truncating a categorical that has more categories than branches, say) while
+NaN surfaces. ``cond`` takes any nonzero predicate (bool, int or float, as
+``lax.cond`` and Python do) as true.
 """
 
 from __future__ import annotations
@@ -17,9 +39,12 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._errors import AddressError, PPLError
+from ppl._errors import AddressError, PPLError, fmt_addr
 from ppl._gfi import GenerativeFunction, Trace
-from ppl.choices import ChoiceMap, select
+from ppl.choices import ChoiceMap, select, select_none
+from ppl.transforms.assess import assess_site
+from ppl.transforms.generate import generate_site
+from ppl.transforms.update import update_site
 
 
 class SwitchTrace(Trace):
@@ -37,38 +62,104 @@ class SwitchTrace(Trace):
     def choices(self) -> ChoiceMap:
         maps = [tr.choices for tr in self.branches]
         if isinstance(self.index, jax.ShapeDtypeStruct):
-            # A shape-only trace (from trace_shape, e.g. of a switch nested in a
-            # branch): the union of the branches' addresses, no values to select.
+            # A shape-only trace (from trace_shape): the union of the branches' addresses.
             merged = ChoiceMap()
             for m in maps:
                 merged = merged | m
             return merged
-        # The index is clipped when the switch runs; the choices follow the branch run.
-        index = jnp.clip(jnp.asarray(self.index).astype(jnp.int32), 0, len(maps) - 1)
+        index, _ = self.gen_fn._branch_index(self.index, strict=False)
         if _jax.is_concrete(index) and jnp.ndim(index) == 0:
             return maps[int(index)]
-        return _merge_by_index(index, maps)
+        return _union_by_index(index, maps, self.gen_fn.name)
 
     def project(self, selection):
         # Slots of branches not taken hold zero scores, so they add nothing.
         return sum(tr.project(selection) for tr in self.branches)
 
 
-def _merge_by_index(index, maps):
-    merged = ChoiceMap()
-    for addr in dict.fromkeys(a for m in maps for a in m.addresses()):
-        holders = [(j, m[addr]) for j, m in enumerate(maps) if addr in m]
-        value = holders[0][1]
-        for j, v in holders[1:]:
-            if jnp.shape(v) == jnp.shape(value) and jnp.result_type(v) == jnp.result_type(value):
-                # A batched trace (under vmap) has a batch of indices: align their axes.
-                taken = jnp.reshape(index == j, jnp.shape(index) + (1,) * (jnp.ndim(v) - jnp.ndim(index)))
-                value = jnp.where(taken, v, value)
-        merged = merged | ChoiceMap.d({addr: value})
-    return merged
+def _raw_entries(m: ChoiceMap):
+    return [(a, *m.get_submap(a)._raw()) for a in m.addresses()]
+
+
+def _dtype(v):
+    return v.dtype if hasattr(v, "dtype") else jnp.result_type(v)
+
+
+def check_layout(maps: list, name: str) -> None:
+    """Branches' choice maps that one map can hold: an address shared by branches
+    has one shape and dtype, and no address lies under another's value."""
+    seen: dict = {}
+    for j, m in enumerate(maps):
+        for a, v, _ in _raw_entries(m):
+            kind = (tuple(jnp.shape(v)), _dtype(v))
+            if a in seen and seen[a][1] != kind:
+                i, (s, d) = seen[a][0], seen[a][1]
+                raise AddressError(
+                    f"branches {i} and {j} of {name} both make a random choice at {{addr}}, with shape "
+                    f"{s} and dtype {d} in one and {kind[0]} and {kind[1]} in the other. With a branch "
+                    "index known only at run time (under jit or vmap) the choice map holds one value per "
+                    "address: give the two choices different addresses, or the same shape and dtype.",
+                    a,
+                )
+            seen.setdefault(a, (j, kind))
+    for a in seen:
+        for k in range(1, len(a)):
+            if a[:k] in seen:
+                raise AddressError(
+                    f"one branch of {name} makes a random choice at {{addr}}, and another makes choices "
+                    f"below it, at {fmt_addr(a)}. With a branch index known only at run time the choice "
+                    "map holds both, which it cannot: give them different addresses.",
+                    a[:k],
+                )
+
+
+def _align(mask, ndim):
+    return jnp.reshape(mask, jnp.shape(mask) + (1,) * (ndim - jnp.ndim(mask)))
+
+
+def _union_by_index(index, maps, name):
+    """The choice map of the branch ``index`` (traced, or batched) as one map over
+    every branch's addresses; addresses not every branch makes are masked."""
+    check_layout(maps, name)
+    holders: dict = {}
+    for j, m in enumerate(maps):
+        for a, v, made in _raw_entries(m):
+            holders.setdefault(a, []).append((j, v, made))
+    entries = {}
+    for a, hs in holders.items():
+        value = hs[0][1]
+        for j, v, _ in hs[1:]:
+            value = jnp.where(_align(index == j, jnp.ndim(v)), v, value)
+        if len(hs) == len(maps) and all(made is None for _, _, made in hs):
+            entries[a] = ChoiceMap.value(value)
+            continue
+        ndim = max([jnp.ndim(index)] + [jnp.ndim(made) for _, _, made in hs if made is not None])
+        flag = jnp.zeros((), jnp.bool_)
+        for j, _, made in hs:
+            flag = jnp.where(_align(index == j, ndim), True if made is None else made, flag)
+        entries[a] = ChoiceMap.masked(value, flag)
+    return ChoiceMap.d(entries)
+
+
+def _any_made(flags):
+    """Whether any of ``flags`` (True for a plain entry, else a bool array) holds."""
+    out = False
+    for f in flags:
+        if f is True:
+            return True
+        out = out | jnp.any(f)
+    return out
+
+
+def _penalty(impossible):
+    if impossible is False:
+        return 0.0
+    return jnp.where(impossible, -jnp.inf, 0.0)
 
 
 class Switch(GenerativeFunction):
+    """Run one of ``branches``, picked by an index; see :func:`switch`."""
+
     def __init__(self, *branches: GenerativeFunction):
         if not branches or not all(isinstance(b, GenerativeFunction) for b in branches):
             raise PPLError(f"ppl.switch takes one or more generative functions, got {branches!r}.")
@@ -79,38 +170,56 @@ class Switch(GenerativeFunction):
     def name(self) -> str:
         return f"switch({', '.join(b.name for b in self.branches)})"
 
+    def _branch_index(self, raw, strict=True):
+        """``(index, valid)``: the branch to run (int32, clamped as ``lax.switch``
+        does) and whether ``raw`` was in range (``True`` when known)."""
+        raw = jnp.asarray(raw)
+        if not jnp.issubdtype(raw.dtype, jnp.integer) and raw.dtype != jnp.bool_:
+            raise PPLError(
+                f"{self.name}: the branch index must be an integer or bool, got dtype {raw.dtype}. "
+                "Convert it, e.g. jnp.asarray(x > 0, jnp.int32), or use ppl.cond for a predicate."
+            )
+        n = len(self.branches)
+        index = raw.astype(jnp.int32)
+        if _jax.is_concrete(index):
+            bad = (index < 0) | (index >= n)
+            if strict and bool(jnp.any(bad)):
+                shown = index.tolist() if jnp.ndim(index) == 0 else sorted(set(index[bad].tolist()))
+                raise PPLError(
+                    f"{self.name}: branch index {shown} is out of range; it has {n} branches, so the "
+                    f"valid indices are 0 to {n - 1}."
+                )
+            return jnp.clip(index, 0, n - 1), True
+        return jnp.clip(index, 0, n - 1), (index >= 0) & (index < n)
+
     def _split(self, args):
         if not args:
             raise PPLError(f"{self.name} is called with (index, *args); got no arguments.")
-        index = jnp.asarray(args[0])
-        if not jnp.issubdtype(index.dtype, jnp.integer) and index.dtype != jnp.bool_:
-            raise PPLError(f"{self.name}: the branch index must be an integer or bool, got dtype {index.dtype}.")
-        return jnp.clip(index.astype(jnp.int32), 0, len(self.branches) - 1), args[1:]
+        index, valid = self._branch_index(args[0])
+        inner_args = args[1:]
+        check_layout([s.choices for s in self._shapes_of(inner_args)], self.name)
+        return index, valid, inner_args
 
-    def _addresses(self, args):
-        return [set(b.trace_shape(args).choices.addresses()) for b in self.branches]
+    def _shapes_of(self, args):
+        return [b.trace_shape(args) for b in self.branches]
 
-    def _restrict(self, choices: ChoiceMap, index, args, verb):
-        """``choices`` split by branch; an address no branch could make is an error
-        (with a known index, an address the taken branch does not make too)."""
-        per_branch = self._addresses(args)
-        known = _jax.is_concrete(index)
-        allowed = per_branch[int(index)] if known else set().union(*per_branch)
+    def _route(self, choices: ChoiceMap, args, verb):
+        """``choices`` split by branch, and for each branch whether a choice is
+        given (made) at an address it does not make: then it cannot be the
+        execution that produced them."""
+        per_branch = [set(s.choices.addresses()) for s in self._shapes_of(args)]
         union = set().union(*per_branch)
-        for addr in choices.addresses():
+        given = choices.addresses()
+        for addr in given:
             if addr not in union:
                 raise AddressError(
                     f"{verb}: no branch of {self.name} makes a random choice at {{addr}}; remove it "
                     "or fix the address.",
                     addr,
                 )
-            if addr not in allowed:
-                raise AddressError(
-                    f"{verb}: only branches not taken make a random choice at {{addr}}, not branch "
-                    f"{int(index)} of {self.name} (the one taken), so the value would be ignored.",
-                    addr,
-                )
-        return [choices.filter(select(*addrs)) if addrs else ChoiceMap() for addrs in per_branch]
+        restricted = [choices.filter(select(*addrs)) if addrs else ChoiceMap() for addrs in per_branch]
+        impossible = [_any_made(choices.is_made(a) for a in given if a not in addrs) for addrs in per_branch]
+        return restricted, impossible
 
     def _reuse(self, old_branch: Trace, j: int, args, exclude=None) -> ChoiceMap:
         """The old branch's values at addresses branch ``j`` also makes with the same
@@ -125,20 +234,21 @@ class Switch(GenerativeFunction):
         return old.filter(select(*kept)) if kept else ChoiceMap()
 
     def _placeholders(self, args):
-        return [
-            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), b.trace_shape(args)) for b in self.branches
-        ]
+        return [jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape) for shape in self._shapes_of(args)]
 
     def _with_slot(self, j, tr, args):
         slots = self._placeholders(args)
         slots[j] = tr
         return tuple(slots)
 
-    def _trace(self, args, slots, retval):
-        return SwitchTrace(self, args, slots, retval, sum(tr.score for tr in slots))
+    def _trace(self, args, slots, retval, valid):
+        return SwitchTrace(self, args, slots, retval, _nan_unless(valid, sum(tr.score for tr in slots)))
+
+    def _run(self, index, branch, *operands):
+        return jax.lax.switch(index, [branch(j) for j in range(len(self.branches))], *operands)
 
     def _simulate(self, key, args):
-        index, inner_args = self._split(args)
+        index, valid, inner_args = self._split(args)
 
         def branch(j):
             def run(key):
@@ -147,47 +257,49 @@ class Switch(GenerativeFunction):
 
             return run
 
-        slots, retval = jax.lax.switch(index, [branch(j) for j in range(len(self.branches))], key)
-        return self._trace(args, slots, retval)
+        slots, retval = self._run(index, branch, key)
+        return self._trace(args, slots, retval, valid)
 
     def _assess(self, choices, args):
-        index, inner_args = self._split(args)
-        restricted = self._restrict(choices, index, inner_args, "assess")
+        index, valid, inner_args = self._split(args)
+        restricted, impossible = self._route(choices, inner_args, "assess")
         retval_shape = self.branches[0].trace_shape(inner_args).retval
 
         def branch(j):
             def run():
                 try:
-                    return self.branches[j].assess(restricted[j], inner_args)
+                    logp, retval = assess_site(self.branches[j], restricted[j], inner_args)
                 except AddressError as err:
                     if _jax.is_concrete(index) and int(index) == j:
                         raise AddressError(f"in branch {j} of {self.name}: {err.template}", err.path) from None
                     # A branch not taken, or not known until run time: if it is
                     # ever taken, its NaN density says that its choices were missing.
                     return jnp.full((), jnp.nan), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), retval_shape)
+                return logp + _penalty(impossible[j]), retval
 
             return run
 
-        return jax.lax.switch(index, [branch(j) for j in range(len(self.branches))])
+        logp, retval = self._run(index, branch)
+        return _nan_unless(valid, logp), retval
 
     def _generate(self, key, constraints, args):
-        index, inner_args = self._split(args)
-        restricted = self._restrict(constraints, index, inner_args, "generate")
+        index, valid, inner_args = self._split(args)
+        restricted, impossible = self._route(constraints, inner_args, "generate")
 
         def branch(j):
             def run(key):
-                tr, w = self.branches[j].generate(key, restricted[j], inner_args)
-                return self._with_slot(j, tr, inner_args), tr.retval, w
+                tr, w = generate_site(self.branches[j], key, restricted[j], inner_args)
+                return self._with_slot(j, tr, inner_args), tr.retval, w + _penalty(impossible[j])
 
             return run
 
-        slots, retval, w = jax.lax.switch(index, [branch(j) for j in range(len(self.branches))], key)
-        return self._trace(args, slots, retval), w
+        slots, retval, w = self._run(index, branch, key)
+        return self._trace(args, slots, retval, valid), _nan_unless(valid, w)
 
     def _update(self, key, trace, constraints, args):
-        index, inner_args = self._split(args)
-        old_index, _ = self._split(trace.args)
-        restricted = self._restrict(constraints, index, inner_args, "update")
+        index, valid, inner_args = self._split(args)
+        old_index, _ = self._branch_index(trace.args[0], strict=False)
+        restricted, impossible = self._route(constraints, inner_args, "update")
         # Going back to the old branch must restore every old choice, so the
         # discard is the old trace's whole choice map (a superset when the branch stays).
         discard = trace.choices
@@ -196,17 +308,17 @@ class Switch(GenerativeFunction):
             def from_branch(i):
                 def run(key):
                     if i == j:
-                        tr, w, _ = self.branches[j].update(key, trace.branches[j], restricted[j], inner_args)
+                        tr, w, _ = update_site(self.branches[j], key, trace.branches[j], restricted[j], inner_args)
                         return tr, w
                     kept = self._reuse(trace.branches[i], j, inner_args)
-                    tr, w = self.branches[j].generate(key, kept | restricted[j], inner_args)
+                    tr, w = generate_site(self.branches[j], key, kept | restricted[j], inner_args)
                     return tr, w - trace.score
 
                 return run
 
             def run(key):
-                tr, w = jax.lax.switch(old_index, [from_branch(i) for i in range(len(self.branches))], key)
-                return self._with_slot(j, tr, inner_args), tr.retval, w
+                tr, w = self._run(old_index, from_branch, key)
+                return self._with_slot(j, tr, inner_args), tr.retval, w + _penalty(impossible[j])
 
             return run
 
@@ -215,48 +327,85 @@ class Switch(GenerativeFunction):
                 f"{self.name}: update changed the argument shapes so that a branch's trace changed "
                 "shape; a switch can only be updated to arguments of the same shapes."
             )
-        slots, retval, w = jax.lax.switch(index, [branch(j) for j in range(len(self.branches))], key)
-        return self._trace(args, slots, retval), w, discard
+        slots, retval, w = self._run(index, branch, key)
+        return self._trace(args, slots, retval, valid), _nan_unless(valid, w), discard
 
     def _regenerate(self, key, trace, selection, args):
-        """Within a branch, the branch's own regenerate. When the index changed (the
-        caller resampled it), the new branch keeps the old values at shared,
+        """Within a branch, the branch's own regenerate (with nothing selected
+        when the selection names none of its addresses). When the index changed
+        (the caller resampled it), the new branch keeps the old values at shared,
         unselected addresses and samples the rest from its prior; the prior
         proposals cancel, leaving the density ratio of the kept values."""
-        index, inner_args = self._split(args)
-        old_index, _ = self._split(trace.args)
+        index, valid, inner_args = self._split(args)
+        old_index, _ = self._branch_index(trace.args[0], strict=False)
+        chosen = [
+            selection if not s.choices.filter(selection).is_empty() else select_none()
+            for s in self._shapes_of(inner_args)
+        ]
 
         def branch(j):
             def from_branch(i):
                 def run(key):
                     if i == j:
-                        return self.branches[j].regenerate(key, trace.branches[j], selection, inner_args)
+                        return self.branches[j].regenerate(key, trace.branches[j], chosen[j], inner_args)
                     kept = self._reuse(trace.branches[i], j, inner_args, exclude=selection)
-                    tr, w = self.branches[j].generate(key, kept, inner_args)
+                    tr, w = generate_site(self.branches[j], key, kept, inner_args)
                     return tr, w - trace.branches[i].project(select(*kept.addresses()))
 
                 return run
 
             def run(key):
-                tr, w = jax.lax.switch(old_index, [from_branch(i) for i in range(len(self.branches))], key)
+                tr, w = self._run(old_index, from_branch, key)
                 return self._with_slot(j, tr, inner_args), tr.retval, w
 
             return run
 
-        slots, retval, w = jax.lax.switch(index, [branch(j) for j in range(len(self.branches))], key)
-        return self._trace(args, slots, retval), w
+        slots, retval, w = self._run(index, branch, key)
+        return self._trace(args, slots, retval, valid), _nan_unless(valid, w)
+
+
+def _nan_unless(valid, x):
+    return x if valid is True else jnp.where(valid, x, jnp.nan)
 
 
 def switch(*branches: GenerativeFunction) -> Switch:
     """Run ``branches[index]``: call as ``switch(g0, g1, ...)(index, *args) @ "addr"``.
 
-    All branches take the same arguments and return values of the same shape.
+    Args:
+        *branches: generative functions that take the same arguments and return
+            values of the same shape and dtype.
+
+    Returns:
+        A :class:`Switch`, called with ``(index, *args)``: ``index`` an integer
+        or bool in ``0..len(branches)-1``. Its choices are those of the branch
+        taken (see the module docstring for indices known only at run time).
+
+    Raises:
+        PPLError: if a branch is not a generative function; when called, for an
+            index that is not an integer or bool, or a known index out of range.
+
+    >>> c = ppl.categorical(probs) @ "c"
+    >>> y = ppl.switch(small, big)(c, 0.5) @ "s"   # choices at ("s", ...) of the branch taken
     """
     return Switch(*branches)
 
 
 def cond(if_true: GenerativeFunction, if_false: GenerativeFunction) -> Switch:
-    """Run ``if_true`` when the predicate holds: ``cond(t, f)(pred, *args) @ "addr"``."""
+    """Run ``if_true`` when the predicate holds: ``cond(t, f)(pred, *args) @ "addr"``.
+
+    Args:
+        if_true: run when ``pred`` is nonzero (``True``, ``-1``, ``0.5``...).
+        if_false: run when ``pred`` is zero or ``False``.
+
+    Returns:
+        A :class:`Switch` whose branch 1 is ``if_true`` and branch 0 ``if_false``.
+
+    Raises:
+        PPLError: if either is not a generative function; when called, for a
+            predicate that is not a bool or a number.
+
+    >>> ppl.cond(heads, tails)(ppl.flip(0.5) @ "coin", x) @ "outcome"
+    """
     return _Cond(if_false, if_true)
 
 
@@ -264,3 +413,10 @@ class _Cond(Switch):
     @property
     def name(self) -> str:
         return f"cond({self.branches[1].name}, {self.branches[0].name})"
+
+    def _branch_index(self, raw, strict=True):
+        raw = jnp.asarray(raw)
+        if not (jnp.issubdtype(raw.dtype, jnp.integer) or jnp.issubdtype(raw.dtype, jnp.floating) or raw.dtype == jnp.bool_):
+            raise PPLError(f"{self.name}: the predicate must be a bool or a real number (nonzero is true), got dtype {raw.dtype}.")
+        # Nonzero is true, as for lax.cond and Python's bool (NaN included).
+        return (raw != 0).astype(jnp.int32), True

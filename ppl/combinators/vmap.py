@@ -2,7 +2,9 @@
 
 The choices of all elements are stacked along a leading axis under the
 combinator's address, and the score is the sum of the elements' scores.
-Constraints and choice maps given to the interface carry that axis too.
+Constraints and choice maps given to the interface carry that axis too, and
+a trace's length is fixed: ``update`` cannot change it. Masked entries (from a
+``ppl.switch`` inside, see ``ppl.choices``) carry one flag per element.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ppl._errors import PPLError
+from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
 from ppl.combinators._stacked import check_leading_axis
+from ppl.transforms.assess import assess_site
+from ppl.transforms.generate import generate_site
+from ppl.transforms.update import update_site
 
 
 class VmapTrace(Trace):
@@ -109,17 +114,36 @@ class Vmap(GenerativeFunction):
 
     def _assess(self, choices, args):
         self._check_batched(choices, args)
-        logp, retval = self._map(self.gen_fn.assess, (choices,), args)
+        logp, retval = self._map(lambda c, a: assess_site(self.gen_fn, c, a), (choices,), args)
         return jnp.sum(logp), retval
 
     def _generate(self, key, constraints, args):
         self._check_batched(constraints, args)
-        inner, w = self._map(self.gen_fn.generate, (self._keys(key, args), constraints), args)
+        inner, w = self._map(lambda k, c, a: generate_site(self.gen_fn, k, c, a), (self._keys(key, args), constraints), args)
         return self._trace(args, inner), jnp.sum(w)
 
     def _update(self, key, trace, constraints, args):
-        self._check_batched(constraints, args)
-        inner, w, discard = self._map(self.gen_fn.update, (self._keys(key, args), trace.inner, constraints), args)
+        n, old = self._size(args), self._size(trace.args)
+        if n != old:
+            raise AddressError(
+                f"update of {self.name} at {{addr}}: the new arguments have length {n} along the mapped "
+                f"axis, but the trace has {old} elements. A vmap's length is fixed in a trace (its "
+                "choices are stacked along that axis, and shapes are static): for another length, "
+                "simulate or generate a new trace with the new arguments."
+            )
+        for addr in constraints.addresses():
+            shape = jnp.shape(constraints[addr])
+            if shape[:1] != (n,):
+                raise AddressError(
+                    f"update of {self.name}: the constraint at {{addr}} has shape {shape}, but the "
+                    f"trace has {n} elements, stacked along a leading axis. A vmap's length is fixed "
+                    f"in a trace: give one value per element (a leading axis of length {n}), or, for "
+                    "another length, simulate or generate a new trace with new arguments.",
+                    addr,
+                )
+        inner, w, discard = self._map(
+            lambda k, tr, c, a: update_site(self.gen_fn, k, tr, c, a), (self._keys(key, args), trace.inner, constraints), args
+        )
         return self._trace(args, inner), jnp.sum(w), discard
 
     def _regenerate(self, key, trace, selection, args):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from ppl._errors import AddressError, PPLError, fmt_addr
-from ppl.choices import ChoiceMap
+from ppl.choices import ChoiceMap, Selection
 
 
 def check_addresses(program, choices: ChoiceMap, name: str, verb: str) -> None:
@@ -32,8 +34,41 @@ def missing_choice(name: str) -> AddressError:
     )
 
 
+def flag_of(choices: ChoiceMap):
+    """The flag of a masked single value with one flag for the whole of it
+    (``None`` for anything else: a plain value, a map, per-element flags)."""
+    if not choices.is_masked():
+        return None
+    _, made = choices._raw()
+    return made if jnp.ndim(made) == 0 else None
+
+
+def names_addresses(selection: Selection) -> bool:
+    """Whether ``selection`` was built by naming addresses (``select("x", ...)``
+    with at least one address, or a union holding one), as opposed to
+    ``select()``, ``select_none()``, ``select_all()`` or a complement."""
+    children = getattr(selection, "_children", None)
+    if children is not None:
+        return bool(children)
+    parts = [getattr(selection, "a", None), getattr(selection, "b", None)]
+    return any(p is not None and names_addresses(p) for p in parts)
+
+
+def check_selection(selection: Selection, possible: ChoiceMap, name: str) -> None:
+    """A selection that names addresses must select one of ``possible`` (the
+    addresses any execution of ``name`` could make), or it would do nothing."""
+    if names_addresses(selection) and possible.filter(selection).is_empty():
+        addrs = possible.addresses()
+        shown = ", ".join(fmt_addr(a) for a in addrs[:20]) + (", ..." if len(addrs) > 20 else "")
+        raise PPLError(
+            f"regenerate: the selection {selection!r} names no random choice of {name}, so it "
+            f"would resample nothing. Its addresses are: {shown or 'none'}. Select some of "
+            "them, e.g. ppl.select('x', ('sub', 'y')) for x and y inside the call at 'sub'."
+        )
+
+
 def _known(program) -> str:
     return "[" + ", ".join(fmt_addr(a) for a in program.addresses) + "]" if program.addresses else "[] (none)"
 
 
-__all__ = ["check_addresses", "missing_choice", "PPLError"]
+__all__ = ["check_addresses", "check_selection", "flag_of", "missing_choice", "PPLError"]

@@ -1,10 +1,19 @@
-"""assess: the log density of a complete choice map, and the return value."""
+"""assess: the log density of a complete choice map, and the return value.
+
+A masked entry (``ChoiceMap.masked``, made only on some executions) is the
+choice where it was made; where it was not, the choice is missing, and a
+missing choice has no density: the result is NaN there (an error that surfaces
+under ``jit``, where no exception can be raised).
+"""
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from ppl._errors import at_address
 from ppl._gfi import total
-from ppl.transforms._checks import check_addresses, missing_choice
+from ppl.choices import ChoiceMap
+from ppl.transforms._checks import check_addresses, flag_of, missing_choice
 
 
 def assess(program, choices, args, name):
@@ -17,9 +26,36 @@ def assess(program, choices, args, name):
         if sub.is_empty():
             raise missing_choice(name).under(site.addr)
         with at_address(site.addr):
-            logp, retval = site.gen_fn.assess(sub, site_args)
+            logp, retval = assess_site(site.gen_fn, sub, site_args)
         scores.append(logp)
         return retval
 
     retval = program.run(args, on_site)
     return total(scores), retval
+
+
+def assess_site(gen_fn, choices: ChoiceMap, args):
+    """``gen_fn.assess(choices, args)``, reading a masked value.
+
+    Args:
+        gen_fn: the generative function called at the site.
+        choices: its choices; a masked single value (one flag for the whole
+            site) is the choice where it was made and missing elsewhere.
+        args: its arguments.
+
+    Returns:
+        ``(log_density, retval)``; the density is NaN where a masked value was
+        not made (a missing choice has no density).
+
+    Raises:
+        AddressError: as ``gen_fn.assess`` does.
+
+    >>> logp, _ = assess_site(ppl.normal, ChoiceMap.masked(0.3, made), (0.0, 1.0))
+    >>> # made: log N(0.3; 0, 1); not made: nan
+    """
+    made = flag_of(choices)
+    if made is None:
+        return gen_fn.assess(choices, args)
+    value, _ = choices._raw()
+    logp, retval = gen_fn.assess(ChoiceMap.value(value), args)
+    return jnp.where(made, logp, jnp.nan), retval
