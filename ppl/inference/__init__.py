@@ -10,7 +10,9 @@ and exact enumeration, written against the generative-function interface.
     vi                                                          variational inference
 """
 
-from ppl.inference import chains, enum, gradient, kernel, mcmc, resampling, smc, unconstrained, vi
+from ppl.inference import (
+    chains, enum, filtering, gradient, kernel, mcmc, particles, resampling, smc, unconstrained, vi,
+)
 from ppl.inference._util import ess, log_mean_exp
 from ppl.inference.chains import MCMCResult
 from ppl.inference.chains import run as run_mcmc
@@ -20,11 +22,12 @@ from ppl.inference.mcmc import (
     HMC, MALA, MH, Cycle, Kernel, MCMCState, Mixture, Repeat, cycle, hmc, mala, mh, mixture, repeat,
 )
 from ppl.inference.nuts import NUTS, nuts
-from ppl.inference.smc import ParticleCollection, SMCInfo, particle_filter
+from ppl.inference.filtering import particle_filter
+from ppl.inference.particles import ParticleCollection, SMCInfo
 
 __all__ = [
     "Cycle", "Enumeration", "HMC", "ImportanceResult", "Kernel", "MALA", "MCMCResult", "MCMCState", "MH",
-    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum", "gradient", "kernel",
+    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum", "filtering", "gradient", "kernel",
     "enumerate_posterior", "ess", "hmc", "importance", "log_mean_exp", "mala", "mcmc", "mh", "mixture",
-    "nuts", "particle_filter", "repeat", "resampling", "run_mcmc", "sir", "smc", "unconstrained", "vi",
+    "nuts", "particle_filter", "particles", "repeat", "resampling", "run_mcmc", "sir", "smc", "unconstrained", "vi",
 ]

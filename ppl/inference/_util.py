@@ -76,6 +76,36 @@ def check_weights(log_weights, what: str, hint: str) -> None:
         )
 
 
+def check_count(n, argument: str, what: str, example: str = "1000") -> int:
+    """``n`` as a positive Python int, or an error naming ``argument``.
+
+    Args:
+        n: the value given (an int, or a NumPy integer).
+        argument: the argument's name, e.g. ``"n"``.
+        what: the algorithm and what ``n`` counts, e.g. ``"importance: the number of particles"``.
+        example: a sensible value to suggest.
+
+    Returns:
+        ``int(n)``.
+
+    Raises:
+        PPLError: if ``n`` is not an integer or is below 1 (with 0 particles,
+            the estimates are 0/0, NaN).
+
+    Example:
+        >>> check_count(100, "n", "importance: the number of particles")
+        100
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise PPLError(f"{what}, {argument}, must be a positive int (e.g. {argument}={example}); got {n!r}.")
+    if n < 1:
+        raise PPLError(
+            f"{what}, {argument}, is {int(n)}; it must be at least 1 (with no particles every estimate "
+            f"would be 0/0, NaN). Pass e.g. {argument}={example}."
+        )
+    return int(n)
+
+
 def check_proposal_disjoint(proposed: ChoiceMap, observations: ChoiceMap, name: str) -> None:
     clash = proposed.filter(selection_of(observations))
     if not clash.is_empty():
@@ -86,4 +116,4 @@ def check_proposal_disjoint(proposed: ChoiceMap, observations: ChoiceMap, name: 
         )
 
 
-__all__ = ["ess", "log_mean_exp", "take", "selection_of", "check_weights", "as_choices", "as_key"]
+__all__ = ["ess", "log_mean_exp", "take", "selection_of", "check_count", "check_weights", "as_choices", "as_key"]

@@ -24,9 +24,21 @@ from ppl.inference._util import as_choices, as_key, selection_of
 
 
 class MCMCResult(eqx.Module):
-    """``samples``: a pytree (by default a :class:`ChoiceMap` of the latent
-    choices) whose leaves have leading axes ``(chains, draws)``; ``accept_prob``:
-    ``(chains, draws)``; ``final``: the last state of each chain."""
+    """The draws of :func:`run`.
+
+    Attributes:
+        samples: a pytree (by default a :class:`~ppl.ChoiceMap` of the latent
+            choices) whose leaves have leading axes ``(chains, draws)``.
+        accept_prob: the acceptance probability of each step, ``(chains, draws)``.
+        final: the last state of each chain (batched along chains).
+
+    The diagnostics (:meth:`ess`, :meth:`rhat`, :meth:`summary`) are keyed by
+    the addresses as written in the model: ``"mu"`` for a top-level choice,
+    the tuple ``("sub", "z")`` for a choice made inside a call at ``"sub"``.
+    For samples from a custom ``collect``, the keys are the pytree's own keys
+    (dict keys, tuple indices, attribute names; a tuple of them for nested
+    leaves, ``"value"`` for a bare array).
+    """
 
     samples: Any
     accept_prob: jax.Array
@@ -34,25 +46,52 @@ class MCMCResult(eqx.Module):
 
     def _flat(self):
         if isinstance(self.samples, ChoiceMap):
-            return {fmt_addr(a): np.asarray(self.samples[a]) for a in self.samples.addresses()}
+            return {_key_of_address(a): np.asarray(self.samples[a]) for a in self.samples.addresses()}
         leaves = jax.tree_util.tree_leaves_with_path(self.samples)
-        return {jax.tree_util.keystr(p) or "value": np.asarray(x) for p, x in leaves}
+        return {_key_of_path(p): np.asarray(x) for p, x in leaves}
 
     @property
     def acceptance_rate(self):
-        """Mean acceptance probability per chain."""
+        """Mean acceptance probability per chain (an array of shape ``(chains,)``)."""
         return np.asarray(self.accept_prob).mean(axis=1)
 
     def ess(self) -> dict:
-        """Effective sample size per address (numpyro's estimator, all chains)."""
+        """Effective sample size per address (numpyro's estimator, over all chains).
+
+        Returns:
+            A dict from address (``"mu"``, ``("sub", "z")``) to an array with the
+            shape of one draw of that choice.
+
+        Example:
+            >>> result.ess()["mu"]
+        """
         return {k: effective_sample_size(_float(v)) for k, v in self._flat().items()}
 
     def rhat(self) -> dict:
-        """Split Gelman-Rubin R-hat per address (needs at least 2 draws per chain)."""
+        """Split Gelman-Rubin R-hat per address (numpyro's estimator).
+
+        Returns:
+            A dict from address to an array with the shape of one draw.
+
+        Raises:
+            AssertionError: from numpyro, with fewer than 2 draws per chain.
+
+        Example:
+            >>> max(float(np.max(r)) for r in result.rhat().values()) < 1.01
+        """
         return {k: split_gelman_rubin(_float(v)) for k, v in self._flat().items()}
 
     def summary(self) -> dict:
-        """Per address: mean, sd, MCSE of the mean (sd / sqrt(ESS)), ESS and R-hat."""
+        """Per address: mean, sd, MCSE of the mean (sd / sqrt(ESS)), ESS and R-hat.
+
+        Returns:
+            A dict from address to ``dict(mean=, sd=, mcse=, ess=, rhat=)``,
+            each an array with the shape of one draw.
+
+        Example:
+            >>> s = result.summary()["mu"]
+            >>> abs(s["mean"] - exact) < 5 * s["mcse"]
+        """
         out = {}
         for k, v in self._flat().items():
             v = _float(v)
@@ -62,10 +101,16 @@ class MCMCResult(eqx.Module):
         return out
 
     def print_summary(self, file=None) -> None:
+        """Print :meth:`summary` as a table (one row per scalar element) and the
+        acceptance rate per chain.
+
+        Args:
+            file: where to print (default ``sys.stdout``).
+        """
         rows = []
         for k, s in self.summary().items():
             for j in np.ndindex(np.shape(s["mean"])):
-                name = k + (str(list(j)) if j else "")
+                name = _show(k) + (str(list(j)) if j else "")
                 rows.append((name, *(float(np.asarray(s[c])[j]) for c in ("mean", "sd", "mcse", "ess", "rhat"))))
         width = max([len(r[0]) for r in rows] + [8])
         print(f"{'':{width}} {'mean':>10} {'sd':>10} {'mcse':>10} {'ess':>9} {'r_hat':>7}", file=file)
@@ -74,17 +119,49 @@ class MCMCResult(eqx.Module):
         print(f"acceptance rate per chain: {np.round(self.acceptance_rate, 3).tolist()}", file=file)
 
     def to_arviz(self):
-        """An ``arviz.InferenceData`` (requires arviz, an optional dependency)."""
+        """An ``arviz.InferenceData`` of the draws; a nested address becomes the
+        variable ``"sub/z"``.
+
+        Returns:
+            ``arviz.InferenceData`` with ``posterior`` and ``sample_stats`` groups.
+
+        Raises:
+            ImportError: if arviz (an optional dependency) is not installed.
+        """
         try:
             import arviz
         except ImportError as e:
             raise ImportError("to_arviz needs arviz: pip install arviz") from e
-        posterior = {k.replace("'", ""): _float(v) for k, v in self._flat().items()}
+        posterior = {_show(k, "/"): _float(v) for k, v in self._flat().items()}
         stats = {"acceptance_rate": np.asarray(self.accept_prob)}
         # ArviZ 1.x takes {group: {variable: array}}; 0.x took the groups as keywords.
         if int(arviz.__version__.split(".")[0]) >= 1:
             return arviz.from_dict({"posterior": posterior, "sample_stats": stats})
         return arviz.from_dict(posterior=posterior, sample_stats=stats)
+
+
+def _key_of_address(addr: tuple):
+    return addr[0] if len(addr) == 1 else tuple(addr)
+
+
+def _key_of_path(path):
+    parts = []
+    for entry in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(entry, attr):
+                parts.append(getattr(entry, attr))
+                break
+        else:
+            parts.append(str(entry))
+    if not parts:
+        return "value"
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _show(key, sep=None) -> str:
+    if isinstance(key, tuple):
+        return sep.join(str(p) for p in key) if sep else fmt_addr(key)
+    return str(key)
 
 
 def _float(v):

@@ -17,6 +17,7 @@ from ppl.inference._util import (
     WeightedTraces,
     as_choices,
     as_key,
+    check_count,
     check_proposal_disjoint,
     check_weights,
     log_mean_exp,
@@ -53,13 +54,32 @@ def propose(key, model: GenerativeFunction, observations, args, proposal=None, p
 def importance(key, model, observations, args, proposal=None, proposal_args=(), n=1000, check=True):
     """Importance sampling with ``n`` particles.
 
-    ``proposal`` is a generative function run with ``proposal_args`` whose
-    choices are latent addresses of ``model`` (default: the model's prior).
-    Returns an :class:`ImportanceResult` with the traces, log weights, the
-    log marginal-likelihood estimate and the effective sample size. Non-finite
-    weights raise an error when the result is concrete (pass ``check=False``
-    to get them back instead).
+    Args:
+        key: a ``jax.random`` key.
+        model: the generative function.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        proposal: a generative function run with ``proposal_args`` whose
+            choices are latent addresses of ``model`` (default: the model's prior).
+        proposal_args: the proposal's arguments (a tuple).
+        n: the number of particles, a positive int.
+        check: raise on non-finite weights when the result is concrete.
+
+    Returns:
+        An :class:`ImportanceResult`: the traces, the log weights, the log
+        marginal-likelihood estimate and the effective sample size.
+
+    Raises:
+        PPLError: if ``n`` is not a positive int; if the proposal proposes an
+            observed address; with ``check`` and concrete values, if a weight is
+            NaN or +inf or every weight is -inf (pass ``check=False`` to get
+            them back instead; under ``jit`` they are returned as they are).
+
+    Example:
+        >>> result = importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
+        >>> result.log_marginal_likelihood
     """
+    n = check_count(n, "n", "importance: the number of particles")
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
@@ -87,7 +107,24 @@ _compiled_particles = jax.jit(_particles, static_argnames=("model", "proposal", 
 
 def sir(key, model, observations, args, proposal=None, proposal_args=(), n=1000, m=1, scheme="multinomial"):
     """Sampling/importance resampling: ``m`` traces (stacked) resampled from ``n``
-    weighted particles; approximately posterior samples for large ``n``."""
+    weighted particles; approximately posterior samples for large ``n``.
+
+    Args:
+        key, model, observations, args, proposal, proposal_args, n: as for :func:`importance`.
+        m: the number of traces to return, a positive int.
+        scheme: the resampling scheme (``"multinomial"``, ``"stratified"``,
+            ``"systematic"``, ``"residual"``).
+
+    Returns:
+        The ``m`` traces, batched along a leading axis.
+
+    Raises:
+        PPLError: if ``n`` or ``m`` is not a positive int, and as :func:`importance`.
+
+    Example:
+        >>> traces = sir(jax.random.key(0), model, {"y": 1.0}, (), n=2000, m=10)
+    """
+    m = check_count(m, "m", "sir: the number of traces returned", "10")
     k1, k2 = jax.random.split(as_key(key))
     result = importance(k1, model, observations, args, proposal, proposal_args, n)
     return result.resample(k2, m, scheme)

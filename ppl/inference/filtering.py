@@ -1,0 +1,210 @@
+"""Particle filtering of ``ppl.scan`` state-space models.
+
+:func:`particle_filter` runs the scan's step one time step at a time for
+every particle (``step.generate`` from each particle's carry, with that step's
+observations), resampling when the ESS is low, all inside one ``lax.scan``;
+the final particles' full traces are rebuilt along their ancestry.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl import _jax
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import as_args
+from ppl.combinators import Scan
+from ppl.inference import resampling
+from ppl.inference._util import (
+    as_choices,
+    as_key,
+    check_count,
+    check_proposal_disjoint,
+    check_weights,
+    ess,
+    log_mean_exp,
+    take,
+)
+from ppl.inference.particles import ParticleCollection, SMCInfo, wants_resampling
+
+
+def _default_proposal_args(carry, x, obs):
+    return (carry, x, obs)
+
+
+def particle_filter(key, model, args, observations, n, proposal=None, proposal_args: Callable | None = None,
+                    ess_threshold=0.5, scheme="systematic", return_traces=True, check=True):
+    """A particle filter for a ``ppl.scan(step, length=T)`` model called with ``(init, xs)``.
+
+    At time ``t`` each particle runs ``step.generate`` from its carry with the
+    ``t``-th slice of ``observations`` (stacked along time, as the scan's
+    choices are), resampling first when the ESS is below ``ess_threshold * n``.
+
+    Args:
+        key: a ``jax.random`` key.
+        model: a ``ppl.scan`` generative function.
+        args: ``(init, xs)``, the scan's arguments.
+        observations: a choice map of the step's observed addresses, each
+            value with a leading time axis of length ``T``.
+        n: the number of particles, a positive int.
+        proposal: a generative function over the step's latent addresses
+            (default: the step's prior), called with
+            ``proposal_args(carry, x_t, observations_t)`` (default: those three).
+        proposal_args: see ``proposal``.
+        ess_threshold: resample when the ESS is below this fraction of ``n``
+            (1.0: always; 0: never).
+        scheme: the resampling scheme.
+        return_traces: whether to rebuild each final particle's full scan trace.
+        check: raise on impossible or non-finite weights (concrete values only).
+
+    Returns:
+        ``(ParticleCollection of full scan traces, SMCInfo per step)``; the
+        traces follow each final particle's ancestry (``None`` without
+        ``return_traces``).
+
+    Raises:
+        PPLError: if ``model`` is not a ``ppl.scan``, ``n`` is not a positive
+            int, or an observation lacks the time axis; with ``check``, if at
+            some time step every particle has weight zero (the error names the
+            step and the observed addresses: those observations have zero
+            probability under every particle) or a weight is NaN or +inf.
+            These checks need concrete values: called inside ``jax.jit`` the
+            filter cannot raise. There, after a step where every weight is
+            zero the weights stay zero: from that step on ``SMCInfo.ess`` is
+            NaN and ``SMCInfo.log_marginal_likelihood`` is ``-inf``, as is the
+            final estimate; look at ``info`` outside ``jit`` to find the step.
+
+    Example:
+        >>> particles, info = particle_filter(jax.random.key(0), ppl.scan(step, length=T),
+        ...                                   (z0, None), {"y": ys}, n=500)
+        >>> particles.log_marginal_likelihood
+    """
+    if not isinstance(model, Scan):
+        raise PPLError(
+            f"particle_filter runs a model built with ppl.scan(step, length=T); got {model!r}. "
+            "For other models use smc.init / smc.extend / smc.run."
+        )
+    n = check_count(n, "n", "particle_filter: the number of particles", "500")
+    key, observations = as_key(key), as_choices(observations)
+    init_carry, xs = as_args(args, model.name)
+    T = _horizon(model, xs)
+    for addr in observations.addresses():
+        shape = jnp.shape(observations[addr])
+        if not shape or shape[0] != T:
+            raise PPLError(
+                f"particle_filter: the observations of {model.name} are stacked along time, so the "
+                f"value at {addr} needs a leading axis of length {T}; it has shape {shape}."
+            )
+    opts = dict(model=model, n=n, proposal=proposal, pa=proposal_args or _default_proposal_args,
+                ess_threshold=ess_threshold, scheme=scheme, return_traces=return_traces, T=T)
+    concrete = _jax.is_concrete((key, observations, args))
+    particles, info, health = (_compiled_filter if concrete else _filter)(key, args, observations, **opts)
+    if check:
+        _check_steps(health, model, observations)
+        check_weights(particles.log_weights, f"particle_filter on {model.name}",
+                      "Check the observations and the proposal's support.")
+    return particles, info
+
+
+def _check_steps(health, model, observations):
+    """Raise at the first time step whose weights are all zero or not finite
+    (concrete values only: under ``jit`` there is nothing to raise from)."""
+    if not _jax.is_concrete(health):
+        return
+    max_lw, bad = (np.asarray(h) for h in health)
+    impossible, broken = np.flatnonzero(max_lw == -np.inf), np.flatnonzero(bad)
+    addrs = ", ".join(fmt_addr(a) for a in observations.addresses()) or "none"
+    if broken.size and (not impossible.size or broken[0] <= impossible[0]):
+        t = int(broken[0])
+        raise PPLError(
+            f"particle_filter on {model.name}: at time step {t} (counting from 0) some log weights are NaN "
+            f"or +inf. A density or the proposal produced a non-finite value there (observed addresses: "
+            f"{addrs}). Check the observations at step {t} and the parameters of the step's distributions."
+        )
+    if impossible.size:
+        t = int(impossible[0])
+        values = "; ".join(
+            f"observations[{fmt_addr(a)}][{t}] = {np.asarray(observations[a][t]).tolist()!r:.60}"
+            for a in observations.addresses()[:4]
+        )
+        raise PPLError(
+            f"particle_filter on {model.name}: at time step {t} (counting from 0) every particle has weight "
+            f"zero (log weight -inf): the observations at that step (observed addresses: {addrs}) have zero "
+            "probability under every particle. Likely causes: a value at that step outside its "
+            "distribution's support, or a proposal (or prior) that never reaches the states that could "
+            f"have produced it. The values there: {values or 'none'}."
+        )
+
+
+def _filter(key, args, observations, *, model, n, proposal, pa, ess_threshold, scheme, return_traces, T):
+    init_carry, xs = args
+    step = model.step
+    xs_t = xs if xs is not None else jnp.zeros((T, 0))
+
+    def propagate(k, carry, x, obs_t):
+        x = None if xs is None else x
+        if proposal is None:
+            return step.generate(k, obs_t, (carry, x))
+        k1, k2 = jax.random.split(k)
+        q = proposal.simulate(k1, as_args(pa(carry, x, obs_t), "the proposal"))
+        check_proposal_disjoint(q.choices, obs_t, proposal.name)
+        tr, w = step.generate(k2, q.choices | obs_t, (carry, x))
+        return tr, w - q.score
+
+    def body(state, inp):
+        carries, log_w, log_z = state
+        k, x, obs_t = inp
+        k1, k2 = jax.random.split(k)
+        do = wants_resampling(log_w, ess_threshold) if ess_threshold > 0 else jnp.zeros((), bool)
+        resample_idx = lambda: resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32)
+        idx = jax.lax.cond(do, resample_idx, lambda: jnp.arange(n, dtype=jnp.int32))
+        carries = take(carries, idx)
+        log_z = jnp.where(do, log_z + log_mean_exp(log_w), log_z)
+        log_w = jnp.where(do, jnp.zeros_like(log_w), log_w)
+        trs, w = jax.vmap(lambda kk, c: propagate(kk, c, x, obs_t))(jax.random.split(k2, n), carries)
+        carries = trs.retval[0]
+        log_w = log_w + w
+        info = SMCInfo(ess(log_w), do, log_z + log_mean_exp(log_w))
+        health = (jnp.max(log_w), jnp.any(jnp.isnan(log_w) | (log_w == jnp.inf)))
+        return (carries, log_w, log_z), (trs.choices, idx, info, health)
+
+    carry0 = jax.tree.map(lambda c: jnp.broadcast_to(c, (n,) + jnp.shape(c)), init_carry)
+    dtype = jnp.result_type(float)
+    state0 = (carry0, jnp.zeros((n,), dtype), jnp.zeros((), dtype))
+    keys = jax.random.split(key, T + 1)
+    (_, log_w, log_z), (choices, ancestors, info, health) = jax.lax.scan(body, state0, (keys[:T], xs_t, observations))
+    traces = _lineages(keys[T], model, args, choices, ancestors, n) if return_traces else None
+    return ParticleCollection(traces, log_w, log_z), info, health
+
+
+# Called outside jit, the filter runs compiled (the lineage reconstruction
+# would otherwise dispatch op by op); every option is part of the cache key.
+_compiled_filter = jax.jit(
+    _filter, static_argnames=("model", "n", "proposal", "pa", "ess_threshold", "scheme", "return_traces", "T")
+)
+
+
+def _horizon(model, xs) -> int:
+    lengths = {jnp.shape(leaf)[0] for leaf in jax.tree.leaves(xs)}
+    if model.length is not None:
+        lengths.add(model.length)
+    if len(lengths) != 1:
+        raise PPLError(f"particle_filter: cannot tell the number of steps of {model.name} (got {sorted(lengths)}).")
+    return lengths.pop()
+
+
+def _lineages(key, model, args, choices, ancestors, n):
+    """Full scan traces along each final particle's ancestry."""
+
+    def back(idx, inp):
+        c_t, a_t = inp
+        return a_t[idx], take(c_t, idx)
+
+    _, path = jax.lax.scan(back, jnp.arange(n, dtype=jnp.int32), (choices, ancestors), reverse=True)
+    per_particle = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), path)
+    traces, _ = jax.vmap(lambda k, c: model.generate(k, c, args))(jax.random.split(key, n), per_particle)
+    return traces
