@@ -76,8 +76,12 @@ class Ctx:
         self.wanted.update(merged)
         return self._with(policy=merged)
 
-    def in_loop(self, addr, kind="ppl.scan") -> "Ctx":
-        return self._with(loop=(addr, kind))
+    def in_loop(self, addr, kind="ppl.scan", why=None) -> "Ctx":
+        """Inside a body traced once for many runs (a loop, a traced branch):
+        strategies that need the rest of the program are refused there."""
+        why = why or (f"whose body is traced once for all its elements. Use reinforce or reparam for "
+                      f"choices inside {kind}, or unroll it (a Python for loop with distinct addresses)")
+        return self._with(loop=(addr, kind, why))
 
     def forcing(self, addr, strategy) -> "Ctx":
         return self._with(forced={**self.forced, addr: strategy})
@@ -231,9 +235,8 @@ def choice(ctx, site, key, ins, state, k, addr):
     if ctx.loop is not None:
         raise PPLError(
             f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a function "
-            f"of the choice, but the choice is inside {fmt_addr(ctx.loop[0])} ({ctx.loop[1]}), whose "
-            "body is traced once for all its elements. Use reinforce or reparam for choices inside "
-            f"{ctx.loop[1]}, or unroll it (a Python for loop with distinct addresses)."
+            f"of the choice, but the choice is inside {fmt_addr(ctx.loop[0])} ({ctx.loop[1]}), "
+            f"{ctx.loop[2]}."
         )
     with _branching(ctx, addr, strategy.branch_count(d)):
         return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))

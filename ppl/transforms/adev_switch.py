@@ -33,10 +33,12 @@ from ppl.transforms import adev as _adev
 def switch_rule(ctx, site, key, ins, state, k, addr):
     switch = site.gen_fn
     args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
-    index, inner_args = switch._split(args_p)
+    known = _jax.is_concrete(args_p[0]) and jnp.ndim(args_p[0]) == 0
+    with jax.ensure_compile_time_eval():  # a known index stays known under an enclosing jit
+        index, inner_args = switch._split(args_p)
     n_index = len(jax.tree.leaves(args_p[0]))
     inner_ins, inner_tree = ins[n_index:], jax.tree.structure(inner_args)
-    if _jax.is_concrete(index) and jnp.ndim(index) == 0:
+    if known:
         branch = switch.branches[int(index)]
         inner = _jax.Site(site.index, site.addr, branch, inner_tree, (), ())
         return _adev.dispatch(ctx, inner, key, inner_ins, state, k, addr)
@@ -46,7 +48,10 @@ def switch_rule(ctx, site, key, ins, state, k, addr):
 
 
 def _traced(ctx, switch, index, key, ins, tree, state, addr):
-    body_ctx = ctx.in_loop(addr, f"{switch.name} with an index known only at run time")
+    body_ctx = ctx.in_loop(
+        addr, f"{switch.name} with an index known only at run time",
+        "whose branches are traced without the rest of the program. Use reinforce or reparam for "
+        "choices inside the branches; strategies such as enum belong on the choice that makes the index")
     ps, ts = _dual.primals(ins), [t for _, t in ins]
 
     def branch(j):
