@@ -25,7 +25,8 @@ class Held:
         self.value = value
 
     def __eq__(self, other):
-        return isinstance(other, Held) and self.value == other.value
+        # Same type too: Held(1) and Held(True) must not share a staged program.
+        return isinstance(other, Held) and type(self.value) is type(other.value) and bool(self.value == other.value)
 
     def __hash__(self):
         return hash(self.value)
@@ -68,6 +69,29 @@ def hold(args, name: str):
         return Held(leaf)
 
     return jax.tree_util.tree_map_with_path(one, args, is_leaf=lambda x: isinstance(x, Held))
+
+
+def hold_static_ints(args):
+    """``args`` with Python (and numpy scalar) ints and bools held static.
+
+    Used for distribution parameters: numpyro needs some of them as Python
+    values while a program is staged (``LKJCholesky``'s dimension, the count
+    of a binomial whose support is enumerated), and a count written as a
+    literal is a constant anyway. Floats and arrays stay traceable.
+
+    Args:
+        args: a pytree of parameters.
+
+    Returns:
+        The same tree with those leaves wrapped in :class:`Held`.
+
+    >>> hold_static_ints((3, 2.0))
+    (Held(3), 2.0)
+    """
+    def one(leaf):
+        return Held(leaf) if isinstance(leaf, (int, np.integer, np.bool_)) else leaf  # bool is an int
+
+    return jax.tree.map(one, args, is_leaf=lambda x: isinstance(x, Held))
 
 
 def release(tree):

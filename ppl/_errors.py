@@ -4,9 +4,26 @@ from __future__ import annotations
 
 
 def fmt_addr(addr) -> str:
+    """An address as users write it: ``'x'`` or ``('outer', 'x')``; the empty
+    path (a generative function called directly) reads ``(top level)``.
+
+    >>> fmt_addr(("m", "x"))
+    "('m', 'x')"
+    """
+    if addr == ():
+        return "(top level)"
     if isinstance(addr, tuple):
         return "(" + ", ".join(repr(a) for a in addr) + ")" if len(addr) != 1 else repr(addr[0])
     return repr(addr)
+
+
+def escape(text: str) -> str:
+    """``text`` made safe to put in an :class:`AddressError` template (braces doubled).
+
+    >>> escape("{'a': 1}")
+    "{{'a': 1}}"
+    """
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 class PPLError(ValueError):

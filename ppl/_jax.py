@@ -19,7 +19,7 @@ import jax
 from jax.extend import core as jex
 
 from ppl._args import call, hold, release
-from ppl._errors import PPLError, fmt_addr
+from ppl._errors import PPLError, at_address, fmt_addr
 
 # ---------------------------------------------------------------------------
 # The sample primitive
@@ -75,8 +75,10 @@ def bind_sample(gen_fn, args: tuple, addr):
     if hasattr(gen_fn, "hoisted"):
         gen_fn, args = gen_fn.hoisted(args)
     flat, in_tree = jax.tree.flatten(args)
-    outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
-    return release(jax.tree.unflatten(gen_fn.retval_tree(in_tree, tuple(map(_aval, flat))), outs))
+    with at_address(addr):  # errors while staging the callee name this site
+        outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
+        tree = gen_fn.retval_tree(in_tree, tuple(map(_aval, flat)))
+    return release(jax.tree.unflatten(tree, outs))
 
 
 def _aval(x):

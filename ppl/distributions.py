@@ -17,8 +17,8 @@ import numpy as np
 import numpyro.distributions as nd
 
 from ppl import _jax
-from ppl._args import release
-from ppl._errors import AddressError, PPLError
+from ppl._args import hold_static_ints, release
+from ppl._errors import AddressError, PPLError, escape
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
 
@@ -46,7 +46,17 @@ class Distribution(GenerativeFunction):
 
     ``factory(*params)`` must return a ``numpyro.distributions.Distribution``.
     Keyword parameters at the call site are put in the factory's positional
-    order, so ``flip(logits=x)`` and ``flip(0.3)`` are both fine.
+    order, so ``flip(logits=x)`` and ``flip(0.3)`` are both fine. Python ints
+    and bools among the parameters are held static (numpyro needs some of
+    them as Python values: ``LKJCholesky``'s dimension, a count to enumerate
+    a binomial's support), so ``distribution(LKJCholesky)(3, 2.0)`` works.
+
+    Parameters that hold values now (eager calls, constants under ``jit``)
+    are checked against numpyro's domains (a positive scale, probabilities in
+    [0, 1] that sum to 1, a positive-definite covariance, finite locations);
+    one outside raises an :class:`AddressError` naming the address and the
+    parameter. Parameters computed under ``jit`` cannot be checked: there the
+    score follows numpyro (typically NaN or -inf).
     """
 
     def __init__(self, factory: Callable, name: str | None = None, value_dtype=None):
@@ -60,7 +70,7 @@ class Distribution(GenerativeFunction):
         return self._name
 
     def __call__(self, *args, **kwargs):
-        return super().__call__(*self._positional(args, kwargs))
+        return super().__call__(*hold_static_ints(self._positional(args, kwargs)))
 
     def _positional(self, args, kwargs) -> tuple:
         if not kwargs:
@@ -79,32 +89,107 @@ class Distribution(GenerativeFunction):
             out.pop()
         return tuple(out)
 
+    def _param_names(self, n: int) -> list:
+        names = list(self._params or ())[:n]
+        return names + [f"#{i}" for i in range(len(names), n)]
+
     def dist(self, *args) -> nd.Distribution:
-        """The numpyro distribution for these parameters."""
+        """The numpyro distribution for these parameters.
+
+        Args:
+            *args: the parameters, in the factory's positional order.
+
+        Returns:
+            ``factory(*args)``, a ``numpyro.distributions.Distribution``.
+
+        Raises:
+            AddressError: the factory refuses the parameters (a traced integer
+                where numpyro needs a Python int is named as such), or a
+                concrete parameter is outside its domain (see the class).
+
+        >>> ppl.normal.dist(0.0, 2.0).scale
+        2.0
+        """
+        params = release(args)
         try:
-            return self.factory(*release(args))
+            return self.factory(*params)
         except (TypeError, ValueError) as e:
-            raise PPLError(f"could not build {self.name} from parameters {args!r:.200}: {e}") from e
+            raise self._build_error(params, e) from e
+
+    def _build_error(self, params, e) -> AddressError:
+        names = self._param_names(len(params))
+        traced = [n for n, v in zip(names, params) if _is_traced_integer(v)]
+        if traced:
+            return AddressError(
+                f"parameter {escape(', '.join(map(repr, traced)))} of {self.name} at {{addr}} must be a "
+                "Python int (numpyro needs its value while the program is staged), but it is traced: an "
+                "argument of an @gen function or of a jitted function, or a value computed from one. "
+                "Write the number in the call (ppl holds Python ints and bools static), or fix it in the "
+                f"distribution: ppl.distribution(functools.partial(<numpyro class>, {traced[0]}=...))."
+            )
+        if isinstance(e, ValueError):  # numpyro's check of concrete parameters: say which and why
+            validate, nd.Distribution._validate_args = nd.Distribution._validate_args, False
+            try:
+                problem = _parameter_problem(self.name, self.factory(*params), dict(zip(names, params)))
+            except Exception:
+                problem = None
+            finally:
+                nd.Distribution._validate_args = validate
+            if problem is not None:
+                return problem
+        return AddressError(
+            f"could not build {self.name} at {{addr}} from parameters {escape(f'{params!r:.200}')}: "
+            f"{escape(str(e))}"
+        )
 
     # -- values -------------------------------------------------------------
     def _to_value(self, raw):
         return raw.astype(self.value_dtype) if self.value_dtype is not None else raw
 
     def _for_density(self, d, value):
-        if self.value_dtype is not None:
-            dtype = jnp.result_type(float) if jnp.issubdtype(self.value_dtype, jnp.bool_) else value.dtype
-            return value.astype(dtype)
+        if jnp.issubdtype(value.dtype, jnp.bool_):
+            return value.astype(jnp.result_type(float))
+        if getattr(d.support, "is_discrete", False) and not jnp.issubdtype(value.dtype, jnp.integer):
+            return value.astype(jnp.result_type(int))  # e.g. a categorical given 1.0
         return value
 
     def log_density(self, value, args) -> jax.Array:
-        d = self.dist(*args)
-        return jnp.sum(d.log_prob(self._for_density(d, value)))
+        """The log density of ``value`` under this distribution with ``args``,
+        summed over elements: -inf outside the support (also under ``jit``,
+        where the value cannot be checked before running, and for NaN).
 
-    def _checked_value(self, choices: ChoiceMap, args):
+        Args:
+            value: an array of the distribution's value shape (any dtype that
+                holds the value: ``flip`` takes bools, 0/1 ints or floats).
+            args: the parameters, a tuple.
+
+        Returns:
+            A scalar.
+
+        Raises:
+            AddressError: as :meth:`dist`.
+
+        >>> ppl.flip.log_density(2, (0.3,))  # not a boolean: impossible
+        Array(-inf, dtype=float32)
+        """
+        d = self.dist(*args)
+        value = jnp.asarray(value)
+        ok = _membership(d.support, value)
+        if ok is None:
+            return jnp.sum(d.log_prob(self._for_density(d, value)))
+        # Score an in-support stand-in where the value is outside, so neither the
+        # score nor its gradient sees numpyro's arithmetic on an impossible value.
+        event = (None,) * (value.ndim - ok.ndim)
+        safe = jnp.where(ok[(..., *event)], value, d.support.feasible_like(value).astype(value.dtype))
+        lp = d.log_prob(self._for_density(d, safe))
+        return jnp.sum(jnp.where(ok, lp, -jnp.inf))
+
+    def _given(self, choices: ChoiceMap, args):
+        """``(value as stored, log density)`` of a value given in ``choices``."""
         if not choices.has_value():
             raise AddressError(
                 f"{self.name} makes one random choice, so it takes a value at {{addr}}, "
-                f"not a map of sub-addresses {choices.addresses()}."
+                f"not a map of sub-addresses {escape(str(choices.addresses()))}."
             )
         d = self.dist(*args)
         value = jnp.asarray(choices.get_value())
@@ -114,24 +199,34 @@ class Distribution(GenerativeFunction):
                 f"the value at {{addr}} has shape {value.shape}, but {self.name} with these "
                 f"parameters makes values of shape {expected}. Give a value of that shape."
             )
-        # Check the support before casting: a cast to bool would turn 2 or 0.5 into True.
-        if _jax.is_concrete(value) and not _is_discrete_support_ok(d, value):
-            raise AddressError(
-                f"the value at {{addr}} is outside the support of {self.name} "
-                f"({_support_name(d)}); its log density would be -inf. Give a value in the support."
-            )
-        if self.value_dtype is not None:
-            value = value.astype(self.value_dtype)
-        return value
+        if _jax.is_concrete(value):
+            if jnp.issubdtype(value.dtype, jnp.inexact) and bool(np.isnan(np.asarray(value)).any()):
+                raise AddressError(
+                    f"the value given at {{addr}} is NaN, so its log density would be NaN and would "
+                    f"poison every weight and gradient. Give a number; for a missing observation, "
+                    f"leave the address out of the choice map (generate then samples it)."
+                )
+            # Check the support before casting: a cast to bool would turn 2 or 0.5 into True.
+            ok = _membership(d.support, value, concrete=True)
+            if ok is not None and _jax.is_concrete(ok) and not bool(np.all(np.asarray(ok))):
+                raise AddressError(
+                    f"the value at {{addr}} is outside the support of {self.name} "
+                    f"({_support_name(d)}); its log density would be -inf. Give a value in the support."
+                )
+        score = self.log_density(value, args)
+        # Stored with the dtype simulate gives (int for categorical, float for geometric):
+        # the rest of a staged program was traced for that dtype.
+        flat, tree = jax.tree.flatten(args)
+        dtype = self._retval_shape(tree, tuple(jax.typeof(x) for x in flat)).dtype
+        return value.astype(dtype), score
 
     def draw(self, key, d: nd.Distribution, *, reparam: bool = False):
         """Draw one value of ``d`` (this distribution's numpyro object for some
         parameters, from :meth:`dist`), strictly inside its support.
 
         Finite-precision samplers can land on the boundary of an open support:
-        float32 ``gamma`` with a concentration near 0.05 gives an exact 0 about
-        once in a few hundred draws (the true value is below the smallest
-        float), and a log density of +-inf there turns every gradient estimate
+        float32 ``gamma`` with concentration 0.05 gives an exact 0 about once
+        in a hundred draws (the true value is below the smallest float), and a log density of +-inf there turns every gradient estimate
         into NaN. So values of positive supports are kept in [smallest normal
         float, largest finite float], values of the unit interval in
         [smallest normal float, the float just below 1], and simplex
@@ -153,7 +248,7 @@ class Distribution(GenerativeFunction):
                 cannot ``rsample``.
 
         >>> d = ppl.gamma.dist(0.05, 1.0)
-        >>> x = ppl.gamma.draw(jax.random.key(39), d)  # > 0 even where d.sample gives 0
+        >>> x = ppl.gamma.draw(jax.random.key(7), d)  # > 0 even where d.sample gives 0
         """
         raw = d.rsample(key) if reparam else d.sample(key)
         return self._to_value(_inside_support(d.support, raw))
@@ -165,23 +260,21 @@ class Distribution(GenerativeFunction):
         return DistributionTrace(self, args, value, jnp.sum(d.log_prob(self._for_density(d, value))))
 
     def _assess(self, choices, args):
-        value = self._checked_value(choices, args)
-        return self.log_density(value, args), value
+        value, score = self._given(choices, args)
+        return score, value
 
     def _generate(self, key, constraints, args):
         if constraints.is_empty():
             tr = self._simulate(key, args)
             return tr, jnp.zeros_like(tr.score)
-        value = self._checked_value(constraints, args)
-        score = self.log_density(value, args)
+        value, score = self._given(constraints, args)
         return DistributionTrace(self, args, value, score), score
 
     def _update(self, key, trace, constraints, args):
         if constraints.is_empty():
             score = self.log_density(trace.value, args)
             return DistributionTrace(self, args, trace.value, score), score - trace.score, ChoiceMap.empty()
-        value = self._checked_value(constraints, args)
-        score = self.log_density(value, args)
+        value, score = self._given(constraints, args)
         return DistributionTrace(self, args, value, score), score - trace.score, trace.choices
 
     def _regenerate(self, key, trace, selection, args):
@@ -230,14 +323,80 @@ def _support_name(d) -> str:
     return type(d.support).__name__.lstrip("_")
 
 
-def _is_discrete_support_ok(d, value) -> bool:
-    try:
+def _membership(support, value, concrete=False):
+    """Whether each value (over the support's event dims) is in ``support``; None
+    for supports without a test, and for real lines (numpyro's log density is
+    already -inf at +-inf there)."""
+    base = support
+    while isinstance(base, nd.constraints.independent):
+        base = base.base_constraint
+    if isinstance(base, type(nd.constraints.real)):
+        return None
+    if concrete:
         with jax.ensure_compile_time_eval():
-            ok = d.support(value)
+            return _membership(support, value)
+    try:
+        if support is nd.constraints.simplex:  # numpyro's 1e-6 is below float32 rounding for long vectors
+            x = jnp.asarray(value)
+            tol = max(1e-6, x.shape[-1] * float(jnp.finfo(jnp.result_type(x.dtype, float)).eps))
+            return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, axis=-1) - 1) <= tol)
+        return jnp.asarray(support(value))
     except Exception:  # a support without a membership test: nothing to check
-        return True
-    # With traced parameters the answer is only known at run time: nothing to say now.
-    return not _jax.is_concrete(ok) or bool(np.all(np.asarray(ok)))
+        return None
+
+
+_DOMAINS = {
+    "_Positive": "must be > 0",
+    "_Real": "must be finite (not NaN or inf)",
+    "_UnitInterval": "must be in [0, 1]",
+    "_Simplex": "must be non-negative and sum to 1 along the last axis (normalise it, or pass logits)",
+    "_PositiveDefinite": "must be a symmetric positive-definite matrix",
+    "_LowerCholesky": "must be lower triangular with a positive diagonal",
+    "_CorrCholesky": "must be the Cholesky factor of a correlation matrix",
+}
+
+
+def _parameter_problem(name, d, given: dict) -> AddressError | None:
+    """The error for the first concrete parameter outside numpyro's domain for it."""
+    base = d
+    while isinstance(base, (nd.Independent, nd.ExpandedDistribution, nd.MaskedDistribution)):
+        base = base.base_dist
+    domains = getattr(type(base), "arg_constraints", None) or {}
+    held = vars(base)
+    for param, constraint in domains.items():
+        value = given[param] if param in given else held.get(param)
+        if value is None or not _jax.is_concrete(value) or callable(value):
+            continue
+        try:
+            x = np.asarray(value)
+            ok = np.asarray(constraint(x))
+        except Exception:
+            continue
+        if ok.dtype == np.bool_ and not ok.all():
+            return _parameter_error(name, param, constraint, x, ok)
+    return None
+
+
+def _parameter_error(name, param, constraint, x, ok) -> AddressError:
+    base = constraint
+    while isinstance(base, nd.constraints.independent):
+        base = base.base_constraint
+    rule = _DOMAINS.get(type(base).__name__, f"must satisfy {type(base).__name__.lstrip('_')}")
+    if x.ndim == 0:
+        got = f"got {x.item()!r:.60}"
+    elif ok.shape == x.shape:
+        where = tuple(int(i) for i in np.argwhere(~ok)[0])
+        got = f"{int((~ok).sum())} of its {x.size} entries are not, e.g. {x[where].item()!r:.40} at index {where}"
+    else:
+        got = f"got an array of shape {x.shape} that is not"
+    return AddressError(
+        f"parameter {param!r} of {name} at {{addr}} {rule}; {escape(got)}. Fix the value passed to {name}."
+    )
+
+
+def _is_traced_integer(v) -> bool:
+    return isinstance(v, jax.core.Tracer) and (
+        jnp.issubdtype(v.dtype, jnp.integer) or jnp.issubdtype(v.dtype, jnp.bool_))
 
 
 def distribution(numpyro_class: Callable, name: str | None = None) -> Distribution:
