@@ -35,7 +35,7 @@ def switch_rule(ctx, site, key, ins, state, k, addr):
     args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
     known = _jax.is_concrete(args_p[0]) and jnp.ndim(args_p[0]) == 0
     with jax.ensure_compile_time_eval():  # a known index stays known under an enclosing jit
-        index, inner_args = switch._split(args_p)
+        index, valid, inner_args = switch._split(args_p)
     n_index = len(jax.tree.leaves(args_p[0]))
     inner_ins, inner_tree = ins[n_index:], jax.tree.structure(inner_args)
     if known:
@@ -44,6 +44,10 @@ def switch_rule(ctx, site, key, ins, state, k, addr):
         return _adev.dispatch(ctx, inner, key, inner_ins, state, k, addr)
     if state.rec is not None:
         return _adev.whole_call(ctx, site, key, ins, state, addr, None)
+    if valid is not True:
+        # An index out of range runs no branch: the estimate is NaN, as the switch's score is.
+        nan_if_invalid = jnp.where(valid, 0.0, jnp.nan).astype(jnp.result_type(float))
+        state = state._replace(cost_p=_dual.add(state.cost_p, nan_if_invalid))
     return _traced(ctx, switch, index, key, inner_ins, inner_tree, state, addr)
 
 
