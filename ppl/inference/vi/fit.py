@@ -15,7 +15,6 @@ nothing.
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
@@ -26,11 +25,11 @@ import optax
 
 from ppl._errors import PPLError
 from ppl._gfi import as_key
+from ppl.inference.vi._static import Static
+from ppl.inference.vi._trainable import Layout, split
 
 # One object, so that fits with the default optimizer share their compiled chunks.
 _DEFAULT_OPTIMIZER = optax.adam(1e-3)
-_TRAIN, _FROZEN, _STATIC = 0, 1, 2  # how each leaf of (model_args, guide_args) travels
-_PARTS = ("model_args", "guide_args")
 
 
 class FitResult(NamedTuple):
@@ -169,19 +168,12 @@ def fit(
     n_data, batch_size = _check_data(data, batch_size)
     key = as_key(key)
     _estimator(objective)
-    args = (model_args, guide_args)
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    layout = _layout(args, leaves, trainable)
-    trained = [_strong(x) for x, kind in zip(leaves, layout) if kind == _TRAIN]
-    frozen = tuple(x for x, kind in zip(leaves, layout) if kind == _FROZEN)
+    params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
+    params = jax.tree.map(_strong, params)
     spec = _Spec(
-        _Key(objective), _Key(optimizer), _Key(treedef), layout,
-        tuple(_Key(x) for x, kind in zip(leaves, layout) if kind == _STATIC),
-        num_samples, n_data, batch_size,
+        Static(objective), Static(optimizer), layout, num_samples, n_data, batch_size,
         chunk or max(1, min(steps, max(steps // 100, 10))),
     )
-
-    params = _trained_tree(spec, trained)
     # Strongly typed from the start (weak-typed initial values such as jnp.array(0.0)
     # would otherwise come back strong from the first chunk and compile it again).
     opt_state = jax.tree.map(lambda x: _strong(x) if eqx.is_array(x) else x, optimizer.init(params))
@@ -198,7 +190,7 @@ def fit(
                 bad = int(np.argmin(finite))
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
-                err.model_args, err.guide_args = _assemble(spec, carry[2], frozen)
+                err.model_args, err.guide_args = spec.layout.rebuild(carry[2], frozen)
                 raise err
             history.extend(values.tolist())
             done += n
@@ -209,7 +201,7 @@ def fit(
         if bar is not None:
             bar.close()
     # Around the trained leaves, the very objects passed in.
-    model_args, guide_args = _assemble(spec, carry[0], frozen)
+    model_args, guide_args = spec.layout.rebuild(carry[0], frozen)
     return FitResult(model_args, guide_args, np.asarray(history))
 
 
@@ -241,114 +233,6 @@ class NonFiniteLoss(PPLError):
         )
 
 
-# ---------------------------------------------------------------------------
-# What is trained
-# ---------------------------------------------------------------------------
-
-
-def _layout(args, leaves, trainable) -> tuple:
-    """The kind of every leaf of ``args`` (train, frozen array, static). Errors
-    if none trains, else warns about marked leaves that cannot be trained."""
-    paths = [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(args)[0]]
-    marked = _marks(args, trainable, paths)
-    layout, untrainable = [], []
-    for path, leaf, mark in zip(paths, leaves, marked):
-        if mark and eqx.is_inexact_array(leaf):
-            layout.append(_TRAIN)
-            continue
-        layout.append(_FROZEN if eqx.is_array(leaf) else _STATIC)
-        if mark and _looks_like_a_parameter(leaf):
-            untrainable.append(f"{path} ({_describe(leaf)})")
-    if _TRAIN not in layout:
-        raise PPLError(_nothing_to_train(trainable, paths, leaves, marked))
-    if untrainable:
-        warnings.warn(
-            f"fit does not train {', '.join(untrainable)}: trainable= marks "
-            f"{'it' if len(untrainable) == 1 else 'them'}, but only floating-point arrays are trained. "
-            "To train one, pass it as a float array (jnp.array(0.5), not 0.5 or jnp.array(1)); "
-            "to keep it fixed without this warning, mark it False in trainable=, "
-            "e.g. trainable=(False, (True, False)) for a guide whose second argument is fixed.",
-            UserWarning, stacklevel=3,
-        )
-    return tuple(layout)
-
-
-def _marks(args, trainable, paths) -> list:
-    """``trainable`` resolved to one bool per leaf of ``args``."""
-
-    def resolve(spec, sub):
-        if isinstance(spec, (bool, np.bool_)):
-            return jax.tree.map(lambda _: bool(spec), sub)
-        if callable(spec):
-            return jax.tree.map(lambda leaf: _as_bool(spec(leaf), spec, leaf), sub)
-        raise PPLError(
-            f"fit's trainable= holds {spec!r}; its entries must be True, False or a function "
-            "leaf -> bool, e.g. trainable=(False, True) (the guide's arguments) or (True, True)."
-        )
-
-    try:
-        marked = jax.tree.leaves(jax.tree.map(resolve, trainable, args))
-    except PPLError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise PPLError(
-            f"fit's trainable={_show(trainable)} does not match (model_args, guide_args): a tuple there "
-            "must have one entry per argument, nesting like the arguments, with True, False or a "
-            "function leaf -> bool at any level, e.g. trainable=((False, True), True) to train the "
-            f"second model argument and the guide's. JAX said: {err}"
-        ) from None
-    assert len(marked) == len(paths)
-    return marked
-
-
-def _as_bool(value, spec, leaf) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise PPLError(
-        f"fit's trainable function {_show(spec)} returned {value!r} for a leaf {_describe(leaf)}; "
-        "it must return True or False."
-    )
-
-
-def _looks_like_a_parameter(leaf) -> bool:
-    if eqx.is_array(leaf):
-        return bool(jnp.issubdtype(leaf.dtype, jnp.integer))
-    return isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
-
-
-def _nothing_to_train(trainable, paths, leaves, marked) -> str:
-    looked = [f"{p} ({_describe(x)})" for p, x, m in zip(paths, leaves, marked) if m]
-    if len(looked) > 8:
-        looked = [*looked[:8], f"and {len(looked) - 8} more"]
-    seen = (f"it marks {', '.join(looked)}, none a floating-point array" if looked
-            else "it marks no leaf at all (the marked arguments are empty)")
-    msg = f"fit found nothing to train: with trainable={_show(trainable)} {seen}. "
-    model_floats = [p for p, x in zip(paths, leaves) if p.startswith("model_args") and eqx.is_inexact_array(x)]
-    if model_floats and not any(m for p, m in zip(paths, marked) if p.startswith("model_args")):
-        msg += (f"The model's arguments hold floating-point arrays ({', '.join(model_floats[:4])}), but they "
-                "are data unless marked: trainable=(True, True) trains them too. ")
-    return msg + ("Pass initial parameters as float arrays (jnp.array(0.0), not 0 or 0.0), and mark what to "
-                  "train: trainable=(False, True) the guide's arguments (the default), trainable=(True, True) "
-                  "the model's too, trainable=((False, True), True) the second model argument and the guide's.")
-
-
-def _path_name(path) -> str:
-    return _PARTS[path[0].idx] + jax.tree_util.keystr(path[1:])
-
-
-def _describe(leaf) -> str:
-    if eqx.is_array(leaf):
-        name = jnp.dtype(leaf.dtype).name
-        return f"{'an' if name.startswith('int') else 'a'} {name} array of shape {tuple(jnp.shape(leaf))}"
-    return f"a Python {type(leaf).__name__}"
-
-
-def _show(trainable) -> str:
-    if callable(trainable) and not isinstance(trainable, (tuple, list, dict)):
-        return getattr(trainable, "__name__", repr(trainable))
-    return repr(trainable)
-
-
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -363,59 +247,16 @@ def _strong(x) -> jax.Array:
 # ---------------------------------------------------------------------------
 
 
-class _Key:
-    """A static argument of the compiled chunk, compared by value when it is
-    hashable (and by type, so 1 and 1.0 differ) and by identity otherwise."""
-
-    __slots__ = ("value", "_by_value", "_hash")
-
-    def __init__(self, value):
-        self.value = value
-        try:
-            self._hash, self._by_value = hash((type(value), value)), True
-        except TypeError:
-            self._hash, self._by_value = id(value), False
-
-    def __hash__(self):
-        return self._hash
-
-    def __eq__(self, other):
-        if not isinstance(other, _Key):
-            return NotImplemented
-        if self.value is other.value:
-            return True
-        if not (self._by_value and other._by_value) or type(self.value) is not type(other.value):
-            return False
-        try:
-            return bool(self.value == other.value)
-        except Exception:  # a comparison that is not a plain bool: treat as different
-            return False
-
-
 class _Spec(NamedTuple):
     """Everything static about a fit: the key of its compiled chunk."""
 
-    objective: _Key
-    optimizer: _Key
-    treedef: _Key
-    layout: tuple  # _TRAIN / _FROZEN / _STATIC per leaf of (model_args, guide_args)
-    static: tuple  # the _STATIC leaves, in order
+    objective: Static
+    optimizer: Static
+    layout: Layout  # where each leaf of (model_args, guide_args) goes
     num_samples: int
     n_data: int | None
     batch_size: int | None
     chunk: int
-
-
-def _trained_tree(spec: _Spec, trained) -> Any:
-    """The trained leaves in the shape of (model_args, guide_args), None elsewhere
-    (so optimizers that look at the parameters' structure see the arguments')."""
-    it = iter(trained)
-    return jax.tree.unflatten(spec.treedef.value, [next(it) if kind == _TRAIN else None for kind in spec.layout])
-
-
-def _assemble(spec: _Spec, params, frozen) -> tuple:
-    it = (iter(jax.tree.leaves(params)), iter(frozen), iter(x.value for x in spec.static))
-    return jax.tree.unflatten(spec.treedef.value, [next(it[kind]) for kind in spec.layout])
 
 
 def _averaged(objective, num_samples: int) -> Callable:
@@ -430,7 +271,7 @@ def _averaged(objective, num_samples: int) -> Callable:
 
 
 def _loss(spec: _Spec, frozen, data, params, key):
-    m, g = _assemble(spec, params, frozen)
+    m, g = spec.layout.rebuild(params, frozen)
     mean_estimate = _averaged(spec.objective.value, spec.num_samples)
     if spec.n_data is None:
         return -mean_estimate(key, m, g)
