@@ -76,8 +76,8 @@ class Layout(NamedTuple):
 
         Example:
             >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
-            >>> layout.rebuild(jax.tree.map(lambda x: x + 1, params), frozen)[1][0]
-            Array(1., dtype=float32)
+            >>> float(layout.rebuild(jax.tree.map(lambda x: x + 1, params), frozen)[1][0])
+            1.0
         """
         it = (iter(jax.tree.leaves(params)), iter(frozen), iter(s.value for s in self.static))
         return jax.tree.unflatten(self.treedef.value, [next(it[kind]) for kind in self.kinds])
