@@ -245,3 +245,56 @@ def test_complement_keeps_a_value_under_a_deeper_selection():
     assert "a" not in s
     assert "a" in ~s
     assert (cm.filter(s) | cm.filter(~s)) == cm
+
+
+# ---------------------------------------------------------------------------
+# masked entries (choices made only on some executions) and select's arguments
+# ---------------------------------------------------------------------------
+
+
+def test_masked_entries_read_as_values_with_nan_where_not_made():
+    made = jnp.array([True, False, True])
+    cm = ChoiceMap.d({"x": ChoiceMap.masked(jnp.array([1.0, 2.0, 3.0]), made),
+                      "k": ChoiceMap.masked(jnp.array([4, 5, 6]), made), "y": 1.0})
+    np.testing.assert_array_equal(np.asarray(cm["x"]), [1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(np.asarray(cm["k"]), [4, 5, 6])  # integers: the stored value
+    np.testing.assert_array_equal(np.asarray(cm.is_made("x")), made)
+    assert cm.is_made("y") is True and cm.is_made("nope") is False
+    assert cm.get_submap("x").is_masked() and not cm.get_submap("y").is_masked()
+    assert "masked" in repr(cm) and "nan" in repr(cm)
+    with pytest.raises(ppl.AddressError, match="only on some executions"):
+        cm.get_submap("x").get_value()
+    # a pytree whose flags are leaves: through jit, vmap and tree_map
+    out = jax.jit(lambda c: c)(cm)
+    assert out == cm
+    rows = jax.vmap(lambda c: c)(cm.filter(select("x", "k")))
+    assert rows == cm.filter(select("x", "k"))
+    assert jax.tree.map(lambda v: v[0], cm.filter(select("x"))).is_made("x")
+    with pytest.raises(ppl.PPLError, match="leading part"):
+        ChoiceMap.masked(jnp.zeros(2), jnp.array([True, False, True]))
+
+
+def test_merging_over_a_masked_entry():
+    made = jnp.array([True, False])
+    top = ChoiceMap.d({"x": ChoiceMap.masked(jnp.array([1.0, 2.0]), made)})
+    base = ChoiceMap.d({"x": jnp.array([7.0, 8.0]), "y": 0.0})
+    merged = base | top
+    np.testing.assert_array_equal(np.asarray(merged["x"]), [1.0, 8.0])
+    assert not merged.get_submap("x").is_masked()
+    assert (top | base) == base  # a plain right side wins everywhere
+    both = ChoiceMap.d({"x": ChoiceMap.masked(jnp.array([5.0, 6.0]), ~made)}) | top
+    np.testing.assert_array_equal(np.asarray(both["x"]), [1.0, 6.0])
+    np.testing.assert_array_equal(np.asarray(both.is_made("x")), [True, True])
+    with pytest.raises(ppl.AddressError, match="cannot merge"):
+        ChoiceMap.d({"x": jnp.zeros(3)}) | top
+
+
+def test_select_with_a_list_teaches_the_call():
+    """select(["a", "b"]) used to fail with 'has a part ... that is not a string'."""
+    with pytest.raises(ppl.PPLError, match=r"separate arguments.*ppl\.select\('a', 'b'\).*\*addresses.*tuple"):
+        select(["a", "b"])
+    with pytest.raises(ppl.PPLError, match="separate arguments"):
+        select({"a"})
+    with pytest.raises(ppl.PPLError, match="not a string"):
+        select(("a", 1))
+    assert "a" in select(*["a", "b"]) and ("enc", "z") in select(("enc", "z"))
