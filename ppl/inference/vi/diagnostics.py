@@ -130,7 +130,7 @@ def gradient_variance(
             f"gradient_variance needs n, the number of gradient estimates, to be an int of at least 2 "
             f"(a variance needs two), got n={n!r}; n=1000 is a good start."
         )
-    estimate = _estimator(objective)
+    estimate = _estimator(objective, "gradient_variance")
     params, frozen, layout = split(model_args, guide_args, trainable, caller="gradient_variance")
     grad = jax.grad(lambda p, k, fr: estimate(k, *layout.rebuild(p, fr)))
 

@@ -2,7 +2,8 @@
 
 What is trained is explicit: the guide's arguments by default, the model's
 only when ``trainable=`` says so; everything else (data, integer arrays,
-settings) goes through unchanged.
+settings) goes through unchanged. Resolving ``trainable=`` is
+:mod:`ppl.inference.vi._trainable`'s job; this module is the optimisation loop.
 
 Steps run in jitted ``lax.scan`` chunks, so the host only wakes once per chunk
 (to advance the progress bar and check that the loss stayed finite). The chunk
@@ -25,6 +26,7 @@ import optax
 
 from ppl._errors import PPLError
 from ppl._gfi import as_key
+from ppl.inference.vi._data import check_data, minibatch
 from ppl.inference.vi._static import Static
 from ppl.inference.vi._trainable import Layout, split
 
@@ -42,9 +44,18 @@ class FitResult(NamedTuple):
         history: a float array of shape ``(steps,)``, the objective estimate
             (averaged over ``num_samples`` and the minibatch) at every step.
 
+    It is a named tuple: ``model_args, guide_args, history = result`` works too.
+
     Example:
-        >>> result = vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),))  # doctest: +SKIP
-        >>> (mu,), curve = result.guide_args, result.history  # doctest: +SKIP
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from ppl.inference import vi
+        >>> def objective(key, model_args, guide_args):  # maximised at mu = 1
+        ...     return -(guide_args[0] - 1.0) ** 2
+        >>> result = vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),), optimizer=optax.sgd(0.1),
+        ...                 steps=100, progress=False)
+        >>> (mu,), curve = result.guide_args, result.history
+        >>> round(float(mu), 3), curve.shape
+        (1.0, (100,))
     """
 
     model_args: Any
@@ -52,10 +63,15 @@ class FitResult(NamedTuple):
     history: np.ndarray
 
 
-def _estimator(objective) -> Callable:
+def _estimator(objective, caller: str = "fit") -> Callable:
+    """The function ``(key, model_args, guide_args) -> scalar`` behind ``objective``
+    (its ``.estimate``, or itself); a :class:`PPLError` naming ``caller`` if neither is callable."""
     fn = getattr(objective, "estimate", objective)
     if not callable(fn):
-        raise PPLError(f"fit needs an objective with .estimate(key, model_args, guide_args), got {objective!r}.")
+        raise PPLError(
+            f"{caller} needs an objective with .estimate(key, model_args, guide_args) (vi.elbo(...), ...) "
+            f"or a function (key, model_args, guide_args) -> scalar, got {objective!r}."
+        )
     return fn
 
 
@@ -138,7 +154,8 @@ def fit(
     Raises:
         PPLError: if nothing is trainable (the message lists the leaves
             looked at and the fix), if ``trainable`` does not match the
-            arguments, if ``data`` is empty or malformed, or if ``steps``,
+            arguments, if ``objective`` is neither an objective nor a
+            function, if ``data`` is empty or malformed, or if ``steps``,
             ``num_samples``, ``chunk`` or ``batch_size`` are out of range.
         NonFiniteLoss: if the objective or a gradient stops being finite; it
             names the step and holds the history and the last finite parameters.
@@ -148,6 +165,10 @@ def fit(
             be trained (a Python int or float, an integer array).
 
     Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> import ppl
+        >>> from ppl import gen, normal
+        >>> from ppl.inference import vi
         >>> @gen
         ... def model(x, noise):  # x and noise are data
         ...     w = normal(0.0, 1.0) @ "w"
@@ -155,17 +176,20 @@ def fit(
         >>> @gen
         ... def guide(mu, log_s):
         ...     return normal(mu, jnp.exp(log_s)) @ "w"
-        >>> objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"y": ys}))  # doctest: +SKIP
+        >>> xs = jnp.linspace(-1.0, 1.0, 10)
+        >>> objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"y": 2.0 * xs}))
         >>> result = vi.fit(objective, jax.random.key(0), (xs, 0.5), (jnp.array(0.0), jnp.array(0.0)),
-        ...                 optimizer=optax.adam(0.05), steps=500, progress=False)  # doctest: +SKIP
-        >>> mu, log_s = result.guide_args  # xs and 0.5 come back as they were  # doctest: +SKIP
+        ...                 optimizer=optax.adam(0.05), steps=500, progress=False)
+        >>> mu, log_s = result.guide_args
+        >>> result.model_args[0] is xs and result.model_args[1] == 0.5  # data come back as passed
+        True
     """
     optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
     if not _is_int(steps) or not _is_int(num_samples) or steps < 1 or num_samples < 1:
         raise PPLError(f"fit needs steps >= 1 and num_samples >= 1, got steps={steps}, num_samples={num_samples}.")
     if chunk is not None and (not _is_int(chunk) or chunk < 1):
         raise PPLError(f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}.")
-    n_data, batch_size = _check_data(data, batch_size)
+    n_data, batch_size = check_data(data, batch_size)
     key = as_key(key)
     _estimator(objective)
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
@@ -208,18 +232,30 @@ def fit(
 class NonFiniteLoss(PPLError):
     """The objective or its gradient became NaN or infinite during :func:`fit`.
 
-    Attributes:
+    Raised by :func:`fit`; a :class:`~ppl.PPLError` whose message names the
+    step and the common causes.
+
+    Args:
         step: the first step whose objective estimate or gradient was not finite.
         value: the objective estimate at that step.
         history: the objective estimates of the steps before it.
+
+    Attributes:
+        step, value: as given; history: as given, a float array.
         model_args, guide_args: the arguments at the last step whose objective
             and gradient were finite (set by ``fit``).
 
     Example:
-        >>> try:  # doctest: +SKIP
-        ...     result = vi.fit(objective, key, (), guide_args, optimizer=optax.sgd(10.0))
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from ppl.inference import vi
+        >>> def objective(key, model_args, guide_args):  # a step of 1 jumps past a = 2: log of a negative
+        ...     return 3.0 * guide_args[0] + jnp.log(2.0 - guide_args[0])
+        >>> try:
+        ...     vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),), optimizer=optax.sgd(1.0),
+        ...            steps=20, progress=False)
         ... except vi.NonFiniteLoss as err:
-        ...     guide_args = err.guide_args  # restart from here with a smaller step
+        ...     print(err.step, len(err.history), float(err.guide_args[0]))  # step 0 was finite, at a = 0
+        1 1 0.0
     """
 
     def __init__(self, step: int, value: float, history: list):
@@ -260,7 +296,29 @@ class _Spec(NamedTuple):
 
 
 def _averaged(objective, num_samples: int) -> Callable:
-    """``(key, model_args, guide_args) -> mean of num_samples independent estimates``."""
+    """The mean of ``num_samples`` independent estimates of ``objective``, as one function.
+
+    Each estimate gets its own key, split from the one given; the estimates
+    run vectorised (``jax.vmap``), so the result stays jittable and
+    differentiable.
+
+    Args:
+        objective: a variational objective or a function
+            ``(key, model_args, guide_args) -> scalar``.
+        num_samples: how many estimates to average (a positive int).
+
+    Returns:
+        A function ``(key, model_args, guide_args) -> scalar``: the mean.
+
+    Raises:
+        PPLError: if ``objective`` is neither an objective nor a function.
+
+    Example:
+        >>> noisy = lambda key, model_args, guide_args: guide_args[0] + jax.random.normal(key)
+        >>> mean = _averaged(noisy, 10_000)
+        >>> bool(abs(mean(jax.random.key(0), (), (jnp.array(3.0),)) - 3.0) < 0.05)
+        True
+    """
     estimate = _estimator(objective)
 
     def mean_estimate(key, model_args, guide_args):
@@ -276,8 +334,7 @@ def _loss(spec: _Spec, frozen, data, params, key):
     if spec.n_data is None:
         return -mean_estimate(key, m, g)
     k_batch, k_est = jax.random.split(key)
-    idx = jax.random.choice(k_batch, spec.n_data, (spec.batch_size,), replace=False)
-    batch = jax.tree.map(lambda a: a[idx], data)
+    batch = minibatch(k_batch, data, spec.n_data, spec.batch_size)
     keys = jax.random.split(k_est, spec.batch_size)
     return -jnp.mean(jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch))
 
@@ -310,39 +367,6 @@ def _run_chunk(carry, key, done, n, frozen, data, spec: _Spec):
     keys = jax.random.split(jax.random.fold_in(key, done), spec.chunk)
     active = jnp.arange(spec.chunk) < n
     return jax.lax.scan(functools.partial(_step, spec, frozen, data), carry, (keys, active))
-
-
-def _check_data(data, batch_size):
-    """``(number of examples, batch size)``; ``(None, None)`` without data."""
-    if data is None:
-        if batch_size is not None:
-            raise PPLError("fit got batch_size but no data; pass data=... (examples along the leading axis).")
-        return None, None
-    leaves = jax.tree.leaves(data)
-    if not leaves:
-        raise PPLError(
-            f"fit got data={data!r}, which holds no arrays. Pass the examples as an array (or a pytree "
-            "of arrays) with one example per row of the leading axis, or leave data=None to fit "
-            "without minibatches."
-        )
-    if any(jnp.ndim(x) < 1 for x in leaves):
-        raise PPLError("fit's data must be arrays with a leading axis of examples (a pytree of them is fine).")
-    sizes = {int(jnp.shape(x)[0]) for x in leaves}
-    if len(sizes) != 1:
-        raise PPLError(f"fit's data arrays disagree on the number of examples (leading axes {sorted(sizes)}).")
-    n = sizes.pop()
-    if n == 0:
-        shapes = sorted({tuple(jnp.shape(x)) for x in leaves})
-        raise PPLError(
-            f"fit got data with 0 examples (shape{'s' if len(shapes) > 1 else ''} "
-            f"{', '.join(map(str, shapes))}): the leading axis indexes examples and is empty. Pass at "
-            "least one example (check the slicing or filtering that built it), or leave data=None "
-            "to fit without minibatches."
-        )
-    batch_size = min(n, 64) if batch_size is None else batch_size
-    if not _is_int(batch_size) or not 1 <= batch_size <= n:
-        raise PPLError(f"fit's batch_size must be an int between 1 and the {n} examples, got {batch_size!r}.")
-    return n, int(batch_size)
 
 
 def _all_finite(tree) -> jax.Array:
