@@ -26,7 +26,8 @@ class Held:
 
     def __eq__(self, other):
         # Same type too: Held(1) and Held(True) must not share a staged program.
-        return isinstance(other, Held) and type(self.value) is type(other.value) and bool(self.value == other.value)
+        same_type = isinstance(other, Held) and type(self.value) is type(other.value)
+        return same_type and bool(self.value == other.value)
 
     def __hash__(self):
         return hash(self.value)
@@ -100,7 +101,74 @@ def release(tree):
                         is_leaf=lambda x: isinstance(x, Held))
 
 
+_staging: list = []  # names of the user functions being run by call(), innermost last
+
+
+def staging_name() -> str | None:
+    """The name of the generative function whose Python code is running under
+    :func:`call` (being staged), or ``None`` in the user's top-level code.
+
+    Returns:
+        The innermost such name, or ``None``.
+
+    >>> staging_name() is None   # at the top level
+    True
+    """
+    return _staging[-1] if _staging else None
+
+
 def call(fn, args: tuple, name: str):
     """``fn(*args)`` with the held values given back, and the non-array parts of
-    its result (a module's functions, say) held in turn."""
-    return hold(fn(*release(args)), name)
+    its result (a module's functions, say) held in turn.
+
+    Args:
+        fn: the user's function (the body of a generative function).
+        args: its arguments, possibly with held leaves.
+        name: the function's name, for errors.
+
+    Returns:
+        ``fn``'s result, with non-array leaves held.
+
+    Raises:
+        PPLError: ``fn`` used a traced value where Python needs a concrete one
+            (``if``/``while`` on a random choice, ``int()``, NumPy); the message
+            names ``fn`` and the combinator to use instead, with JAX's error as
+            the cause.
+
+    >>> call(lambda x: x + 1, (1.0,), "f")
+    2.0
+    """
+    _staging.append(name)
+    try:
+        return hold(fn(*release(args)), name)
+    except _CONCRETIZATION as e:
+        raise _concretization_error(name, e) from e
+    finally:
+        _staging.pop()
+
+
+_CONCRETIZATION = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                   jax.errors.TracerIntegerConversionError)
+
+
+def _concretization_error(name: str, e: Exception) -> PPLError:
+    if isinstance(e, jax.errors.TracerArrayConversionError):
+        what, fix = ("converted a traced value to a NumPy array (np.asarray, a NumPy function)",
+                     "Use jax.numpy (jnp) functions on it instead.")
+    elif isinstance(e, jax.errors.TracerIntegerConversionError):
+        what, fix = ("used a traced value as a Python int (int(), range(), indexing a list or tuple)",
+                     "To pick one of several generative functions by a traced index, use "
+                     "ppl.switch(f0, f1, ...)(index, ...) @ \"addr\"; to index values, put them in a jnp "
+                     "array; for a loop, use ppl.scan(step, length=n) with a Python int n.")
+    else:
+        what, fix = ("used a traced value where Python needs a concrete one (an if or while on it, "
+                     "bool(), and/or/not, float())",
+                     "For a branch, use ppl.cond(if_true, if_false)(pred, ...) @ \"addr\" or "
+                     "ppl.switch(f0, f1, ...)(index, ...) @ \"addr\" (or jnp.where to select between "
+                     "values); for a loop, use ppl.scan(step, length=n).")
+    return PPLError(
+        f"{name} {what}. Inside a generative function, random choices, the values computed from them "
+        "and the function's arguments are traced: ppl stages the function once, before any value is "
+        f"known. {fix} A setting fixed in advance (a number of steps, a flag) should not be an argument: "
+        "close over it or bind it with functools.partial. (JAX's own error is the cause below.)"
+    )

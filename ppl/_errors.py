@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def fmt_addr(addr) -> str:
     """An address as users write it: ``'x'`` or ``('outer', 'x')``; the empty
@@ -58,3 +60,43 @@ class at_address:
         if isinstance(err, AddressError):
             raise err.under(self.addr).with_traceback(tb) from None
         return False
+
+
+def choice_outside_error(addr) -> PPLError:
+    """The error for a random choice made where no ppl program is running:
+    at the top level, or inside a JAX callback (which runs Python outside the
+    staged program, so a choice there could not be recorded or weighted).
+
+    Args:
+        addr: the address the choice was given.
+
+    Returns:
+        A :class:`PPLError` to raise.
+
+    >>> raise choice_outside_error("x")
+    Traceback (most recent call last):
+    ppl._errors.PPLError: random choice 'x' was made outside a generative function...
+    """
+    if _in_jax_callback():
+        return PPLError(
+            f"random choice {fmt_addr(addr)} was made inside a JAX callback (jax.pure_callback, "
+            "jax.experimental.io_callback or jax.debug.callback). A callback runs Python outside the "
+            "staged program, so ppl cannot record, constrain or weight a choice made there, and random "
+            "choices cannot be made in it. Make the choice in the generative function and pass its value "
+            "to the callback as an argument."
+        )
+    return PPLError(
+        f"random choice {fmt_addr(addr)} was made outside a generative function. "
+        "Random choices only mean something inside a program run by ppl: decorate "
+        "the function with @ppl.gen and call gen_fn.simulate(key, args)."
+    )
+
+
+def _in_jax_callback() -> bool:
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename.replace("\\", "/")
+        if "/jax/" in path and path.endswith(("/callback.py", "/debugging.py")):
+            return True
+        frame = frame.f_back
+    return False

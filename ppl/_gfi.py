@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._args import hold
+from ppl._args import hold, staging_name
 from ppl._errors import PPLError
 from ppl.choices import ChoiceMap, Selection, select_all
 
@@ -40,8 +40,21 @@ class Trace(eqx.Module):
         return self.choices[addr]
 
 
+class _AttributeMisuse(PPLError, AttributeError):
+    """An attribute read on an :class:`Invocation` (``model(x).score``)."""
+
+
 class Invocation:
-    """``gen_fn(*args)``, waiting for an address: ``gen_fn(*args) @ "addr"``."""
+    """``gen_fn(*args)``, waiting for an address: ``gen_fn(*args) @ "addr"``.
+
+    It is not a value: using it as one (arithmetic, comparisons, ``if``,
+    ``float``, ``jnp.asarray``, indexing, attributes such as ``.score``)
+    raises a :class:`PPLError` that says what to write instead, inside a
+    generative function (``@ "addr"``) or outside one (``simulate``).
+
+    >>> z = ppl.normal(0.0, 1.0) @ "z"      # inside an @gen function
+    >>> tr = model.simulate(key, (1.0,))    # at the top level
+    """
 
     __slots__ = ("gen_fn", "args")
 
@@ -53,8 +66,82 @@ class Invocation:
             raise PPLError(f"address {addr!r} must be a string, as in normal(0.0, 1.0) @ \"x\".")
         return _jax.bind_sample(self.gen_fn, self.args, addr)
 
+    def _misuse(self, what: str, error=PPLError):
+        g = self.gen_fn
+        call = f"{_name(g)}({_short(self.args)})"
+        if staging_name() is not None:
+            return error(
+                f"in {staging_name()}, {call} was {what}, but it is a random choice without an address, "
+                "not a value. "
+                f"Write `{call} @ \"addr\"` to make the choice and use its value."
+            )
+        name, args = _name(g), _short(self.args, 1)
+        run = (f"`{name}.estimate(key, ({args}))` or `{name}.grad_estimate(key, ({args}))`"
+               if hasattr(g, "estimate") else
+               f"`{name}.simulate(key, ({args}))` (a trace: .retval, .score, .choices) or "
+               f"`{name}.assess(choices, ({args}))`")
+        return error(
+            f"{call} was {what}, but calling a generative function does not run it: it only "
+            "describes a call, to be given an address inside another generative function "
+            f"(`{call} @ \"addr\"`). To run it, use {run}."
+        )
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise self._misuse(f"asked for .{attr}", _AttributeMisuse)
+
+    def __bool__(self):
+        raise self._misuse("used as a condition (if, while, and/or, bool())")
+
+    def __jax_array__(self):
+        raise self._misuse("used as an array")
+
+    def __array__(self, *_, **__):
+        raise self._misuse("used as an array")
+
+    def __getitem__(self, _):
+        raise self._misuse("indexed")
+
+    def __iter__(self):
+        raise self._misuse("iterated over (or unpacked)")
+
+    def __len__(self):
+        raise self._misuse("asked for its length")
+
     def __repr__(self):
         return f"{self.gen_fn!r}(...) awaiting an address: write `{self.gen_fn!r}(...) @ \"addr\"`"
+
+
+def _name(g) -> str:
+    return getattr(g, "__name__", None) or getattr(g, "name", None) or "gen_fn"
+
+
+def _short(args: tuple, tuple_comma: int = 0) -> str:
+    """The arguments as written, numbers shown and anything larger as ``...``."""
+    parts = [repr(a) if isinstance(a, (bool, int, float, str)) else "..." for a in args]
+    return ", ".join(parts) + ("," if tuple_comma and len(parts) == 1 else "")
+
+
+def _misuse_op(what):
+    def op(self, *_):
+        raise self._misuse(what)
+    return op
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "divmod", "and", "or", "xor",
+            "lshift", "rshift"):
+    setattr(Invocation, f"__{_op}__", _misuse_op("used in arithmetic"))
+    setattr(Invocation, f"__r{_op}__", _misuse_op("used in arithmetic"))
+setattr(Invocation, "__rmatmul__", _misuse_op("used in arithmetic"))
+for _op in ("neg", "pos", "abs", "invert", "round", "trunc", "floor", "ceil"):
+    setattr(Invocation, f"__{_op}__", _misuse_op("used in arithmetic"))
+for _op in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(Invocation, f"__{_op}__", _misuse_op("compared"))
+for _op in ("float", "int", "index", "complex"):
+    setattr(Invocation, f"__{_op}__", _misuse_op("converted to a number"))
+Invocation.__hash__ = object.__hash__  # defining __eq__ would otherwise make it unhashable
+_jax.refuse_as_array(Invocation, lambda inv: inv._misuse("used as an array (passed to a JAX function)"))
 
 
 def as_key(key):

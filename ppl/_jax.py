@@ -16,10 +16,12 @@ import itertools
 from typing import Any, Callable
 
 import jax
+from jax._src import core as _jcore
+from jax._src import dtypes as _jdtypes
 from jax.extend import core as jex
 
 from ppl._args import call, hold, release
-from ppl._errors import PPLError, at_address, fmt_addr
+from ppl._errors import PPLError, at_address, choice_outside_error, fmt_addr
 
 # ---------------------------------------------------------------------------
 # The sample primitive
@@ -30,11 +32,7 @@ sample_p.multiple_results = True
 
 
 def _outside_error(*_, addr, **__):
-    raise PPLError(
-        f"random choice {fmt_addr(addr)} was made outside a generative function. "
-        "Random choices only mean something inside a program run by ppl: decorate "
-        "the function with @ppl.gen and call gen_fn.simulate(key, args)."
-    )
+    raise choice_outside_error(addr)
 
 
 sample_p.def_impl(_outside_error)
@@ -83,6 +81,23 @@ def bind_sample(gen_fn, args: tuple, addr):
 
 def _aval(x):
     return jax.typeof(x)
+
+
+def refuse_as_array(cls, error: Callable) -> None:
+    """Make JAX raise ``error(x)`` wherever it meets an instance ``x`` of ``cls``
+    as an array (``jnp`` functions, ``jax.typeof``, arguments of primitives).
+
+    Args:
+        cls: a Python class that is not a value, such as ``Invocation``.
+        error: ``x -> Exception`` saying what to write instead.
+
+    >>> refuse_as_array(Invocation, lambda inv: inv._misuse("used as an array"))
+    """
+    def refuse(x):
+        raise error(x)
+
+    _jcore.pytype_aval_mappings[cls] = refuse
+    _jdtypes.canonicalize_value_handlers[cls] = refuse
 
 
 def closes_over_tracers(fn) -> bool:

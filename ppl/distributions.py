@@ -226,8 +226,8 @@ class Distribution(GenerativeFunction):
 
         Finite-precision samplers can land on the boundary of an open support:
         float32 ``gamma`` with concentration 0.05 gives an exact 0 about once
-        in a hundred draws (the true value is below the smallest float), and a log density of +-inf there turns every gradient estimate
-        into NaN. So values of positive supports are kept in [smallest normal
+        in a hundred draws (the true value is below the smallest float), and
+        a log density of +-inf there turns every gradient estimate into NaN. So values of positive supports are kept in [smallest normal
         float, largest finite float], values of the unit interval in
         [smallest normal float, the float just below 1], and simplex
         components at least the smallest normal float (the sum stays 1 to
