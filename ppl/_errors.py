@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 
 def fmt_addr(addr) -> str:
     """An address as users write it: ``'x'`` or ``('outer', 'x')``; the empty
@@ -100,3 +102,44 @@ def _in_jax_callback() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+_DOMAINS = {
+    "_Positive": "must be > 0",
+    "_Real": "must be finite (not NaN or inf)",
+    "_UnitInterval": "must be in [0, 1]",
+    "_Simplex": "must be non-negative and sum to 1 along the last axis (normalise it, or pass logits)",
+    "_PositiveDefinite": "must be a symmetric positive-definite matrix",
+    "_LowerCholesky": "must be lower triangular with a positive diagonal",
+    "_CorrCholesky": "must be the Cholesky factor of a correlation matrix",
+}
+
+
+def parameter_error(dist: str, param: str, domain: str, x, ok) -> AddressError:
+    """The error for a distribution parameter outside its domain.
+
+    Args:
+        dist: the distribution's name.
+        param: the parameter's name.
+        domain: the class name of numpyro's constraint (``"_Positive"``...).
+        x: the parameter's value, a NumPy array.
+        ok: the constraint's verdict, elementwise (same shape as ``x``) or not.
+
+    Returns:
+        An :class:`AddressError` whose message names the parameter, its
+        domain and an offending entry (the address is filled in by callers).
+
+    >>> str(parameter_error("normal", "scale", "_Positive", np.array(-1.0), np.array(False)))
+    "parameter 'scale' of normal at (top level) must be > 0; got -1.0. Fix the value passed to normal."
+    """
+    rule = _DOMAINS.get(domain, f"must satisfy {domain.lstrip('_')}")
+    if x.ndim == 0:
+        got = f"got {x.item()!r:.60}"
+    elif ok.shape == x.shape:
+        where = tuple(int(i) for i in np.argwhere(~ok)[0])
+        got = f"{int((~ok).sum())} of its {x.size} entries are not, e.g. {x[where].item()!r:.40} at index {where}"
+    else:
+        got = f"got an array of shape {x.shape} that is not"
+    return AddressError(
+        f"parameter {param!r} of {dist} at {{addr}} {rule}; {escape(got)}. Fix the value passed to {dist}."
+    )

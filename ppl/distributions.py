@@ -18,7 +18,7 @@ import numpyro.distributions as nd
 
 from ppl import _jax
 from ppl._args import hold_static_ints, release
-from ppl._errors import AddressError, PPLError, escape
+from ppl._errors import AddressError, PPLError, escape, parameter_error
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
 
@@ -139,7 +139,7 @@ class Distribution(GenerativeFunction):
                 return problem
         return AddressError(
             f"could not build {self.name} at {{addr}} from parameters {escape(f'{params!r:.200}')}: "
-            f"{escape(str(e))}"
+            f"{escape(str(e))}. Its parameters are {escape(str(self._params))}; pass values of those."
         )
 
     # -- values -------------------------------------------------------------
@@ -202,9 +202,9 @@ class Distribution(GenerativeFunction):
         if _jax.is_concrete(value):
             if jnp.issubdtype(value.dtype, jnp.inexact) and bool(np.isnan(np.asarray(value)).any()):
                 raise AddressError(
-                    f"the value given at {{addr}} is NaN, so its log density would be NaN and would "
-                    f"poison every weight and gradient. Give a number; for a missing observation, "
-                    f"leave the address out of the choice map (generate then samples it)."
+                    "the value given at {addr} is NaN, which no distribution produces (under jit it "
+                    "scores -inf, zeroing the weight). Give a number; for a missing observation, "
+                    "leave the address out of the choice map (generate then samples it)."
                 )
             # Check the support before casting: a cast to bool would turn 2 or 0.5 into True.
             ok = _membership(d.support, value, concrete=True)
@@ -345,17 +345,6 @@ def _membership(support, value, concrete=False):
         return None
 
 
-_DOMAINS = {
-    "_Positive": "must be > 0",
-    "_Real": "must be finite (not NaN or inf)",
-    "_UnitInterval": "must be in [0, 1]",
-    "_Simplex": "must be non-negative and sum to 1 along the last axis (normalise it, or pass logits)",
-    "_PositiveDefinite": "must be a symmetric positive-definite matrix",
-    "_LowerCholesky": "must be lower triangular with a positive diagonal",
-    "_CorrCholesky": "must be the Cholesky factor of a correlation matrix",
-}
-
-
 def _parameter_problem(name, d, given: dict) -> AddressError | None:
     """The error for the first concrete parameter outside numpyro's domain for it."""
     base = d
@@ -373,25 +362,10 @@ def _parameter_problem(name, d, given: dict) -> AddressError | None:
         except Exception:
             continue
         if ok.dtype == np.bool_ and not ok.all():
-            return _parameter_error(name, param, constraint, x, ok)
+            while isinstance(constraint, nd.constraints.independent):
+                constraint = constraint.base_constraint
+            return parameter_error(name, param, type(constraint).__name__, x, ok)
     return None
-
-
-def _parameter_error(name, param, constraint, x, ok) -> AddressError:
-    base = constraint
-    while isinstance(base, nd.constraints.independent):
-        base = base.base_constraint
-    rule = _DOMAINS.get(type(base).__name__, f"must satisfy {type(base).__name__.lstrip('_')}")
-    if x.ndim == 0:
-        got = f"got {x.item()!r:.60}"
-    elif ok.shape == x.shape:
-        where = tuple(int(i) for i in np.argwhere(~ok)[0])
-        got = f"{int((~ok).sum())} of its {x.size} entries are not, e.g. {x[where].item()!r:.40} at index {where}"
-    else:
-        got = f"got an array of shape {x.shape} that is not"
-    return AddressError(
-        f"parameter {param!r} of {name} at {{addr}} {rule}; {escape(got)}. Fix the value passed to {name}."
-    )
 
 
 def _is_traced_integer(v) -> bool:
@@ -402,6 +376,17 @@ def _is_traced_integer(v) -> bool:
 def distribution(numpyro_class: Callable, name: str | None = None) -> Distribution:
     """Lift any numpyro distribution (class or factory) into a ppl distribution.
 
+    Args:
+        numpyro_class: a ``numpyro.distributions`` class, or any function of
+            the parameters that returns a numpyro distribution.
+        name: the name used in messages (default: the class's name).
+
+    Returns:
+        A :class:`Distribution`; Python ints and bools among its parameters
+        are held static (see :class:`Distribution`).
+
+    >>> lkj = ppl.distribution(numpyro.distributions.LKJCholesky)
+    >>> chol = lkj(3, 2.0) @ "L"   # the dimension 3 stays a Python int
     >>> vonmises = ppl.distribution(numpyro.distributions.VonMises)
     >>> x = vonmises(0.0, 2.0) @ "angle"
     """
