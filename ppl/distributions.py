@@ -216,7 +216,7 @@ class Distribution(GenerativeFunction):
         score = self.log_density(value, args)
         # Stored with the dtype simulate gives (int for categorical, float for geometric):
         # the rest of a staged program was traced for that dtype.
-        flat, tree = jax.tree.flatten(args)
+        flat, tree = jax.tree.flatten(hold_static_ints(args))
         dtype = self._retval_shape(tree, tuple(jax.typeof(x) for x in flat)).dtype
         return value.astype(dtype), score
 
