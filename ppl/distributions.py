@@ -70,7 +70,27 @@ class Distribution(GenerativeFunction):
         return self._name
 
     def __call__(self, *args, **kwargs):
-        return super().__call__(*hold_static_ints(self._positional(args, kwargs)))
+        return super().__call__(*self.parameters(args, kwargs))
+
+    def parameters(self, args: tuple, kwargs: dict) -> tuple:
+        """The parameters of a call ``self(*args, **kwargs)`` as the call site
+        records them: in the factory's positional order, Python ints and bools
+        held static (wrappers such as strategies use this too).
+
+        Args:
+            args: positional parameters.
+            kwargs: keyword parameters, by the factory's parameter names.
+
+        Returns:
+            A tuple of parameters.
+
+        Raises:
+            PPLError: an unknown keyword, or a parameter given twice.
+
+        >>> ppl.flip.parameters((), {"logits": 0.0})
+        (None, 0.0)
+        """
+        return hold_static_ints(self._positional(args, kwargs))
 
     def _positional(self, args, kwargs) -> tuple:
         if not kwargs:
@@ -227,12 +247,13 @@ class Distribution(GenerativeFunction):
         Finite-precision samplers can land on the boundary of an open support:
         float32 ``gamma`` with concentration 0.05 gives an exact 0 about once
         in a hundred draws (the true value is below the smallest float), and
-        a log density of +-inf there turns every gradient estimate into NaN. So values of positive supports are kept in [smallest normal
-        float, largest finite float], values of the unit interval in
-        [smallest normal float, the float just below 1], and simplex
-        components at least the smallest normal float (the sum stays 1 to
-        float precision). Elsewhere the value is the sampler's own, and so is
-        its pathwise derivative (a clamped element has derivative 0).
+        a log density of +-inf there turns every gradient estimate into NaN.
+        So values of positive supports are kept in [smallest normal float,
+        largest finite float], values of the unit interval in [smallest normal
+        float, the float just below 1], and simplex components at least the
+        smallest normal float (the sum stays 1 to float precision). Elsewhere
+        the value is the sampler's own, and so is its pathwise derivative (a
+        clamped element has derivative 0).
 
         Args:
             key: a ``jax.random`` key.

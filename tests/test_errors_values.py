@@ -82,7 +82,8 @@ def test_out_of_support_gradient_is_finite():
         (lambda: normal(0.0, jnp.array([1.0, -2.0, 1.0])), "'scale'", "index (1,)"),
         (lambda: flip(1.5), "'probs'", "[0, 1]"),
         (lambda: categorical(jnp.array([0.5, 0.6])), "'probs'", "sum to 1"),
-        (lambda: ppl.mv_normal(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]])), "'covariance_matrix'", "positive-definite"),
+        (lambda: ppl.mv_normal(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]])), "'covariance_matrix'",
+         "positive-definite"),
         (lambda: ppl.gamma(-1.0, 1.0), "'concentration'", "> 0"),
     ],
     ids=["sd0", "sd-1", "loc-nan", "sd-vector", "probs1.5", "probs-sum", "cov-not-psd", "gamma-conc"],
@@ -155,3 +156,9 @@ def test_a_traced_integer_where_numpyro_needs_a_python_int_is_named():
 
     with raises(ppl.AddressError, "'dimension'", "'L'", "Python int", "functools.partial"):
         m.simulate(KEY, (3,))
+
+
+def test_parameters_keeps_python_ints_static_for_wrappers():
+    params = ppl.binomial.parameters((5,), {"probs": 0.3})
+    assert jax.tree.leaves(params) == [0.3]  # the count is in the tree structure, not a traced leaf
+    assert ppl.binomial.dist(*params).total_count == 5
