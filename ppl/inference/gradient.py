@@ -39,11 +39,25 @@ class StepSize(eqx.Module):
 
 
 class GradientAux(eqx.Module):
-    """The part of a MALA/HMC state that is theirs: the step size and the selection
-    resolved at ``init`` (static: it is part of the state's structure)."""
+    """The part of a MALA/HMC state that is theirs.
+
+    Attributes:
+        step: the step size and its adaptation.
+        z: the current position in unconstrained coordinates.
+        log_density: the log density of ``z`` (with the Jacobian term).
+        grad: its gradient.
+        selection: the choices moved, resolved at ``init`` (static).
+        shared: whether other kernels move the trace too (static); if so,
+            ``z``, ``log_density`` and ``grad`` are recomputed from the trace
+            at the start of every step.
+    """
 
     step: StepSize
+    z: Any
+    log_density: jax.Array
+    grad: Any
     selection: Selection = eqx.field(static=True)
+    shared: bool = eqx.field(static=True)
 
 
 def _init_step_size(step_size, n_warmup):
@@ -90,26 +104,34 @@ class _Gradient(Kernel):
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
         selection = resolve_selection(self.name, self.selection, trace, observed)
-        # Fail now, not inside the first step: run the unconstrained density abstractly.
-        jax.eval_shape(lambda: constrain(trace, selection, unconstrain(trace, selection, self.name), self.name))
-        return MCMCState(trace, one(), GradientAux(_init_step_size(self.step_size, n_warmup), selection))
+        z = unconstrain(trace, selection, self.name)
+        (logp, _), g = self._grad_fn(trace, selection)(z)
+        step = _init_step_size(self.step_size, n_warmup)
+        return MCMCState(trace, one(), GradientAux(step, z, logp, g, selection, shared))
 
-    def step(self, key, state):
-        trace, selection = state.trace, state.aux.selection
+    def _grad_fn(self, trace, selection):
+        """``z -> ((log density of z, constrained choices), gradient)``."""
 
         def log_density(z):
             out = constrain(trace, selection, z, self.name)
             return out.log_density + out.log_det, out.choices
 
-        grad_fn = jax.value_and_grad(log_density, has_aux=True)
+        return jax.value_and_grad(log_density, has_aux=True)
+
+    def step(self, key, state):
+        trace, aux = state.trace, state.aux
+        grad_fn = self._grad_fn(trace, aux.selection)
+        z, logp, g = aux.z, aux.log_density, aux.grad
+        if aux.shared:  # another kernel may have moved the trace since this kernel's last step
+            z = unconstrain(trace, aux.selection, self.name)
+            (logp, _), g = grad_fn(z)
         k1, k2 = jax.random.split(key)
-        z = unconstrain(trace, selection, self.name)
-        (logp, x0), g = grad_fn(z)
-        x1, log_alpha = self._propose(k1, grad_fn, z, logp, g, x0, state.aux.step.step_size)
+        z1, logp1, g1, x1, log_alpha = self._propose(k1, grad_fn, z, logp, g, aux.step.step_size)
         accepted, prob = accept(k2, log_alpha)
         proposed, _, _ = trace.gen_fn.update(jax.random.key(0), trace, x1)
-        aux = GradientAux(_adapt(state.aux.step, prob, self.target_accept), selection)
-        return MCMCState(select_where(accepted, proposed, trace), prob, aux)
+        z, logp, g = select_where(accepted, (z1, logp1, g1), (z, logp, g))
+        new_aux = GradientAux(_adapt(aux.step, prob, self.target_accept), z, logp, g, aux.selection, aux.shared)
+        return MCMCState(select_where(accepted, proposed, trace), prob, new_aux)
 
 
 class MALA(_Gradient):
@@ -121,7 +143,7 @@ class MALA(_Gradient):
     name = "mala"
     target_accept = 0.574
 
-    def _propose(self, key, grad_fn, z, logp, g, x0, eps):
+    def _propose(self, key, grad_fn, z, logp, g, eps):
         noise = _random_like(key, z)
         z1 = _tmap(lambda a, b, n: a + eps * b + jnp.sqrt(2 * eps) * n, z, g, noise)
         (logp1, x1), g1 = grad_fn(z1)
@@ -129,7 +151,7 @@ class MALA(_Gradient):
         def log_q(to, frm, g_frm):  # log q(to | frm), up to a constant that cancels
             return -_sq(_tmap(lambda t, f, gf: t - f - eps * gf, to, frm, g_frm)) / (4 * eps)
 
-        return x1, logp1 - logp + log_q(z, z1, g1) - log_q(z1, z, g)
+        return z1, logp1, g1, x1, logp1 - logp + log_q(z, z1, g1) - log_q(z1, z, g)
 
 
 class HMC(_Gradient):
@@ -146,7 +168,7 @@ class HMC(_Gradient):
         super().__init__(selection, step_size, target_accept)
         self.n_steps = n_steps
 
-    def _propose(self, key, grad_fn, z, logp, g, x0, eps):
+    def _propose(self, key, grad_fn, z, logp, g, eps):
         p0 = _random_like(key, z)
 
         def leapfrog(carry, _):
@@ -157,8 +179,10 @@ class HMC(_Gradient):
             p = _tmap(lambda p, g: p + 0.5 * eps * g, p, g)
             return (z, p, g, lp, x), None
 
-        (_, p1, _, logp1, x1), _ = jax.lax.scan(leapfrog, (z, p0, g, logp, x0), length=self.n_steps)
-        return x1, (logp1 - 0.5 * _sq(p1)) - (logp - 0.5 * _sq(p0))
+        # The constrained values ride along (their initial value is a placeholder of the right shape).
+        x0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(grad_fn, z)[0][1])
+        (z1, p1, g1, logp1, x1), _ = jax.lax.scan(leapfrog, (z, p0, g, logp, x0), length=self.n_steps)
+        return z1, logp1, g1, x1, (logp1 - 0.5 * _sq(p1)) - (logp - 0.5 * _sq(p0))
 
 
 def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:

@@ -33,7 +33,7 @@ from numpyro.distributions.transforms import biject_to
 from ppl import _jax
 from ppl._errors import PPLError, at_address, fmt_addr
 from ppl._gfi import zero_score
-from ppl.choices import ChoiceMap
+from ppl.choices import ChoiceMap, select_all
 from ppl.combinators import Scan, Vmap
 from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
@@ -198,8 +198,8 @@ def _choice(gen_fn, args, z, path, algorithm):
     u = z.get_value()
     x = bijection(u)
     log_det = jnp.sum(bijection.log_abs_det_jacobian(u, x))
-    score, retval = gen_fn.assess(ChoiceMap.value(x), args)
-    return score, log_det, ChoiceMap.value(x), retval
+    # In the support by construction, and of the distribution's shape: no checks needed.
+    return gen_fn.log_density(x, args), log_det, ChoiceMap.value(x), x
 
 
 def _static(gen_fn, old, args, z, path, algorithm):
@@ -253,7 +253,7 @@ def _scan(gen_fn, old, args, z, path, algorithm):
 def _recorded(gen_fn, old, args, z, path, algorithm):
     """Any other generative function: supports as recorded in its trace, which
     is right only when they are fixed numbers."""
-    site_map = selected_sites(old, selection_of(z), algorithm)
+    site_map = selected_sites(old, select_all() if z.has_value() else selection_of(z), algorithm)
     xs, log_dets = {}, []
     for addr in z.addresses():
         site = site_map[addr]

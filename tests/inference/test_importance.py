@@ -107,3 +107,19 @@ def test_zero_probability_everywhere_is_an_error():
 
     with pytest.raises(ppl.PPLError, match="every log weight is -inf"):
         importance(jax.random.key(0), model, {"y": 0.9}, (), n=10)
+
+
+def test_particle_counts_below_one_are_an_error_naming_the_argument():
+    @ppl.gen
+    def model():
+        mu = ppl.normal(0.0, 1.0) @ "mu"
+        return ppl.normal(mu, 1.0) @ "y"
+
+    for n in (0, -3):
+        with pytest.raises(ppl.PPLError, match=f"number of particles, n, is {n}; it must be at least 1.*n=1000"):
+            importance(jax.random.key(0), model, {"y": 1.0}, (), n=n)
+    with pytest.raises(ppl.PPLError, match="n, must be a positive int.*got 2.5"):
+        importance(jax.random.key(0), model, {"y": 1.0}, (), n=2.5)
+    with pytest.raises(ppl.PPLError, match="sir: the number of traces returned, m, is 0"):
+        ppl.inference.sir(jax.random.key(0), model, {"y": 1.0}, (), n=10, m=0)
+    assert importance(jax.random.key(0), model, {"y": 1.0}, (), n=np.int64(1)).log_weights.shape == (1,)

@@ -128,6 +128,29 @@ def test_diagnostics_summary_and_rhat():
             result.to_arviz()
 
 
+@ppl.gen
+def _inner(mu):
+    return ppl.normal(mu, 1.0) @ "z"
+
+
+@ppl.gen
+def _nested():
+    mu = ppl.normal(0.0, 1.0) @ "mu"
+    z = _inner(mu) @ "sub"
+    return ppl.normal(z, 0.5) @ "y"
+
+
+def test_diagnostics_are_keyed_by_the_addresses_written():
+    result = chains.run(jax.random.key(4), mcmc.mh(ppl.select("mu", ("sub", "z"))), _nested, (), {"y": 0.3},
+                        n_samples=30, n_warmup=5, n_chains=2)
+    for diagnostics in (result.summary(), result.ess(), result.rhat()):
+        assert set(diagnostics) == {"mu", ("sub", "z")}
+    assert result.summary()[("sub", "z")]["mean"].shape == ()
+    custom = chains.run(jax.random.key(4), mcmc.mh(ppl.select("mu", ("sub", "z"))), _nested, (), {"y": 0.3},
+                        n_samples=30, n_warmup=5, n_chains=2, collect=lambda tr: {"mu": tr["mu"], "both": (tr["mu"], tr.score)})
+    assert set(custom.summary()) == {"mu", ("both", 0), ("both", 1)}
+
+
 def test_thinning_and_custom_collect():
     result = chains.run(jax.random.key(2), mcmc.mh(ppl.select("mu")), normal_normal, (jnp.zeros(5),),
                         {"y": NN_DATA}, n_samples=20, n_warmup=5, n_chains=3, thin=3,

@@ -168,3 +168,26 @@ def test_errors_name_the_problem():
     bad = smc.reweight(p, jnp.full((10,), jnp.nan))
     with pytest.raises(ppl.PPLError, match="NaN"):
         bad.check()
+
+
+@ppl.gen
+def _positive_step(z_prev, _):
+    z = ppl.normal(0.9 * z_prev, 0.5) @ "z"
+    y = ppl.exponential(jnp.exp(z)) @ "y"
+    return z, y
+
+
+def test_a_time_step_where_every_weight_is_zero_is_named():
+    model = ppl.scan(_positive_step, length=6)
+    ys = jnp.array([1.0, 0.5, 2.0, -1.0, 0.3, 0.2])  # y < 0 at step 3: impossible for every particle
+    with pytest.raises(ppl.PPLError, match=r"at time step 3 .*every particle has weight zero.*'y'.*"
+                                           r"observations\['y'\]\[3\] = -1.0"):
+        smc.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys}, 20)
+    with pytest.raises(ppl.PPLError, match=r"at time step 2 "):  # a NaN observation
+        smc.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys.at[2].set(jnp.nan)}, 20)
+    with pytest.raises(ppl.PPLError, match="number of particles, n, is 0"):
+        smc.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys}, 0)
+    # Under jit nothing can be raised: as documented, the estimate is -inf from that step on.
+    _, info = jax.jit(lambda k: smc.particle_filter(k, model, (0.0, None), {"y": ys}, 20))(jax.random.key(0))
+    lml = np.asarray(info.log_marginal_likelihood)
+    assert np.all(np.isfinite(lml[:3])) and np.all(lml[3:] == -np.inf) and np.all(np.isnan(info.ess[3:]))
