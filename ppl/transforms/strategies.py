@@ -87,7 +87,7 @@ class WithStrategy(GenerativeFunction):
         # Traced settings (a learned baseline) travel with the arguments: a tracer
         # kept in the primitive's parameters would outlive its trace.
         static, extra = self.strategy.split_traced()
-        return Invocation(StrategySite(self.dist_fn, static), (self.dist_fn._positional(args, kwargs), extra))
+        return Invocation(StrategySite(self.dist_fn, static), (self.dist_fn.parameters(args, kwargs), extra))
 
     def params_and_extra(self, args) -> tuple:
         """``(the distribution's parameters, traced strategy settings)`` of a call."""
