@@ -76,7 +76,7 @@ def selected_sites(trace, selection, algorithm: str) -> ChoiceMap:
         >>> selected_sites(trace, ppl.select("a", "b"), "nuts").addresses()
         [('a',), ('b',)]
     """
-    site_map = sites(trace).filter(selection)
+    site_map = sites(trace, selection)
     if site_map.is_empty():
         raise empty_selection_error(trace, selection, algorithm)
     for addr in site_map.addresses():

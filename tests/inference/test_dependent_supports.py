@@ -145,3 +145,30 @@ def test_a_support_that_cannot_be_followed_is_an_error_naming_the_address():
     kernel = mcmc.cycle(nuts(ppl.select("a")), mcmc.mh(ppl.select("b")))
     result = chains.run(jax.random.key(0), kernel, model, (), {}, n_samples=1000, n_warmup=200, n_chains=4)
     within_mcse(result, {"a": 0.5, "b": 0.25}, min_ess=100)
+
+
+@ppl.gen
+def _up(a):
+    return ppl.normal(a, 1.0) @ "b"
+
+
+@ppl.gen
+def _down(a):
+    return ppl.normal(-a, 1.0) @ "b"
+
+
+@ppl.gen
+def _branching():
+    a = ppl.normal(0.0, 1.0) @ "a"
+    i = ppl.categorical(jnp.array([0.5, 0.5])) @ "i"
+    return ppl.switch(_up, _down)(i, a) @ "s"
+
+
+def test_a_switch_elsewhere_does_not_stop_a_gradient_kernel():
+    # b = 1 observed: by symmetry E[a] = 0 and P(i = 1) = 1/2.
+    kernel = mcmc.cycle(nuts(ppl.select("a")), mcmc.mh(ppl.select("i")))
+    result = chains.run(jax.random.key(0), kernel, _branching, (), {("s", "b"): 1.0}, n_samples=600, n_warmup=200,
+                        n_chains=4)
+    within_mcse(result, {"a": 0.0, "i": 0.5}, min_ess=100)
+    with pytest.raises(ppl.PPLError, match="picked among branches at run time"):
+        chains.run(jax.random.key(0), nuts(ppl.select("a", ("s", "b"))), _branching, (), {}, n_samples=2, n_warmup=0)
