@@ -231,7 +231,25 @@ _INIT: dict = {}
 
 def init_traces(key, model, observations, args, n_chains, attempts=20):
     """One trace per chain from ``model.generate`` (the prior on latent choices),
-    redrawing chains whose density is zero or NaN up to ``attempts`` times."""
+    redrawing chains whose density is zero or NaN up to ``attempts`` times.
+
+    Args:
+        key: a ``jax.random`` key.
+        model: the generative function.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        n_chains: the number of traces.
+        attempts: how many times to redraw.
+
+    Returns:
+        Traces batched along a leading chain axis, all of finite density.
+
+    Raises:
+        PPLError: if some chain still has a zero or NaN density after ``attempts`` draws.
+
+    Example:
+        >>> traces = init_traces(jax.random.key(0), model, {"y": 0.5}, (), 4)
+    """
     if model not in _INIT:
         _INIT[model] = jax.jit(jax.vmap(lambda k, o, a: model.generate(k, o, a), in_axes=(0, None, None)))
     observations = as_choices(observations)
@@ -258,9 +276,38 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
         thin=1, collect: Callable | None = None, traces=None) -> MCMCResult:
     """Run ``n_chains`` chains of ``kernel`` on ``model`` given ``observations``.
 
-    ``collect(trace)`` picks what to record at each kept step (default: the
-    choice map of the latent choices). ``traces`` (batched along chains)
-    overrides the prior initialisation; only their latent choices are used.
+    The chains run under ``vmap`` inside one compiled function (compiled once
+    per kernel, model, settings and shapes): ``n_warmup`` adaptation steps,
+    then ``n_samples * thin`` steps of which every ``thin``-th is kept.
+
+    Args:
+        key: a ``jax.random`` key.
+        kernel: an MCMC kernel (``mh``, ``mala``, ``hmc``, ``nuts``, a composition, ...).
+        model: the generative function.
+        args: the model's arguments (a tuple).
+        observations: a choice map (or dict) of observed values; a kernel
+            built without a selection moves every other choice.
+        n_samples: the number of kept draws per chain.
+        n_warmup: the number of adaptation steps per chain.
+        n_chains: the number of chains.
+        thin: keep every ``thin``-th draw.
+        collect: ``collect(trace)`` picks what to record at each kept step
+            (default: the choice map of the latent choices).
+        traces: starting traces batched along chains (only their latent
+            choices are used); default: draws from the prior, redrawn where the
+            density is zero.
+
+    Returns:
+        An :class:`MCMCResult`.
+
+    Raises:
+        PPLError: if the kernel cannot move the model's choices (empty or
+            observed selection, discrete choices under a gradient kernel, ...),
+            or no starting trace of finite density is found.
+
+    Example:
+        >>> result = run(jax.random.key(0), nuts(), model, (xs,), {"y": ys}, n_samples=500)
+        >>> result.summary()["mu"]["mean"]
     """
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)

@@ -39,19 +39,48 @@ class MCMCState(eqx.Module):
 
 
 def one():
-    """A scalar 1.0 in the default float dtype (the acceptance probability of an initial state)."""
+    """A scalar 1.0 in the default float dtype: the acceptance probability of an initial state.
+
+    Returns:
+        ``jnp.ones(())`` in ``float32`` (``float64`` under ``jax_enable_x64``).
+
+    Example:
+        >>> MCMCState(trace, one(), None)
+    """
     return jnp.ones((), jnp.result_type(float))
 
 
 def select_where(pred, new, old):
-    """``new`` where ``pred`` holds, else ``old``, leaf by leaf."""
+    """``new`` where ``pred`` holds, else ``old``, leaf by leaf.
+
+    Args:
+        pred: a boolean scalar array (e.g. "the move was accepted").
+        new, old: pytrees of the same structure (traces, positions, ...).
+
+    Returns:
+        A pytree of that structure.
+
+    Example:
+        >>> trace = select_where(accepted, proposed, trace)
+    """
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
 def accept(key, log_alpha):
-    """``(accepted, probability)`` of a Metropolis-Hastings move with log ratio ``log_alpha``.
+    """Decide a Metropolis-Hastings move.
 
-    A NaN ratio compares false, so the move is rejected, and its probability is 0."""
+    Args:
+        key: a ``jax.random`` key.
+        log_alpha: the log acceptance ratio.
+
+    Returns:
+        ``(accepted, probability)``: a boolean, and ``min(1, exp(log_alpha))``.
+        A NaN ratio compares false, so the move is rejected, and its
+        probability is reported as 0.
+
+    Example:
+        >>> accepted, prob = accept(key, new.score - old.score)
+    """
     accepted = jnp.log(jax.random.uniform(key)) < log_alpha
     prob = jnp.where(jnp.isnan(log_alpha), 0.0, jnp.exp(jnp.minimum(log_alpha, 0.0)))
     return accepted, prob

@@ -18,21 +18,47 @@ from ppl.inference._util import WeightedTraces, check_weights, ess, log_mean_exp
 
 
 class ParticleCollection(WeightedTraces):
-    """``traces`` batched along a leading axis of size n, their ``log_weights``,
-    and ``log_z`` (log marginal likelihood accumulated at past resamplings)."""
+    """A population of weighted particles.
+
+    Attributes:
+        traces: traces batched along a leading axis of size ``n``.
+        log_weights: their unnormalised log weights, shape ``(n,)``.
+        log_z: the log marginal likelihood absorbed by past resamplings.
+
+    Example:
+        >>> particles = smc.init(key, model, obs, args, n=100)
+        >>> particles.log_marginal_likelihood, particles.ess
+    """
 
     log_z: jax.Array
 
     @property
     def n(self) -> int:
+        """The number of particles."""
         return self.log_weights.shape[0]
 
     @property
     def log_marginal_likelihood(self):
+        """``log_z + log mean exp(log_weights)``: its exponential is unbiased for
+        the marginal likelihood of the observations so far."""
         return self.log_z + log_mean_exp(self.log_weights)
 
     def check(self, what="SMC") -> "ParticleCollection":
-        """Raise a clear error if the weights are NaN/+inf or all -inf (concrete values only)."""
+        """Raise a clear error if the weights are NaN/+inf or all -inf.
+
+        Args:
+            what: the algorithm's name, for the message.
+
+        Returns:
+            ``self``, when the weights are fine (or not concrete: under ``jit``
+            there is nothing to check).
+
+        Raises:
+            PPLError: naming the problem and its likely causes.
+
+        Example:
+            >>> particles = smc.extend(key, particles, args, obs).check("my filter")
+        """
         check_weights(
             self.log_weights,
             what,
@@ -43,9 +69,14 @@ class ParticleCollection(WeightedTraces):
 
 
 class SMCInfo(eqx.Module):
-    """Per step of a driver: the ESS after reweighting (before any resampling),
-    whether it resampled (:func:`run`: after the step; :func:`particle_filter`:
-    before propagating), and the running log marginal-likelihood estimate."""
+    """What a driver reports per step (each attribute has a leading step axis).
+
+    Attributes:
+        ess: the ESS after reweighting (before any resampling).
+        resampled: whether it resampled (``smc.run``: after the step;
+            ``particle_filter``: before propagating).
+        log_marginal_likelihood: the running log marginal-likelihood estimate.
+    """
 
     ess: jax.Array
     resampled: jax.Array
@@ -53,7 +84,19 @@ class SMCInfo(eqx.Module):
 
 
 def wants_resampling(log_weights, ess_threshold):
-    """Whether the ESS of ``log_weights`` is below ``ess_threshold`` times their number (always at 1.0 or more)."""
+    """Whether to resample: the ESS of ``log_weights`` is below ``ess_threshold``
+    times their number (always, when ``ess_threshold >= 1``).
+
+    Args:
+        log_weights: shape ``(n,)``.
+        ess_threshold: a fraction of ``n``.
+
+    Returns:
+        A boolean scalar array.
+
+    Example:
+        >>> wants_resampling(jnp.array([0.0, -10.0]), 0.9)   # True
+    """
     if ess_threshold >= 1.0:
         return jnp.ones((), bool)
     return ess(log_weights) < ess_threshold * log_weights.shape[0]
