@@ -98,7 +98,7 @@ class ChoiceMap:
         >>> cm.is_made("x")  # Array([ True, False])
         """
         made = jnp.asarray(made)
-        if not isinstance(made, jax.core.Tracer) and made.dtype != jnp.bool_:
+        if made.dtype != jnp.bool_:
             made = made.astype(jnp.bool_)
         v_shape, m_shape = jnp.shape(value), jnp.shape(made)
         if tuple(v_shape[: len(m_shape)]) != tuple(m_shape):

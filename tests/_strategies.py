@@ -3,11 +3,16 @@
 A *spec* describes a program: a list of nodes, each making one random choice
 (a distribution, a nested ``@gen`` call, or a combinator) whose parameters are
 a function of an earlier choice or of the program's scalar argument.
-``build(spec)`` turns it into an ``@ppl.gen`` function; ``reference(spec,
-choices, a)`` walks the same spec over a plain nested dict of values and adds
-up numpyro ``log_prob``s, without going through any ppl interpreter. The two
-share only the parameter maps below, so the reference checks addressing,
-nesting, scoring and weight bookkeeping independently of ppl's machinery.
+``build(spec)`` turns it into an ``@ppl.gen`` function; ``_reference.py``
+walks the same spec over a plain nested dict of values and adds up numpyro
+``log_prob``s, without going through any ppl interpreter. The two share only
+the parameter maps below, so the reference checks addressing, nesting,
+branching, scoring and weight bookkeeping independently of ppl's machinery.
+
+Switches and conds may take their index from a random choice, branches may
+share the address ``"sh"`` (made by some of them only), and with
+``random_index=True`` branches also appear inside loops and other branches
+(a traced index): see ``specs``.
 """
 
 from __future__ import annotations
@@ -142,12 +147,19 @@ class Scan:
 
 @dataclasses.dataclass(frozen=True)
 class Switch:
-    """``ppl.switch(*branches)(index(u), u) @ addr``; the branches' addresses are disjoint."""
+    """``ppl.switch(*branches)(index, u) @ addr`` or, with ``cond``,
+    ``ppl.cond(branches[1], branches[0])(pred, u) @ addr``. The index is
+    ``switch_index(u)`` (the predicate ``floor(u + 0.25)``, a float) or, with ``on >= 0``,
+    the value of the discrete choice of node ``on`` (mod the number of branches;
+    the predicate: the value itself). Branches' addresses are disjoint but for
+    ``"sh"``, which some branches may make with one family."""
 
     addr: str
     branches: tuple
     dep: int
     shift: float
+    on: int = -1
+    cond: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +191,7 @@ def _node_repr(n):
         return f"{n.addr}={'vmap' if n.mapped else 'repeat'}[{n.n}]({head}){n.sub!r}"
     if isinstance(n, Scan):
         return f"{n.addr}=scan[{n.n}]({head}){n.sub!r}"
-    kind = "switch" if isinstance(n, Switch) else "mix"
+    kind = "mix" if isinstance(n, Mix) else ("cond" if n.cond else "switch") + (f"@{n.on}" if n.on >= 0 else "")
     return f"{n.addr}={kind}({head})[" + " | ".join(map(repr, n.branches)) + "]"
 
 
@@ -187,13 +199,25 @@ OFFSETS = jnp.array([0.0, 0.4, -0.6, 1.1])
 XS = jnp.array([-0.3, 0.2, 0.5, -0.1])
 
 
+# Off the grid of sums of arguments and shifts (multiples of 0.1), so float
+# rounding cannot put an input on a threshold.
+THRESHOLDS = (-0.15, 0.65)
+COND_OFFSET = 0.25  # a cond's predicate is floor(u + COND_OFFSET)
+
+
 def switch_index(u, n_branches: int):
-    thresholds = [-0.2, 0.7][: n_branches - 1]
-    return sum(jnp.asarray(u > t, jnp.int32) for t in thresholds)
+    return sum(jnp.asarray(u > t, jnp.int32) for t in THRESHOLDS[: n_branches - 1])
 
 
 def mix_logits(u, n_branches: int):
     return jnp.stack([u, -u, 0.5 * u][:n_branches])
+
+
+def branch_argument(node: Switch, u, on_value):
+    """What the program passes to the switch (an index) or cond (a predicate)."""
+    if node.on >= 0:
+        return on_value if node.cond else jnp.asarray(on_value, jnp.int32) % len(node.branches)
+    return jnp.floor(u + COND_OFFSET) if node.cond else switch_index(u, len(node.branches))
 
 
 _BUILT: dict = {}
@@ -206,10 +230,11 @@ def build(spec: Spec) -> ppl.GenerativeFunction:
     makers = [_maker(node) for node in spec.nodes]
 
     def program(a):
-        feats = []
+        feats, vals = [], []
         for node, make in zip(spec.nodes, makers):
             u = (a if node.dep < 0 else feats[node.dep]) + node.shift
-            v = make(u) @ node.addr
+            v = make(u, vals) @ node.addr
+            vals.append(v)
             feats.append(feature(v[0] if isinstance(node, Scan) else v))
         return feats[-1]
 
@@ -220,19 +245,19 @@ def build(spec: Spec) -> ppl.GenerativeFunction:
 
 
 def _maker(node):
-    """``u -> invocation`` for one node (combinators are built once, here)."""
+    """``(u, earlier values) -> invocation`` for one node (combinators are built once, here)."""
     if isinstance(node, Leaf):
-        return FAMILY[node.family].ppl_call
+        return lambda u, _: FAMILY[node.family].ppl_call(u)
     if isinstance(node, Call):
         sub = build(node.sub)
-        return lambda u: sub(u)
+        return lambda u, _: sub(u)
     if isinstance(node, Repeat):
         sub = build(node.sub)
         if node.mapped:
             comb = ppl.vmap(sub)
-            return lambda u: comb(u + OFFSETS[: node.n])
+            return lambda u, _: comb(u + OFFSETS[: node.n])
         comb = ppl.repeat(sub, node.n)
-        return lambda u: comb(u)
+        return lambda u, _: comb(u)
     if isinstance(node, Scan):
         sub = build(node.sub)
 
@@ -242,68 +267,13 @@ def _maker(node):
 
         step.__qualname__ = f"step_of_{sub.name}"
         comb = ppl.scan(ppl.gen(step), length=node.n)
-        return lambda u: comb(u, XS[: node.n])
+        return lambda u, _: comb(u, XS[: node.n])
     fns = [build(b) for b in node.branches]
-    k = len(fns)
     if isinstance(node, Switch):
-        comb = ppl.switch(*fns)
-        return lambda u: comb(switch_index(u, k), u)
+        comb = ppl.cond(fns[1], fns[0]) if node.cond else ppl.switch(*fns)
+        return lambda u, vals: comb(branch_argument(node, u, vals[node.on] if node.on >= 0 else None), u)
     comb = ppl.mix(*fns)
-    return lambda u: comb(mix_logits(u, k), u)
-
-
-def _index(values, i):
-    return jax.tree.map(lambda v: v[i], values)
-
-
-def reference(spec: Spec, values: dict, a) -> tuple[dict, jax.Array]:
-    """Per-address numpyro log densities ``{path tuple: logp}`` (summed over the
-    stacked axis of vmap/repeat/scan) and the retval, for a nested dict of
-    values (as from ``ChoiceMap.to_dict()``). Only visited addresses appear."""
-    logps, feats = {}, []
-
-    def put(prefix, sub_logps):
-        for p, lp in sub_logps.items():
-            key = (*prefix, *p)
-            logps[key] = logps[key] + lp if key in logps else lp
-
-    for node in spec.nodes:
-        u = (a if node.dep < 0 else feats[node.dep]) + node.shift
-        if isinstance(node, Leaf):
-            v = values[node.addr]
-            logps[(node.addr,)] = numpyro_logp(FAMILY[node.family].numpyro(u), v)
-            feats.append(feature(v))
-        elif isinstance(node, Call):
-            sub_logps, ret = reference(node.sub, values[node.addr], u)
-            put((node.addr,), sub_logps)
-            feats.append(feature(ret))
-        elif isinstance(node, Repeat):
-            rets = []
-            for i in range(node.n):
-                ui = u + OFFSETS[i] if node.mapped else u
-                sub_logps, ret = reference(node.sub, _index(values[node.addr], i), ui)
-                put((node.addr,), sub_logps)
-                rets.append(ret)
-            feats.append(feature(jnp.stack(rets)))
-        elif isinstance(node, Scan):
-            carry = u
-            for t in range(node.n):
-                sub_logps, carry = reference(node.sub, _index(values[node.addr]["body"], t), carry + XS[t])
-                put((node.addr, "body"), sub_logps)
-            feats.append(feature(carry))
-        elif isinstance(node, Switch):
-            j = int(switch_index(u, len(node.branches)))
-            sub_logps, ret = reference(node.branches[j], values[node.addr], u)
-            put((node.addr,), sub_logps)
-            feats.append(feature(ret))
-        else:  # Mix
-            c = values[node.addr]["component"]
-            logits = mix_logits(u, len(node.branches))
-            logps[(node.addr, "component")] = numpyro_logp(nd.Categorical(logits=logits), c)
-            sub_logps, ret = reference(node.branches[int(c)], values[node.addr]["value"], u)
-            put((node.addr, "value"), sub_logps)
-            feats.append(feature(ret))
-    return logps, feats[-1]
+    return lambda u, _: comb(mix_logits(u, len(fns)), u)
 
 
 def _prefixed(spec: Spec, prefix: str) -> Spec:
@@ -311,15 +281,20 @@ def _prefixed(spec: Spec, prefix: str) -> Spec:
     return Spec(tuple(dataclasses.replace(n, addr=prefix + n.addr) for n in spec.nodes))
 
 
+DISCRETE_INDEX = ("flip", "flip_logits", "categorical")
+
+
 @st.composite
 def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: bool = True,
-          det: bool = True, plain: bool = True, branches: bool = True):
+          det: bool = True, plain: bool = True, branches: bool = True, random_index: bool = False):
     """Random programs. ``det``: the argument is a deterministic function of the
     top-level argument (so a switch on it picks the same branch in every run
     with the same arguments); ``plain``: not inside a vmap/scan body (where a
     switch index would be traced, not known); ``branches``: switch and mix
-    allowed (not inside another switch/mix, whose assess cannot handle them yet:
-    see test_combinators.py::test_switch_nested_in_a_branch_assess)."""
+    allowed (not inside another switch/mix). ``random_index``: switch and cond
+    anywhere (inside loops and branches too), their index possibly a random
+    choice of the program (for laws that expect -inf where a constrained
+    address is not made)."""
     names = families or [f.name for f in FAMILIES]
     n = draw(st.integers(1, max_nodes))
     nodes = []
@@ -328,18 +303,20 @@ def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: 
         kinds += ["call"]
         if combinators:
             kinds += ["repeat", "vmap", "scan"]
-            if plain and branches:
-                kinds += ["mix"] + (["switch"] if det else [])
+            if random_index:
+                kinds += ["mix", "switch", "cond"]
+            elif plain and branches:
+                kinds += ["mix"] + (["switch", "cond"] if det else [])
     for i in range(n):
         addr = f"a{i}"
         kind = draw(st.sampled_from(kinds))
-        dep = -1 if kind == "switch" else draw(st.integers(-1, i - 1))
+        dep = -1 if kind in ("switch", "cond") and not random_index else draw(st.integers(-1, i - 1))
         shift = draw(st.sampled_from([-0.5, 0.0, 0.3, 1.0]))
         sub_det = det and dep == -1
 
         def sub(**kw):
             opts = dict(depth=depth - 1, max_nodes=2, families=families, combinators=combinators,
-                        det=sub_det, plain=plain, branches=branches)
+                        det=sub_det, plain=plain, branches=branches, random_index=random_index)
             opts.update(kw)
             return draw(specs(**opts))
 
@@ -352,9 +329,18 @@ def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: 
         elif kind == "scan":
             nodes.append(Scan(addr, sub(plain=False, det=False), dep, shift, draw(st.integers(1, 3))))
         else:
-            k = draw(st.integers(2, 3))
-            bs = tuple(_prefixed(sub(branches=False), f"b{j}") for j in range(k))
-            nodes.append((Switch if kind == "switch" else Mix)(addr, bs, dep, shift))
+            k = 2 if kind == "cond" else draw(st.integers(2, 3))
+            bs = [_prefixed(sub(branches=False), f"b{j}") for j in range(k)]
+            if draw(st.booleans()):  # "sh": made by some branches, with one family
+                fam, makers = draw(st.sampled_from(names)), subset(draw, list(range(k))) or [0]
+                for j in makers:
+                    bs[j] = Spec((*bs[j].nodes, Leaf("sh", fam, draw(st.integers(-1, len(bs[j].nodes) - 1)), 0.2)))
+            if kind == "mix":
+                nodes.append(Mix(addr, tuple(bs), dep, shift))
+                continue
+            ons = [j for j, m in enumerate(nodes) if isinstance(m, Leaf) and m.family in DISCRETE_INDEX]
+            on = draw(st.sampled_from([*ons, -1])) if random_index and ons else -1
+            nodes.append(Switch(addr, tuple(bs), dep, shift, on, kind == "cond"))
     return Spec(tuple(nodes))
 
 

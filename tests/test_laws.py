@@ -1,5 +1,7 @@
 """The laws of the generative-function interface (DESIGN.md section 2), checked on
-random programs from ``_strategies.specs`` against an independent numpyro reference."""
+random programs from ``_strategies.specs`` against an independent numpyro
+reference (``_reference``). Programs whose branches run under a traced index,
+with constraints at addresses only some branches make: ``test_switch_laws.py``."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from _strategies import (
     assert_close,
     build,
     choice_map_of,
-    reference,
     seeds,
     CHEAP,
     combinator_specs,
@@ -27,6 +28,7 @@ from _strategies import (
     static_specs,
     subset,
 )
+from _reference import reference
 
 N_STATIC = 25  # examples per law on programs of distributions and nested @gen calls (run eagerly)
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain]

@@ -1,4 +1,4 @@
-"""A check shared by the combinators whose choices stack along a leading axis."""
+"""Helpers shared by the combinators whose choices stack along a leading axis."""
 
 from __future__ import annotations
 
@@ -18,3 +18,15 @@ def check_leading_axis(choices: ChoiceMap, n: int, name: str, axis: str, element
                 f"at {{addr}} has shape {jnp.shape(leaf)}. Give one value per {element}.",
                 addr,
             )
+
+
+def per_element(choices: ChoiceMap, n: int) -> ChoiceMap:
+    """``choices`` with every masked entry that has one flag for its whole stack
+    (made or not, as a whole: e.g. a ``ppl.vmap`` inside a ``ppl.switch``
+    branch) given one flag per element, so that the stack can be mapped."""
+    if choices.is_masked():
+        value, made = choices._raw()
+        return ChoiceMap.masked(value, jnp.broadcast_to(made, (n,))) if jnp.ndim(made) == 0 else choices
+    if choices.has_value() or choices.is_empty():
+        return choices
+    return ChoiceMap({k: per_element(sub, n) for k, sub in choices.items()})

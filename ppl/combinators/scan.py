@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
-from ppl.combinators._stacked import check_leading_axis
+from ppl.combinators._stacked import check_leading_axis, per_element
 from ppl.transforms.assess import assess_site
 from ppl.transforms.generate import generate_site
 from ppl.transforms.update import update_site
@@ -69,8 +69,9 @@ class Scan(GenerativeFunction):
             )
         return lengths.pop()
 
-    def _check_stacked(self, choices: ChoiceMap, T: int):
+    def _check_stacked(self, choices: ChoiceMap, T: int) -> ChoiceMap:
         check_leading_axis(choices, T, self.name, "time axis", "step")
+        return per_element(choices, T)
 
     def _loop(self, body, args, per_step):
         """Scan ``body(carry, per_step_t, x_t) -> (carry, out_t)``."""
@@ -107,7 +108,7 @@ class Scan(GenerativeFunction):
         return self._trace(args, inner, carry)
 
     def _assess(self, choices, args):
-        self._check_stacked(choices, self._length(self._split_args(args)[1]))
+        choices = self._check_stacked(choices, self._length(self._split_args(args)[1]))
 
         def body(carry, c, x):
             logp, (carry, y) = assess_site(self.step, c, (carry, x))
@@ -117,7 +118,7 @@ class Scan(GenerativeFunction):
         return jnp.sum(logp), (carry, ys)
 
     def _generate(self, key, constraints, args):
-        self._check_stacked(constraints, self._length(self._split_args(args)[1]))
+        constraints = self._check_stacked(constraints, self._length(self._split_args(args)[1]))
 
         def body(carry, kc, x):
             tr, w = generate_site(self.step, kc[0], kc[1], (carry, x))
@@ -127,7 +128,7 @@ class Scan(GenerativeFunction):
         return self._trace(args, inner, carry), jnp.sum(w)
 
     def _update(self, key, trace, constraints, args):
-        self._check_stacked(constraints, self._length(self._split_args(args)[1]))
+        constraints = self._check_stacked(constraints, self._length(self._split_args(args)[1]))
         if self._length(args[1]) != self._length(trace.args[1]):
             raise PPLError(
                 f"{self.name}: update cannot change the number of steps "

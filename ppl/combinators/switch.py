@@ -39,9 +39,10 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl._errors import AddressError, PPLError, fmt_addr
+from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap, select, select_none
+from ppl.combinators._union import check_layout, union_by_index
 from ppl.transforms.assess import assess_site
 from ppl.transforms.generate import generate_site
 from ppl.transforms.update import update_site
@@ -70,75 +71,11 @@ class SwitchTrace(Trace):
         index, _ = self.gen_fn._branch_index(self.index, strict=False)
         if _jax.is_concrete(index) and jnp.ndim(index) == 0:
             return maps[int(index)]
-        return _union_by_index(index, maps, self.gen_fn.name)
+        return union_by_index(index, maps, self.gen_fn.name)
 
     def project(self, selection):
         # Slots of branches not taken hold zero scores, so they add nothing.
         return sum(tr.project(selection) for tr in self.branches)
-
-
-def _raw_entries(m: ChoiceMap):
-    return [(a, *m.get_submap(a)._raw()) for a in m.addresses()]
-
-
-def _dtype(v):
-    return v.dtype if hasattr(v, "dtype") else jnp.result_type(v)
-
-
-def check_layout(maps: list, name: str) -> None:
-    """Branches' choice maps that one map can hold: an address shared by branches
-    has one shape and dtype, and no address lies under another's value."""
-    seen: dict = {}
-    for j, m in enumerate(maps):
-        for a, v, _ in _raw_entries(m):
-            kind = (tuple(jnp.shape(v)), _dtype(v))
-            if a in seen and seen[a][1] != kind:
-                i, (s, d) = seen[a][0], seen[a][1]
-                raise AddressError(
-                    f"branches {i} and {j} of {name} both make a random choice at {{addr}}, with shape "
-                    f"{s} and dtype {d} in one and {kind[0]} and {kind[1]} in the other. With a branch "
-                    "index known only at run time (under jit or vmap) the choice map holds one value per "
-                    "address: give the two choices different addresses, or the same shape and dtype.",
-                    a,
-                )
-            seen.setdefault(a, (j, kind))
-    for a in seen:
-        for k in range(1, len(a)):
-            if a[:k] in seen:
-                raise AddressError(
-                    f"one branch of {name} makes a random choice at {{addr}}, and another makes choices "
-                    f"below it, at {fmt_addr(a)}. With a branch index known only at run time the choice "
-                    "map holds both, which it cannot: give them different addresses.",
-                    a[:k],
-                )
-
-
-def _align(mask, ndim):
-    return jnp.reshape(mask, jnp.shape(mask) + (1,) * (ndim - jnp.ndim(mask)))
-
-
-def _union_by_index(index, maps, name):
-    """The choice map of the branch ``index`` (traced, or batched) as one map over
-    every branch's addresses; addresses not every branch makes are masked."""
-    check_layout(maps, name)
-    holders: dict = {}
-    for j, m in enumerate(maps):
-        for a, v, made in _raw_entries(m):
-            holders.setdefault(a, []).append((j, v, made))
-    entries = {}
-    for a, hs in holders.items():
-        value = hs[0][1]
-        for j, v, _ in hs[1:]:
-            value = jnp.where(_align(index == j, jnp.ndim(v)), v, value)
-        if len(hs) == len(maps) and all(made is None for _, _, made in hs):
-            entries[a] = ChoiceMap.value(value)
-            continue
-        ndim = max([jnp.ndim(index)] + [jnp.ndim(made) for _, _, made in hs if made is not None])
-        flag = jnp.zeros((), jnp.bool_)
-        for j, _, made in hs:
-            flag = jnp.where(_align(index == j, ndim), True if made is None else made, flag)
-        entries[a] = ChoiceMap.masked(value, flag)
-    return ChoiceMap.d(entries)
 
 
 def _any_made(flags):

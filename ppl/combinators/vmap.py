@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
-from ppl.combinators._stacked import check_leading_axis
+from ppl.combinators._stacked import check_leading_axis, per_element
 from ppl.transforms.assess import assess_site
 from ppl.transforms.generate import generate_site
 from ppl.transforms.update import update_site
@@ -91,8 +91,10 @@ class Vmap(GenerativeFunction):
     def _keys(self, key, args):
         return jax.random.split(key, self._size(args))
 
-    def _check_batched(self, choices: ChoiceMap, args):
-        check_leading_axis(choices, self._size(args), self.name, "axis", "element")
+    def _check_batched(self, choices: ChoiceMap, args) -> ChoiceMap:
+        n = self._size(args)
+        check_leading_axis(choices, n, self.name, "axis", "element")
+        return per_element(choices, n)
 
     def _map(self, fn, batched, args):
         return jax.vmap(fn, in_axes=(*(0,) * len(batched), self._axes(args)))(*batched, args)
@@ -113,12 +115,12 @@ class Vmap(GenerativeFunction):
         return self._trace(args, inner)
 
     def _assess(self, choices, args):
-        self._check_batched(choices, args)
+        choices = self._check_batched(choices, args)
         logp, retval = self._map(lambda c, a: assess_site(self.gen_fn, c, a), (choices,), args)
         return jnp.sum(logp), retval
 
     def _generate(self, key, constraints, args):
-        self._check_batched(constraints, args)
+        constraints = self._check_batched(constraints, args)
         inner, w = self._map(lambda k, c, a: generate_site(self.gen_fn, k, c, a), (self._keys(key, args), constraints), args)
         return self._trace(args, inner), jnp.sum(w)
 
@@ -141,6 +143,7 @@ class Vmap(GenerativeFunction):
                     "another length, simulate or generate a new trace with new arguments.",
                     addr,
                 )
+        constraints = per_element(constraints, n)
         inner, w, discard = self._map(
             lambda k, tr, c, a: update_site(self.gen_fn, k, tr, c, a), (self._keys(key, args), trace.inner, constraints), args
         )
