@@ -12,7 +12,9 @@ support, and adds ``log |det J|`` (the Jacobian of the whole map is triangular
 in program order, so these terms are its log determinant).
 
 The run descends into ``@gen`` functions, ``ppl.vmap``/``ppl.repeat`` (per
-element) and ``ppl.scan`` (step by step). A selected choice inside any other
+element) and ``ppl.scan`` (step by step); a distribution wrapped in a
+call-site strategy (``ppl.reparam(ppl.uniform)(lo, hi) @ "x"``) is the
+distribution. A selected choice inside any other
 generative function is mapped with the support recorded in its trace, which is
 only right if that support cannot change: its parameters must be known
 numbers, otherwise :func:`constrain` raises an error naming the address.
@@ -37,6 +39,7 @@ from ppl.choices import ChoiceMap, select_all
 from ppl.combinators import Scan, Vmap
 from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
+from ppl.transforms.strategies import WithStrategy
 from ppl.inference._sites import Site, empty_selection_error, sites
 from ppl.inference._util import selection_of
 
@@ -182,6 +185,8 @@ def _run(gen_fn, old, args, z: ChoiceMap, path: tuple, algorithm: str):
         return score, zero_score(), ChoiceMap.empty(), retval
     if isinstance(gen_fn, Distribution):
         return _choice(gen_fn, args, z, path, algorithm)
+    if isinstance(gen_fn, WithStrategy):  # reparam(uniform)(lo, hi) @ "x": the distribution, for ADEV's sake
+        return _choice(gen_fn.dist_fn, gen_fn.params_and_extra(args)[0], z, path, algorithm)
     if isinstance(gen_fn, StaticGenerativeFunction):
         return _static(gen_fn, old, args, z, path, algorithm)
     if isinstance(gen_fn, Vmap):
