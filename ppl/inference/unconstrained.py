@@ -16,8 +16,9 @@ element) and ``ppl.scan`` (step by step); a distribution wrapped in a
 call-site strategy (``ppl.reparam(ppl.uniform)(lo, hi) @ "x"``) is the
 distribution. A selected choice inside any other
 generative function is mapped with the support recorded in its trace, which is
-only right if that support cannot change: its parameters must be known
-numbers, otherwise :func:`constrain` raises an error naming the address.
+only right if that support cannot change: it must have no parameters taken
+from arguments (``real``, ``positive``, ``unit_interval``, ``simplex``, ...),
+otherwise :func:`constrain` raises an error naming the address.
 
 The inverse, :func:`unconstrain`, reads the supports off the current trace:
 its distributions were built from the current values, so
@@ -32,7 +33,6 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
-from ppl import _jax
 from ppl._errors import PPLError, at_address, fmt_addr
 from ppl._gfi import zero_score
 from ppl.choices import ChoiceMap, select_all
@@ -166,7 +166,7 @@ def constrain(trace, selection, z: ChoiceMap, algorithm: str = "gradient kernel"
         PPLError: if a selected choice is discrete, or sits inside a generative
             function other than a distribution, ``@gen`` function, ``ppl.vmap``,
             ``ppl.repeat`` or ``ppl.scan`` and its support has parameters
-            computed at run time (they might depend on other choices; the error
+            taken from arguments (they might depend on other choices; the error
             names the address and the way out).
 
     Example:
@@ -255,6 +255,13 @@ def _scan(gen_fn, old, args, z, path, algorithm):
     return jnp.sum(score), jnp.sum(log_det), x, (carry, ys)
 
 
+def _parameter_free(support) -> bool:
+    """Whether a support is fixed whatever the distribution's arguments: its only
+    parameters are numbers written into numpyro (``positive``'s 0, ``unit_interval``'s
+    0 and 1), not arrays that came from arguments."""
+    return all(isinstance(leaf, (int, float)) for leaf in jax.tree.leaves(support))
+
+
 def _recorded(gen_fn, old, args, z, path, algorithm):
     """Any other generative function: supports as recorded in its trace, which
     is right only when they are fixed numbers."""
@@ -263,11 +270,12 @@ def _recorded(gen_fn, old, args, z, path, algorithm):
     for addr in z.addresses():
         site = site_map[addr]
         support = site.dtrace.gen_fn.dist(*site.dtrace.args).support
-        if not _jax.is_concrete(jax.tree.leaves(support)):
+        if not _parameter_free(support):
             full = (*path, *addr)
             raise PPLError(
-                f"{algorithm}: the support of {fmt_addr(full)} ({support}) has parameters computed at run "
-                f"time inside {gen_fn.name}, so they may depend on other choices, and {algorithm} can build "
+                f"{algorithm}: the support of {fmt_addr(full)} ({support}) has parameters, taken from the "
+                f"arguments of its distribution inside {gen_fn.name}, so they may depend on other choices, and "
+                f"{algorithm} can build "
                 "unconstrained coordinates in program order only through distributions, @gen functions, "
                 "ppl.vmap, ppl.repeat and ppl.scan. Move this choice with ppl.inference.mh instead, e.g. "
                 f"cycle({algorithm}(select(...the others...)), mh(select({fmt_addr(full)}))), or write the part "

@@ -137,21 +137,22 @@ class _Opaque(ppl.GenerativeFunction):
 
 
 def test_a_support_that_cannot_be_followed_is_an_error_naming_the_address():
-    opaque = _Opaque(ppl.uniform)
+    opaque_uniform, opaque_exponential = _Opaque(ppl.uniform), _Opaque(ppl.exponential)
 
     @ppl.gen
     def model():
         a = ppl.uniform(0.0, 1.0) @ "a"
-        return opaque(0.0, 1.0 - a) @ "b"
+        opaque_exponential(1.0 / (1.0 + a)) @ "c"  # support (0, inf) whatever a is: fine
+        return opaque_uniform(0.0, 1.0 - a) @ "b"
 
     assert isinstance(model.simulate(jax.random.key(0), ()).subtraces["b"], DistributionTrace)
     for kernel in (nuts(), mcmc.hmc(), mcmc.mala()):
-        with pytest.raises(ppl.PPLError, match=r"support of 'b'.*computed at run time.*mh\(select\('b'\)\)"):
+        with pytest.raises(ppl.PPLError, match=r"support of 'b'.*has parameters.*mh\(select\('b'\)\)"):
             chains.run(jax.random.key(0), kernel, model, (), {}, n_samples=2, n_warmup=0, n_chains=1)
-    # Moving b with MH and a with NUTS is fine, and right.
-    kernel = mcmc.cycle(nuts(ppl.select("a")), mcmc.mh(ppl.select("b")))
+    # Moving b with MH and the others with NUTS is fine, and right: E[c] = E[1 + a] = 3/2.
+    kernel = mcmc.cycle(nuts(ppl.select("a", "c")), mcmc.mh(ppl.select("b")))
     result = chains.run(jax.random.key(0), kernel, model, (), {}, n_samples=1000, n_warmup=200, n_chains=4)
-    within_mcse(result, {"a": 0.5, "b": 0.25}, min_ess=100)
+    within_mcse(result, {"a": 0.5, "b": 0.25, "c": 1.5}, min_ess=100)
 
 
 @ppl.gen
