@@ -7,6 +7,7 @@ and exact enumeration, written against the generative-function interface.
     particle_filter(key, ppl.scan model, args, obs, n, proposal=...)
     mh / mala / hmc / nuts kernels; cycle / mixture / repeat; run_mcmc (chains.run)
     enumerate_posterior(model, obs, args)                      -> exact posterior
+    unconstrained.constrain / unconstrain                      the gradient kernels' coordinates
     vi                                                          variational inference
 """
 
@@ -17,17 +18,17 @@ from ppl.inference._util import ess, log_mean_exp
 from ppl.inference.chains import MCMCResult
 from ppl.inference.chains import run as run_mcmc
 from ppl.inference.enum import Enumeration, enumerate_posterior
+from ppl.inference.filtering import particle_filter
 from ppl.inference.importance import ImportanceResult, importance, sir
 from ppl.inference.mcmc import (
     HMC, MALA, MH, Cycle, Kernel, MCMCState, Mixture, Repeat, cycle, hmc, mala, mh, mixture, repeat,
 )
 from ppl.inference.nuts import NUTS, nuts
-from ppl.inference.filtering import particle_filter
 from ppl.inference.particles import ParticleCollection, SMCInfo
 
 __all__ = [
     "Cycle", "Enumeration", "HMC", "ImportanceResult", "Kernel", "MALA", "MCMCResult", "MCMCState", "MH",
-    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum", "filtering", "gradient", "kernel",
-    "enumerate_posterior", "ess", "hmc", "importance", "log_mean_exp", "mala", "mcmc", "mh", "mixture",
+    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum", "enumerate_posterior",
+    "ess", "filtering", "gradient", "hmc", "importance", "kernel", "log_mean_exp", "mala", "mcmc", "mh", "mixture",
     "nuts", "particle_filter", "particles", "repeat", "resampling", "run_mcmc", "sir", "smc", "unconstrained", "vi",
 ]

@@ -39,9 +39,9 @@ from ppl.choices import ChoiceMap, select_all
 from ppl.combinators import Scan, Vmap
 from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
-from ppl.transforms.strategies import WithStrategy
 from ppl.inference._sites import Site, empty_selection_error, sites
 from ppl.inference._util import selection_of
+from ppl.transforms.strategies import WithStrategy
 
 
 class Constrained(NamedTuple):
@@ -255,6 +255,10 @@ def _scan(gen_fn, old, args, z, path, algorithm):
     return jnp.sum(score), jnp.sum(log_det), x, (carry, ys)
 
 
+def _log_det(d, u, x):
+    return jnp.sum(biject_to(d.support).log_abs_det_jacobian(u, x))
+
+
 def _parameter_free(support) -> bool:
     """Whether a support is fixed whatever the distribution's arguments: its only
     parameters are numbers written into numpyro (``positive``'s 0, ``unit_interval``'s
@@ -283,7 +287,7 @@ def _recorded(gen_fn, old, args, z, path, algorithm):
             )
         u = z[addr]
         x = _per_choice(site.dtrace, lambda d, v: biject_to(d.support)(v), u)
-        log_det = _per_choice(site.dtrace, lambda d, v, w: jnp.sum(biject_to(d.support).log_abs_det_jacobian(v, w)), u, x)
+        log_det = _per_choice(site.dtrace, _log_det, u, x)
         xs[addr] = x
         log_dets.append(jnp.sum(log_det))
     x = ChoiceMap.d(xs)
