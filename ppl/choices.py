@@ -385,6 +385,11 @@ class Selection(abc.ABC):
     def __invert__(self) -> "Selection":
         return _Complement(self)
 
+    def _names(self) -> bool:
+        """Whether built by naming addresses: ``select("x", ...)`` with at least
+        one, or a union holding one (not ``select()``, all, none or a complement)."""
+        return False
+
     def __or__(self, other: "Selection") -> "Selection":
         return _Union(self, other)
 
@@ -417,6 +422,9 @@ class _Static(Selection):
 
     def child(self, key):
         return self._children.get(key, _NONE)
+
+    def _names(self):
+        return bool(self._children)
 
     def __repr__(self):
         return f"select({', '.join(fmt_addr(a) for a in _flat_paths(self))})"
@@ -460,6 +468,9 @@ class _Union(Selection):
 
     def selects_value(self):
         return self.a.selects_value() or self.b.selects_value()
+
+    def _names(self):
+        return self.a._names() or self.b._names()
 
     def __repr__(self):
         return f"{self.a!r} | {self.b!r}"
@@ -529,3 +540,30 @@ def select_all() -> Selection:
 
 def select_none() -> Selection:
     return _NONE
+
+
+def check_selects_some(selection: Selection, possible: ChoiceMap, name: str) -> None:
+    """Refuse a selection that names addresses but none of ``possible``.
+
+    Args:
+        selection: the selection given to ``regenerate`` (or a kernel).
+        possible: a choice map holding every address that some execution of
+            ``name`` could make (e.g. ``gen_fn.trace_shape(args).choices``).
+        name: the generative function's name, for the message.
+
+    Raises:
+        PPLError: if ``selection`` was built by naming addresses
+            (``select("x", ...)``) and selects none of ``possible``: it would do
+            nothing. ``select()``, ``select_none()``, ``select_all()`` and
+            complements are never refused.
+
+    >>> check_selects_some(ppl.select("typo"), model.trace_shape(args).choices, model.name)  # PPLError
+    """
+    if selection._names() and possible.filter(selection).is_empty():
+        addrs = possible.addresses()
+        shown = ", ".join(fmt_addr(a) for a in addrs[:20]) + (", ..." if len(addrs) > 20 else "")
+        raise PPLError(
+            f"regenerate: the selection {selection!r} names no random choice of {name}, so it "
+            f"would resample nothing. Its addresses are: {shown or 'none'}. Select some of "
+            "them, e.g. ppl.select('x', ('sub', 'y')) for x and y inside the call at 'sub'."
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ppl._errors import AddressError, PPLError, fmt_addr
-from ppl.choices import ChoiceMap, Selection
+from ppl.choices import ChoiceMap, check_selects_some
 
 
 def check_addresses(program, choices: ChoiceMap, name: str, verb: str) -> None:
@@ -43,32 +43,8 @@ def flag_of(choices: ChoiceMap):
     return made if jnp.ndim(made) == 0 else None
 
 
-def names_addresses(selection: Selection) -> bool:
-    """Whether ``selection`` was built by naming addresses (``select("x", ...)``
-    with at least one address, or a union holding one), as opposed to
-    ``select()``, ``select_none()``, ``select_all()`` or a complement."""
-    children = getattr(selection, "_children", None)
-    if children is not None:
-        return bool(children)
-    parts = [getattr(selection, "a", None), getattr(selection, "b", None)]
-    return any(p is not None and names_addresses(p) for p in parts)
-
-
-def check_selection(selection: Selection, possible: ChoiceMap, name: str) -> None:
-    """A selection that names addresses must select one of ``possible`` (the
-    addresses any execution of ``name`` could make), or it would do nothing."""
-    if names_addresses(selection) and possible.filter(selection).is_empty():
-        addrs = possible.addresses()
-        shown = ", ".join(fmt_addr(a) for a in addrs[:20]) + (", ..." if len(addrs) > 20 else "")
-        raise PPLError(
-            f"regenerate: the selection {selection!r} names no random choice of {name}, so it "
-            f"would resample nothing. Its addresses are: {shown or 'none'}. Select some of "
-            "them, e.g. ppl.select('x', ('sub', 'y')) for x and y inside the call at 'sub'."
-        )
-
-
 def _known(program) -> str:
     return "[" + ", ".join(fmt_addr(a) for a in program.addresses) + "]" if program.addresses else "[] (none)"
 
 
-__all__ = ["check_addresses", "check_selection", "flag_of", "missing_choice", "PPLError"]
+__all__ = ["check_addresses", "check_selects_some", "flag_of", "missing_choice", "PPLError"]

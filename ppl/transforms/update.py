@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from ppl._errors import at_address
 from ppl._gfi import site_key, total
 from ppl.choices import ChoiceMap
-from ppl.transforms._checks import check_addresses, check_selection, flag_of
+from ppl.transforms._checks import check_addresses, check_selects_some, flag_of
 from ppl.transforms.generate import generate_site
 
 
@@ -50,7 +50,7 @@ def regenerate(program, key, trace, selection, args):
         PPLError: if ``selection`` names addresses (``ppl.select("x", ...)``) but
             none that the program could make: the move would do nothing.
     """
-    check_selection(selection, trace.gen_fn.trace_shape(args).choices, trace.gen_fn.name)
+    check_selects_some(selection, trace.gen_fn.trace_shape(args).choices, trace.gen_fn.name)
     subtraces, weights = {}, []
 
     def on_site(site, site_args):
