@@ -128,11 +128,21 @@ class ChoiceMap:
         return self._value is not _NO_VALUE
 
     def is_masked(self) -> bool:
-        """Whether this node is a single choice made only on some executions."""
+        """Whether this node is a single choice made only on some executions.
+
+        Returns:
+            ``True`` for an entry built by :meth:`masked` (as in the choice map of a
+            ``ppl.switch`` with a traced index), ``False`` otherwise.
+
+        >>> ChoiceMap.masked(1.0, False).is_masked(), ChoiceMap.value(1.0).is_masked()  # (True, False)
+        """
         return self._made is not None
 
     def get_value(self):
         """The value of the single choice stored here.
+
+        Returns:
+            The value (an array or number) of a plain entry.
 
         Raises:
             AddressError: if this is a map of several choices, or a masked
@@ -140,6 +150,8 @@ class ChoiceMap:
                 be read as made everywhere. Read it with ``cm[()]``/``cm[addr]``
                 (NaN where not made) and ``is_made``, or pass the choice map to
                 the interface, which reads the mask.
+
+        >>> ChoiceMap.value(1.0).get_value()  # 1.0
         """
         if not self.has_value():
             raise AddressError("no value at {addr}: this is a map of several choices, not one choice.")
@@ -221,7 +233,15 @@ class ChoiceMap:
         return [(k, *rest) for k, sub in self._children.items() for rest in sub.addresses()]
 
     def to_dict(self) -> dict:
-        """A nested dict of values (masked entries read as by ``cm[addr]``)."""
+        """The choices as a nested dict keyed by address parts.
+
+        Returns:
+            A dict of dicts whose leaves are the values; a masked entry reads as
+            with ``cm[addr]`` (NaN where not made, for floating-point values).
+            A single choice gives its value.
+
+        >>> ChoiceMap.d({("enc", "z"): 1.0}).to_dict()  # {'enc': {'z': 1.0}}
+        """
         if self.has_value():
             return _read(self)
         return {k: sub.to_dict() for k, sub in self._children.items()}
@@ -234,9 +254,17 @@ class ChoiceMap:
         same shape, the result holds ``other``'s value there and ``self``'s
         elsewhere.
 
+        Args:
+            other: a choice map.
+
+        Returns:
+            A :class:`ChoiceMap` with the addresses of both.
+
         Raises:
             AddressError: if a masked entry of ``other`` meets sub-addresses or a
                 value of another shape in ``self`` (no one choice map holds both).
+
+        >>> trace.choices | ChoiceMap.d({"y": 0.3})   # the trace's choices, y replaced
         """
         if not isinstance(other, ChoiceMap):
             return NotImplemented

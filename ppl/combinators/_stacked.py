@@ -21,9 +21,20 @@ def check_leading_axis(choices: ChoiceMap, n: int, name: str, axis: str, element
 
 
 def per_element(choices: ChoiceMap, n: int) -> ChoiceMap:
-    """``choices`` with every masked entry that has one flag for its whole stack
-    (made or not, as a whole: e.g. a ``ppl.vmap`` inside a ``ppl.switch``
-    branch) given one flag per element, so that the stack can be mapped."""
+    """Give masked entries that are made or not as a whole one flag per element.
+
+    Args:
+        choices: choices stacked along a leading axis of length ``n``; a masked
+            entry with a single flag (e.g. the values of a ``ppl.vmap`` inside a
+            ``ppl.switch`` branch) is made for all elements or for none.
+        n: the length of the stacked axis.
+
+    Returns:
+        The same choices, those flags broadcast to shape ``(n,)``, so that
+        ``jax.vmap``/``lax.scan`` can hand one to each element.
+
+    >>> per_element(ChoiceMap.d({"x": ChoiceMap.masked(jnp.zeros(3), True)}), 3).is_made("x")  # [True]*3
+    """
     if choices.is_masked():
         value, made = choices._raw()
         return ChoiceMap.masked(value, jnp.broadcast_to(made, (n,))) if jnp.ndim(made) == 0 else choices

@@ -35,8 +35,18 @@ def missing_choice(name: str) -> AddressError:
 
 
 def flag_of(choices: ChoiceMap):
-    """The flag of a masked single value with one flag for the whole of it
-    (``None`` for anything else: a plain value, a map, per-element flags)."""
+    """The flag of a masked single value that is made or not as a whole.
+
+    Args:
+        choices: the choices given at one site.
+
+    Returns:
+        The scalar boolean ``made`` of a masked entry whose flag has no axes;
+        ``None`` for anything else (a plain value, a map, per-element flags).
+
+    >>> flag_of(ChoiceMap.masked(jnp.zeros(3), True))   # Array(True)
+    >>> flag_of(ChoiceMap.value(1.0))                   # None
+    """
     if not choices.is_masked():
         return None
     _, made = choices._raw()
