@@ -31,7 +31,7 @@ from ppl.gen import gen
 from ppl.marginals import marginal
 from ppl.normalize import normalize
 from ppl.expectations import E, Expectation, add_cost, adev, density, expectation, sim
-from ppl.transforms.strategies import (
+from ppl.transforms.adev.strategies import (
     Strategy, enum, enum_sequential, implicit_reparam, mvd, reinforce, reparam,
 )
 

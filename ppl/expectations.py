@@ -15,147 +15,14 @@ ADEV forward pass, so ``jax.grad``, ``jit`` and ``vmap`` compose with it.
 
 from __future__ import annotations
 
-import copy
-import functools
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
-
-from ppl import _jax
-from ppl._args import release
 from ppl._errors import PPLError
-from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
-from ppl.choices import ChoiceMap
-from ppl.gen import StaticGenerativeFunction
-from ppl.transforms import _dual
-from ppl.transforms import adev as _adev
-from ppl.transforms._dual import Result, State
-
-
-class _AdevOnly:
-    """Things that can be called with ``@ "addr"`` inside an expectation but have
-    no meaning as a generative function elsewhere."""
-
-    def __call__(self, *args) -> Invocation:
-        return Invocation(self, args)
-
-    def _misuse(self, *_, **__):
-        raise PPLError(
-            f"{self.name} was called inside a generative function run by simulate/assess/...; "
-            "it only has meaning inside an @ppl.expectation (estimate / grad_estimate)."
-        )
-
-    simulate = assess = generate = update = regenerate = _misuse
-
-    def _shape(self, in_tree, in_avals):
-        cache = self.__dict__.setdefault("_shape_cache", {})
-        key = (in_tree, in_avals)
-        if key not in cache:
-            args = jax.tree.unflatten(in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in in_avals])
-            cache[key] = jax.eval_shape(self._shape_fn, args)
-        return cache[key]
-
-    def retval_avals(self, in_tree, in_avals):
-        return [jax.core.ShapedArray(s.shape, s.dtype) for s in jax.tree.leaves(self._shape(in_tree, in_avals))]
-
-    def retval_tree(self, in_tree, in_avals):
-        return jax.tree.structure(self._shape(in_tree, in_avals))
-
-    def __repr__(self):
-        return self.name
-
-
-class Expectation(_AdevOnly):
-    """An expected value as a program; build with :func:`expectation`.
-
-    Inside another expectation, ``f(*args) @ "addr"`` gives an unbiased estimate
-    of ``f``'s value with an unbiased derivative (its choices live under
-    ``"addr"`` for strategy policies); the outer estimate stays unbiased where
-    it uses the inner one linearly.
-    """
-
-    def __init__(self, fn: Callable | None, policy: dict | None = None):
-        self.fn = fn
-        self.policy = dict(policy or {})
-        self._programs = _jax.program_cache()
-        if fn is not None:
-            functools.update_wrapper(self, fn)
-        self._setup()
-
-    def _setup(self):
-        est = jax.custom_jvp(lambda key, args: _adev.top_level(self, key, args, None)[0])
-
-        def rule(primals, tangents):
-            p, t = _adev.top_level(self, primals[0], primals[1], tangents[1])
-            return p, jnp.zeros_like(p) if t is None else t
-
-        est.defjvp(rule, symbolic_zeros=True)
-        self._estimator = est
-        self._jit_estimate = jax.jit(est)
-        self._jit_grad = jax.jit(jax.grad(lambda args, key: est(key, args), allow_int=True))
-
-    @property
-    def name(self) -> str:
-        return f"expectation {getattr(self.fn, '__qualname__', '?')}"
-
-    def program(self, args: tuple):
-        return self._programs(self.fn, args, self.name)
-
-    def estimate(self, key, args: tuple):
-        """An unbiased estimate of the expected value at ``args``; differentiable."""
-        return self._jit_estimate(as_key(key), as_args(args, self.name))
-
-    def grad_estimate(self, key, args: tuple):
-        """An unbiased estimate of the gradient with respect to ``args`` (same pytree)."""
-        return release(self._jit_grad(as_args(args, self.name), as_key(key)))
-
-    def with_strategies(self, strategies) -> "Expectation":
-        """A copy whose policy also assigns ``strategies`` (the new ones win)."""
-        new = copy.copy(self)
-        new.policy = {**self.policy, **_adev.check_policy(strategies)}
-        new._setup()
-        return new
-
-    def _shape_fn(self, args):
-        return self._estimator(jax.random.key(0), args)
-
-    def _result(self, ctx, key, duals, tree, path) -> Result:
-        program = self.program(jax.tree.unflatten(tree, _dual.primals(duals)))
-        if _jax.is_differentiated(program.consts):
-            raise PPLError(
-                f"{self.name} closes over a value that an enclosing jax.grad/jax.jvp differentiates. "
-                "ADEV differentiates an expectation through its arguments only: pass the value as "
-                "an argument, e.g. f.estimate(key, (params,)) with def f(params): ..."
-            )
-        return _adev.run(ctx.nested(self.policy, path), program, key, duals, State(), path, _adev.end_of_program)
-
-    def _adev_rule(self, ctx, site, key, ins, state, k, addr):
-        r = self._result(ctx, key, ins, site.in_tree, addr)
-        return _jax.Continue([(r.p, r.t)], state)
-
-
-class _Averaged(Expectation):
-    def __init__(self, inner: Expectation, n: int, loo: bool):
-        self.inner, self.n, self.loo = inner, n, loo
-        super().__init__(None)
-
-    @property
-    def name(self) -> str:
-        return f"E({self.inner.name}, n={self.n}{', loo' if self.loo else ''})"
-
-    def _result(self, ctx, key, duals, tree, path) -> Result:
-        ctx = ctx.nested(self.policy, path)
-        keys = jax.random.split(key, self.n)
-        r = jax.vmap(lambda k: self.inner._result(ctx, k, duals, tree, path))(keys)
-        t = r.t
-        if self.loo and t is not None and r.u is not None:
-            # Each sample's baseline is the mean of the others: independent of its
-            # own choices, so the gradient stays unbiased.
-            others = (jnp.sum(r.p) - r.p) / (self.n - 1)
-            t = t - others * r.u
-        mean = lambda x: None if x is None else jnp.mean(x, axis=0)
-        return Result(mean(r.p), mean(t), mean(r.u))
+from ppl._gfi import GenerativeFunction
+from ppl.transforms.adev import interpreter as _adev
+from ppl.transforms.adev.expectation import (
+    Expectation, Sim, _Averaged, bind_cost, density_of, sim_of,
+)
 
 
 def expectation(fn: Callable = None, *, strategies=None) -> Expectation:
@@ -189,94 +56,12 @@ def E(f, n: int, loo: bool = False) -> Expectation:
     return _Averaged(f, n, loo)
 
 
-# ---------------------------------------------------------------------------
-# add_cost
-# ---------------------------------------------------------------------------
-
-
-class _CostTrace(Trace):
-    args: tuple
-
-    retval = None
-    score = property(lambda self: jnp.zeros((), jnp.result_type(float)))
-    choices = property(lambda self: ChoiceMap.empty())
-
-    def project(self, selection):
-        return self.score
-
-
-class _Cost(_AdevOnly):
-    name = "ppl.add_cost"
-    addressless = True  # may be called any number of times
-
-    def _shape_fn(self, args):
-        return None
-
-    def simulate(self, key, args):
-        # Shapes of generative functions are found by simulating them, so a cost
-        # inside an @gen function called from an expectation must simulate; a cost
-        # is no part of a model's density, so simulation ignores it.
-        return _CostTrace(args)
-
-    def _adev_rule(self, ctx, site, key, ins, state, k, addr):
-        ((c, dc),) = ins
-        if jnp.shape(c) != ():
-            raise PPLError(f"ppl.add_cost takes one real number; got shape {jnp.shape(c)}. Sum it first.")
-        cost_t = _dual.add(dc, _dual.mul(c, state.s))  # earlier reinforce choices see the cost too
-        return _jax.Continue([], state._replace(cost_p=_dual.add(state.cost_p, c),
-                                                cost_t=_dual.add(state.cost_t, cost_t)))
-
-
-_COST = _Cost()
-
-
 def add_cost(x) -> None:
     """Add ``x`` (a differentiable real) to the value of the enclosing expectation.
 
     Also allowed inside an ``@gen`` function called from an expectation; when
     such a function is simulated on its own the cost is ignored."""
-    _jax.bind_sample(_COST, (jnp.asarray(x, jnp.result_type(float)),), "add_cost")
-
-
-# ---------------------------------------------------------------------------
-# sim and density: the building blocks of variational objectives
-# ---------------------------------------------------------------------------
-
-
-class Sim(_AdevOnly):
-    """``sim(q)(*args) @ "q"`` samples q's choices with their strategies and
-    returns ``(choices, log q(choices))``, both differentiable."""
-
-    def __init__(self, q: GenerativeFunction):
-        if not isinstance(q, StaticGenerativeFunction):
-            raise PPLError(
-                f"ppl.sim takes an @ppl.gen function; got {q!r}. Wrap a single distribution or a "
-                "combinator in an @ppl.gen function that calls it at an address."
-            )
-        self.q = q
-
-    @property
-    def name(self) -> str:
-        return f"sim({self.q.name})"
-
-    def hoisted(self, args):
-        q, args = self.q.hoisted(args)
-        return (self if q is self.q else Sim(q)), args
-
-    def _shape_fn(self, args):
-        tr = self.q.simulate(jax.random.key(0), args)
-        return tr.choices, tr.score
-
-    def _adev_rule(self, ctx, site, key, ins, state, k, addr):
-        outer = state.rec
-
-        def done(_outs, st):
-            cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
-            outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq]
-            return k(outs, st._replace(rec=outer))
-
-        program = self.q.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
-        return _adev.run(ctx, program, key, ins, state._replace(rec=()), addr, done)
+    bind_cost(x)
 
 
 def sim(q: GenerativeFunction) -> Sim:
@@ -285,8 +70,7 @@ def sim(q: GenerativeFunction) -> Sim:
     For a generative function with an estimated density (``ppl.marginal``),
     ``logq`` is an estimate whose expectation is at least the true log density,
     so objectives that subtract it stay lower bounds."""
-    own = getattr(q, "_adev_sim", None)
-    return own() if own is not None else Sim(q)
+    return sim_of(q)
 
 
 def density(p: GenerativeFunction) -> Callable:
@@ -296,11 +80,4 @@ def density(p: GenerativeFunction) -> Callable:
     For a generative function with an estimated density (``ppl.marginal``), an
     estimate whose expectation is at most the true log density (use it inside
     an expectation)."""
-    own = getattr(p, "_adev_density", None)
-    if own is not None:
-        return own()
-
-    def log_density(choices, *args):
-        return p.assess(choices, args)[0]
-
-    return log_density
+    return density_of(p)

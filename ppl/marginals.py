@@ -136,16 +136,6 @@ class Marginal(GenerativeFunction):
     def _regenerate(self, key, trace, selection, args):
         raise PPLError(f"{self.name} does not support regenerate: its density is only estimated. Use generate.")
 
-    # -- inside expectations --------------------------------------------------
-    def _adev_sim(self):
-        from ppl.transforms.adev_marginal import marginal_sim
-
-        return marginal_sim(self)
-
-    def _adev_density(self):
-        from ppl.transforms.adev_marginal import marginal_density
-
-        return marginal_density(self)
 
 
 def marginal(q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None = None, n: int = 1) -> Marginal:

@@ -61,13 +61,6 @@ class Normalized(GenerativeFunction):
 
     _assess = _generate = _update = _regenerate = _refuse
 
-    def _adev_sim(self):
-        from ppl.transforms.adev_marginal import normalize_sim
-
-        return normalize_sim(self)
-
-    def _adev_density(self):
-        return self._refuse
 
 
 def normalize(p: GenerativeFunction, observations, n: int = 1) -> Normalized:

@@ -41,7 +41,7 @@ from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
 from ppl.inference._sites import Site, empty_selection_error, sites
 from ppl.inference._util import selection_of
-from ppl.transforms.strategies import WithStrategy
+from ppl.transforms.adev.strategies import WithStrategy
 
 
 class Constrained(NamedTuple):

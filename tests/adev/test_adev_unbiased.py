@@ -101,7 +101,7 @@ def test_estimate_is_unbiased(name):
 
 
 def test_defaults_are_reparam_where_valid_else_reinforce():
-    from ppl.transforms.strategies import default_strategy
+    from ppl.transforms.adev.strategies import default_strategy
 
     assert default_strategy(normal.dist(0.0, 1.0)) is reparam
     assert default_strategy(gamma.dist(2.0, 1.0)) is reparam

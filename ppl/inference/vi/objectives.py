@@ -20,7 +20,7 @@ from ppl._gfi import as_choices
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, add_cost, adev, density, sim
 from ppl.gen import gen
-from ppl.transforms.adev import as_path
+from ppl.transforms.adev.interpreter import as_path
 
 
 class Objective:

@@ -92,6 +92,17 @@ class Result(NamedTuple):
     u: Any
 
 
+class Recorded(NamedTuple):
+    """One call's choices recorded for an enclosing ``sim``: the ``addr`` they sit
+    under, their ``choices`` (a choice map of primals), the flat ``tangents`` of
+    its leaves (``None`` for none), and their log density ``logp`` as a dual."""
+
+    addr: tuple
+    choices: Any
+    tangents: list
+    logp: tuple
+
+
 class State(NamedTuple):
     """Accumulators threaded along one sample path.
 
@@ -100,7 +111,8 @@ class State(NamedTuple):
     ``baseline * score`` to ``c``); the end of the program adds
     ``value * s - c``. The same bookkeeping works inside loops.
     ``cost_p``/``cost_t`` collect ``add_cost`` terms; ``rec`` collects the
-    choices of an enclosing ``sim`` (``None`` when nothing records).
+    choices of an enclosing ``sim`` as a tuple of :class:`Recorded` (``None``
+    when nothing records).
     """
 
     s: Any = None

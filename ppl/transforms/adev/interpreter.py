@@ -3,10 +3,12 @@
 The staged program is walked on dual numbers ``(primal, tangent)``. Equations
 without random choices are evaluated under ``jax.jvp`` as a whole, so any JAX
 code passes through (``custom_jvp`` functions, ``where``, ``cond``); only
-random choices get rules, and those come from the strategy chosen for each
-address (``ppl.transforms.strategies``). Walking is continuation passing:
-strategies that need the rest of the program as a function of the choice
-(enum, mvd) call the continuation; the others return a value and go on.
+random choices get rules. Each kind of callee has one rule, found by
+:func:`rule` (a ``functools.singledispatch`` on the callee's type; the kinds
+register theirs in the modules of this package); a callee of a kind with no
+rule is an error naming it. Walking is continuation passing: strategies that
+need the rest of the program as a function of the choice (enum, mvd) call
+the continuation; the others return a value and go on.
 
 The result is a :class:`Result` whose tangent is linear in the input
 tangents; ``ppl.expectation`` wraps it in a ``jax.custom_jvp``, so reverse
@@ -15,7 +17,7 @@ mode is JAX's transposition of this forward pass.
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import NamedTuple
 
 import jax
@@ -25,11 +27,9 @@ from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import site_key
 from ppl.choices import ChoiceMap
-from ppl.distributions import Distribution
-from ppl.gen import StaticGenerativeFunction
-from ppl.transforms import _dual
-from ppl.transforms._dual import Result, State
-from ppl.transforms.strategies import Reinforce, Strategy, WithStrategy, default_strategy
+from ppl.transforms.adev import dual as _dual
+from ppl.transforms.adev.dual import Recorded, Result, State
+from ppl.transforms.adev.strategies import Reinforce, Strategy
 
 
 def as_path(addr) -> tuple:
@@ -75,6 +75,10 @@ class Ctx:
         merged.update(self.policy)
         self.wanted.update(merged)
         return self._with(policy=merged)
+
+    def with_policy(self, policy: dict) -> "Ctx":
+        """The same pass with another policy (the used/wanted checks stay shared)."""
+        return self._with(policy=policy)
 
     def in_loop(self, addr, kind="ppl.scan", why=None) -> "Ctx":
         """Inside a body traced once for many runs (a loop, a traced branch):
@@ -149,46 +153,22 @@ def end_of_program(outs, state) -> Result:
 
 
 def dispatch(ctx, site, key, ins, state, k, addr):
-    """The ADEV rule of one call site, found by the kind of its callee.
+    """The ADEV rule of one call site. Returns :class:`ppl._jax.Continue` or the
+    result of calling ``k``."""
+    return rule(site.gen_fn, ctx, site, key, ins, state, k, addr)
 
-    Returns :class:`ppl._jax.Continue` or the result of calling ``k``."""
-    gen_fn = site.gen_fn
-    own_rule = getattr(gen_fn, "_adev_rule", None)
-    if own_rule is not None:  # expectations, sim, add_cost, marginal pieces define their own
-        return own_rule(ctx, site, key, ins, state, k, addr)
-    if isinstance(gen_fn, (Distribution, WithStrategy)):
-        return choice(ctx, site, key, ins, state, k, addr)
-    from ppl.combinators.scan import Scan
-    from ppl.combinators.switch import Switch
-    from ppl.combinators.vmap import Vmap
-    from ppl.transforms import adev_scan, adev_switch, adev_vmap
 
-    if isinstance(gen_fn, Vmap) and adev_vmap.maps_one_choice(gen_fn):
-        # One (batched) random choice: a strategy at its address applies to every element.
-        return adev_vmap.vmap_rule(ctx, site, key, ins, state, addr)
+@functools.singledispatch
+def rule(gen_fn, ctx, site, key, ins, state, k, addr):
+    """The ADEV rule of a kind of callee, ``rule(gen_fn, ctx, site, key, ins,
+    state, k, addr)``; each kind registers its own with ``@rule.register``.
+
+    This default serves kinds with no rule: estimated as a whole call by the
+    score function when a policy asks for it, an error otherwise."""
     strategy = ctx.lookup(addr)
-    if strategy is not None and strategy is not ctx.lookup_forced(addr):
-        if not isinstance(strategy, Reinforce):
-            raise PPLError(
-                f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of {gen_fn.name}, "
-                "not a single random choice. Give strategies for the choices inside it, addressed by "
-                f"path, e.g. {{{fmt_addr(addr + ('z',))}: {strategy.name}}}; reinforce is the one "
-                "strategy that applies to a whole call."
-            )
-        # Whole-call REINFORCE: the same rules, with every choice inside by the score function.
-        ctx = ctx.forcing(addr, strategy)
-    if isinstance(gen_fn, StaticGenerativeFunction):
-        program = gen_fn.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
-        return run(ctx, program, key, ins, state, addr, k)
-    if isinstance(gen_fn, Scan) and isinstance(gen_fn.step, StaticGenerativeFunction):
-        return adev_scan.scan_rule(ctx, site, key, ins, state, addr)
-    if isinstance(gen_fn, Vmap):
-        return adev_vmap.vmap_rule(ctx, site, key, ins, state, addr)
-    if isinstance(gen_fn, Switch):
-        return adev_switch.switch_rule(ctx, site, key, ins, state, k, addr)
-    forced = ctx.lookup_forced(addr)
-    if forced is not None:
-        return whole_call(ctx, site, key, ins, state, addr, forced)
+    if isinstance(strategy, Reinforce):
+        return whole_call(ctx, site, key, ins, state, addr, strategy)
+    check_call_policy(strategy, gen_fn, addr)
     raise PPLError(
         f"{gen_fn.name} at {fmt_addr(addr)} has no gradient-estimation rule of its own inside an "
         "expectation. Estimate the whole call by the score function with a policy, "
@@ -197,7 +177,25 @@ def dispatch(ctx, site, key, ins, state, k, addr):
     )
 
 
-_site = dispatch
+def check_call_policy(strategy, gen_fn, addr) -> None:
+    """Only reinforce applies to a whole call."""
+    if strategy is not None and not isinstance(strategy, Reinforce):
+        raise PPLError(
+            f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of {gen_fn.name}, "
+            "not a single random choice. Give strategies for the choices inside it, addressed by "
+            f"path, e.g. {{{fmt_addr(addr + ('z',))}: {strategy.name}}}; reinforce is the one "
+            "strategy that applies to a whole call."
+        )
+
+
+def call_policy(ctx, gen_fn, addr) -> "Ctx":
+    """The context for the choices inside a call: with whole-call REINFORCE
+    (a policy at the call's address), every choice inside by the score function."""
+    strategy = ctx.lookup(addr)
+    if strategy is None or strategy is ctx.lookup_forced(addr):
+        return ctx
+    check_call_policy(strategy, gen_fn, addr)
+    return ctx.forcing(addr, strategy)
 
 
 def open_call(ctx, gen_fn, key, duals, tree, state, addr):
@@ -213,77 +211,6 @@ def open_call(ctx, gen_fn, key, duals, tree, state, addr):
 class _Ended(NamedTuple):
     outs: list
     state: State
-
-
-def choice(ctx, site, key, ins, state, k, addr):
-    """One random choice of a distribution, with its strategy."""
-    gen_fn = site.gen_fn
-    if isinstance(gen_fn, WithStrategy):
-        dist_fn, chosen = gen_fn.dist_fn, gen_fn.strategy
-        params_p, _ = gen_fn.params_and_extra(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
-        tree = jax.tree.structure(params_p)
-        duals, extra = ins[: tree.num_leaves], ins[tree.num_leaves:]
-    else:
-        dist_fn, chosen, tree, duals, extra = gen_fn, None, site.in_tree, ins, []
-    call = SiteCall(addr, key, dist_fn, duals, tree, _dual.primals(extra))
-    d = dist_fn.dist(*call.args_p)
-    strategy = ctx.lookup(addr) or chosen or default_strategy(d)
-    strategy.check(dist_fn, d, addr)
-    if not strategy.needs_continuation:
-        value, state = strategy.sample(call, state)
-        return _jax.Continue([value], _record_choice(state, call, value))
-    if ctx.loop is not None:
-        raise PPLError(
-            f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a function "
-            f"of the choice, but the choice is inside {fmt_addr(ctx.loop[0])} ({ctx.loop[1]}), "
-            f"{ctx.loop[2]}."
-        )
-    with _branching(ctx, addr, strategy.branch_count(d)):
-        return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))
-
-
-MAX_BRANCHES = 2**16
-
-
-class _branching:
-    """Counts the copies of the rest of the program that nested enum/mvd choices
-    evaluate, and refuses before building more than :data:`MAX_BRANCHES`
-    (XLA would otherwise run out of memory or abort the process)."""
-
-    def __init__(self, ctx, addr, n):
-        self.ctx, self.entry = ctx, (addr, n)
-
-    def __enter__(self):
-        stack = self.ctx.branching
-        stack.append(self.entry)
-        total = math.prod(n for _, n in stack)
-        if total > MAX_BRANCHES:
-            shown = ", ".join(f"{fmt_addr(a)} ({n})" for a, n in stack[:8]) + (", ..." if len(stack) > 8 else "")
-            n_sites = len(stack)
-            del stack[:]
-            raise PPLError(
-                f"enum/mvd at the {n_sites} nested choices {shown} (branches each) would evaluate the "
-                f"rest of the program on at least {total} branches, more than {MAX_BRANCHES}; XLA "
-                "would run out of memory. Use reinforce (with a baseline, or ppl.E(f, n, loo=True)) "
-                "or reparam for some of them."
-            )
-        return self
-
-    def __exit__(self, *exc):
-        if self.ctx.branching and self.ctx.branching[-1] is self.entry:
-            self.ctx.branching.pop()
-        return False
-
-
-def _record_choice(state: State, call: SiteCall, value) -> State:
-    if state.rec is None:
-        return state
-    tree, dist_fn = call.tree, call.dist_fn
-    logp = _dual.jvp(
-        lambda x, *flat: dist_fn.log_density(x, jax.tree.unflatten(tree, flat)), [value, *call.duals]
-    )
-    entry = (call.addr, ChoiceMap.value(value[0]), [value[1]], logp)
-    return state._replace(rec=state.rec + (entry,))
 
 
 def _is_cost(x) -> bool:
@@ -321,7 +248,7 @@ def whole_call(ctx, site, key, ins, state, addr, strategy=None):
         state = state._replace(s=_dual.add(state.s, dlogp), c=c)
     if state.rec is not None:
         choices = tr.choices
-        entry = (addr, choices, [None] * len(jax.tree.leaves(choices)), (logp, dlogp))
+        entry = Recorded(addr, choices, [None] * len(jax.tree.leaves(choices)), (logp, dlogp))
         state = state._replace(rec=state.rec + (entry,))
     out_tree = jax.tree.structure(retval)
     out_t = [None] * out_tree.num_leaves if dretval is None else out_tree.flatten_up_to(dretval)

@@ -18,10 +18,15 @@ from ppl import _jax
 from ppl._args import call
 from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap
-from ppl.expectations import _AdevOnly, density, sim
-from ppl.transforms import _dual
-from ppl.transforms import adev as _adev
-from ppl.transforms.strategies import Strategy
+from ppl.distributions import categorical
+from ppl.marginals import Marginal
+from ppl.normalize import Normalized
+from ppl.transforms.adev import dual as _dual
+from ppl.transforms.adev import interpreter as _adev
+from ppl.transforms.adev.expectation import _AdevOnly, density_of, sim_of
+from ppl.transforms.adev.strategies import Strategy
+
+sim, density = sim_of, density_of
 
 
 class _Held(Strategy):
@@ -59,36 +64,38 @@ class SimSplit(_AdevOnly):
         tr = self.q.simulate(jax.random.key(0), q_args)
         return tr.choices, tr.score, tr.score
 
-    def _adev_rule(self, ctx, site, key, ins, state, k, addr):
-        args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
-        policy = dict(ctx.policy)
-        q_ins, q_args = ins, args_p
-        if self.held:
-            x = args_p[0]
-            n_x = len(jax.tree.leaves(x))
-            ids = jax.tree.unflatten(jax.tree.structure(x), range(n_x))
-            for a in ids.addresses():
-                policy[addr + a] = _Held(ins[ids[a]])
-            q_ins, q_args = ins[n_x:], args_p[1:]
-        held_paths = [p for p, s in policy.items() if isinstance(s, _Held) and p[: len(addr)] == addr]
-        sub_ctx = _adev.Ctx(policy, ctx.loop, ctx.used, ctx.wanted, ctx.forced)
-        outer = state.rec
 
-        def done(_outs, st):
-            for p in held_paths:
-                if p not in ctx.used:
-                    raise PPLError(
-                        f"the kept choice {fmt_addr(p[len(addr):])} of {self.q.name} could not be held "
-                        "at its value: it is inside a combinator or is not a single random choice. "
-                        "Keep only choices made directly by @gen functions, or give the marginal a proposal."
-                    )
-            cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
-            kept = _kept_log_density(st.rec, addr, self.keep)
-            outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq, kept]
-            return k(outs, st._replace(rec=outer))
+@_adev.rule.register(SimSplit)
+def _sim_split(split, ctx, site, key, ins, state, k, addr):
+    args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+    policy = dict(ctx.policy)
+    q_ins, q_args = ins, args_p
+    if split.held:
+        x = args_p[0]
+        n_x = len(jax.tree.leaves(x))
+        ids = jax.tree.unflatten(jax.tree.structure(x), range(n_x))
+        for a in ids.addresses():
+            policy[addr + a] = _Held(ins[ids[a]])
+        q_ins, q_args = ins[n_x:], args_p[1:]
+    held_paths = [p for p, s in policy.items() if isinstance(s, _Held) and p[: len(addr)] == addr]
+    sub_ctx = ctx.with_policy(policy)
+    outer = state.rec
 
-        program = self.q.program(q_args)
-        return _adev.run(sub_ctx, program, key, q_ins, state._replace(rec=()), addr, done)
+    def done(_outs, st):
+        for p in held_paths:
+            if p not in ctx.used:
+                raise PPLError(
+                    f"the kept choice {fmt_addr(p[len(addr):])} of {split.q.name} could not be held "
+                    "at its value: it is inside a combinator or is not a single random choice. "
+                    "Keep only choices made directly by @gen functions, or give the marginal a proposal."
+                )
+        cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
+        kept = _kept_log_density(st.rec, addr, split.keep)
+        outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq, kept]
+        return k(outs, st._replace(rec=outer))
+
+    program = split.q.program(q_args)
+    return _adev.run(sub_ctx, program, key, q_ins, state._replace(rec=()), addr, done)
 
 
 def _kept_log_density(entries, root, keep):
@@ -129,10 +136,13 @@ class _Subprogram(_AdevOnly):
     def _shape_fn(self, args):
         return call(self.fn, args, self.name)  # traced abstractly: only output shapes are read
 
-    def _adev_rule(self, ctx, site, key, ins, state, k, addr):
-        args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
-        program = self._programs(self.fn, args_p, self.name)
-        return _adev.run(ctx, program, key, ins, state, addr, k)
+
+
+@_adev.rule.register(_Subprogram)
+def _subprogram(sub, ctx, site, key, ins, state, k, addr):
+    args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
+    program = sub._programs(sub.fn, args_p, sub.name)
+    return _adev.run(ctx, program, key, ins, state, addr, k)
 
 
 def _log_mean_exp(ws):
@@ -140,6 +150,7 @@ def _log_mean_exp(ws):
     return jax.nn.logsumexp(ws) - jnp.log(ws.shape[0])
 
 
+@sim_of.register(Marginal)
 def marginal_sim(m):
     """``sim(marginal)``: the family-side estimator, with the retained sample."""
     q, keep, proposal, n = m.q, m.keep, m.proposal, m.n
@@ -161,6 +172,7 @@ def marginal_sim(m):
     return _Subprogram(family, f"sim({m.name})")
 
 
+@density_of.register(Marginal)
 def marginal_density(m):
     """``density(marginal)``: the model-side estimator, ``n`` fresh samples."""
     q, keep, proposal, n = m.q, m.keep, m.proposal, m.n
@@ -183,12 +195,11 @@ def marginal_density(m):
     return log_density
 
 
+@sim_of.register(Normalized)
 def normalize_sim(norm):
     """``sim(normalize(p, obs, n))``: n particles from p's prior given obs (with
     their strategies), one resampled by weight (a categorical choice, REINFORCE
     by default), with the SIR log-density estimate."""
-    from ppl.distributions import categorical
-
     p, obs, observed, n = norm.p, norm.observations, norm.observed, norm.n
 
     def family(*args):
@@ -200,3 +211,8 @@ def normalize_sim(norm):
         return chosen.without(observed), log_joint - _log_mean_exp([w for _, _, w in particles])
 
     return _Subprogram(family, f"sim({norm.name})")
+
+
+@density_of.register(Normalized)
+def _normalize_density(norm):
+    return norm._refuse

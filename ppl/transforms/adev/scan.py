@@ -14,8 +14,18 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl.transforms import _dual
-from ppl.transforms import adev as _adev
+from ppl.combinators.scan import Scan
+from ppl.gen import StaticGenerativeFunction
+from ppl.transforms.adev import dual as _dual
+from ppl.transforms.adev import interpreter as _adev
+from ppl.transforms.adev.dual import Recorded
+
+
+@_adev.rule.register(Scan)
+def _scan(scan, ctx, site, key, ins, state, k, addr):
+    if not isinstance(scan.step, StaticGenerativeFunction):
+        return _adev.rule.dispatch(object)(scan, ctx, site, key, ins, state, k, addr)
+    return scan_rule(_adev.call_policy(ctx, scan, addr), site, key, ins, state, addr)
 
 
 def scan_rule(ctx, site, key, ins, state, addr):
@@ -65,7 +75,7 @@ def scan_rule(ctx, site, key, ins, state, addr):
     if recording:
         leaves, leaves_t, (lp, lt) = rec
         stacked = jax.tree.unflatten(static["choices"], leaves)
-        entry = (addr, stacked, list(leaves_t), (jnp.sum(lp), _sum(lt)))
+        entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), _sum(lt)))
         state = state._replace(rec=state.rec + (entry,))
     outs = list(zip(c_p, c_t)) + list(zip(y_p, y_t))
     return _jax.Continue(outs, state)

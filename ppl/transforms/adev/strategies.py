@@ -29,8 +29,8 @@ from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import GenerativeFunction, Invocation
 from ppl.distributions import Distribution
-from ppl.transforms import _dual
-from ppl.transforms._dual import Result
+from ppl.transforms.adev import dual as _dual
+from ppl.transforms.adev.dual import Result
 
 
 class Strategy:

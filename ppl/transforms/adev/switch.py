@@ -26,12 +26,14 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
-from ppl.transforms import _dual
-from ppl.transforms import adev as _adev
+from ppl.combinators.switch import Switch
+from ppl.transforms.adev import dual as _dual
+from ppl.transforms.adev import interpreter as _adev
 
 
-def switch_rule(ctx, site, key, ins, state, k, addr):
-    switch = site.gen_fn
+@_adev.rule.register(Switch)
+def switch_rule(switch, ctx, site, key, ins, state, k, addr):
+    ctx = _adev.call_policy(ctx, switch, addr)
     args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
     known = _jax.is_concrete(args_p[0]) and jnp.ndim(args_p[0]) == 0
     with jax.ensure_compile_time_eval():  # a known index stays known under an enclosing jit
@@ -43,7 +45,7 @@ def switch_rule(ctx, site, key, ins, state, k, addr):
         inner = _jax.Site(site.index, site.addr, branch, inner_tree, (), ())
         return _adev.dispatch(ctx, inner, key, inner_ins, state, k, addr)
     if state.rec is not None:
-        return _adev.whole_call(ctx, site, key, ins, state, addr, None)
+        return _adev.whole_call(ctx, site, key, ins, state, addr, ctx.lookup_forced(addr))
     if valid is not True:
         # An index out of range runs no branch: the estimate is NaN, as the switch's score is.
         nan_if_invalid = jnp.where(valid, 0.0, jnp.nan).astype(jnp.result_type(float))

@@ -15,15 +15,26 @@ import jax
 import jax.numpy as jnp
 
 from ppl import _jax
+from ppl.combinators.vmap import Vmap
 from ppl.distributions import Distribution
-from ppl.transforms import _dual
-from ppl.transforms import adev as _adev
-from ppl.transforms.strategies import WithStrategy
+from ppl.transforms.adev import dual as _dual
+from ppl.transforms.adev import interpreter as _adev
+from ppl.transforms.adev.dual import Recorded
+from ppl.transforms.adev.strategies import WithStrategy
 
 
 def maps_one_choice(vm) -> bool:
     """Whether every element is one random choice (a vmap of a distribution)."""
     return isinstance(vm.gen_fn, (Distribution, WithStrategy))
+
+
+@_adev.rule.register(Vmap)
+def _vmap(vm, ctx, site, key, ins, state, k, addr):
+    if not maps_one_choice(vm):
+        ctx = _adev.call_policy(ctx, vm, addr)
+    # A vmap of a distribution is one batched choice: a strategy at its address
+    # applies to every element.
+    return vmap_rule(ctx, site, key, ins, state, addr)
 
 
 def vmap_rule(ctx, site, key, ins, state, addr):
@@ -65,6 +76,6 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     if recording:
         leaves, leaves_t, (lp, lt) = rec
         stacked = jax.tree.unflatten(static["choices"], leaves)
-        entry = (addr, stacked, list(leaves_t), (jnp.sum(lp), total(lt)))
+        entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), total(lt)))
         state = state._replace(rec=state.rec + (entry,))
     return _jax.Continue(list(zip(out_p, out_t)), state)

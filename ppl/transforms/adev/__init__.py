@@ -1,0 +1,24 @@
+"""ADEV: unbiased derivatives of expected values by program transformation.
+
+The modules, in the order the data flows:
+
+* :mod:`~ppl.transforms.adev.dual`: dual numbers, and the state threaded
+  along one sample path (score tangents, costs, recorded choices);
+* :mod:`~ppl.transforms.adev.strategies`: how one random choice is sampled
+  and differentiated (reparam, reinforce, enum, mvd, ...);
+* :mod:`~ppl.transforms.adev.interpreter`: the continuation-passing walk of
+  a staged program, the policy context, and :func:`rule`, the one dispatch
+  that finds the rule of each kind of callee;
+* one module per kind of callee, each registering its rule: a single choice
+  (:mod:`.choice`), an ``@gen`` call (:mod:`.calls`), ``scan``, ``vmap``,
+  ``switch``/``cond``/``mix``, expectations with ``sim`` and ``add_cost``
+  (:mod:`.expectation`), and estimated densities (:mod:`.marginal`).
+
+Importing this package registers every rule.
+"""
+
+from ppl.transforms.adev import dual, strategies, interpreter  # noqa: F401  (order: the rules below use them)
+from ppl.transforms.adev import calls, choice, expectation, marginal, scan, switch, vmap  # noqa: F401
+from ppl.transforms.adev.interpreter import rule
+
+__all__ = ["rule"]
