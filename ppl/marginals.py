@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl._errors import PPLError
+from ppl._numerics import log_mean_exp
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap, Selection
 
@@ -48,10 +49,6 @@ class EstimatedTrace(Trace):
         if selection.is_all():
             return self.score
         raise PPLError(f"{self.gen_fn.name} estimates the density of all its choices together; it cannot project onto {selection!r}.")
-
-
-def _log_mean_exp(log_w):
-    return jax.nn.logsumexp(log_w) - jnp.log(log_w.shape[0])
 
 
 class Marginal(GenerativeFunction):
@@ -108,7 +105,7 @@ class Marginal(GenerativeFunction):
         w0 = self._retained_weight(k_rest, joint, x, args)
         keys = jax.random.split(k_rest, self.n)[1:]
         ws = jax.vmap(lambda k: self._weight(k, x, args))(keys) if self.n > 1 else jnp.zeros((0,), w0.dtype)
-        score = _log_mean_exp(jnp.concatenate([w0[None], ws]))
+        score = log_mean_exp(jnp.concatenate([w0[None], ws]))
         return EstimatedTrace(self, args, x, joint.retval, score)
 
     def _generate(self, key, constraints, args):
@@ -119,7 +116,7 @@ class Marginal(GenerativeFunction):
             return tr, jnp.zeros_like(tr.score)
         keys = jax.random.split(key, self.n + 1)
         ws = jax.vmap(lambda k: self._weight(k, constraints, args))(keys[1:])
-        log_q = _log_mean_exp(ws)
+        log_q = log_mean_exp(ws)
         retval = self.q.generate(keys[0], constraints, args)[0].retval
         return EstimatedTrace(self, args, constraints, retval, log_q), log_q
 

@@ -15,16 +15,12 @@ importance sampling does not give, so ``density(normalize(...))`` is refused.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from ppl._errors import PPLError
+from ppl._numerics import log_mean_exp
 from ppl._gfi import GenerativeFunction, as_choices
 from ppl.choices import select
 from ppl.marginals import EstimatedTrace
-
-
-def _log_mean_exp(log_w):
-    return jax.nn.logsumexp(log_w) - jnp.log(log_w.shape[0])
 
 
 class Normalized(GenerativeFunction):
@@ -49,7 +45,7 @@ class Normalized(GenerativeFunction):
         traces, log_w = jax.vmap(lambda k: self.p.generate(k, self.observations, args))(keys)
         k = jax.random.categorical(k_pick, log_w)
         chosen = jax.tree.map(lambda x: x[k], traces)
-        score = chosen.score - _log_mean_exp(log_w)
+        score = chosen.score - log_mean_exp(log_w)
         return EstimatedTrace(self, args, chosen.choices.without(self.observed), chosen.retval, score)
 
     def _refuse(self, *_):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from ppl import _jax
 from ppl._args import call
 from ppl._errors import PPLError, fmt_addr
+from ppl._numerics import log_mean_exp
 from ppl.choices import ChoiceMap
 from ppl.distributions import categorical
 from ppl.marginals import Marginal
@@ -145,11 +146,6 @@ def _subprogram(sub, ctx, site, key, ins, state, k, addr):
     return _adev.run(ctx, program, key, ins, state, addr, k)
 
 
-def _log_mean_exp(ws):
-    ws = jnp.stack(ws)
-    return jax.nn.logsumexp(ws) - jnp.log(ws.shape[0])
-
-
 @sim_of.register(Marginal)
 def marginal_sim(m):
     """``sim(marginal)``: the family-side estimator, with the retained sample."""
@@ -167,7 +163,7 @@ def marginal_sim(m):
             for i in range(1, n):
                 u, logr = sim(proposal)(x, *args) @ f"aux{i}"
                 ws.append(density(q)(x | u, *args) - logr)
-        return x, _log_mean_exp(ws)
+        return x, log_mean_exp(ws)
 
     return _Subprogram(family, f"sim({m.name})")
 
@@ -185,7 +181,7 @@ def marginal_density(m):
             else:
                 u, logr = sim(proposal)(x, *args) @ f"aux{i}"
                 ws.append(density(q)(x | u, *args) - logr)
-        return _log_mean_exp(ws)
+        return log_mean_exp(ws)
 
     sub = _Subprogram(model_density, f"density({m.name})")
 
@@ -208,7 +204,7 @@ def normalize_sim(norm):
         k = categorical(logits=log_w) @ "index"
         chosen = jax.tree.map(lambda *xs: jnp.stack(xs)[k], *[c for c, _, _ in particles])
         log_joint = jnp.stack([lq for _, lq, _ in particles])[k]
-        return chosen.without(observed), log_joint - _log_mean_exp([w for _, _, w in particles])
+        return chosen.without(observed), log_joint - log_mean_exp([w for _, _, w in particles])
 
     return _Subprogram(family, f"sim({norm.name})")
 
