@@ -14,10 +14,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl._args import hold, staging_name
 from ppl._errors import PPLError
 from ppl.choices import ChoiceMap, Selection, select_all
+from ppl.core import bind_sample, closes_over_tracers, refuse_as_array
 
 
 class Trace(eqx.Module):
@@ -64,7 +64,7 @@ class Invocation:
     def __matmul__(self, addr):
         if not isinstance(addr, str):
             raise PPLError(f"address {addr!r} must be a string, as in normal(0.0, 1.0) @ \"x\".")
-        return _jax.bind_sample(self.gen_fn, self.args, addr)
+        return bind_sample(self.gen_fn, self.args, addr)
 
     def _misuse(self, what: str, error=PPLError):
         g = self.gen_fn
@@ -141,7 +141,7 @@ for _op in ("lt", "le", "gt", "ge", "eq", "ne"):
 for _op in ("float", "int", "index", "complex"):
     setattr(Invocation, f"__{_op}__", _misuse_op("converted to a number"))
 Invocation.__hash__ = object.__hash__  # defining __eq__ would otherwise make it unhashable
-_jax.refuse_as_array(Invocation, lambda inv: inv._misuse("used as an array (passed to a JAX function)"))
+refuse_as_array(Invocation, lambda inv: inv._misuse("used as an array (passed to a JAX function)"))
 
 
 def as_key(key):
@@ -243,7 +243,7 @@ class GenerativeFunction(abc.ABC):
         A combinator cannot take the values its inner functions close over as
         extra arguments (a scan step takes exactly (carry, x)), so it refuses them."""
         for g in self.inner:
-            if _jax.closes_over_tracers(getattr(g, "fn", None)):
+            if closes_over_tracers(getattr(g, "fn", None)):
                 raise PPLError(
                     f"{g.name}, run by {self.name}, uses a value that is being traced in the function "
                     "that defines it (a closure over one of its arguments). Inside a combinator that "

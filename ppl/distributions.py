@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as nd
 
-from ppl import _jax
 from ppl._args import hold_static_ints, release
 from ppl._errors import AddressError, PPLError, escape, parameter_error
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
+from ppl.core import is_concrete
 
 
 class DistributionTrace(Trace):
@@ -219,7 +219,7 @@ class Distribution(GenerativeFunction):
                 f"the value at {{addr}} has shape {value.shape}, but {self.name} with these "
                 f"parameters makes values of shape {expected}. Give a value of that shape."
             )
-        if _jax.is_concrete(value):
+        if is_concrete(value):
             if jnp.issubdtype(value.dtype, jnp.inexact) and bool(np.isnan(np.asarray(value)).any()):
                 raise AddressError(
                     "the value given at {addr} is NaN, which no distribution produces (under jit it "
@@ -228,7 +228,7 @@ class Distribution(GenerativeFunction):
                 )
             # Check the support before casting: a cast to bool would turn 2 or 0.5 into True.
             ok = _membership(d.support, value, concrete=True)
-            if ok is not None and _jax.is_concrete(ok) and not bool(np.all(np.asarray(ok))):
+            if ok is not None and is_concrete(ok) and not bool(np.all(np.asarray(ok))):
                 raise AddressError(
                     f"the value at {{addr}} is outside the support of {self.name} "
                     f"({_support_name(d)}); its log density would be -inf. Give a value in the support."
@@ -375,7 +375,7 @@ def _parameter_problem(name, d, given: dict) -> AddressError | None:
     held = vars(base)
     for param, constraint in domains.items():
         value = given[param] if param in given else held.get(param)
-        if value is None or not _jax.is_concrete(value) or callable(value):
+        if value is None or not is_concrete(value) or callable(value):
             continue
         try:
             x = np.asarray(value)

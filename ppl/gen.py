@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import equinox as eqx
 
-from ppl import _jax
 from ppl._args import call
 from ppl._gfi import GenerativeFunction, Trace, total
 from ppl.choices import ChoiceMap
+from ppl.core import Program, closes_over_tracers, hoist_closure, program_cache
 from ppl.transforms import assess as _assess
 from ppl.transforms import generate as _generate
 from ppl.transforms import simulate as _simulate
@@ -45,14 +45,14 @@ class StaticGenerativeFunction(GenerativeFunction):
 
     def __init__(self, fn: Callable):
         self.fn = fn
-        self._programs = _jax.program_cache()
+        self._programs = program_cache()
         functools.update_wrapper(self, fn)
 
     @property
     def name(self) -> str:
         return getattr(self.fn, "__qualname__", repr(self.fn))
 
-    def program(self, args: tuple) -> _jax.Program:
+    def program(self, args: tuple) -> Program:
         """The staged program for arguments of these shapes."""
         return self._programs(self.fn, args, self.name)
 
@@ -61,9 +61,9 @@ class StaticGenerativeFunction(GenerativeFunction):
         function's arguments (a closure over values being traced). At a call
         site those values become explicit arguments of an equivalent function,
         so the site sees the values of each run."""
-        if not _jax.closes_over_tracers(self.fn):
+        if not closes_over_tracers(self.fn):
             return self, args
-        converted, values = _jax.hoist_closure(self._call, args)
+        converted, values = hoist_closure(self._call, args)
         converted.__qualname__ = self.name
         return StaticGenerativeFunction(converted), (*args, values)
 

@@ -38,11 +38,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap, select, select_none
 from ppl.combinators._union import check_layout, union_by_index
+from ppl.core import is_concrete
 from ppl.transforms.assess import assess_site
 from ppl.transforms.generate import generate_site
 from ppl.transforms.update import update_site
@@ -69,7 +69,7 @@ class SwitchTrace(Trace):
                 merged = merged | m
             return merged
         index, _ = self.gen_fn._branch_index(self.index, strict=False)
-        if _jax.is_concrete(index) and jnp.ndim(index) == 0:
+        if is_concrete(index) and jnp.ndim(index) == 0:
             return maps[int(index)]
         return union_by_index(index, maps, self.gen_fn.name)
 
@@ -118,7 +118,7 @@ class Switch(GenerativeFunction):
             )
         n = len(self.branches)
         index = raw.astype(jnp.int32)
-        if _jax.is_concrete(index):
+        if is_concrete(index):
             bad = (index < 0) | (index >= n)
             if strict and bool(jnp.any(bad)):
                 shown = index.tolist() if jnp.ndim(index) == 0 else sorted(set(index[bad].tolist()))
@@ -207,7 +207,7 @@ class Switch(GenerativeFunction):
                 try:
                     logp, retval = assess_site(self.branches[j], restricted[j], inner_args)
                 except AddressError as err:
-                    if _jax.is_concrete(index) and int(index) == j:
+                    if is_concrete(index) and int(index) == j:
                         raise AddressError(f"in branch {j} of {self.name}: {err.template}", err.path) from None
                     # A branch not taken, or not known until run time: if it is
                     # ever taken, its NaN density says that its choices were missing.

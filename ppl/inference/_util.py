@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_choices, as_key
 from ppl.choices import ChoiceMap, select
+from ppl.core import is_concrete
 
 
 def ess(log_weights):
@@ -60,7 +60,7 @@ def selection_of(choices: ChoiceMap):
 def check_weights(log_weights, what: str, hint: str) -> None:
     """Raise when importance weights are NaN/+inf or all zero. Only possible on
     concrete values: under ``jit`` the caller's result carries the NaNs instead."""
-    if not _jax.is_concrete(log_weights):
+    if not is_concrete(log_weights):
         return
     lw = np.asarray(log_weights)
     bad = np.isnan(lw) | (lw == np.inf)

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_args
 from ppl.combinators import Scan
+from ppl.core import is_concrete
 from ppl.inference import resampling
 from ppl.inference._util import (
     as_choices,
@@ -101,7 +101,7 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
             )
     opts = dict(model=model, n=n, proposal=proposal, pa=proposal_args or _default_proposal_args,
                 ess_threshold=ess_threshold, scheme=scheme, return_traces=return_traces, T=T)
-    concrete = _jax.is_concrete((key, observations, args))
+    concrete = is_concrete((key, observations, args))
     particles, info, health = (_compiled_filter if concrete else _filter)(key, args, observations, **opts)
     if check:
         _check_steps(health, model, observations)
@@ -113,7 +113,7 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
 def _check_steps(health, model, observations):
     """Raise at the first time step whose weights are all zero or not finite
     (concrete values only: under ``jit`` there is nothing to raise from)."""
-    if not _jax.is_concrete(health):
+    if not is_concrete(health):
         return
     max_lw, bad = (np.asarray(h) for h in health)
     impossible, broken = np.flatnonzero(max_lw == -np.inf), np.flatnonzero(bad)

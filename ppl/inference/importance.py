@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jax
 
-from ppl import _jax
 from ppl._gfi import GenerativeFunction, as_args
+from ppl.core import is_concrete
 from ppl.inference import resampling
 from ppl.inference._util import (
     WeightedTraces,
@@ -83,7 +83,7 @@ def importance(key, model, observations, args, proposal=None, proposal_args=(), 
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
-    run = _compiled_particles if _jax.is_concrete((key, observations, args, proposal_args)) else _particles
+    run = _compiled_particles if is_concrete((key, observations, args, proposal_args)) else _particles
     traces, log_w = run(key, observations, args, proposal_args, model=model, proposal=proposal, n=n)
     if check:
         check_weights(

@@ -13,9 +13,9 @@ import math
 
 import jax
 
-from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap
+from ppl.core import Continue
 from ppl.distributions import Distribution
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, State
@@ -42,7 +42,7 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
     strategy.check(dist_fn, d, addr)
     if not strategy.needs_continuation:
         value, state = strategy.sample(call, state)
-        return _jax.Continue([value], _record_choice(state, call, value))
+        return Continue([value], _record_choice(state, call, value))
     if ctx.loop is not None:
         raise PPLError(
             f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a function "

@@ -17,11 +17,11 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl._args import release
 from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
 from ppl.choices import ChoiceMap
+from ppl.core import Continue, bind_sample, is_differentiated, program_cache
 from ppl.gen import StaticGenerativeFunction
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
@@ -73,7 +73,7 @@ class Expectation(_AdevOnly):
     def __init__(self, fn: Callable | None, policy: dict | None = None):
         self.fn = fn
         self.policy = dict(policy or {})
-        self._programs = _jax.program_cache()
+        self._programs = program_cache()
         if fn is not None:
             functools.update_wrapper(self, fn)
         self._setup()
@@ -117,7 +117,7 @@ class Expectation(_AdevOnly):
 
     def _result(self, ctx, key, duals, tree, path) -> Result:
         program = self.program(jax.tree.unflatten(tree, _dual.primals(duals)))
-        if _jax.is_differentiated(program.consts):
+        if is_differentiated(program.consts):
             raise PPLError(
                 f"{self.name} closes over a value that an enclosing jax.grad/jax.jvp differentiates. "
                 "ADEV differentiates an expectation through its arguments only: pass the value as "
@@ -130,7 +130,7 @@ class Expectation(_AdevOnly):
 @_adev.rule.register(Expectation)
 def _nested_expectation(e, ctx, site, key, ins, state, k, addr):
     r = e._result(ctx, key, ins, site.in_tree, addr)
-    return _jax.Continue([(r.p, r.t)], state)
+    return Continue([(r.p, r.t)], state)
 
 
 class _Averaged(Expectation):
@@ -195,7 +195,7 @@ def _cost_rule(_, ctx, site, key, ins, state, k, addr):
     if jnp.shape(c) != ():
         raise PPLError(f"ppl.add_cost takes one real number; got shape {jnp.shape(c)}. Sum it first.")
     cost_t = _dual.add(dc, _dual.mul(c, state.s))  # earlier reinforce choices see the cost too
-    return _jax.Continue([], state._replace(cost_p=_dual.add(state.cost_p, c),
+    return Continue([], state._replace(cost_p=_dual.add(state.cost_p, c),
                                             cost_t=_dual.add(state.cost_t, cost_t)))
 
 
@@ -204,7 +204,7 @@ COST = _Cost()
 
 def bind_cost(x) -> None:
     """Make the ``add_cost`` call for ``x`` (see :func:`ppl.add_cost`)."""
-    _jax.bind_sample(COST, (jnp.asarray(x, jnp.result_type(float)),), "add_cost")
+    bind_sample(COST, (jnp.asarray(x, jnp.result_type(float)),), "add_cost")
 
 
 # ---------------------------------------------------------------------------

@@ -23,10 +23,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import site_key
 from ppl.choices import ChoiceMap
+from ppl.core import Continue, Site
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, Result, State
 from ppl.transforms.adev.strategies import Reinforce, Strategy
@@ -153,7 +153,7 @@ def end_of_program(outs, state) -> Result:
 
 
 def dispatch(ctx, site, key, ins, state, k, addr):
-    """The ADEV rule of one call site. Returns :class:`ppl._jax.Continue` or the
+    """The ADEV rule of one call site. Returns :class:`ppl.core.Continue` or the
     result of calling ``k``."""
     return rule(site.gen_fn, ctx, site, key, ins, state, k, addr)
 
@@ -202,7 +202,7 @@ def open_call(ctx, gen_fn, key, duals, tree, state, addr):
     """Run one call to its own end, without the rest of the program (a loop body,
     a branch of a traced switch): ``(output duals, state)``. ``ctx`` must refuse
     strategies that need the continuation (``ctx.in_loop``)."""
-    site = _jax.Site(0, addr[-1] if addr else "", gen_fn, tree, (), ())
+    site = Site(0, addr[-1] if addr else "", gen_fn, tree, (), ())
     # Not a Continue: a walk that meets a Continue from a continuation would go on.
     res = dispatch(ctx, site, key, duals, state, lambda outs, st: _Ended(list(outs), st), addr)
     return res.outs, res.state
@@ -252,7 +252,7 @@ def whole_call(ctx, site, key, ins, state, addr, strategy=None):
         state = state._replace(rec=state.rec + (entry,))
     out_tree = jax.tree.structure(retval)
     out_t = [None] * out_tree.num_leaves if dretval is None else out_tree.flatten_up_to(dretval)
-    return _jax.Continue(list(zip(jax.tree.leaves(retval), out_t)), state)
+    return Continue(list(zip(jax.tree.leaves(retval), out_t)), state)
 
 
 def recorded_choices(entries, root: tuple):

@@ -14,11 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl._args import call
 from ppl._errors import PPLError, fmt_addr
 from ppl._numerics import log_mean_exp
 from ppl.choices import ChoiceMap
+from ppl.core import program_cache
 from ppl.distributions import categorical
 from ppl.marginals import Marginal
 from ppl.normalize import Normalized
@@ -128,7 +128,7 @@ class _Subprogram(_AdevOnly):
 
     def __init__(self, fn, name):
         self.fn, self._name = fn, name
-        self._programs = _jax.program_cache()
+        self._programs = program_cache()
 
     @property
     def name(self) -> str:

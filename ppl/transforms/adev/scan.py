@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl.combinators.scan import Scan
+from ppl.core import Continue
 from ppl.gen import StaticGenerativeFunction
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
@@ -78,7 +78,7 @@ def scan_rule(ctx, site, key, ins, state, addr):
         entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), _sum(lt)))
         state = state._replace(rec=state.rec + (entry,))
     outs = list(zip(c_p, c_t)) + list(zip(y_p, y_t))
-    return _jax.Continue(outs, state)
+    return Continue(outs, state)
 
 
 def _sum(x):

@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as nd
 
-from ppl import _jax
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import GenerativeFunction, Invocation
+from ppl.core import depends_on, is_concrete
 from ppl.distributions import Distribution
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Result
@@ -213,7 +213,7 @@ def _check_fixed_support(site):
         s = dist_fn.dist(*jax.tree.unflatten(tree, flat)).support
         return [jnp.asarray(getattr(s, b)) for b in ("lower_bound", "upper_bound") if hasattr(s, b)]
 
-    if _jax.depends_on(bounds, [p for p, _ in site.duals], live):
+    if depends_on(bounds, [p for p, _ in site.duals], live):
         raise PPLError(
             f"strategy reinforce cannot be used for the random choice {fmt_addr(site.addr)} "
             f"({dist_fn.name}): its support moves with the parameters being differentiated, so the "
@@ -263,7 +263,7 @@ class Enum(Strategy):
         if not getattr(d, "has_enumerate_support", False):
             self._refuse(addr, dist, "its support is infinite", "reinforce")
         count = getattr(d, "total_count", None)
-        if count is not None and not _jax.is_concrete(count):
+        if count is not None and not is_concrete(count):
             self._refuse(addr, dist, "its number of trials is a traced value, so the size of its support "
                          "is not known when the program is staged (pass the count as a Python int, "
                          "e.g. binomial(5, p))", "reinforce")

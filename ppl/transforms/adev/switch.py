@@ -25,8 +25,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl.combinators.switch import Switch
+from ppl.core import Continue, Site, is_concrete
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
 
@@ -35,14 +35,14 @@ from ppl.transforms.adev import interpreter as _adev
 def switch_rule(switch, ctx, site, key, ins, state, k, addr):
     ctx = _adev.call_policy(ctx, switch, addr)
     args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
-    known = _jax.is_concrete(args_p[0]) and jnp.ndim(args_p[0]) == 0
+    known = is_concrete(args_p[0]) and jnp.ndim(args_p[0]) == 0
     with jax.ensure_compile_time_eval():  # a known index stays known under an enclosing jit
         index, valid, inner_args = switch._split(args_p)
     n_index = len(jax.tree.leaves(args_p[0]))
     inner_ins, inner_tree = ins[n_index:], jax.tree.structure(inner_args)
     if known:
         branch = switch.branches[int(index)]
-        inner = _jax.Site(site.index, site.addr, branch, inner_tree, (), ())
+        inner = Site(site.index, site.addr, branch, inner_tree, (), ())
         return _adev.dispatch(ctx, inner, key, inner_ins, state, k, addr)
     if state.rec is not None:
         return _adev.whole_call(ctx, site, key, ins, state, addr, ctx.lookup_forced(addr))
@@ -79,7 +79,7 @@ def _traced(ctx, switch, index, key, ins, tree, state, addr):
         # costs inside the branch also meet the scores of the choices made before it
         cost_t=_dual.add(state.cost_t, _dual.add(cost_t, _dual.mul(cost_p, state.s))),
     )
-    return _jax.Continue(list(zip(out_p, out_t)), state)
+    return Continue(list(zip(out_p, out_t)), state)
 
 
 def _select(index, outs):

@@ -14,8 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ppl import _jax
 from ppl.combinators.vmap import Vmap
+from ppl.core import Continue
 from ppl.distributions import Distribution
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
@@ -78,4 +78,4 @@ def vmap_rule(ctx, site, key, ins, state, addr):
         stacked = jax.tree.unflatten(static["choices"], leaves)
         entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), total(lt)))
         state = state._replace(rec=state.rec + (entry,))
-    return _jax.Continue(list(zip(out_p, out_t)), state)
+    return Continue(list(zip(out_p, out_t)), state)

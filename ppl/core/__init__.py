@@ -1,0 +1,29 @@
+"""The core: the only package that touches JAX internals.
+
+Three concepts, in the order data flows:
+
+* :mod:`~ppl.core.primitive`: the sample primitive ``sample_p`` (a random
+  choice), its refusing batching and JVP rules, :func:`bind_sample`, and
+  checks on tracers (:func:`is_concrete`, :func:`closes_over_tracers`,
+  :func:`is_differentiated`);
+* :mod:`~ppl.core.staging`: tracing a function to a program (inlining
+  call-like equations, refusing random choices inside JAX's own control
+  flow), hoisting closed-over tracers, and the program cache;
+* :mod:`~ppl.core.program`: the program IR (:class:`Site`, :class:`Program`)
+  with its direct walker :meth:`Program.run` and its continuation-passing
+  walker :meth:`Program.walk` (:class:`Continue`, :func:`eqn_fn`).
+
+A JAX upgrade touches this package only.
+"""
+
+from ppl.core.primitive import (
+    aval, bind_sample, closes_over_tracers, is_concrete, is_differentiated, refuse_as_array, sample_p,
+)
+from ppl.core.program import Continue, Program, Site, eqn_fn
+from ppl.core.staging import depends_on, hoist_closure, program_cache, stage
+
+__all__ = [
+    "Continue", "Program", "Site", "aval", "bind_sample", "closes_over_tracers", "depends_on", "eqn_fn",
+    "hoist_closure", "is_concrete", "is_differentiated", "program_cache", "refuse_as_array", "sample_p",
+    "stage",
+]

@@ -1,0 +1,119 @@
+"""The sample primitive: a random choice as a JAX primitive, and tracer checks.
+
+``gen_fn(*args) @ addr`` binds :data:`sample_p`. JAX can stage it (its abstract
+evaluation asks the callee for the shapes of its return value) but cannot
+evaluate, batch or differentiate it: those rules refuse, with errors that say
+which combinator or interface method to use instead. Interpreters of staged
+programs (``ppl.transforms``) give the primitive its meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+from jax._src import core as _jcore
+from jax._src import dtypes as _jdtypes
+from jax._src.interpreters import ad as _jad
+from jax.extend import core as jex
+
+from ppl._args import hold, release
+from ppl._errors import PPLError, at_address, choice_outside_error, fmt_addr
+
+sample_p = jex.Primitive("ppl_sample")
+sample_p.multiple_results = True
+
+
+def _outside_error(*_, addr, **__):
+    raise choice_outside_error(addr)
+
+
+sample_p.def_impl(_outside_error)
+
+
+def _sample_abstract_eval(*in_avals, gen_fn, addr, in_tree):
+    return gen_fn.retval_avals(in_tree, tuple(in_avals))
+
+
+sample_p.def_abstract_eval(_sample_abstract_eval)
+
+
+def _batching_error(args, dims, *, addr, **_):
+    raise PPLError(
+        f"random choice {fmt_addr(addr)} is inside jax.vmap within a generative "
+        "function. jax.vmap cannot give each element its own address; use the "
+        "combinator instead: ppl.vmap(gen_fn)(*args) @ 'addr' stacks the choices "
+        "along a leading axis."
+    )
+
+
+def _jvp_error(primals, tangents, *, addr, **_):
+    raise PPLError(
+        f"random choice {fmt_addr(addr)} is inside jax.jvp/jax.grad within a "
+        "generative function. Differentiate the interface instead, e.g. "
+        "jax.grad(lambda p: model.assess(choices, (p,))[0]), or use an "
+        "@ppl.expectation for gradients of expected values."
+    )
+
+
+jax.interpreters.batching.primitive_batchers[sample_p] = _batching_error
+jax.interpreters.ad.primitive_jvps[sample_p] = _jvp_error
+
+
+def bind_sample(gen_fn, args: tuple, addr):
+    """Make the random choice ``gen_fn(*args) @ addr``; returns its value."""
+    args = hold(args, repr(gen_fn))
+    if hasattr(gen_fn, "hoisted"):
+        gen_fn, args = gen_fn.hoisted(args)
+    flat, in_tree = jax.tree.flatten(args)
+    with at_address(addr):  # errors while staging the callee name this site
+        outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)
+        tree = gen_fn.retval_tree(in_tree, tuple(map(aval, flat)))
+    return release(jax.tree.unflatten(tree, outs))
+
+
+def aval(x):
+    """The abstract value (shape, dtype, weak type) of an array or number ``x``."""
+    return jax.typeof(x)
+
+
+def refuse_as_array(cls, error: Callable) -> None:
+    """Make JAX raise ``error(x)`` wherever it meets an instance ``x`` of ``cls``
+    as an array (``jnp`` functions, ``jax.typeof``, arguments of primitives).
+
+    Args:
+        cls: a Python class that is not a value, such as ``Invocation``.
+        error: ``x -> Exception`` saying what to write instead.
+
+    >>> refuse_as_array(Invocation, lambda inv: inv._misuse("used as an array"))
+    """
+    def refuse(x):
+        raise error(x)
+
+    _jcore.pytype_aval_mappings[cls] = refuse
+    _jdtypes.canonicalize_value_handlers[cls] = refuse
+
+
+def is_concrete(x) -> bool:
+    """True when every leaf of ``x`` holds a value now (not a tracer)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
+
+
+def closes_over_tracers(fn) -> bool:
+    """Whether ``fn``'s closure holds a value of a trace in progress (a nested
+    ``@gen`` function using an argument of the function that defines it)."""
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+        if not is_concrete(contents):
+            return True
+    return False
+
+
+def is_differentiated(tree) -> bool:
+    """Whether a leaf of ``tree`` is being differentiated by an enclosing
+    ``jax.jvp``/``jax.grad`` (a forward- or reverse-mode tracer)."""
+    kinds = tuple(getattr(_jad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(_jad, n))
+    return any(isinstance(leaf, kinds) for leaf in jax.tree.leaves(tree))
