@@ -18,6 +18,12 @@ def _dtype(v):
     return v.dtype if hasattr(v, "dtype") else jnp.result_type(v)
 
 
+def _shape(v) -> tuple:
+    # Leaves may be markers standing for values (inference reads supports that
+    # way), which carry no shape: they are checked where the values are.
+    return tuple(v.shape) if hasattr(v, "shape") else ()
+
+
 def check_layout(maps: list, name: str) -> None:
     """Check that one choice map can hold the choices of every branch.
 
@@ -35,7 +41,7 @@ def check_layout(maps: list, name: str) -> None:
     seen: dict = {}
     for j, m in enumerate(maps):
         for a, v, _ in _raw_entries(m):
-            kind = (tuple(jnp.shape(v)), _dtype(v))
+            kind = (_shape(v), _dtype(v))
             if a in seen and seen[a][1] != kind:
                 i, (s, d) = seen[a][0], seen[a][1]
                 raise AddressError(
