@@ -10,6 +10,8 @@ they were just before user code runs.
 
 from __future__ import annotations
 
+import contextvars
+
 import jax
 import numpy as np
 
@@ -101,7 +103,9 @@ def release(tree):
                         is_leaf=lambda x: isinstance(x, Held))
 
 
-_staging: list = []  # names of the user functions being run by call(), innermost last
+# The names of the user functions being run by call(), innermost last: one
+# stack per thread and per asyncio task, as a context variable.
+_staging: contextvars.ContextVar[tuple] = contextvars.ContextVar("ppl_staging", default=())
 
 
 def staging_name() -> str | None:
@@ -114,7 +118,8 @@ def staging_name() -> str | None:
     >>> staging_name() is None   # at the top level
     True
     """
-    return _staging[-1] if _staging else None
+    names = _staging.get()
+    return names[-1] if names else None
 
 
 def call(fn, args: tuple, name: str):
@@ -138,13 +143,13 @@ def call(fn, args: tuple, name: str):
     >>> call(lambda x: x + 1, (1.0,), "f")
     2.0
     """
-    _staging.append(name)
+    token = _staging.set((*_staging.get(), name))
     try:
         return hold(fn(*release(args)), name)
     except _CONCRETIZATION as e:
         raise _concretization_error(name, e) from e
     finally:
-        _staging.pop()
+        _staging.reset(token)
 
 
 _CONCRETIZATION = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,

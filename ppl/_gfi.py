@@ -8,7 +8,7 @@ implements. All of them are pure and work under ``jit``, ``vmap`` and ``grad``.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+from typing import Mapping
 
 import equinox as eqx
 import jax
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from ppl._args import hold, staging_name
 from ppl._errors import PPLError
 from ppl.choices import ChoiceMap, Selection, select_all
-from ppl.core import bind_sample, closes_over_tracers, refuse_as_array
+from ppl.core import Callee, bind_sample, closes_over_tracers, refuse_as_array
 
 
 class Trace(eqx.Module):
@@ -181,17 +181,13 @@ def as_selection(selection) -> Selection:
     raise PPLError(f"expected a selection from ppl.select(...), got {type(selection).__name__}.")
 
 
-class GenerativeFunction(abc.ABC):
+class GenerativeFunction(Callee, abc.ABC):
     """Something that makes random choices: a distribution, an ``@gen`` function or a
     combinator. Call it with arguments and give the call an address,
     ``g(*args) @ "addr"``, inside another generative function."""
 
     def __call__(self, *args) -> Invocation:
         return Invocation(self, args)
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     # -- the interface ------------------------------------------------------
     def simulate(self, key, args: tuple) -> Trace:
@@ -253,18 +249,8 @@ class GenerativeFunction(abc.ABC):
         return self, args
 
     # -- shapes, for staging ------------------------------------------------
-    def _abstract(self, what, fn, in_tree, in_avals):
-        cache = self.__dict__.setdefault("_shape_cache", {})
-        key = (what, in_tree, in_avals)
-        if key not in cache:
-            args = jax.tree.unflatten(
-                in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in in_avals]
-            )
-            cache[key] = jax.eval_shape(fn, args)
-        return cache[key]
-
     def _shapes(self, in_tree, in_avals):
-        return self._abstract("trace", lambda a: self.simulate(jax.random.key(0), a), in_tree, in_avals)
+        return self._shape("trace", lambda a: self.simulate(jax.random.key(0), a), in_tree, in_avals)
 
     def retval_abstract(self, args):
         """The return value for ``args``, traced abstractly (only its shape is used).
@@ -273,35 +259,7 @@ class GenerativeFunction(abc.ABC):
         random choice that only has meaning inside an expectation can sit in them."""
         return self.simulate(jax.random.key(0), args).retval
 
-    def _retval_shape(self, in_tree, in_avals):
-        return self._abstract("retval", self.retval_abstract, in_tree, in_avals)
-
-    def retval_avals(self, in_tree, in_avals):
-        leaves = jax.tree.leaves(self._retval_shape(in_tree, in_avals))
-        return [jax.core.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False)) for s in leaves]
-
-    def retval_tree(self, in_tree, in_avals):
-        return jax.tree.structure(self._retval_shape(in_tree, in_avals))
-
     def trace_shape(self, args: tuple):
         """The shapes of a trace for ``args`` (no computation is run)."""
         flat, tree = jax.tree.flatten(args)
         return self._shapes(tree, tuple(jax.typeof(x) for x in flat))
-
-    def __repr__(self):
-        return self.name
-
-
-def zero_score():
-    return jnp.zeros((), dtype=jnp.result_type(float))
-
-
-def site_key(key, index: int):
-    return jax.random.fold_in(key, index)
-
-
-def total(scores) -> Any:
-    out = zero_score()
-    for s in scores:
-        out = out + s
-    return out

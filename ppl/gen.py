@@ -14,13 +14,14 @@ from typing import Any, Callable
 import equinox as eqx
 
 from ppl._args import call
-from ppl._gfi import GenerativeFunction, Trace, total
+from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
 from ppl.core import Program, closes_over_tracers, hoist_closure, program_cache
 from ppl.transforms import assess as _assess
 from ppl.transforms import generate as _generate
 from ppl.transforms import simulate as _simulate
 from ppl.transforms import update as _update
+from ppl.transforms._sites import total
 
 
 class StaticTrace(Trace):

@@ -2,6 +2,8 @@
 
 Three concepts, in the order data flows:
 
+* :mod:`~ppl.core.callee`: :class:`Callee`, the base class of everything that
+  can be called at an address (its return-value shapes, cached per callee);
 * :mod:`~ppl.core.primitive`: the sample primitive ``sample_p`` (a random
   choice), its refusing batching and JVP rules, :func:`bind_sample`, and
   checks on tracers (:func:`is_concrete`, :func:`closes_over_tracers`,
@@ -16,6 +18,7 @@ Three concepts, in the order data flows:
 A JAX upgrade touches this package only.
 """
 
+from ppl.core.callee import Callee
 from ppl.core.primitive import (
     aval, bind_sample, closes_over_tracers, is_concrete, is_differentiated, refuse_as_array, sample_p,
 )
@@ -23,7 +26,7 @@ from ppl.core.program import Continue, Program, Site, eqn_fn
 from ppl.core.staging import depends_on, hoist_closure, program_cache, stage
 
 __all__ = [
-    "Continue", "Program", "Site", "aval", "bind_sample", "closes_over_tracers", "depends_on", "eqn_fn",
-    "hoist_closure", "is_concrete", "is_differentiated", "program_cache", "refuse_as_array", "sample_p",
-    "stage",
+    "Callee", "Continue", "Program", "Site", "aval", "bind_sample", "closes_over_tracers",
+    "depends_on", "eqn_fn", "hoist_closure", "is_concrete", "is_differentiated", "program_cache",
+    "refuse_as_array", "sample_p", "stage",
 ]

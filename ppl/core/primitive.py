@@ -19,6 +19,7 @@ from jax.extend import core as jex
 
 from ppl._args import hold, release
 from ppl._errors import PPLError, at_address, choice_outside_error, fmt_addr
+from ppl.core.callee import Callee
 
 sample_p = jex.Primitive("ppl_sample")
 sample_p.multiple_results = True
@@ -60,11 +61,33 @@ jax.interpreters.batching.primitive_batchers[sample_p] = _batching_error
 jax.interpreters.ad.primitive_jvps[sample_p] = _jvp_error
 
 
-def bind_sample(gen_fn, args: tuple, addr):
-    """Make the random choice ``gen_fn(*args) @ addr``; returns its value."""
+def bind_sample(gen_fn: Callee, args: tuple, addr):
+    """Make the random choice ``gen_fn(*args) @ addr`` (what ``@`` does).
+
+    Args:
+        gen_fn: the callee: a generative function, or a callee that only has
+            meaning inside an expectation.
+        args: its arguments (leaves JAX cannot trace are held static).
+        addr: the address.
+
+    Returns:
+        The choice's value, as ``gen_fn``'s return value.
+
+    Raises:
+        PPLError: if ``gen_fn`` is not a :class:`Callee`; errors while staging
+            the callee name ``addr``; evaluated outside a program run by ppl,
+            the error says to run the generative function.
+
+    Example:
+        >>> z = bind_sample(ppl.normal, (0.0, 1.0), "z")   # inside an @gen function
+    """
+    if not isinstance(gen_fn, Callee):
+        raise PPLError(
+            f"{gen_fn!r} was called at address {fmt_addr(addr)}, but only generative functions "
+            "(distributions, @ppl.gen functions, combinators) can make a random choice there."
+        )
     args = hold(args, repr(gen_fn))
-    if hasattr(gen_fn, "hoisted"):
-        gen_fn, args = gen_fn.hoisted(args)
+    gen_fn, args = gen_fn.hoisted(args)
     flat, in_tree = jax.tree.flatten(args)
     with at_address(addr):  # errors while staging the callee name this site
         outs = sample_p.bind(*flat, gen_fn=gen_fn, addr=addr, in_tree=in_tree)

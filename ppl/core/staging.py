@@ -18,6 +18,7 @@ import jax
 from jax.extend import core as jex
 
 from ppl._args import call, hold
+from ppl._caches import Store
 from ppl._errors import PPLError, fmt_addr
 from ppl.core.primitive import aval, is_concrete, sample_p
 from ppl.core.program import Eqn, Lit, Program, Site
@@ -145,7 +146,7 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
     )
     seen = set()
     for s in sites:
-        if getattr(s.gen_fn, "addressless", False):  # e.g. ppl.add_cost: may repeat
+        if s.gen_fn.addressless:  # e.g. ppl.add_cost: may repeat
             continue
         if s.addr in seen:
             raise PPLError(
@@ -158,8 +159,28 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
 
 
 def program_cache() -> Callable:
-    """A cache of staged programs keyed by argument shapes, for one function."""
-    cache = {}
+    """A cache of staged programs for one function, keyed by argument shapes.
+
+    Made once per generative function, when it is made; its entries live in a
+    :class:`ppl._caches.Store` (freed with the function, emptied by
+    ``ppl.clear_caches()``).
+
+    Returns:
+        ``get(fn, args, name) -> Program``: the program of ``fn`` for arguments
+        shaped like ``args``, staged the first time. A program that closed over
+        tracers of an enclosing trace is not kept (it must not outlive that
+        trace); nor is one for arguments JAX cannot describe by shape.
+
+    Raises:
+        PPLError: from :func:`stage`, when ``get`` stages.
+
+    Example:
+        >>> programs = program_cache()
+        >>> prog = programs(model_fn, (1.0,), "model")
+        >>> programs(model_fn, (2.0,), "model") is prog   # same shapes
+        True
+    """
+    store = Store()
 
     def get(fn, args, name):
         flat, tree = jax.tree.flatten(args)
@@ -167,13 +188,8 @@ def program_cache() -> Callable:
             key = (tree, tuple(aval(x) for x in flat))
         except TypeError:
             return stage(fn, args, name)
-        prog = cache.get(key)
-        if prog is None:
-            prog = stage(fn, args, name)
-            # A program that closed over tracers of an enclosing trace must not outlive it.
-            if is_concrete(prog.consts):
-                cache[key] = prog
-        return prog
+        # A program that closed over tracers of an enclosing trace must not outlive it.
+        return store.cached(key, lambda: stage(fn, args, name), keep=lambda prog: is_concrete(prog.consts))
 
     return get
 

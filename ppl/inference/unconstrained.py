@@ -34,13 +34,13 @@ import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
 from ppl._errors import PPLError, at_address, fmt_addr
-from ppl._gfi import zero_score
 from ppl.choices import ChoiceMap, select_all
 from ppl.combinators import Scan, Vmap
 from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
 from ppl.inference._sites import Site, empty_selection_error, sites
 from ppl.inference._util import selection_of
+from ppl.transforms._sites import zero_score
 from ppl.transforms.adev.strategies import WithStrategy
 
 

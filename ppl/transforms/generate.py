@@ -11,9 +11,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ppl._errors import at_address
-from ppl._gfi import site_key, total
 from ppl.choices import ChoiceMap
 from ppl.transforms._checks import check_addresses, flag_of
+from ppl.transforms._sites import site_key, total
 
 
 def generate(program, key, constraints, args, name):

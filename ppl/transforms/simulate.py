@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ppl._errors import at_address
-from ppl._gfi import site_key
+from ppl.transforms._sites import site_key
 
 
 def simulate(program, key, args):

@@ -21,14 +21,14 @@ from ppl._args import release
 from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
 from ppl.choices import ChoiceMap
-from ppl.core import Continue, bind_sample, is_differentiated, program_cache
+from ppl.core import Callee, Continue, bind_sample, is_differentiated, program_cache
 from ppl.gen import StaticGenerativeFunction
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
 from ppl.transforms.adev.dual import Result, State
 
 
-class _AdevOnly:
+class _AdevOnly(Callee):
     """Things that can be called with ``@ "addr"`` inside an expectation but have
     no meaning as a generative function elsewhere."""
 
@@ -43,22 +43,8 @@ class _AdevOnly:
 
     simulate = assess = generate = update = regenerate = _misuse
 
-    def _shape(self, in_tree, in_avals):
-        cache = self.__dict__.setdefault("_shape_cache", {})
-        key = (in_tree, in_avals)
-        if key not in cache:
-            args = jax.tree.unflatten(in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in in_avals])
-            cache[key] = jax.eval_shape(self._shape_fn, args)
-        return cache[key]
-
-    def retval_avals(self, in_tree, in_avals):
-        return [jax.core.ShapedArray(s.shape, s.dtype) for s in jax.tree.leaves(self._shape(in_tree, in_avals))]
-
-    def retval_tree(self, in_tree, in_avals):
-        return jax.tree.structure(self._shape(in_tree, in_avals))
-
-    def __repr__(self):
-        return self.name
+    def retval_abstract(self, args):
+        return self._shape_fn(args)
 
 
 class Expectation(_AdevOnly):

@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from ppl._errors import PPLError, fmt_addr
-from ppl._gfi import site_key
 from ppl.choices import ChoiceMap
 from ppl.core import Continue, Site
+from ppl.transforms._sites import site_key
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, Result, State
 from ppl.transforms.adev.strategies import Reinforce, Strategy
