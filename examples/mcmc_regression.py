@@ -82,7 +82,7 @@ def main(argv=None):
                              n_samples=n_samples, n_warmup=n_warmup, n_chains=args.chains)
     report("NUTS (numpyro's, on a potential from assess)", result_nuts, time.perf_counter() - t)
 
-    kernel = mcmc.repeat(
+    kernel = mcmc.repeat_kernel(
         mcmc.cycle(mcmc.mh(proposal=coefficient_walk, proposal_args=(0.05,)),
                    mcmc.mh(proposal=sigma_walk, proposal_args=(0.1,))),
         5,

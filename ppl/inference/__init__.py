@@ -5,30 +5,64 @@ and exact enumeration, written against the generative-function interface.
     sir(key, model, obs, args, n=..., m=...)                   -> resampled traces
     smc.init / extend / reweight / resample / maybe_resample / rejuvenate / run
     particle_filter(key, ppl.scan model, args, obs, n, proposal=...)
-    mh / mala / hmc / nuts kernels; cycle / mixture / repeat; run_mcmc (chains.run)
+    mh / mala / hmc / nuts kernels; cycle / mixture_kernel / repeat_kernel; run_mcmc
     enumerate_posterior(model, obs, args)                      -> exact posterior
     unconstrained.constrain / unconstrain                      the gradient kernels' coordinates
     vi                                                          variational inference
+
+Modules: ``kernel`` (the kernel interface), ``metropolis``, ``gradient`` (MALA,
+HMC), ``no_u_turn`` (NUTS), ``composition``, ``mcmc`` (all kernels in one
+namespace), ``chains`` (the multi-chain driver), ``smc``, ``particles``,
+``filtering``, ``resampling``, ``enumeration``, ``unconstrained``, ``vi``.
 """
 
 from ppl.inference import (
-    chains, enum, filtering, gradient, kernel, mcmc, particles, resampling, smc, unconstrained, vi,
+    chains,
+    composition,
+    enumeration,
+    filtering,
+    gradient,
+    kernel,
+    mcmc,
+    metropolis,
+    no_u_turn,
+    particles,
+    resampling,
+    smc,
+    unconstrained,
+    vi,
 )
 from ppl.inference._util import ess, log_mean_exp
 from ppl.inference.chains import MCMCResult
 from ppl.inference.chains import run as run_mcmc
-from ppl.inference.enum import Enumeration, enumerate_posterior
+from ppl.inference.enumeration import Enumeration, enumerate_posterior
 from ppl.inference.filtering import particle_filter
 from ppl.inference.importance import ImportanceResult, importance, sir
 from ppl.inference.mcmc import (
-    HMC, MALA, MH, Cycle, Kernel, MCMCState, Mixture, Repeat, cycle, hmc, mala, mh, mixture, repeat,
+    HMC,
+    MALA,
+    MH,
+    NUTS,
+    Cycle,
+    Kernel,
+    MCMCState,
+    MixtureKernel,
+    RepeatKernel,
+    cycle,
+    hmc,
+    mala,
+    mh,
+    mixture_kernel,
+    nuts,
+    repeat_kernel,
 )
-from ppl.inference.nuts import NUTS, nuts
 from ppl.inference.particles import ParticleCollection, SMCInfo
 
 __all__ = [
-    "Cycle", "Enumeration", "HMC", "ImportanceResult", "Kernel", "MALA", "MCMCResult", "MCMCState", "MH",
-    "Mixture", "NUTS", "ParticleCollection", "Repeat", "SMCInfo", "chains", "cycle", "enum", "enumerate_posterior",
-    "ess", "filtering", "gradient", "hmc", "importance", "kernel", "log_mean_exp", "mala", "mcmc", "mh", "mixture",
-    "nuts", "particle_filter", "particles", "repeat", "resampling", "run_mcmc", "sir", "smc", "unconstrained", "vi",
+    "Cycle", "Enumeration", "HMC", "ImportanceResult", "Kernel", "MALA", "MCMCResult",
+    "MCMCState", "MH", "MixtureKernel", "NUTS", "ParticleCollection", "RepeatKernel", "SMCInfo",
+    "chains", "composition", "cycle", "enumerate_posterior", "enumeration", "ess", "filtering",
+    "gradient", "hmc", "importance", "kernel", "log_mean_exp", "mala", "mcmc", "metropolis", "mh",
+    "mixture_kernel", "no_u_turn", "nuts", "particle_filter", "particles", "repeat_kernel",
+    "resampling", "run_mcmc", "sir", "smc", "unconstrained", "vi",
 ]

@@ -97,11 +97,13 @@ class _Gradient(Kernel):
     name = "gradient kernel"
     target_accept = 0.8
 
-    def __init__(self, selection=None, step_size=0.1, target_accept=None):
-        self.selection = None if selection is None else as_selection(selection)
-        self.step_size = step_size
-        if target_accept is not None:
-            self.target_accept = target_accept
+    def __init__(self, selection=None, step_size=0.1, target_accept=None, **settings):
+        super().__init__(
+            selection=None if selection is None else as_selection(selection),
+            step_size=step_size,
+            target_accept=type(self).target_accept if target_accept is None else target_accept,
+            **settings,
+        )
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
         selection = resolve_selection(self.name, self.selection, trace, observed)
@@ -166,8 +168,7 @@ class HMC(_Gradient):
     target_accept = 0.8
 
     def __init__(self, selection=None, step_size=0.1, n_steps=10, target_accept=None):
-        super().__init__(selection, step_size, target_accept)
-        self.n_steps = n_steps
+        super().__init__(selection, step_size, target_accept, n_steps=n_steps)
 
     def _propose(self, key, grad_fn, z, logp, g, eps):
         p0 = _random_like(key, z)

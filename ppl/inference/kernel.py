@@ -86,6 +86,16 @@ def accept(key, log_alpha):
     return accepted, prob
 
 
+def _frozen(kernel, name: str) -> str:
+    kind = type(kernel).__name__
+    return (
+        f"{kind} is an immutable value: its settings are fixed when it is built, and "
+        f"everything a run needs lives in its MCMCState, so one kernel serves many models and "
+        f"chains at once. Build a new kernel with the setting you want instead of assigning "
+        f"{kind}.{name}."
+    )
+
+
 def resolve_selection(name: str, given, trace, observed):
     """The choices a kernel moves: ``given``, or every unobserved choice.
 
@@ -127,11 +137,38 @@ def resolve_selection(name: str, given, trace, observed):
 class Kernel(abc.ABC):
     """Base class of MCMC kernels: subclasses implement ``init`` and ``step``.
 
+    A kernel is an immutable value. Its settings are given once, to
+    ``Kernel.__init__``; afterwards setting or deleting an attribute is an
+    error, so nothing a run learns (a selection, transforms, adaptation) can
+    be written onto the kernel: it travels in the :class:`MCMCState`. One
+    kernel object therefore serves any number of models and chains at once.
+    Kernels compare and hash by identity.
+
+    Args:
+        **settings: the kernel's settings (its selection, step size, ...),
+            each stored as an attribute of that name.
+
+    Raises:
+        AttributeError: on any later attempt to set or delete an attribute.
+
     Example:
         >>> kernel = ppl.inference.hmc(ppl.select("mu"))
         >>> state = kernel.init(trace, n_warmup=100)
         >>> state = jax.jit(kernel.step)(jax.random.key(0), state)
+        >>> kernel.step_size = 0.5
+        Traceback (most recent call last):
+        AttributeError: HMC is an immutable value ...
     """
+
+    def __init__(self, **settings):
+        for name, value in settings.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(_frozen(self, name))
+
+    def __delattr__(self, name):
+        raise AttributeError(_frozen(self, name))
 
     def init(self, trace: Trace, n_warmup: int = 0, observed=None, *, shared: bool = False) -> MCMCState:
         """The initial state of a chain at ``trace``.

@@ -36,8 +36,8 @@ KERNELS = {
     "hmc": lambda a: mcmc.hmc(ppl.select(a), n_steps=5),
     "nuts": lambda a: nuts(),
     "cycle": lambda a: mcmc.cycle(mcmc.mh(ppl.select(a)), mcmc.mala(ppl.select(a))),
-    "mixture": lambda a: mcmc.mixture([mcmc.mh(ppl.select(a)), mcmc.mala(ppl.select(a))], [0.3, 0.7]),
-    "repeat": lambda a: mcmc.repeat(_rw(a, 0.5), 3),
+    "mixture": lambda a: mcmc.mixture_kernel([mcmc.mh(ppl.select(a)), mcmc.mala(ppl.select(a))], [0.3, 0.7]),
+    "repeat": lambda a: mcmc.repeat_kernel(_rw(a, 0.5), 3),
 }
 
 

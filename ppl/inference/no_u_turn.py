@@ -15,6 +15,7 @@ kernel object itself holds nothing but its options.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import equinox as eqx
@@ -73,8 +74,7 @@ class NUTS(Kernel):
 
     def __init__(self, selection=None, target_accept=0.8, max_tree_depth=10, dense_mass=False, step_size=1.0,
                  adapt_step_size=True, adapt_mass_matrix=True, find_heuristic_step_size=False):
-        self.selection = None if selection is None else as_selection(selection)
-        self.options = dict(
+        options = dict(
             step_size=step_size,
             adapt_step_size=adapt_step_size,
             adapt_mass_matrix=adapt_mass_matrix,
@@ -82,6 +82,10 @@ class NUTS(Kernel):
             target_accept_prob=target_accept,
             max_tree_depth=max_tree_depth,
             find_heuristic_step_size=find_heuristic_step_size,
+        )
+        super().__init__(
+            selection=None if selection is None else as_selection(selection),
+            options=MappingProxyType(options),  # read-only: the kernel is a value
         )
 
     def _sampler(self, selection, n_warmup, trace, init_params, rng_key):
