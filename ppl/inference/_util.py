@@ -11,19 +11,27 @@ import numpy as np
 
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_choices, as_key
+from ppl._numerics import log_mean_exp
 from ppl.choices import ChoiceMap, select
 from ppl.core import is_concrete
 
 
 def ess(log_weights):
-    """Effective sample size ``1 / sum(w_i^2)`` of normalised weights."""
+    """Effective sample size ``1 / sum(w_i^2)`` of the normalised weights.
+
+    Args:
+        log_weights: unnormalised log weights along the last axis.
+
+    Returns:
+        The ESS, between 1 and the number of weights (NaN when every weight
+        is zero), with the leading axes of ``log_weights``.
+
+    Example:
+        >>> float(ess(jnp.zeros(4)))  # equal weights
+        4.0
+    """
     w = jax.nn.softmax(log_weights, axis=-1)
     return 1.0 / jnp.sum(w * w, axis=-1)
-
-
-def log_mean_exp(log_weights, axis=-1):
-    n = log_weights.shape[axis]
-    return jax.scipy.special.logsumexp(log_weights, axis=axis) - jnp.log(n)
 
 
 class WeightedTraces(eqx.Module):

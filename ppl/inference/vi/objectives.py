@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from ppl._errors import PPLError
 from ppl._gfi import as_choices
+from ppl._numerics import log_mean_exp
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, add_cost, adev, density, sim
 from ppl.gen import gen
@@ -78,11 +79,16 @@ def _observe(observations) -> Callable:
     return lambda *model_args: obs
 
 
+def _log_weight(model, guide, obs, model_args, guide_args):
+    """One ``z ~ q`` sampled at ``"guide"``: ``(log p(z, obs) - log q(z), z)``."""
+    z, logq = sim(guide)(*guide_args) @ "guide"
+    return density(model)(z | obs, *model_args) - logq, z
+
+
 def _particle(model, guide):
     @gen
     def particle(model_args, guide_args, obs):
-        z, logq = sim(guide)(*guide_args) @ "guide"
-        return density(model)(z | obs, *model_args) - logq, z
+        return _log_weight(model, guide, obs, model_args, guide_args)
 
     return particle
 
@@ -93,17 +99,12 @@ def _log_weights(model, guide, observe, model_args, guide_args, n):
     return repeat(_particle(model, guide), n)(model_args, guide_args, obs) @ "particles"
 
 
-def _log_mean_exp(x):
-    return jax.nn.logsumexp(x) - jnp.log(x.shape[0])
-
-
 def elbo(model, guide, observations=None, *, strategies=None) -> Objective:
     """E_q[log p(z, obs) - log q(z)]; with a ``marginal`` guide, HVI/IWHVI."""
     observe = _observe(observations)
 
     def objective(model_args, guide_args):
-        z, logq = sim(guide)(*guide_args) @ "guide"
-        return density(model)(z | observe(*model_args), *model_args) - logq
+        return _log_weight(model, guide, observe(*model_args), model_args, guide_args)[0]
 
     return Objective(objective, "elbo", _guide_policy(strategies, ("guide",)))
 
@@ -114,7 +115,7 @@ def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> O
 
     def objective(model_args, guide_args):
         log_w, _ = _log_weights(model, guide, observe, model_args, guide_args, n)
-        return _log_mean_exp(log_w)
+        return log_mean_exp(log_w)
 
     return Objective(objective, f"iwelbo(n={n})", _guide_policy(strategies, _PARTICLES))
 
@@ -127,7 +128,7 @@ def renyi(model, guide, observations=None, alpha: float = 0.5, n: int = 5, *, st
 
     def objective(model_args, guide_args):
         log_w, _ = _log_weights(model, guide, observe, model_args, guide_args, n)
-        return _log_mean_exp((1.0 - alpha) * log_w) / (1.0 - alpha)
+        return log_mean_exp((1.0 - alpha) * log_w) / (1.0 - alpha)
 
     return Objective(objective, f"renyi(alpha={alpha}, n={n})", _guide_policy(strategies, _PARTICLES))
 
@@ -144,9 +145,9 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
 
     def objective(model_args, guide_args):
         log_w, zs = _log_weights(model, guide, observe, model_args, guide_args, n)
-        bound = _log_mean_exp(log_w)
+        bound = log_mean_exp(log_w)
         others = (jnp.sum(log_w) - log_w) / (n - 1)
-        loo = jax.vmap(lambda j: _log_mean_exp(log_w.at[j].set(others[j])))(jnp.arange(n))
+        loo = jax.vmap(lambda j: log_mean_exp(log_w.at[j].set(others[j])))(jnp.arange(n))
         # Zero in value; its gradient subtracts each particle's baseline times its score.
         frozen = jax.lax.stop_gradient(zs)
         score = jax.vmap(lambda z: density(guide)(z, *guide_args))(frozen)
@@ -191,8 +192,8 @@ def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None
     observe = _observe(observations)
 
     def objective(model_args, guide_args):
-        z, logq = sim(guide)(*guide_args) @ "guide"
-        return -jnp.exp(power * (density(model)(z | observe(*model_args), *model_args) - logq))
+        log_w, _ = _log_weight(model, guide, observe(*model_args), model_args, guide_args)
+        return -jnp.exp(power * log_w)
 
     return Objective(objective, f"cubo(power={power})", _guide_policy(strategies, ("guide",)))
 
