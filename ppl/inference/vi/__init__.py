@@ -1,7 +1,12 @@
-"""Programmable variational inference: objectives as programs, and fitting them."""
+"""Programmable variational inference: objectives as programs, and fitting them.
+
+``fit`` is the driver (chunks, progress bar, history, errors) around the pure
+pair ``fitter(objective, optimizer, trainable=...) -> Fitter(init, step)``.
+"""
 
 from ppl.inference.vi.diagnostics import GradientStats, gradient_variance
 from ppl.inference.vi.fit import FitResult, NonFiniteLoss, fit
+from ppl.inference.vi.fit_step import Fitter, FitState, fitter
 from ppl.inference.vi.objectives import (
     Objective,
     cubo,
@@ -18,7 +23,7 @@ from ppl.inference.vi.objectives import (
 )
 
 __all__ = [
-    "FitResult", "GradientStats", "NonFiniteLoss", "Objective", "cubo", "diwhvi", "elbo", "fit",
-    "forward_kl", "gradient_variance", "hvi", "iwelbo", "iwhvi", "renyi", "rws_wake_p",
+    "FitResult", "FitState", "Fitter", "GradientStats", "NonFiniteLoss", "Objective", "cubo",
+    "diwhvi", "elbo", "fit", "fitter", "forward_kl", "gradient_variance", "hvi", "iwelbo", "iwhvi", "renyi", "rws_wake_p",
     "rws_wake_q", "vimco",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 from ppl._errors import PPLError
 from ppl._gfi import as_key
 from ppl.inference.vi._trainable import split
-from ppl.inference.vi.fit import _estimator
+from ppl.inference.vi.fit_step import estimator
 
 
 class GradientStats(NamedTuple):
@@ -130,7 +130,7 @@ def gradient_variance(
             f"gradient_variance needs n, the number of gradient estimates, to be an int of at least 2 "
             f"(a variance needs two), got n={n!r}; n=1000 is a good start."
         )
-    estimate = _estimator(objective, "gradient_variance")
+    estimate = estimator(objective, "gradient_variance")
     params, frozen, layout = split(model_args, guide_args, trainable, caller="gradient_variance")
     grad = jax.grad(lambda p, k, fr: estimate(k, *layout.rebuild(p, fr)))
 

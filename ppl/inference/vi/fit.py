@@ -1,37 +1,37 @@
-"""Fitting: stochastic-gradient ascent on a variational objective with optax.
+"""Fitting: the driver that runs :mod:`ppl.inference.vi.fit_step`'s pure step.
 
 What is trained is explicit: the guide's arguments by default, the model's
 only when ``trainable=`` says so; everything else (data, integer arrays,
 settings) goes through unchanged. Resolving ``trainable=`` is
-:mod:`ppl.inference.vi._trainable`'s job; this module is the optimisation loop.
+:mod:`ppl.inference.vi._trainable`'s job, one optimizer step (with the guard
+against non-finite estimates) is :func:`ppl.inference.vi.fit_step.step`'s;
+this module is the loop around it: chunks, progress bar, history, errors.
 
 Steps run in jitted ``lax.scan`` chunks, so the host only wakes once per chunk
 (to advance the progress bar and check that the loss stayed finite). The chunk
 function is one module-level ``jax.jit`` whose static arguments are the
-objective, the optimizer and the layout of the arguments, so JAX's own cache
-compiles it once per shape and dtype: a second identical ``fit`` compiles
-nothing.
+objective, the optimizer and the chunk length (the layout of the arguments is
+static in the state), so JAX's own cache compiles it once per shape and dtype:
+a second identical ``fit`` compiles nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ppl._caches import register as register_cache
 from ppl._errors import PPLError
 from ppl._gfi import as_key
-from ppl.inference.vi._data import check_data, minibatch
-from ppl.inference.vi._static import Static
-from ppl.inference.vi._trainable import Layout, split
-
-# One object, so that fits with the default optimizer share their compiled chunks.
-_DEFAULT_OPTIMIZER = optax.adam(1e-3)
+from ppl.inference.vi._data import check_data
+from ppl.inference.vi._trainable import split
+from ppl.inference.vi.fit_step import FitState, Spec, make_spec, start, step
 
 
 class FitResult(NamedTuple):
@@ -61,18 +61,6 @@ class FitResult(NamedTuple):
     model_args: Any
     guide_args: Any
     history: np.ndarray
-
-
-def _estimator(objective, caller: str = "fit") -> Callable:
-    """The function ``(key, model_args, guide_args) -> scalar`` behind ``objective``
-    (its ``.estimate``, or itself); a :class:`PPLError` naming ``caller`` if neither is callable."""
-    fn = getattr(objective, "estimate", objective)
-    if not callable(fn):
-        raise PPLError(
-            f"{caller} needs an objective with .estimate(key, model_args, guide_args) (vi.elbo(...), ...) "
-            f"or a function (key, model_args, guide_args) -> scalar, got {objective!r}."
-        )
-    return fn
 
 
 def fit(
@@ -184,37 +172,36 @@ def fit(
         >>> result.model_args[0] is xs and result.model_args[1] == 0.5  # data come back as passed
         True
     """
-    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
     if not _is_int(steps) or not _is_int(num_samples) or steps < 1 or num_samples < 1:
-        raise PPLError(f"fit needs steps >= 1 and num_samples >= 1, got steps={steps}, num_samples={num_samples}.")
+        raise PPLError(
+            f"fit needs steps >= 1 and num_samples >= 1, got steps={steps}, "
+            f"num_samples={num_samples}."
+        )
     if chunk is not None and (not _is_int(chunk) or chunk < 1):
-        raise PPLError(f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}.")
+        raise PPLError(
+            f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}."
+        )
     n_data, batch_size = check_data(data, batch_size)
     key = as_key(key)
-    _estimator(objective)
+    spec = make_spec(objective, optimizer, num_samples, "fit")
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
-    params = jax.tree.map(_strong, params)
-    spec = _Spec(
-        Static(objective), Static(optimizer), layout, num_samples, n_data, batch_size,
-        chunk or max(1, min(steps, max(steps // 100, 10))),
-    )
-    # Strongly typed from the start (weak-typed initial values such as jnp.array(0.0)
-    # would otherwise come back strong from the first chunk and compile it again).
-    opt_state = jax.tree.map(lambda x: _strong(x) if eqx.is_array(x) else x, optimizer.init(params))
-    carry = (params, opt_state, params, jnp.array(False))
+    state = start(spec, params, frozen, layout, data, n_data, batch_size)
+    chunk = _Chunk(spec, chunk or max(1, min(steps, max(steps // 100, 10))))
     history = []
     bar = _progress_bar(steps, progress)
     done = 0
     try:
         while done < steps:
-            n = min(spec.chunk, steps - done)
-            carry, (values, finite) = _run_chunk(carry, key, np.int32(done), np.int32(n), frozen, data, spec=spec)
-            values, finite = np.asarray(values)[:n], np.asarray(finite)[:n]
-            if not finite.all():
-                bad = int(np.argmin(finite))
+            n = min(chunk.length, steps - done)
+            moved, (values, failed) = _run_chunk(state, key, np.int32(done), np.int32(n), chunk=chunk)
+            # The arrays passed in (frozen leaves, data) stay the very objects given.
+            state = _moved(state, moved)
+            values, failed = np.asarray(values)[:n], np.asarray(failed)[:n]
+            if failed.any():
+                bad = int(np.argmax(failed))
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
-                err.model_args, err.guide_args = spec.layout.rebuild(carry[2], frozen)
+                err.model_args, err.guide_args = state.arguments(last_good=True)
                 raise err
             history.extend(values.tolist())
             done += n
@@ -225,7 +212,7 @@ def fit(
         if bar is not None:
             bar.close()
     # Around the trained leaves, the very objects passed in.
-    model_args, guide_args = spec.layout.rebuild(carry[0], frozen)
+    model_args, guide_args = state.arguments()
     return FitResult(model_args, guide_args, np.asarray(history))
 
 
@@ -273,105 +260,52 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def _strong(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return jnp.asarray(x, dtype=x.dtype)  # an explicit dtype drops the weak type
-
-
 # ---------------------------------------------------------------------------
 # The compiled chunk
 # ---------------------------------------------------------------------------
 
 
-class _Spec(NamedTuple):
-    """Everything static about a fit: the key of its compiled chunk."""
+class _Chunk(NamedTuple):
+    """The static argument of the compiled chunk: the step's spec and the chunk length."""
 
-    objective: Static
-    optimizer: Static
-    layout: Layout  # where each leaf of (model_args, guide_args) goes
-    num_samples: int
-    n_data: int | None
-    batch_size: int | None
-    chunk: int
+    spec: Spec
+    length: int
 
 
-def _averaged(objective, num_samples: int) -> Callable:
-    """The mean of ``num_samples`` independent estimates of ``objective``, as one function.
-
-    Each estimate gets its own key, split from the one given; the estimates
-    run vectorised (``jax.vmap``), so the result stays jittable and
-    differentiable.
-
-    Args:
-        objective: a variational objective or a function
-            ``(key, model_args, guide_args) -> scalar``.
-        num_samples: how many estimates to average (a positive int).
-
-    Returns:
-        A function ``(key, model_args, guide_args) -> scalar``: the mean.
-
-    Raises:
-        PPLError: if ``objective`` is neither an objective nor a function.
-
-    Example:
-        >>> noisy = lambda key, model_args, guide_args: guide_args[0] + jax.random.normal(key)
-        >>> mean = _averaged(noisy, 10_000)
-        >>> bool(abs(mean(jax.random.key(0), (), (jnp.array(3.0),)) - 3.0) < 0.05)
-        True
-    """
-    estimate = _estimator(objective)
-
-    def mean_estimate(key, model_args, guide_args):
-        keys = jax.random.split(key, num_samples)
-        return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
-
-    return mean_estimate
+def _dynamic(state: FitState) -> tuple:
+    """What a step changes: the chunk's ``lax.scan`` carries only this."""
+    return state.params, state.opt_state, state.last_good, state.failed
 
 
-def _loss(spec: _Spec, frozen, data, params, key):
-    m, g = spec.layout.rebuild(params, frozen)
-    mean_estimate = _averaged(spec.objective.value, spec.num_samples)
-    if spec.n_data is None:
-        return -mean_estimate(key, m, g)
-    k_batch, k_est = jax.random.split(key)
-    batch = minibatch(k_batch, data, spec.n_data, spec.batch_size)
-    keys = jax.random.split(k_est, spec.batch_size)
-    return -jnp.mean(jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch))
-
-
-def _step(spec: _Spec, frozen, data, carry, inputs):
-    k, active = inputs
-    p, opt_state, last_good, failed = carry
-    value, grads = jax.value_and_grad(functools.partial(_loss, spec, frozen, data))(p, k)
-    finite = jnp.isfinite(value) & _all_finite(grads)
-    updates, new_opt_state = spec.optimizer.value.update(grads, opt_state, p)
-    new_p = optax.apply_updates(p, updates)
-    # After the first non-finite step (and on the padding of the last chunk)
-    # the state stays as it was, and last_good keeps the parameters at which
-    # the objective was last finite, for the error to hand back.
-    go = finite & active & ~failed
-    keep = lambda new, old: jnp.where(go, new, old)
-    carry = (
-        jax.tree.map(keep, new_p, p),
-        jax.tree.map(keep, new_opt_state, opt_state),
-        jax.tree.map(keep, p, last_good),
-        failed | (active & ~finite),
+def _moved(state: FitState, dynamic: tuple) -> FitState:
+    params, opt_state, last_good, failed = dynamic
+    return dataclasses.replace(
+        state, params=params, opt_state=opt_state, last_good=last_good, failed=failed
     )
-    return carry, (-value, finite)
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def _run_chunk(carry, key, done, n, frozen, data, spec: _Spec):
-    """``spec.chunk`` steps from ``carry``; steps from the ``n``-th on are padding.
-    Frozen arrays and data are arguments, not constants baked into the program."""
-    keys = jax.random.split(jax.random.fold_in(key, done), spec.chunk)
-    active = jnp.arange(spec.chunk) < n
-    return jax.lax.scan(functools.partial(_step, spec, frozen, data), carry, (keys, active))
+@functools.partial(jax.jit, static_argnames="chunk")
+def _run_chunk(state: FitState, key, done, n, chunk: _Chunk):
+    """``chunk.length`` steps from ``state``; steps from the ``n``-th on are padding.
+
+    Frozen arrays and data come in with the state as arguments (not constants
+    baked into the program) and are not carried or returned: the result is
+    the moved part of the state (:func:`_dynamic`) and, per step, the
+    objective estimate and whether the guard has tripped.
+    """
+    keys = jax.random.split(jax.random.fold_in(key, done), chunk.length)
+    active = jnp.arange(chunk.length) < n
+
+    def body(carry, inputs):
+        k, on = inputs
+        new, value = step(chunk.spec, k, _moved(state, carry))
+        carry = jax.tree.map(lambda a, b: jnp.where(on, a, b), _dynamic(new), carry)
+        return carry, (value, carry[3])
+
+    return jax.lax.scan(body, _dynamic(state), (keys, active))
 
 
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+register_cache(_run_chunk.clear_cache)  # its cache holds specs (objectives, models)
 
 
 def _progress_bar(total: int, enabled: bool):

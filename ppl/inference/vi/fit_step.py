@@ -1,0 +1,342 @@
+"""The pure fitting step: an objective and an optimizer as a pair of functions.
+
+:func:`fitter` returns a :class:`Fitter`, a named tuple of two pure functions
+in the manner of an optax transformation:
+
+- ``init(model_args, guide_args, data=None) -> FitState`` splits the
+  arguments into what is trained and the rest (``trainable=``, resolved by
+  :mod:`ppl.inference.vi._trainable`) and initialises the optimizer;
+- ``step(key, state) -> (state, value)`` takes one gradient step on the
+  objective estimated with ``key`` and returns the estimate.
+
+Everything a step needs is in the :class:`FitState`: the trained leaves, the
+optimizer state, the frozen arrays and the data, the layout that rebuilds the
+arguments, and the non-finite guard (the parameters at the last step whose
+objective and gradient were finite, and whether a step since was not). The
+driver :func:`ppl.inference.vi.fit` runs these steps in compiled chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ppl._errors import PPLError
+from ppl.inference.vi._data import check_data, minibatch
+from ppl.inference.vi._static import Static
+from ppl.inference.vi._trainable import Layout, split
+
+# One object, so that fits with the default optimizer share their compiled chunks.
+DEFAULT_OPTIMIZER = optax.adam(1e-3)
+
+
+class FitState(eqx.Module):
+    """The state of a fit: a pytree, so it goes through ``jax.jit`` and ``lax.scan``.
+
+    Attributes:
+        params: ``(model_args, guide_args)`` with the trained leaves, ``None``
+            everywhere else.
+        opt_state: the optimizer's state.
+        last_good: ``params`` at the last step whose objective estimate and
+            gradient were finite (the start, before any step).
+        failed: a boolean scalar: some step's estimate or gradient was not
+            finite. From then on :func:`step` leaves the state as it is.
+        frozen: the frozen arrays of the arguments (data, integer arrays,
+            unmarked floats), as passed in.
+        data: the examples of ``data=`` (or ``None``).
+        layout: where every leaf of the arguments goes (static).
+        n_data: the number of examples, or ``None`` (static).
+        batch_size: examples drawn per step, or ``None`` (static).
+
+    Example:
+        >>> state = vi.fitter(objective, optax.adam(0.05)).init((), (jnp.array(0.0),))
+        >>> model_args, guide_args = state.arguments()
+    """
+
+    params: Any
+    opt_state: Any
+    last_good: Any
+    failed: jax.Array
+    frozen: tuple
+    data: Any
+    layout: Layout = eqx.field(static=True)
+    n_data: int | None = eqx.field(static=True)
+    batch_size: int | None = eqx.field(static=True)
+
+    def arguments(self, *, last_good: bool = False) -> tuple:
+        """``(model_args, guide_args)``: the trained leaves put back among the others.
+
+        Args:
+            last_good: rebuild from :attr:`last_good` (the parameters at the
+                last finite step) instead of the current ones.
+
+        Returns:
+            The pair of argument tuples; every leaf that is not trained is the
+            very object passed to ``init``.
+
+        Example:
+            >>> (), (mu,) = state.arguments()
+        """
+        return self.layout.rebuild(self.last_good if last_good else self.params, self.frozen)
+
+
+class Fitter(NamedTuple):
+    """A fitting algorithm as two pure functions (build with :func:`fitter`).
+
+    Attributes:
+        init: ``init(model_args, guide_args, data=None) -> FitState``.
+        step: ``step(key, state) -> (state, value)``: one optimizer step on
+            the objective estimated with ``key``; ``value`` is the estimate
+            (a scalar, higher is better). A step whose estimate or gradient is
+            not finite leaves the parameters where they were and sets
+            ``state.failed``; later steps change nothing.
+
+    Example:
+        >>> init, step = vi.fitter(lambda key, m, g: -(g[0] - 1.0) ** 2, optax.sgd(0.1))
+        >>> state = init((), (jnp.array(0.0),))
+        >>> state, value = jax.jit(step)(jax.random.key(0), state)
+    """
+
+    init: Callable[..., FitState]
+    step: Callable[[Any, FitState], tuple]
+
+
+class Spec(NamedTuple):
+    """What a step needs besides its state; hashable, a static argument of ``jax.jit``.
+
+    Attributes:
+        objective: the objective, wrapped.
+        optimizer: the optax transformation, wrapped.
+        num_samples: estimates averaged per step (per example with data).
+    """
+
+    objective: Static
+    optimizer: Static
+    num_samples: int
+
+
+def estimator(objective, caller: str = "fit") -> Callable:
+    """The function ``(key, model_args, guide_args) -> scalar`` behind ``objective``.
+
+    Args:
+        objective: a variational objective (its ``.estimate`` is used) or a
+            function ``(key, model_args, guide_args) -> scalar``.
+        caller: the public function's name, for the message.
+
+    Returns:
+        The estimate function.
+
+    Raises:
+        PPLError: naming ``caller``, if neither is callable.
+
+    Example:
+        >>> estimator(vi.elbo(model, guide, obs))(jax.random.key(0), (), (jnp.array(0.0),))
+    """
+    fn = getattr(objective, "estimate", objective)
+    if not callable(fn):
+        raise PPLError(
+            f"{caller} needs an objective with .estimate(key, model_args, guide_args) "
+            f"(vi.elbo(...), ...) or a function (key, model_args, guide_args) -> scalar, "
+            f"got {objective!r}."
+        )
+    return fn
+
+
+def fitter(objective, optimizer: optax.GradientTransformation | None = None, *,
+           trainable: Any = (False, True), num_samples: int = 1,
+           batch_size: int | None = None) -> Fitter:
+    """The pure ``init``/``step`` pair that :func:`ppl.inference.vi.fit` drives.
+
+    Args:
+        objective: a variational objective (``vi.elbo(...)``, ...) or any
+            function ``(key, model_args, guide_args) -> scalar`` to maximise.
+        optimizer: an optax ``GradientTransformation`` (default Adam, step 1e-3).
+        trainable: which leaves of ``(model_args, guide_args)`` are trained,
+            as for :func:`ppl.inference.vi.fit` (default: the guide's arguments).
+        num_samples: independent objective estimates averaged per step (per
+            example with data).
+        batch_size: examples per step when ``init`` is given ``data`` (default
+            ``min(64, number of examples)``).
+
+    Returns:
+        A :class:`Fitter` ``(init, step)``. ``init`` raises as ``fit`` does
+        for ``trainable`` and ``data`` (and warns about untrainable leaves).
+
+    Raises:
+        PPLError: if ``objective`` is neither an objective nor a function, or
+            ``num_samples`` is not a positive int.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from ppl.inference import vi
+        >>> init, step = vi.fitter(lambda key, m, g: -(g[0] - 1.0) ** 2, optax.sgd(0.1))
+        >>> state = init((), (jnp.array(0.0),))
+        >>> step = jax.jit(step)
+        >>> for key in jax.random.split(jax.random.key(0), 100):
+        ...     state, value = step(key, state)
+        >>> (), (mu,) = state.arguments()
+        >>> round(float(mu), 3)
+        1.0
+    """
+    spec = make_spec(objective, optimizer, num_samples, "fitter")
+
+    def init(model_args, guide_args, data=None) -> FitState:
+        n_data, size = check_data(data, batch_size, "fitter")
+        params, frozen, layout = split(model_args, guide_args, trainable, caller="fitter")
+        return start(spec, params, frozen, layout, data, n_data, size)
+
+    def fit_step(key, state: FitState) -> tuple:
+        return step(spec, key, state)
+
+    return Fitter(init, fit_step)
+
+
+def make_spec(objective, optimizer, num_samples: int, caller: str) -> Spec:
+    """A :class:`Spec`, checked.
+
+    Args:
+        objective: the objective or function to maximise.
+        optimizer: an optax transformation, or ``None`` for the default.
+        num_samples: a positive int.
+        caller: the public function's name, for messages.
+
+    Returns:
+        The :class:`Spec`.
+
+    Raises:
+        PPLError: if ``objective`` is not callable or ``num_samples`` is not a positive int.
+
+    Example:
+        >>> make_spec(vi.elbo(model, guide, obs), None, 1, "fit").num_samples
+        1
+    """
+    is_int = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
+    if not is_int or num_samples < 1:
+        raise PPLError(f"{caller} needs num_samples >= 1, got num_samples={num_samples!r}.")
+    estimator(objective, caller)
+    optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
+    return Spec(Static(objective), Static(optimizer), int(num_samples))
+
+
+def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) -> FitState:
+    """The initial :class:`FitState` from split arguments.
+
+    Args:
+        spec: the fit's :class:`Spec` (its optimizer initialises the state).
+        params, frozen, layout: as :func:`ppl.inference.vi._trainable.split` returns them.
+        data: the examples, or ``None``.
+        n_data, batch_size: as :func:`ppl.inference.vi._data.check_data` returns them.
+
+    Returns:
+        A :class:`FitState` with ``failed`` false and ``last_good`` the start.
+
+    Example:
+        >>> state = start(spec, *split((), (jnp.array(0.0),), (False, True), caller="fit"),
+        ...               None, None, None)
+    """
+    # Strongly typed from the start (weak-typed initial values such as jnp.array(0.0)
+    # would otherwise come back strong from the first chunk and compile it again).
+    params = jax.tree.map(_strong, params)
+    opt_state = spec.optimizer.value.init(params)
+    opt_state = jax.tree.map(lambda x: _strong(x) if eqx.is_array(x) else x, opt_state)
+    return FitState(params, opt_state, params, jnp.array(False), frozen, data, layout, n_data,
+                    batch_size)
+
+
+def _averaged(objective, num_samples: int) -> Callable:
+    """The mean of ``num_samples`` independent estimates of ``objective``, as one function.
+
+    Each estimate gets its own key, split from the one given; the estimates
+    run vectorised (``jax.vmap``), so the result stays jittable and
+    differentiable.
+
+    Args:
+        objective: a variational objective or a function
+            ``(key, model_args, guide_args) -> scalar``.
+        num_samples: how many estimates to average (a positive int).
+
+    Returns:
+        A function ``(key, model_args, guide_args) -> scalar``: the mean.
+
+    Raises:
+        PPLError: if ``objective`` is neither an objective nor a function.
+
+    Example:
+        >>> noisy = lambda key, model_args, guide_args: guide_args[0] + jax.random.normal(key)
+        >>> mean = _averaged(noisy, 10_000)
+        >>> bool(abs(mean(jax.random.key(0), (), (jnp.array(3.0),)) - 3.0) < 0.05)
+        True
+    """
+    estimate = estimator(objective)
+
+    def mean_estimate(key, model_args, guide_args):
+        keys = jax.random.split(key, num_samples)
+        return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
+
+    return mean_estimate
+
+
+def _loss(spec: Spec, state: FitState, params, key):
+    m, g = state.layout.rebuild(params, state.frozen)
+    mean_estimate = _averaged(spec.objective.value, spec.num_samples)
+    if state.n_data is None:
+        return -mean_estimate(key, m, g)
+    k_batch, k_est = jax.random.split(key)
+    batch = minibatch(k_batch, state.data, state.n_data, state.batch_size)
+    keys = jax.random.split(k_est, state.batch_size)
+    per_example = jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch)
+    return -jnp.mean(per_example)
+
+
+def step(spec: Spec, key, state: FitState) -> tuple:
+    """One optimizer step on the objective estimated with ``key``.
+
+    Args:
+        spec: the fit's :class:`Spec`.
+        key: a ``jax.random`` key.
+        state: the :class:`FitState`.
+
+    Returns:
+        ``(state, value)``: the next state and the objective estimate at the
+        parameters the step started from. After the first step whose estimate
+        or gradient is not finite, the parameters and the optimizer state stay
+        as they were, ``last_good`` keeps the parameters of the last finite
+        step and ``failed`` is set.
+
+    Example:
+        >>> state, value = step(spec, jax.random.key(0), state)
+    """
+    p, opt_state = state.params, state.opt_state
+    value, grads = jax.value_and_grad(lambda q, k: _loss(spec, state, q, k))(p, key)
+    finite = jnp.isfinite(value) & _all_finite(grads)
+    updates, new_opt_state = spec.optimizer.value.update(grads, opt_state, p)
+    new_p = optax.apply_updates(p, updates)
+    go = finite & ~state.failed
+    keep = lambda new, old: jnp.where(go, new, old)
+    new = dataclasses.replace(
+        state,
+        params=jax.tree.map(keep, new_p, p),
+        opt_state=jax.tree.map(keep, new_opt_state, opt_state),
+        last_good=jax.tree.map(keep, p, state.last_good),
+        failed=state.failed | ~finite,
+    )
+    return new, -value
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _strong(x) -> jax.Array:
+    x = jnp.asarray(x)
+    return jnp.asarray(x, dtype=x.dtype)  # an explicit dtype drops the weak type
+
+
+__all__ = ["FitState", "Fitter", "fitter"]
