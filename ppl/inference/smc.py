@@ -144,30 +144,93 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
     return ParticleCollection(traces, particles.log_weights, particles.log_z)
 
 
+def step(key, particles, args, observations=None, proposal=None, proposal_args=(),
+         ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1,
+         observed=None):
+    """One SMC step: extend to the next target, resample if the ESS is low, rejuvenate.
+
+    A pure function of the key, the particles and the next target, so a loop
+    of any kind (``lax.scan`` in :func:`run`, a Python loop over a stream of
+    observations) drives it; the particles carry everything between steps.
+
+    Args:
+        key: a ``jax.random`` key.
+        particles: the current :class:`ParticleCollection`.
+        args: the model's arguments for the next target (a tuple).
+        observations: the next target's observations (a choice map or dict).
+        proposal: a generative function called with ``(trace, *proposal_args)``
+            proposing the new latent choices (default: their prior).
+        proposal_args: the proposal's extra arguments (a tuple).
+        ess_threshold: resample when the ESS is below this fraction of n
+            (1.0: always; 0: never).
+        scheme: the resampling scheme.
+        rejuvenation: an MCMC kernel applied to every particle after
+            resampling, or ``None``.
+        rejuvenation_steps: its steps per particle.
+        observed: the observed addresses, for a rejuvenation kernel built
+            without a selection.
+
+    Returns:
+        ``(particles, SMCInfo)``: the info's ESS is taken after reweighting
+        and before resampling.
+
+    Raises:
+        PPLError: if the proposal proposes an observed address, or the
+            rejuvenation kernel cannot move the particles' choices.
+
+    Example:
+        >>> particles, info = smc.step(key, particles, (t,), {"y": ys[t]})
+    """
+    k1, k2, k3 = jax.random.split(as_key(key), 3)
+    particles = extend(k1, particles, args, observations, proposal=proposal,
+                       proposal_args=proposal_args)
+    e = particles.ess
+    particles, did = maybe_resample(k2, particles, ess_threshold, scheme)
+    if rejuvenation is not None:
+        particles = rejuvenate(k3, particles, rejuvenation, rejuvenation_steps, observed)
+    return particles, SMCInfo(e, did, particles.log_marginal_likelihood)
+
+
 def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal_args_seq=(),
-        ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1, observed=None,
-        check=True):
-    """Extend ``particles`` through a sequence of targets of the same model under
-    ``lax.scan``: step ``s`` uses the ``s``-th slice of ``args_seq``,
-    ``observations_seq`` and ``proposal_args_seq`` (pytrees with a leading step
-    axis), then resamples if the ESS is low and applies ``rejuvenation`` (an MCMC
-    kernel; ``observed``, the observed addresses, is needed only by kernels built
-    without a selection). Returns ``(particles, SMCInfo)``."""
+        ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1,
+        observed=None, check=True):
+    """:func:`step` through a sequence of targets of the same model, under ``lax.scan``.
+
+    Step ``s`` uses the ``s``-th slice of ``args_seq``, ``observations_seq``
+    and ``proposal_args_seq`` (pytrees with a leading step axis).
+
+    Args:
+        key: a ``jax.random`` key.
+        particles: the starting :class:`ParticleCollection` (from :func:`init`).
+        args_seq: the model's arguments per step, stacked along a leading axis.
+        observations_seq: the observations per step, stacked likewise.
+        proposal, ess_threshold, scheme, rejuvenation, rejuvenation_steps,
+            observed: as for :func:`step`.
+        proposal_args_seq: the proposal's extra arguments per step, stacked.
+        check: raise on NaN or impossible weights at the end (concrete values only).
+
+    Returns:
+        ``(particles, SMCInfo)``, the info with a leading step axis.
+
+    Raises:
+        PPLError: as :func:`step`; with ``check``, if the final weights are
+            NaN or +inf or all zero.
+
+    Example:
+        >>> particles, info = smc.run(key, smc.init(key, model, {}, (masks[0],), n=200),
+        ...                           (masks,), rejuvenation=mcmc.mh())
+    """
     observations_seq = as_choices(observations_seq)
 
     def body(p, inp):
         k, a, o, pa = inp
-        k1, k2, k3 = jax.random.split(k, 3)
-        p = extend(k1, p, a, o, proposal=proposal, proposal_args=pa)
-        e = p.ess
-        p, did = maybe_resample(k2, p, ess_threshold, scheme)
-        if rejuvenation is not None:
-            p = rejuvenate(k3, p, rejuvenation, rejuvenation_steps, observed)
-        return p, SMCInfo(e, did, p.log_marginal_likelihood)
+        return step(k, p, a, o, proposal, pa, ess_threshold, scheme, rejuvenation,
+                    rejuvenation_steps, observed)
 
     n_steps = jax.tree.leaves(args_seq)[0].shape[0]
     keys = jax.random.split(as_key(key), n_steps)
-    particles, info = jax.lax.scan(body, particles, (keys, args_seq, observations_seq, proposal_args_seq))
+    inputs = (keys, args_seq, observations_seq, proposal_args_seq)
+    particles, info = jax.lax.scan(body, particles, inputs)
     if check:
         particles.check("smc.run")
     return particles, info
@@ -175,5 +238,5 @@ def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal
 
 __all__ = [
     "ParticleCollection", "SMCInfo", "change_target", "extend", "init", "maybe_resample", "particle_filter",
-    "rejuvenate", "resample", "reweight", "run",
+    "rejuvenate", "resample", "reweight", "run", "step",
 ]

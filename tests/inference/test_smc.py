@@ -114,6 +114,23 @@ def test_driver_data_annealing_with_rejuvenation():
         _unbiased(lml[:, s - 1], normal_normal_log_marginal(NN_DATA[:s]))
 
 
+def test_run_is_a_scan_of_the_pure_step():
+    kernel = mcmc.mh(ppl.select("mu"))
+    n_data = NN_DATA.shape[0]
+    masks = jnp.arange(n_data)[None, :] < jnp.arange(1, n_data + 1)[:, None]
+    obs = ppl.ChoiceMap.d({"y": NN_DATA})
+    start = smc.init(jax.random.key(1), annealed, obs, (jnp.zeros(n_data, bool),), 30)
+    opts = dict(ess_threshold=0.7, rejuvenation=kernel)
+    ran, info = smc.run(jax.random.key(2), start, (masks,), **opts)
+    step = jax.jit(lambda k, p, m: smc.step(k, p, (m,), **opts))
+    p, lml = start, []
+    for k, m in zip(jax.random.split(jax.random.key(2), n_data), masks):
+        p, i = step(k, p, m)
+        lml.append(float(i.log_marginal_likelihood))
+    np.testing.assert_allclose(lml, info.log_marginal_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(p.traces["mu"], ran.traces["mu"], rtol=1e-5)
+
+
 def _unrolled(t):
     @ppl.gen
     def model():
