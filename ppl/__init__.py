@@ -1,8 +1,15 @@
-"""ppl: probabilistic programming with programmable variational inference, on JAX."""
+"""ppl: probabilistic programming with programmable variational inference, on JAX.
 
+The names below are the public surface; ``ppl.inference`` holds the inference
+algorithms (importance sampling, SMC, MCMC, enumeration, ``ppl.inference.vi``).
+"""
+
+from ppl import inference
+from ppl._caches import clear_caches
 from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap, Selection, select, select_all, select_none
+from ppl.combinators import cond, mix, repeat, scan, switch, vmap
 from ppl.distributions import (
     Distribution,
     bernoulli,
@@ -26,29 +33,36 @@ from ppl.distributions import (
     student_t,
     uniform,
 )
-from ppl.combinators import cond, mix, repeat, scan, switch, vmap
+from ppl.expectations import E, Expectation, add_cost, adev, density, expectation, sim
 from ppl.gen import gen
 from ppl.marginals import marginal
 from ppl.normalize import normalize
-from ppl.expectations import E, Expectation, add_cost, adev, density, expectation, sim
 from ppl.transforms.adev.strategies import (
-    Strategy, enum, enum_sequential, implicit_reparam, mvd, reinforce, reparam,
+    Strategy,
+    enum,
+    enum_sequential,
+    implicit_reparam,
+    mvd,
+    reinforce,
+    reparam,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AddressError", "ChoiceMap", "Distribution", "GenerativeFunction", "PPLError",
-    "Selection", "Trace", "bernoulli", "cond", "mix", "repeat", "scan", "switch", "vmap", "beta", "binomial", "categorical", "cauchy",
-    "dirichlet", "distribution", "exponential", "flip", "gamma", "gen", "geometric",
-    "laplace", "logistic", "lognormal", "mv_normal", "mv_normal_diag", "normal",
-    "poisson", "select", "select_all", "select_none", "student_t", "uniform",
+    # errors
+    "AddressError", "PPLError",
+    # the interface, choice maps and selections
+    "ChoiceMap", "GenerativeFunction", "Selection", "Trace", "select", "select_all", "select_none",
+    # generative functions
+    "gen", "cond", "mix", "repeat", "scan", "switch", "vmap", "marginal", "normalize",
+    # distributions
+    "Distribution", "distribution", "bernoulli", "beta", "binomial", "categorical", "cauchy",
+    "dirichlet", "exponential", "flip", "gamma", "geometric", "laplace", "logistic", "lognormal",
+    "mv_normal", "mv_normal_diag", "normal", "poisson", "student_t", "uniform",
+    # expectations and gradient strategies
+    "E", "Expectation", "add_cost", "adev", "density", "expectation", "sim",
+    "Strategy", "enum", "enum_sequential", "implicit_reparam", "mvd", "reinforce", "reparam",
+    # inference, caches
+    "inference", "clear_caches",
 ]
-__all__ += [
-    "E", "Expectation", "Strategy", "add_cost", "adev", "density", "enum", "enum_sequential",
-    "expectation", "implicit_reparam", "mvd", "reinforce", "reparam", "sim",
-]
-__all__ += ["marginal"]
-from ppl import inference  # noqa: E402  (subpackage: ppl.inference.importance, .smc, .mcmc, .vi, ...)
-__all__ += ["inference"]
-__all__ += ["normalize"]

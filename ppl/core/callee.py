@@ -103,7 +103,17 @@ class Callee(Owner):
             args = jax.tree.unflatten(
                 in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in in_avals]
             )
-            return jax.eval_shape(fn, args)
+            # JAX sees only flat leaves: its own caches (bounded, but long-lived) keep
+            # the output structure, and a trace's structure names its generative function.
+            out_tree = []
+
+            def flat(a):
+                leaves, tree = jax.tree.flatten(fn(a))
+                out_tree.append(tree)
+                return leaves
+
+            leaves = jax.eval_shape(flat, args)
+            return jax.tree.unflatten(out_tree[-1], leaves)
 
         return store_of(self).cached((what, in_tree, in_avals), make)
 

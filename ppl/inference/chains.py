@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
+from ppl._caches import store_of
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_args
 from ppl.choices import ChoiceMap
@@ -168,26 +169,45 @@ def _float(v):
     return np.asarray(v, dtype=np.float64)
 
 
-def _latent(observations):
-    obs_sel = selection_of(observations)
-    return lambda kernel, state: kernel.current_choices(state).without(obs_sel)
+class _Latent:
+    """The default collect: the latent choices of a state (all but the observed).
+    Equal for the same observed addresses, so repeated runs reuse the compiled chain."""
+
+    def __init__(self, observations):
+        self.observed = tuple(observations.addresses())
+        self.obs_sel = selection_of(observations)
+
+    def __call__(self, kernel, state):
+        return kernel.current_choices(state).without(self.obs_sel)
+
+    def __eq__(self, other):
+        return type(other) is _Latent and other.observed == self.observed
+
+    def __hash__(self):
+        return hash(self.observed)
 
 
-_USER: dict = {}
+class _UserCollect:
+    """A user's ``collect(trace)`` as a collect of ``(kernel, state)``; equal for the
+    same user function, so repeated runs reuse the compiled chain."""
 
+    def __init__(self, collect):
+        self.collect = collect
 
-def _user_collect(collect):
-    if collect not in _USER:
-        _USER[collect] = lambda kernel, state: collect(kernel.materialize(state).trace)
-    return _USER[collect]
+    def __call__(self, kernel, state):
+        return self.collect(kernel.materialize(state).trace)
 
+    def __eq__(self, other):
+        return type(other) is _UserCollect and other.collect == self.collect
 
-_CACHE: dict = {}
+    def __hash__(self):
+        return hash(self.collect)
 
 
 def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_prior):
-    key = (kernel, model, n_samples, n_warmup, thin, collect, tuple(observed.addresses()), from_prior)
-    fn = _CACHE.get(key)
+    # Kept in the model's cache store: the compiled chain calls the model, so it goes with it.
+    key = ("chains.run", kernel, n_samples, n_warmup, thin, collect, tuple(observed.addresses()), from_prior)
+    fn = store_of(model).get(key)
     if fn is not None:
         return fn
 
@@ -222,11 +242,8 @@ def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_
         return kernel.materialize(state), samples, accept, init_score
 
     fn = jax.jit(jax.vmap(chain, in_axes=(0, None if from_prior else 0, None, None)))
-    _CACHE[key] = fn
+    store_of(model)[key] = fn
     return fn
-
-
-_INIT: dict = {}
 
 
 def init_traces(key, model, observations, args, n_chains, attempts=20):
@@ -250,12 +267,14 @@ def init_traces(key, model, observations, args, n_chains, attempts=20):
     Example:
         >>> traces = init_traces(jax.random.key(0), model, {"y": 0.5}, (), 4)
     """
-    if model not in _INIT:
-        _INIT[model] = jax.jit(jax.vmap(lambda k, o, a: model.generate(k, o, a), in_axes=(0, None, None)))
+    generate = store_of(model).cached(
+        ("chains.init",),
+        lambda: jax.jit(jax.vmap(lambda k, o, a: model.generate(k, o, a), in_axes=(0, None, None))),
+    )
     observations = as_choices(observations)
     traces = None
     for k in jax.random.split(key, attempts):
-        fresh, _ = _INIT[model](jax.random.split(k, n_chains), observations, args)
+        fresh, _ = generate(jax.random.split(k, n_chains), observations, args)
         if traces is None:
             traces = fresh
         else:
@@ -312,7 +331,7 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     k_init, k_run = jax.random.split(key)
-    collect = _latent_cached(observations) if collect is None else _user_collect(collect)
+    collect = _Latent(observations) if collect is None else _UserCollect(collect)
     if traces is None:
         fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations, True)
         final, samples, accept, init_score = fn(jax.random.split(k_run, n_chains), None, observations, args)
@@ -327,15 +346,3 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
     latent = jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces)
     final, samples, accept, _ = fn(jax.random.split(k_run, n_chains), latent, observations, args)
     return MCMCResult(samples, accept, final)
-
-
-_LATENT: dict = {}
-
-
-def _latent_cached(observations):
-    # One collect function per set of observed addresses, so that repeated runs
-    # with the same observations reuse the compiled chain.
-    key = tuple(observations.addresses())
-    if key not in _LATENT:
-        _LATENT[key] = _latent(observations)
-    return _LATENT[key]
