@@ -7,7 +7,6 @@ the log densities of all elements.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import equinox as eqx
@@ -17,9 +16,17 @@ import numpy as np
 import numpyro.distributions as nd
 
 from ppl._args import hold_static_ints, release
-from ppl._errors import AddressError, PPLError, escape, parameter_error
+from ppl._errors import AddressError, PPLError, escape
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
+from ppl._distribution_checks import (
+    inside_support,
+    is_traced_integer,
+    membership,
+    parameter_names,
+    parameter_problem,
+    support_name,
+)
 from ppl.core import is_concrete
 
 
@@ -63,7 +70,7 @@ class Distribution(GenerativeFunction):
         self.factory = factory
         self._name = name or getattr(factory, "__name__", repr(factory))
         self.value_dtype = value_dtype
-        self._params = _parameter_names(factory)
+        self._params = parameter_names(factory)
 
     @property
     def name(self) -> str:
@@ -138,7 +145,7 @@ class Distribution(GenerativeFunction):
 
     def _build_error(self, params, e) -> AddressError:
         names = self._param_names(len(params))
-        traced = [n for n, v in zip(names, params) if _is_traced_integer(v)]
+        traced = [n for n, v in zip(names, params) if is_traced_integer(v)]
         if traced:
             return AddressError(
                 f"parameter {escape(', '.join(map(repr, traced)))} of {self.name} at {{addr}} must be a "
@@ -150,7 +157,7 @@ class Distribution(GenerativeFunction):
         if isinstance(e, ValueError):  # numpyro's check of concrete parameters: say which and why
             validate, nd.Distribution._validate_args = nd.Distribution._validate_args, False
             try:
-                problem = _parameter_problem(self.name, self.factory(*params), dict(zip(names, params)))
+                problem = parameter_problem(self.name, self.factory(*params), dict(zip(names, params)))
             except Exception:
                 problem = None
             finally:
@@ -194,7 +201,7 @@ class Distribution(GenerativeFunction):
         """
         d = self.dist(*args)
         value = jnp.asarray(value)
-        ok = _membership(d.support, value)
+        ok = membership(d.support, value)
         if ok is None:
             return jnp.sum(d.log_prob(self._for_density(d, value)))
         # Score an in-support stand-in where the value is outside, so neither the
@@ -227,11 +234,11 @@ class Distribution(GenerativeFunction):
                     "leave the address out of the choice map (generate then samples it)."
                 )
             # Check the support before casting: a cast to bool would turn 2 or 0.5 into True.
-            ok = _membership(d.support, value, concrete=True)
+            ok = membership(d.support, value, concrete=True)
             if ok is not None and is_concrete(ok) and not bool(np.all(np.asarray(ok))):
                 raise AddressError(
                     f"the value at {{addr}} is outside the support of {self.name} "
-                    f"({_support_name(d)}); its log density would be -inf. Give a value in the support."
+                    f"({support_name(d)}); its log density would be -inf. Give a value in the support."
                 )
         score = self.log_density(value, args)
         # Stored with the dtype simulate gives (int for categorical, float for geometric):
@@ -272,7 +279,7 @@ class Distribution(GenerativeFunction):
         >>> x = ppl.gamma.draw(jax.random.key(7), d)  # > 0 even where d.sample gives 0
         """
         raw = d.rsample(key) if reparam else d.sample(key)
-        return self._to_value(_inside_support(d.support, raw))
+        return self._to_value(inside_support(d.support, raw))
 
     # -- the interface ------------------------------------------------------
     def _simulate(self, key, args):
@@ -307,91 +314,6 @@ class Distribution(GenerativeFunction):
 
     def __repr__(self):
         return self.name
-
-
-def _parameter_names(factory) -> list | None:
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return None
-    return [
-        n for n, p in sig.parameters.items()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "validate_args")
-    ]
-
-
-def _inside_support(support, x):
-    """``x`` moved off the boundary of an open positive, unit-interval or simplex support."""
-    while isinstance(support, nd.constraints.independent):
-        support = support.base_constraint
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        return x
-    info = jnp.finfo(x.dtype)
-    if isinstance(support, (type(nd.constraints.positive), type(nd.constraints.softplus_positive))):
-        lo, hi = info.tiny, info.max
-    elif support is nd.constraints.unit_interval:
-        lo, hi = info.tiny, jnp.nextafter(jnp.ones((), x.dtype), 0)
-    elif support is nd.constraints.simplex:
-        lo, hi = info.tiny, 1.0
-    else:
-        return x
-    # where, not clip: the derivative stays exactly 1 wherever no clamp applies.
-    return jnp.where(x < lo, jnp.asarray(lo, x.dtype), jnp.where(x > hi, jnp.asarray(hi, x.dtype), x))
-
-
-def _support_name(d) -> str:
-    return type(d.support).__name__.lstrip("_")
-
-
-def _membership(support, value, concrete=False):
-    """Whether each value (over the support's event dims) is in ``support``; None
-    for supports without a test, and for real lines (numpyro's log density is
-    already -inf at +-inf there)."""
-    base = support
-    while isinstance(base, nd.constraints.independent):
-        base = base.base_constraint
-    if isinstance(base, type(nd.constraints.real)):
-        return None
-    if concrete:
-        with jax.ensure_compile_time_eval():
-            return _membership(support, value)
-    try:
-        if support is nd.constraints.simplex:  # numpyro's 1e-6 is below float32 rounding for long vectors
-            x = jnp.asarray(value)
-            tol = max(1e-6, x.shape[-1] * float(jnp.finfo(jnp.result_type(x.dtype, float)).eps))
-            return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, axis=-1) - 1) <= tol)
-        return jnp.asarray(support(value))
-    except Exception:  # a support without a membership test: nothing to check
-        return None
-
-
-def _parameter_problem(name, d, given: dict) -> AddressError | None:
-    """The error for the first concrete parameter outside numpyro's domain for it."""
-    base = d
-    while isinstance(base, (nd.Independent, nd.ExpandedDistribution, nd.MaskedDistribution)):
-        base = base.base_dist
-    domains = getattr(type(base), "arg_constraints", None) or {}
-    held = vars(base)
-    for param, constraint in domains.items():
-        value = given[param] if param in given else held.get(param)
-        if value is None or not is_concrete(value) or callable(value):
-            continue
-        try:
-            x = np.asarray(value)
-            ok = np.asarray(constraint(x))
-        except Exception:
-            continue
-        if ok.dtype == np.bool_ and not ok.all():
-            while isinstance(constraint, nd.constraints.independent):
-                constraint = constraint.base_constraint
-            return parameter_error(name, param, type(constraint).__name__, x, ok)
-    return None
-
-
-def _is_traced_integer(v) -> bool:
-    return isinstance(v, jax.core.Tracer) and (
-        jnp.issubdtype(v.dtype, jnp.integer) or jnp.issubdtype(v.dtype, jnp.bool_))
 
 
 def distribution(numpyro_class: Callable, name: str | None = None) -> Distribution:
