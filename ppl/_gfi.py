@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from ppl._args import hold, staging_name
 from ppl._errors import PPLError
-from ppl.choices import ChoiceMap, Selection, select_all
+from ppl.choices import ChoiceMap, Selection, check_selects_some, select_all
 from ppl.core import Callee, bind_sample, closes_over_tracers, refuse_as_array
 
 
@@ -211,10 +211,31 @@ class GenerativeFunction(Callee, abc.ABC):
 
     def regenerate(self, key, trace: Trace, selection=None, args: tuple | None = None):
         """``(new_trace, log_weight)``: resample the selected choices from the prior;
-        the weight is the Metropolis-Hastings log ratio for that move."""
+        the weight is the Metropolis-Hastings log ratio for that move.
+
+        Args:
+            key: a ``jax.random`` key.
+            trace: a trace of this generative function.
+            selection: the choices to resample (default: all of them).
+            args: new arguments (default: the trace's).
+
+        Returns:
+            ``(new_trace, log_weight)``.
+
+        Raises:
+            PPLError: if ``selection`` is not a selection, or names addresses
+                (``ppl.select("x", ...)``) none of which any run of this function
+                makes: the move would do nothing.
+
+        Example:
+            >>> new_tr, w = model.regenerate(key, tr, ppl.select("z"))
+        """
+        key = as_key(key)
         args = trace.args if args is None else as_args(args, self.name)
         selection = select_all() if selection is None else as_selection(selection)
-        return self._regenerate(as_key(key), trace, selection, args)
+        if selection._names():  # a selection naming no address of any run would do nothing
+            check_selects_some(selection, self.trace_shape(args).choices, self.name)
+        return self._regenerate(key, trace, selection, args)
 
     @abc.abstractmethod
     def _simulate(self, key, args): ...

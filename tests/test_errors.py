@@ -246,3 +246,27 @@ def test_errors_are_value_errors_and_key_errors_where_apt():
     assert issubclass(ppl.AddressError, KeyError)
     with pytest.raises(KeyError):
         outer.simulate(KEY, (0.0,)).choices["nope"]
+
+
+def test_regenerate_called_directly_checks_the_selection():
+    """GenerativeFunction.regenerate refuses a selection naming no address of any
+    run, for every kind of generative function (not only @gen programs)."""
+    tr = normal.simulate(KEY, (0.0, 1.0))
+    with raises(ppl.PPLError, "select('typo')", "names no random choice", "normal"):
+        normal.regenerate(KEY, tr, ppl.select("typo"))
+    for sel in (None, ppl.select_all(), ppl.select(), ppl.select_none()):
+        normal.regenerate(KEY, tr, sel)
+
+    @gen
+    def b0():
+        return normal(0.0, 1.0) @ "u"
+
+    @gen
+    def b1():
+        return normal(0.0, 1.0) @ "v"
+
+    sw = ppl.switch(b0, b1)
+    tr = sw.simulate(KEY, (0,))
+    with raises(ppl.PPLError, "select('w')", "names no random choice", "'u'", "'v'"):
+        sw.regenerate(KEY, tr, ppl.select("w"))
+    sw.regenerate(KEY, tr, ppl.select("v"))  # another branch's address: fine
