@@ -15,7 +15,7 @@ import contextvars
 import jax
 import numpy as np
 
-from ppl._errors import PPLError
+from ppl._errors import COND_CALL, SCAN_CALL, SWITCH_CALL, PPLError
 
 
 class Held:
@@ -162,15 +162,14 @@ def _concretization_error(name: str, e: Exception) -> PPLError:
                      "Use jax.numpy (jnp) functions on it instead.")
     elif isinstance(e, jax.errors.TracerIntegerConversionError):
         what, fix = ("used a traced value as a Python int (int(), range(), indexing a list or tuple)",
-                     "To pick one of several generative functions by a traced index, use "
-                     "ppl.switch(f0, f1, ...)(index, ...) @ \"addr\"; to index values, put them in a jnp "
-                     "array; for a loop, use ppl.scan(step, length=n) with a Python int n.")
+                     f"To pick one of several generative functions by a traced index, use {SWITCH_CALL}; "
+                     f"to index values, put them in a jnp array; for a loop, use {SCAN_CALL} with a "
+                     "Python int n.")
     else:
         what, fix = ("used a traced value where Python needs a concrete one (an if or while on it, "
                      "bool(), and/or/not, float())",
-                     "For a branch, use ppl.cond(if_true, if_false)(pred, ...) @ \"addr\" or "
-                     "ppl.switch(f0, f1, ...)(index, ...) @ \"addr\" (or jnp.where to select between "
-                     "values); for a loop, use ppl.scan(step, length=n).")
+                     f"For a branch, use {COND_CALL} or {SWITCH_CALL} (or jnp.where to select "
+                     f"between values); for a loop, use {SCAN_CALL}.")
     return PPLError(
         f"{name} {what}. Inside a generative function, random choices, the values computed from them "
         "and the function's arguments are traced: ppl stages the function once, before any value is "

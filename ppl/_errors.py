@@ -21,6 +21,56 @@ def fmt_addr(addr) -> str:
     return repr(addr)
 
 
+def fmt_addrs(addrs, limit: int | None = None, empty: str = "none") -> str:
+    """A list of addresses as users write them, comma-separated.
+
+    Args:
+        addrs: the addresses.
+        limit: show at most this many, then ``...``; ``None`` shows all.
+        empty: the text for no addresses.
+
+    Returns:
+        The text, e.g. ``"'x', ('sub', 'z')"``.
+
+    >>> fmt_addrs(["x", ("sub", "z")])
+    "'x', ('sub', 'z')"
+    >>> fmt_addrs(["a", "b", "c"], limit=2)
+    "'a', 'b', ..."
+    """
+    addrs = list(addrs)
+    shown = addrs if limit is None else addrs[:limit]
+    text = ", ".join(fmt_addr(a) for a in shown)
+    if len(shown) < len(addrs):
+        text += ", ..."
+    return text or empty
+
+
+# How to write the combinator that replaces a JAX construct, in error messages.
+SWITCH_CALL = 'ppl.switch(f0, f1, ...)(index, ...) @ "addr"'
+COND_CALL = 'ppl.cond(if_true, if_false)(pred, ...) @ "addr"'
+VMAP_CALL = "ppl.vmap(gen_fn)(*args) @ 'addr'"
+SCAN_CALL = "ppl.scan(step, length=n)"
+
+
+def choice_inside_error(addrs, where: str, explanation: str) -> PPLError:
+    """The error for random choices made inside a JAX transformation or control
+    flow that cannot give them addresses (``jax.vmap``, ``jax.grad``, ``lax.scan``...).
+
+    Args:
+        addrs: the addresses of the choices.
+        where: where they are, e.g. ``"inside jax.vmap within a generative function"``.
+        explanation: why that cannot work and what to write instead (starts
+            with its own punctuation: ``". Use ..."`` or ``", whose ..."``).
+
+    Returns:
+        A :class:`PPLError` to raise.
+
+    >>> str(choice_inside_error(["x"], "inside jax.vmap", ". Use ppl.vmap."))
+    "random choice 'x' is inside jax.vmap. Use ppl.vmap."
+    """
+    return PPLError(f"random choice {fmt_addrs(addrs)} is {where}{explanation}")
+
+
 def escape(text: str) -> str:
     """``text`` made safe to put in an :class:`AddressError` template (braces doubled).
 

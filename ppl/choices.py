@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl._errors import AddressError, PPLError, fmt_addr
+from ppl._errors import AddressError, PPLError, fmt_addr, fmt_addrs
 from ppl.selections import (  # re-exported: selections were defined here once
     Selection,
     address_path,
@@ -204,7 +204,7 @@ class ChoiceMap:
     def __getitem__(self, addr):
         sub = self.get_submap(addr)
         if sub.is_empty():
-            known = ", ".join(fmt_addr(a) for a in self.addresses()[:12]) or "none"
+            known = fmt_addrs(self.addresses(), limit=12)
             raise AddressError("no random choice at {addr}; the addresses here are: " + known, address_path(addr))
         return _read(sub) if sub.has_value() else sub
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 
-from ppl._errors import PPLError, fmt_addr
+from ppl._errors import PPLError, fmt_addr, fmt_addrs
 
 
 def address_path(addr) -> tuple:
@@ -281,8 +281,7 @@ def check_selects_some(selection: Selection, possible, name: str) -> None:
     >>> check_selects_some(ppl.select("typo"), model.trace_shape(args).choices, model.name)  # PPLError
     """
     if selection._names() and possible.filter(selection).is_empty():
-        addrs = possible.addresses()
-        shown = ", ".join(fmt_addr(a) for a in addrs[:20]) + (", ..." if len(addrs) > 20 else "")
+        shown = fmt_addrs(possible.addresses(), limit=20, empty="")
         raise PPLError(
             f"regenerate: the selection {selection!r} names no random choice of {name}, so it "
             f"would resample nothing. Its addresses are: {shown or 'none'}. Select some of "

@@ -18,7 +18,9 @@ from jax._src.interpreters import ad as _jad
 from jax.extend import core as jex
 
 from ppl._args import hold, release
-from ppl._errors import PPLError, at_address, choice_outside_error, fmt_addr
+from ppl._errors import (
+    VMAP_CALL, PPLError, at_address, choice_inside_error, choice_outside_error, fmt_addr,
+)
 from ppl.core.callee import Callee
 
 sample_p = jex.Primitive("ppl_sample")
@@ -40,20 +42,18 @@ sample_p.def_abstract_eval(_sample_abstract_eval)
 
 
 def _batching_error(args, dims, *, addr, **_):
-    raise PPLError(
-        f"random choice {fmt_addr(addr)} is inside jax.vmap within a generative "
-        "function. jax.vmap cannot give each element its own address; use the "
-        "combinator instead: ppl.vmap(gen_fn)(*args) @ 'addr' stacks the choices "
-        "along a leading axis."
+    raise choice_inside_error(
+        [addr], "inside jax.vmap within a generative function",
+        ". jax.vmap cannot give each element its own address; use the combinator instead: "
+        f"{VMAP_CALL} stacks the choices along a leading axis.",
     )
 
 
 def _jvp_error(primals, tangents, *, addr, **_):
-    raise PPLError(
-        f"random choice {fmt_addr(addr)} is inside jax.jvp/jax.grad within a "
-        "generative function. Differentiate the interface instead, e.g. "
-        "jax.grad(lambda p: model.assess(choices, (p,))[0]), or use an "
-        "@ppl.expectation for gradients of expected values."
+    raise choice_inside_error(
+        [addr], "inside jax.jvp/jax.grad within a generative function",
+        ". Differentiate the interface instead, e.g. jax.grad(lambda p: model.assess(choices, "
+        "(p,))[0]), or use an @ppl.expectation for gradients of expected values.",
     )
 
 

@@ -19,7 +19,7 @@ from jax.extend import core as jex
 
 from ppl._args import call, hold
 from ppl._caches import Store
-from ppl._errors import PPLError, fmt_addr
+from ppl._errors import PPLError, choice_inside_error, fmt_addr
 from ppl.core.primitive import aval, is_concrete, sample_p
 from ppl.core.program import Eqn, Lit, Program, Site
 
@@ -85,11 +85,10 @@ def _addresses_inside(jaxpr) -> list:
 def _control_flow_error(name, addrs):
     where = {"scan": "ppl.scan", "while": "ppl.scan (a loop of static length)", "cond": "ppl.switch / ppl.cond"}
     fix = where.get(name, "a ppl combinator (ppl.scan, ppl.switch, ppl.vmap)")
-    shown = ", ".join(fmt_addr(a) for a in addrs)
-    return PPLError(
-        f"random choice {shown} is made inside jax.lax.{name}, whose body JAX runs "
-        f"as one opaque loop or branch: ppl could not record or constrain it. Use "
-        f"{fix} instead, which gives each choice an address and the right weights."
+    return choice_inside_error(
+        addrs, f"made inside jax.lax.{name}",
+        ", whose body JAX runs as one opaque loop or branch: ppl could not record or constrain it. "
+        f"Use {fix} instead, which gives each choice an address and the right weights.",
     )
 
 

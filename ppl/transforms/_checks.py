@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ppl._errors import AddressError, PPLError, fmt_addr
+from ppl._errors import AddressError, PPLError, fmt_addrs
 from ppl.choices import ChoiceMap, check_selects_some
 
 
@@ -54,7 +54,7 @@ def flag_of(choices: ChoiceMap):
 
 
 def _known(program) -> str:
-    return "[" + ", ".join(fmt_addr(a) for a in program.addresses) + "]" if program.addresses else "[] (none)"
+    return "[" + fmt_addrs(program.addresses) + "]" if program.addresses else "[] (none)"
 
 
 __all__ = ["check_addresses", "check_selects_some", "flag_of", "missing_choice", "PPLError"]
