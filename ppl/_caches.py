@@ -48,7 +48,9 @@ class Store(dict):
         super().__init__()
         _stores.add(self)
 
-    def cached(self, key: Hashable, make: Callable[[], Any], keep: Callable[[Any], bool] | None = None):
+    def cached(
+        self, key: Hashable, make: Callable[[], Any], keep: Callable[[Any], bool] | None = None
+    ):
         """The entry at ``key``, made by ``make()`` the first time.
 
         Args:
@@ -126,7 +128,9 @@ def store_of(owner: Owner) -> Store:
     try:
         return owner.__dict__["_ppl_store"]
     except (AttributeError, KeyError):
-        raise TypeError(f"{type(owner).__name__} does not own a ppl cache store (not a ppl.core.Callee).") from None
+        raise TypeError(
+            f"{type(owner).__name__} does not own a ppl cache store (not a ppl.core.Callee)."
+        ) from None
 
 
 def register(clear: Callable[[], None]) -> Callable[[], None]:

@@ -34,8 +34,10 @@ def parameter_names(factory) -> list | None:
     except (TypeError, ValueError):
         return None
     return [
-        n for n, p in sig.parameters.items()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in ("self", "validate_args")
+        n
+        for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and n not in ("self", "validate_args")
     ]
 
 
@@ -72,7 +74,9 @@ def inside_support(support, x):
     else:
         return x
     # where, not clip: the derivative stays exactly 1 wherever no clamp applies.
-    return jnp.where(x < lo, jnp.asarray(lo, x.dtype), jnp.where(x > hi, jnp.asarray(hi, x.dtype), x))
+    return jnp.where(
+        x < lo, jnp.asarray(lo, x.dtype), jnp.where(x > hi, jnp.asarray(hi, x.dtype), x)
+    )
 
 
 def support_name(d) -> str:
@@ -117,7 +121,9 @@ def membership(support, value, concrete=False):
         with jax.ensure_compile_time_eval():
             return membership(support, value)
     try:
-        if support is nd.constraints.simplex:  # numpyro's 1e-6 is below float32 rounding for long vectors
+        if (
+            support is nd.constraints.simplex
+        ):  # numpyro's 1e-6 is below float32 rounding for long vectors
             x = jnp.asarray(value)
             tol = max(1e-6, x.shape[-1] * float(jnp.finfo(jnp.result_type(x.dtype, float)).eps))
             return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, axis=-1) - 1) <= tol)
@@ -177,4 +183,5 @@ def is_traced_integer(v) -> bool:
         False
     """
     return isinstance(v, jax.core.Tracer) and (
-        jnp.issubdtype(v.dtype, jnp.integer) or jnp.issubdtype(v.dtype, jnp.bool_))
+        jnp.issubdtype(v.dtype, jnp.integer) or jnp.issubdtype(v.dtype, jnp.bool_)
+    )

@@ -214,7 +214,11 @@ def select(*addrs) -> Selection:
     for addr in addrs:
         if not isinstance(addr, (str, tuple)):
             shown = repr(addr) if len(repr(addr)) < 80 else type(addr).__name__
-            example = ", ".join(repr(a) for a in addr) if isinstance(addr, (list, set, frozenset)) else "'a', 'b'"
+            example = (
+                ", ".join(repr(a) for a in addr)
+                if isinstance(addr, (list, set, frozenset))
+                else "'a', 'b'"
+            )
             raise PPLError(
                 f"ppl.select takes addresses as separate arguments, got {shown}. Write "
                 f"ppl.select({example}) (or ppl.select(*addresses) for a list); a path through "
@@ -278,7 +282,8 @@ def check_selects_some(selection: Selection, possible, name: str) -> None:
             nothing. ``select()``, ``select_none()``, ``select_all()`` and
             complements are never refused.
 
-    >>> check_selects_some(ppl.select("typo"), model.trace_shape(args).choices, model.name)  # PPLError
+    >>> possible = model.trace_shape(args).choices
+    >>> check_selects_some(ppl.select("typo"), possible, model.name)  # PPLError
     """
     if selection._names() and possible.filter(selection).is_empty():
         shown = fmt_addrs(possible.addresses(), limit=20, empty="")

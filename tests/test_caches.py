@@ -104,7 +104,14 @@ def test_mcmc_chains_are_cached_on_their_model_not_in_module_dicts():
     kernel = ppl.inference.mh(ppl.select("inner"))
     obs = {"y": 0.3}
     run = lambda: ppl.inference.run_mcmc(  # noqa: E731
-        jax.random.key(0), kernel, model, (jnp.float32(0.0),), obs, n_samples=5, n_warmup=0, n_chains=2
+        jax.random.key(0),
+        kernel,
+        model,
+        (jnp.float32(0.0),),
+        obs,
+        n_samples=5,
+        n_warmup=0,
+        n_chains=2,
     )
     run()
     n = len(_caches.store_of(model))

@@ -14,7 +14,8 @@ def _public_names(module) -> set:
     importing the package binds as a side effect (``ppl.choices``...), except
     those it exports on purpose."""
     return {
-        n for n, v in vars(module).items()
+        n
+        for n, v in vars(module).items()
         if not n.startswith("_") and (not isinstance(v, types.ModuleType) or n in module.__all__)
     }
 

@@ -20,13 +20,32 @@ A JAX upgrade touches this package only.
 
 from ppl.core.callee import Callee
 from ppl.core.primitive import (
-    aval, bind_sample, closes_over_tracers, is_concrete, is_differentiated, refuse_as_array, sample_p,
+    aval,
+    bind_sample,
+    closes_over_tracers,
+    is_concrete,
+    is_differentiated,
+    refuse_as_array,
+    sample_p,
 )
 from ppl.core.program import Continue, Program, Site, eqn_fn
 from ppl.core.staging import depends_on, hoist_closure, program_cache, stage
 
 __all__ = [
-    "Callee", "Continue", "Program", "Site", "aval", "bind_sample", "closes_over_tracers",
-    "depends_on", "eqn_fn", "hoist_closure", "is_concrete", "is_differentiated", "program_cache",
-    "refuse_as_array", "sample_p", "stage",
+    "Callee",
+    "Continue",
+    "Program",
+    "Site",
+    "aval",
+    "bind_sample",
+    "closes_over_tracers",
+    "depends_on",
+    "eqn_fn",
+    "hoist_closure",
+    "is_concrete",
+    "is_differentiated",
+    "program_cache",
+    "refuse_as_array",
+    "sample_p",
+    "stage",
 ]

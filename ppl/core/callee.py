@@ -99,9 +99,11 @@ class Callee(Owner):
         Example:
             >>> ppl.normal._shape("retval", ppl.normal.retval_abstract, tree, avals)
         """
+
         def make():
             args = jax.tree.unflatten(
-                in_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in in_avals]
+                in_tree,
+                [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in in_avals],
             )
             # JAX sees only flat leaves: its own caches (bounded, but long-lived) keep
             # the output structure, and a trace's structure names its generative function.
@@ -135,7 +137,10 @@ class Callee(Owner):
             >>> ppl.normal.retval_avals(jax.tree.structure((0.0, 1.0)), avals)  # [f32[]]
         """
         leaves = jax.tree.leaves(self._retval_shape(in_tree, in_avals))
-        return [jax.core.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False)) for s in leaves]
+        return [
+            jax.core.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False))
+            for s in leaves
+        ]
 
     def retval_tree(self, in_tree, in_avals: tuple):
         """The tree structure of the return value, to rebuild it from the primitive's outputs.

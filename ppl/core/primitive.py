@@ -19,7 +19,12 @@ from jax.extend import core as jex
 
 from ppl._args import hold, release
 from ppl._errors import (
-    VMAP_CALL, PPLError, at_address, choice_inside_error, choice_outside_error, fmt_addr,
+    VMAP_CALL,
+    PPLError,
+    at_address,
+    choice_inside_error,
+    choice_outside_error,
+    fmt_addr,
 )
 from ppl.core.callee import Callee
 
@@ -43,7 +48,8 @@ sample_p.def_abstract_eval(_sample_abstract_eval)
 
 def _batching_error(args, dims, *, addr, **_):
     raise choice_inside_error(
-        [addr], "inside jax.vmap within a generative function",
+        [addr],
+        "inside jax.vmap within a generative function",
         ". jax.vmap cannot give each element its own address; use the combinator instead: "
         f"{VMAP_CALL} stacks the choices along a leading axis.",
     )
@@ -51,7 +57,8 @@ def _batching_error(args, dims, *, addr, **_):
 
 def _jvp_error(primals, tangents, *, addr, **_):
     raise choice_inside_error(
-        [addr], "inside jax.jvp/jax.grad within a generative function",
+        [addr],
+        "inside jax.jvp/jax.grad within a generative function",
         ". Differentiate the interface instead, e.g. jax.grad(lambda p: model.assess(choices, "
         "(p,))[0]), or use an @ppl.expectation for gradients of expected values.",
     )
@@ -96,7 +103,21 @@ def bind_sample(gen_fn: Callee, args: tuple, addr):
 
 
 def aval(x):
-    """The abstract value (shape, dtype, weak type) of an array or number ``x``."""
+    """The abstract value (shape, dtype, weak type) of an array or number ``x``.
+
+    Args:
+        x: an array, a tracer or a Python/NumPy number.
+
+    Returns:
+        Its ``jax.core.ShapedArray``.
+
+    Raises:
+        TypeError: if JAX cannot describe ``x`` (a string, a function...).
+
+    Example:
+        >>> aval(jnp.zeros(3)).shape
+        (3,)
+    """
     return jax.typeof(x)
 
 
@@ -108,8 +129,12 @@ def refuse_as_array(cls, error: Callable) -> None:
         cls: a Python class that is not a value, such as ``Invocation``.
         error: ``x -> Exception`` saying what to write instead.
 
+    Returns:
+        None; JAX raises ``error(x)`` from then on.
+
     >>> refuse_as_array(Invocation, lambda inv: inv._misuse("used as an array"))
     """
+
     def refuse(x):
         raise error(x)
 
@@ -118,13 +143,38 @@ def refuse_as_array(cls, error: Callable) -> None:
 
 
 def is_concrete(x) -> bool:
-    """True when every leaf of ``x`` holds a value now (not a tracer)."""
+    """Whether every leaf of ``x`` holds a value now (none is a tracer).
+
+    Args:
+        x: a pytree.
+
+    Returns:
+        True outside any trace, or for constants under ``jit``; False if
+        some leaf is being traced.
+
+    Example:
+        >>> is_concrete((1.0, jnp.zeros(2)))
+        True
+        >>> jax.jit(lambda v: is_concrete(v))(1.0)   # evaluated while tracing: False
+    """
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
 def closes_over_tracers(fn) -> bool:
     """Whether ``fn``'s closure holds a value of a trace in progress (a nested
-    ``@gen`` function using an argument of the function that defines it)."""
+    ``@gen`` function using an argument of the function that defines it).
+
+    Args:
+        fn: a Python function (anything else has no closure: False).
+
+    Returns:
+        True if a filled closure cell holds a tracer.
+
+    Example:
+        >>> def outer(x):
+        ...     return closes_over_tracers(lambda: x)
+        >>> outer(1.0), jax.jit(outer)(1.0)   # (False, True while tracing)
+    """
     for cell in getattr(fn, "__closure__", None) or ():
         try:
             contents = cell.cell_contents
@@ -137,6 +187,16 @@ def closes_over_tracers(fn) -> bool:
 
 def is_differentiated(tree) -> bool:
     """Whether a leaf of ``tree`` is being differentiated by an enclosing
-    ``jax.jvp``/``jax.grad`` (a forward- or reverse-mode tracer)."""
+    ``jax.jvp``/``jax.grad`` (a forward- or reverse-mode tracer).
+
+    Args:
+        tree: a pytree.
+
+    Returns:
+        True if some leaf is a JVP or linearize tracer.
+
+    Example:
+        >>> jax.grad(lambda p: float(is_differentiated(p)) + p)(1.0)   # True inside
+    """
     kinds = tuple(getattr(_jad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(_jad, n))
     return any(isinstance(leaf, kinds) for leaf in jax.tree.leaves(tree))

@@ -21,7 +21,20 @@ from ppl._errors import PPLError
 
 @dataclasses.dataclass(frozen=True)
 class Site:
-    """One random choice of a program: ``gen_fn(*args) @ addr``."""
+    """One random choice of a program: ``gen_fn(*args) @ addr``.
+
+    Attributes:
+        index: its position among the program's sites (keys are split by it).
+        addr: its address.
+        gen_fn: the :class:`~ppl.core.Callee` called there.
+        in_tree: the tree structure of its arguments.
+        ins: refs of the flattened arguments in the program's environment.
+        outs: refs of the flattened return value (``None`` for unused ones).
+
+    Example:
+        >>> [s.addr for s in model.program((1.0,)).sites]
+        ['z', 'y']
+    """
 
     index: int
     addr: Any
@@ -33,7 +46,13 @@ class Site:
 
 @dataclasses.dataclass(frozen=True)
 class Eqn:
-    """A sample-free JAX equation of a program, with its input and output refs."""
+    """A sample-free JAX equation of a program, with its input and output refs.
+
+    Attributes:
+        eqn: the JAX equation.
+        ins: refs of its inputs.
+        outs: refs of its outputs (``None`` for dropped ones).
+    """
 
     eqn: Any
     ins: tuple
@@ -42,14 +61,30 @@ class Eqn:
 
 @dataclasses.dataclass(frozen=True)
 class Lit:
-    """A literal operand: a constant value in place of a variable ref."""
+    """A literal operand: a constant value in place of a variable ref.
+
+    Attributes:
+        val: the value.
+    """
 
     val: Any
 
 
 @dataclasses.dataclass
 class Program:
-    """A staged generative function: instructions over scoped variables."""
+    """A staged generative function: instructions over scoped variables.
+
+    Made by :func:`ppl.core.stage`. ``instrs`` holds :class:`Site` and
+    :class:`Eqn` instructions in order; ``sites`` the sites alone. Variables
+    are refs ``(scope, jaxpr variable)`` (one scope per inlined call) or
+    :class:`Lit` constants.
+
+    Example:
+        >>> prog = model.program((1.0,))
+        >>> prog.addresses
+        ['z', 'y']
+        >>> retval = prog.run((1.0,), lambda site, args: site.gen_fn.simulate(key, args).retval)
+    """
 
     instrs: list
     sites: list
@@ -62,10 +97,26 @@ class Program:
 
     @property
     def addresses(self) -> list:
+        """The addresses of the program's random choices, in program order."""
         return [s.addr for s in self.sites]
 
     def run(self, args: tuple, on_site: Callable) -> Any:
-        """Evaluate the program; ``on_site(site, args) -> retval`` at each choice."""
+        """Evaluate the program directly, with a handler for random choices.
+
+        Args:
+            args: the arguments, with the tree structure the program was staged for.
+            on_site: ``on_site(site, site_args) -> retval`` at each :class:`Site`,
+                in program order; its result flows on as the choice's value.
+
+        Returns:
+            The program's return value.
+
+        Raises:
+            PPLError: if ``args`` do not have the staged tree structure.
+
+        Example:
+            >>> prog.run((1.0,), lambda site, a: site.gen_fn.simulate(key, a).retval)
+        """
         env = self._initial_env(args)
         for instr in self.instrs:
             _step(instr, env, on_site)
@@ -84,6 +135,21 @@ class Program:
         do not deepen the Python stack) or returns the result of calling
         ``k(outs, state)`` as many times as it likes. ``finish(outs, state)``
         receives the flat domain values of the program's outputs.
+
+        Args:
+            flat_args: the domain values of the flattened arguments.
+            lift: ``raw value -> domain value``.
+            apply: ``(fn, domain inputs) -> list of domain outputs``.
+            on_site: ``(site, domain inputs, state, k) -> Continue | result``.
+            finish: ``(domain outputs, state) -> result``.
+            state: the initial state threaded through handlers.
+
+        Returns:
+            What ``finish`` (or a handler that does not continue) returns.
+
+        Example:
+            >>> prog.walk(duals, lift=lambda x: (x, None), apply=jvp_apply,
+            ...           on_site=rule, finish=lambda outs, st: outs)
         """
         env = {}
         _write_all(env, self.const_refs, [lift(c) for c in self.consts])
@@ -97,7 +163,9 @@ class Program:
                 instr = self.instrs[i]
                 i += 1
                 if isinstance(instr, Eqn):
-                    _write_all(env, instr.outs, apply(eqn_fn(instr.eqn), [read(r) for r in instr.ins]))
+                    _write_all(
+                        env, instr.outs, apply(eqn_fn(instr.eqn), [read(r) for r in instr.ins])
+                    )
                     continue
 
                 def k(outs, state, i=i, env=env, instr=instr):
@@ -117,7 +185,10 @@ class Program:
     def _initial_env(self, args):
         flat, in_tree = jax.tree.flatten(args)
         if in_tree != self.in_tree:
-            raise PPLError(f"arguments have structure {in_tree}, but the program was staged for {self.in_tree}.")
+            raise PPLError(
+                f"arguments have structure {in_tree}, but the program was staged for "
+                f"{self.in_tree}."
+            )
         env = {}
         _write_all(env, self.const_refs, self.consts)
         _write_all(env, self.invars, flat)
@@ -130,7 +201,16 @@ class Program:
 @dataclasses.dataclass(frozen=True)
 class Continue:
     """What a :meth:`Program.walk` site handler returns to go on without
-    capturing its continuation: the site's output values and the new state."""
+    capturing its continuation: the site's output values and the new state.
+
+    Attributes:
+        outs: the domain values of the site's flattened return value.
+        state: the state after the site.
+
+    Example:
+        >>> def on_site(site, ins, state, k):
+        ...     return Continue([value], state)
+    """
 
     outs: list
     state: Any
@@ -142,6 +222,16 @@ def eqn_fn(eqn) -> Callable:
     A ``custom_vjp`` function cannot be run under forward-mode AD, so it is
     run as its primal jaxpr: tangents then flow through the primal code (the
     custom backward rule is not used).
+
+    Args:
+        eqn: a JAX equation without random choices.
+
+    Returns:
+        ``fn(*raw_inputs) -> list of outputs``, re-binding the equation's
+        primitive with its parameters.
+
+    Example:
+        >>> outs = eqn_fn(instr.eqn)(*inputs)
     """
     if eqn.primitive.name == "custom_vjp_call":
         return jex.jaxpr_as_fun(eqn.params["call_jaxpr"])

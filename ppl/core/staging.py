@@ -42,7 +42,20 @@ def hoist_closure(fn: Callable, args: tuple):
 
     A site keeps its generative function to run later; one that closed over a
     tracer of the staging trace would see that tracer, long gone, instead of
-    the value flowing at run time. Passed as operands, the values flow."""
+    the value flowing at run time. Passed as operands, the values flow.
+
+    Args:
+        fn: the function, called as ``fn(*args)``.
+        args: its arguments (shapes are what matter).
+
+    Returns:
+        ``(converted, hoisted)``: the equivalent function taking the hoisted
+        values as a last argument, and those values (tracers of the enclosing trace).
+
+    Example:
+        >>> converted, values = hoist_closure(inner_fn, args)
+        >>> converted(*args, values)   # == inner_fn(*args)
+    """
     closed, _, out_tree = _flat_jaxpr(fn, args)
     traced = [not is_concrete(c) for c in closed.consts]
     hoisted = tuple(c for c, t in zip(closed.consts, traced) if t)
@@ -52,7 +65,9 @@ def hoist_closure(fn: Callable, args: tuple):
         *call_args, values = args_and_hoisted
         values, kept_values = iter(values), iter(kept)
         consts = [next(values) if t else next(kept_values) for t in traced]
-        outs = jax.core.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), "")))
+        outs = jax.core.eval_jaxpr(
+            closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), ""))
+        )
         return jax.tree.unflatten(out_tree, outs)
 
     return converted, hoisted
@@ -83,10 +98,15 @@ def _addresses_inside(jaxpr) -> list:
 
 
 def _control_flow_error(name, addrs):
-    where = {"scan": "ppl.scan", "while": "ppl.scan (a loop of static length)", "cond": "ppl.switch / ppl.cond"}
+    where = {
+        "scan": "ppl.scan",
+        "while": "ppl.scan (a loop of static length)",
+        "cond": "ppl.switch / ppl.cond",
+    }
     fix = where.get(name, "a ppl combinator (ppl.scan, ppl.switch, ppl.vmap)")
     return choice_inside_error(
-        addrs, f"made inside jax.lax.{name}",
+        addrs,
+        f"made inside jax.lax.{name}",
         ", whose body JAX runs as one opaque loop or branch: ppl could not record or constrain it. "
         f"Use {fix} instead, which gives each choice an address and the right weights.",
     )
@@ -107,7 +127,9 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
         ins = tuple(ref(a) for a in eqn.invars)
         if eqn.primitive is sample_p:
             p = eqn.params
-            site = Site(len(sites), p["addr"], p["gen_fn"], p["in_tree"], ins, tuple(map(out, eqn.outvars)))
+            site = Site(
+                len(sites), p["addr"], p["gen_fn"], p["in_tree"], ins, tuple(map(out, eqn.outvars))
+            )
             sites.append(site)
             instrs.append(site)
             continue
@@ -119,19 +141,44 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
         if name not in _CALL_PRIMITIVES:
             raise _control_flow_error(name, inside)
         sub = eqn.params[_CALL_PRIMITIVES[name]]
-        sub_jaxpr, sub_consts = (sub.jaxpr, sub.consts) if isinstance(sub, jex.ClosedJaxpr) else (sub, ())
+        sub_jaxpr, sub_consts = (
+            (sub.jaxpr, sub.consts) if isinstance(sub, jex.ClosedJaxpr) else (sub, ())
+        )
         sub_scope = next(scopes)
         # Call-like primitives pass any leading extra operands (consts) first.
         sub_alias = dict(zip(sub_jaxpr.constvars, map(Lit, sub_consts)))
-        sub_alias.update(zip(sub_jaxpr.invars, ins[len(ins) - len(sub_jaxpr.invars):]))
+        sub_alias.update(zip(sub_jaxpr.invars, ins[len(ins) - len(sub_jaxpr.invars) :]))
         _compile(instrs, sites, scopes, sub_jaxpr, sub_scope, sub_alias)
         for var, atom in zip(eqn.outvars, sub_jaxpr.outvars):
             if not isinstance(var, jex.DropVar):
-                alias[var] = Lit(atom.val) if isinstance(atom, jex.Literal) else sub_alias.get(atom, (sub_scope, atom))
+                alias[var] = (
+                    Lit(atom.val)
+                    if isinstance(atom, jex.Literal)
+                    else sub_alias.get(atom, (sub_scope, atom))
+                )
 
 
 def stage(fn: Callable, args: tuple, name: str = "generative function") -> Program:
-    """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``)."""
+    """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``).
+
+    Args:
+        fn: the body of a generative function, making choices with ``@``.
+        args: arguments (only their shapes and static leaves are used).
+        name: the function's name, for errors.
+
+    Returns:
+        A :class:`Program` whose random choices are all top-level sites.
+
+    Raises:
+        PPLError: an address used twice; a random choice inside JAX's own
+            control flow (``lax.scan``, ``lax.cond``, ``while``); anything
+            :func:`ppl._args.call` refuses (Python control flow on traced values).
+
+    Example:
+        >>> prog = stage(lambda mu: ppl.normal(mu, 1.0) @ "x", (0.0,), "model")
+        >>> prog.addresses
+        ['x']
+    """
     closed, in_tree, out_tree = _flat_jaxpr(lambda *a: call(fn, a, name), hold(args, name))
     jaxpr = closed.jaxpr
     instrs, sites = [], []
@@ -141,7 +188,8 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
     alias = {}
     _compile(instrs, sites, itertools.count(1), jaxpr, scope, alias)
     outvars = tuple(
-        Lit(a.val) if isinstance(a, jex.Literal) else alias.get(a, (scope, a)) for a in jaxpr.outvars
+        Lit(a.val) if isinstance(a, jex.Literal) else alias.get(a, (scope, a))
+        for a in jaxpr.outvars
     )
     seen = set()
     for s in sites:
@@ -154,7 +202,9 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
                 "ppl.vmap / ppl.repeat / ppl.scan, which stack them under one address."
             )
         seen.add(s.addr)
-    return Program(instrs, sites, invars, outvars, const_refs, tuple(closed.consts), in_tree, out_tree)
+    return Program(
+        instrs, sites, invars, outvars, const_refs, tuple(closed.consts), in_tree, out_tree
+    )
 
 
 def program_cache() -> Callable:
@@ -188,14 +238,29 @@ def program_cache() -> Callable:
         except TypeError:
             return stage(fn, args, name)
         # A program that closed over tracers of an enclosing trace must not outlive it.
-        return store.cached(key, lambda: stage(fn, args, name), keep=lambda prog: is_concrete(prog.consts))
+        return store.cached(
+            key, lambda: stage(fn, args, name), keep=lambda prog: is_concrete(prog.consts)
+        )
 
     return get
 
 
 def depends_on(fn: Callable, args: list, which: list) -> bool:
     """Whether an output of ``fn(*args)`` depends, by data flow, on ``args[i]`` for
-    ``i`` in ``which`` (decided by tracing, without running anything)."""
+    ``i`` in ``which`` (decided by tracing, without running anything).
+
+    Args:
+        fn: a JAX-traceable function of positional arrays.
+        args: example arguments (their shapes).
+        which: the indices of the arguments asked about.
+
+    Returns:
+        True if some output is computed from one of those arguments.
+
+    Example:
+        >>> depends_on(lambda a, b: a * 2, [1.0, 2.0], [1])
+        False
+    """
     closed = jax.make_jaxpr(fn)(*args)
     jaxpr = closed.jaxpr
     live = {jaxpr.invars[i] for i in which}
