@@ -94,13 +94,16 @@ def sites(trace, selection: Selection | None = None) -> ChoiceMap:
     )
     try:
         return marked.choices.filter(selection)
-    except Exception as e:  # a trace whose choices compute on values (ppl.switch, ppl.cond, ppl.mix)
+    except (
+        Exception
+    ) as e:  # a trace whose choices compute on values (ppl.switch, ppl.cond, ppl.mix)
         raise PPLError(
-            f"could not find the distribution behind each choice of this {type(trace).__name__}: some "
-            "selected choice is picked among branches at run time (ppl.switch / ppl.cond / ppl.mix), so "
-            "its distribution, and support, is not fixed. Gradient kernels (mala, hmc, nuts) and "
-            "enumeration need a fixed distribution per address: select only choices outside the "
-            f"branches, and move the others with ppl.inference.mh. ({type(e).__name__}: {e})"
+            f"could not find the distribution behind each choice of this {type(trace).__name__}: "
+            f"some selected choice is picked among branches at run time (ppl.switch / ppl.cond / "
+            "ppl.mix), so its distribution, and support, is not fixed. Gradient kernels (mala, "
+            "hmc, nuts) and enumeration need a fixed distribution per address: select only choices "
+            f"outside the branches, and move the others with ppl.inference.mh. "
+            f"({type(e).__name__}: {e})"
         ) from e
 
 

@@ -105,11 +105,13 @@ def check_count(n, argument: str, what: str, example: str = "1000") -> int:
         100
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise PPLError(f"{what}, {argument}, must be a positive int (e.g. {argument}={example}); got {n!r}.")
+        raise PPLError(
+            f"{what}, {argument}, must be a positive int (e.g. {argument}={example}); got {n!r}."
+        )
     if n < 1:
         raise PPLError(
-            f"{what}, {argument}, is {int(n)}; it must be at least 1 (with no particles every estimate "
-            f"would be 0/0, NaN). Pass e.g. {argument}={example}."
+            f"{what}, {argument}, is {int(n)}; it must be at least 1 (with no particles every "
+            f"estimate would be 0/0, NaN). Pass e.g. {argument}={example}."
         )
     return int(n)
 
@@ -119,9 +121,18 @@ def check_proposal_disjoint(proposed: ChoiceMap, observations: ChoiceMap, name: 
     if not clash.is_empty():
         shown = ", ".join(fmt_addr(a) for a in clash.addresses())
         raise PPLError(
-            f"the proposal {name} samples {shown}, which is observed. A proposal must only "
-            "propose latent choices; remove those addresses from the proposal or from the observations."
+            f"the proposal {name} samples {shown}, which is observed. A proposal must only propose "
+            "latent choices; remove those addresses from the proposal or from the observations."
         )
 
 
-__all__ = ["ess", "log_mean_exp", "take", "selection_of", "check_count", "check_weights", "as_choices", "as_key"]
+__all__ = [
+    "ess",
+    "log_mean_exp",
+    "take",
+    "selection_of",
+    "check_count",
+    "check_weights",
+    "as_choices",
+    "as_key",
+]

@@ -66,8 +66,8 @@ def _support_values(addr, site):
     flat = vals.reshape(k, -1)
     if not np.all(flat == flat[:, :1]):
         raise PPLError(
-            f"enumeration: the elements of {fmt_addr(addr)} have different supports; enumerate them "
-            "as separate choices."
+            f"enumeration: the elements of {fmt_addr(addr)} have different supports; enumerate "
+            f"them as separate choices."
         )
     return flat[:, 0].astype(np.asarray(site.value).dtype)
 
@@ -91,17 +91,25 @@ def enumerate_posterior(model, observations, args, max_combinations=2**20) -> En
         sizes.append(n_elem)
         total *= len(vals) ** n_elem
         if total > max_combinations:
-            shown = ", ".join(f"{fmt_addr(a)} ({len(_support_values(a, s))}^{int(np.prod(np.shape(s.value)))})" for a, s in items)
+            shown = ", ".join(
+                f"{fmt_addr(a)} ({len(_support_values(a, s))}^{int(np.prod(np.shape(s.value)))})"
+                for a, s in items
+            )
             raise PPLError(
-                f"enumeration: the latent choices of {model.name} have more than {max_combinations} "
-                f"joint combinations ({shown}). Raise max_combinations, or use SMC or MCMC."
+                f"enumeration: the latent choices of {model.name} have more than "
+                f"{max_combinations} joint combinations ({shown}). Raise max_combinations, or use "
+                f"SMC or MCMC."
             )
     # Mixed-radix digits: combination index -> one support index per element.
     radices = [len(v) for v, n in zip(supports, sizes) for _ in range(n)]
-    digits = np.stack(np.unravel_index(np.arange(total), radices), axis=1) if radices else np.zeros((1, 0), int)
+    digits = (
+        np.stack(np.unravel_index(np.arange(total), radices), axis=1)
+        if radices
+        else np.zeros((1, 0), int)
+    )
     values, col = [], 0
     for (addr, site), vals, n in zip(items, supports, sizes):
-        idx = digits[:, col:col + n].reshape((total,) + np.shape(site.value))
+        idx = digits[:, col : col + n].reshape((total,) + np.shape(site.value))
         values.append((addr, jnp.asarray(vals[idx])))
         col += n
     combos = ChoiceMap.d(dict(values))

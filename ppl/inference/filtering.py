@@ -36,8 +36,19 @@ def _default_proposal_args(carry, x, obs):
     return (carry, x, obs)
 
 
-def particle_filter(key, model, args, observations, n, proposal=None, proposal_args: Callable | None = None,
-                    ess_threshold=0.5, scheme="systematic", return_traces=True, check=True):
+def particle_filter(
+    key,
+    model,
+    args,
+    observations,
+    n,
+    proposal=None,
+    proposal_args: Callable | None = None,
+    ess_threshold=0.5,
+    scheme="systematic",
+    return_traces=True,
+    check=True,
+):
     """A particle filter for a ``ppl.scan(step, length=T)`` model called with ``(init, xs)``.
 
     At time ``t`` each particle runs ``step.generate`` from its carry with the
@@ -99,14 +110,27 @@ def particle_filter(key, model, args, observations, n, proposal=None, proposal_a
                 f"particle_filter: the observations of {model.name} are stacked along time, so the "
                 f"value at {addr} needs a leading axis of length {T}; it has shape {shape}."
             )
-    opts = dict(model=model, n=n, proposal=proposal, pa=proposal_args or _default_proposal_args,
-                ess_threshold=ess_threshold, scheme=scheme, return_traces=return_traces, T=T)
+    opts = dict(
+        model=model,
+        n=n,
+        proposal=proposal,
+        pa=proposal_args or _default_proposal_args,
+        ess_threshold=ess_threshold,
+        scheme=scheme,
+        return_traces=return_traces,
+        T=T,
+    )
     concrete = is_concrete((key, observations, args))
-    particles, info, health = (_compiled_filter if concrete else _filter)(key, args, observations, **opts)
+    particles, info, health = (_compiled_filter if concrete else _filter)(
+        key, args, observations, **opts
+    )
     if check:
         _check_steps(health, model, observations)
-        check_weights(particles.log_weights, f"particle_filter on {model.name}",
-                      "Check the observations and the proposal's support.")
+        check_weights(
+            particles.log_weights,
+            f"particle_filter on {model.name}",
+            "Check the observations and the proposal's support.",
+        )
     return particles, info
 
 
@@ -121,9 +145,10 @@ def _check_steps(health, model, observations):
     if broken.size and (not impossible.size or broken[0] <= impossible[0]):
         t = int(broken[0])
         raise PPLError(
-            f"particle_filter on {model.name}: at time step {t} (counting from 0) some log weights are NaN "
-            f"or +inf. A density or the proposal produced a non-finite value there (observed addresses: "
-            f"{addrs}). Check the observations at step {t} and the parameters of the step's distributions."
+            f"particle_filter on {model.name}: at time step {t} (counting from 0) some log weights "
+            f"are NaN or +inf. A density or the proposal produced a non-finite value there "
+            f"(observed addresses: {addrs}). Check the observations at step {t} and the parameters "
+            f"of the step's distributions."
         )
     if impossible.size:
         t = int(impossible[0])
@@ -132,15 +157,18 @@ def _check_steps(health, model, observations):
             for a in observations.addresses()[:4]
         )
         raise PPLError(
-            f"particle_filter on {model.name}: at time step {t} (counting from 0) every particle has weight "
-            f"zero (log weight -inf): the observations at that step (observed addresses: {addrs}) have zero "
-            "probability under every particle. Likely causes: a value at that step outside its "
-            "distribution's support, or a proposal (or prior) that never reaches the states that could "
-            f"have produced it. The values there: {values or 'none'}."
+            f"particle_filter on {model.name}: at time step {t} (counting from 0) every particle "
+            f"has weight zero (log weight -inf): the observations at that step (observed "
+            f"addresses: {addrs}) have zero probability under every particle. Likely causes: a "
+            "value at that step outside its distribution's support, or a proposal (or prior) that "
+            f"never reaches the states that could have produced it. The values there: "
+            f"{values or 'none'}."
         )
 
 
-def _filter(key, args, observations, *, model, n, proposal, pa, ess_threshold, scheme, return_traces, T):
+def _filter(
+    key, args, observations, *, model, n, proposal, pa, ess_threshold, scheme, return_traces, T
+):
     init_carry, xs = args
     step = model.step
     xs_t = xs if xs is not None else jnp.zeros((T, 0))
@@ -160,12 +188,17 @@ def _filter(key, args, observations, *, model, n, proposal, pa, ess_threshold, s
         k, x, obs_t = inp
         k1, k2 = jax.random.split(k)
         do = wants_resampling(log_w, ess_threshold) if ess_threshold > 0 else jnp.zeros((), bool)
-        resample_idx = lambda: resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32)
+
+        def resample_idx():
+            return resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32)
+
         idx = jax.lax.cond(do, resample_idx, lambda: jnp.arange(n, dtype=jnp.int32))
         carries = take(carries, idx)
         log_z = jnp.where(do, log_z + log_mean_exp(log_w), log_z)
         log_w = jnp.where(do, jnp.zeros_like(log_w), log_w)
-        trs, w = jax.vmap(lambda kk, c: propagate(kk, c, x, obs_t))(jax.random.split(k2, n), carries)
+        trs, w = jax.vmap(lambda kk, c: propagate(kk, c, x, obs_t))(
+            jax.random.split(k2, n), carries
+        )
         carries = trs.retval[0]
         log_w = log_w + w
         info = SMCInfo(ess(log_w), do, log_z + log_mean_exp(log_w))
@@ -176,7 +209,9 @@ def _filter(key, args, observations, *, model, n, proposal, pa, ess_threshold, s
     dtype = jnp.result_type(float)
     state0 = (carry0, jnp.zeros((n,), dtype), jnp.zeros((), dtype))
     keys = jax.random.split(key, T + 1)
-    (_, log_w, log_z), (choices, ancestors, info, health) = jax.lax.scan(body, state0, (keys[:T], xs_t, observations))
+    (_, log_w, log_z), (choices, ancestors, info, health) = jax.lax.scan(
+        body, state0, (keys[:T], xs_t, observations)
+    )
     traces = _lineages(keys[T], model, args, choices, ancestors, n) if return_traces else None
     return ParticleCollection(traces, log_w, log_z), info, health
 
@@ -184,7 +219,17 @@ def _filter(key, args, observations, *, model, n, proposal, pa, ess_threshold, s
 # Called outside jit, the filter runs compiled (the lineage reconstruction
 # would otherwise dispatch op by op); every option is part of the cache key.
 _compiled_filter = jax.jit(
-    _filter, static_argnames=("model", "n", "proposal", "pa", "ess_threshold", "scheme", "return_traces", "T")
+    _filter,
+    static_argnames=(
+        "model",
+        "n",
+        "proposal",
+        "pa",
+        "ess_threshold",
+        "scheme",
+        "return_traces",
+        "T",
+    ),
 )
 
 
@@ -193,7 +238,10 @@ def _horizon(model, xs) -> int:
     if model.length is not None:
         lengths.add(model.length)
     if len(lengths) != 1:
-        raise PPLError(f"particle_filter: cannot tell the number of steps of {model.name} (got {sorted(lengths)}).")
+        raise PPLError(
+            f"particle_filter: cannot tell the number of steps of {model.name} (got "
+            f"{sorted(lengths)})."
+        )
     return lengths.pop()
 
 
@@ -206,5 +254,7 @@ def _lineages(key, model, args, choices, ancestors, n):
 
     _, path = jax.lax.scan(back, jnp.arange(n, dtype=jnp.int32), (choices, ancestors), reverse=True)
     per_particle = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), path)
-    traces, _ = jax.vmap(lambda k, c: model.generate(k, c, args))(jax.random.split(key, n), per_particle)
+    traces, _ = jax.vmap(lambda k, c: model.generate(k, c, args))(
+        jax.random.split(key, n), per_particle
+    )
     return traces

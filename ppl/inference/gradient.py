@@ -133,7 +133,9 @@ class _Gradient(Kernel):
         accepted, prob = accept(k2, log_alpha)
         proposed, _, _ = trace.gen_fn.update(jax.random.key(0), trace, x1)
         z, logp, g = select_where(accepted, (z1, logp1, g1), (z, logp, g))
-        new_aux = GradientAux(_adapt(aux.step, prob, self.target_accept), z, logp, g, aux.selection, aux.shared)
+        new_aux = GradientAux(
+            _adapt(aux.step, prob, self.target_accept), z, logp, g, aux.selection, aux.shared
+        )
         return MCMCState(select_where(accepted, proposed, trace), prob, new_aux)
 
 
@@ -181,9 +183,12 @@ class HMC(_Gradient):
             p = _tmap(lambda p, g: p + 0.5 * eps * g, p, g)
             return (z, p, g, lp, x), None
 
-        # The constrained values ride along (their initial value is a placeholder of the right shape).
+        # The constrained values ride along (their initial value is a placeholder of the
+        # right shape).
         x0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(grad_fn, z)[0][1])
-        (z1, p1, g1, logp1, x1), _ = jax.lax.scan(leapfrog, (z, p0, g, logp, x0), length=self.n_steps)
+        (z1, p1, g1, logp1, x1), _ = jax.lax.scan(
+            leapfrog, (z, p0, g, logp, x0), length=self.n_steps
+        )
         return z1, logp1, g1, x1, (logp1 - 0.5 * _sq(p1)) - (logp - 0.5 * _sq(p0))
 
 

@@ -83,7 +83,9 @@ def importance(key, model, observations, args, proposal=None, proposal_args=(), 
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
-    run = _compiled_particles if is_concrete((key, observations, args, proposal_args)) else _particles
+    run = (
+        _compiled_particles if is_concrete((key, observations, args, proposal_args)) else _particles
+    )
     traces, log_w = run(key, observations, args, proposal_args, model=model, proposal=proposal, n=n)
     if check:
         check_weights(
@@ -96,7 +98,9 @@ def importance(key, model, observations, args, proposal=None, proposal_args=(), 
 
 
 def _particles(key, observations, args, proposal_args, *, model, proposal, n):
-    one = lambda k: propose(k, model, observations, args, proposal, proposal_args)
+    def one(k):
+        return propose(k, model, observations, args, proposal, proposal_args)
+
     return jax.vmap(one)(jax.random.split(key, n))
 
 
@@ -105,7 +109,17 @@ def _particles(key, observations, args, proposal_args, *, model, proposal, n):
 _compiled_particles = jax.jit(_particles, static_argnames=("model", "proposal", "n"))
 
 
-def sir(key, model, observations, args, proposal=None, proposal_args=(), n=1000, m=1, scheme="multinomial"):
+def sir(
+    key,
+    model,
+    observations,
+    args,
+    proposal=None,
+    proposal_args=(),
+    n=1000,
+    m=1,
+    scheme="multinomial",
+):
     """Sampling/importance resampling: ``m`` traces (stacked) resampled from ``n``
     weighted particles; approximately posterior samples for large ``n``.
 

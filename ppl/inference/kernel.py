@@ -118,9 +118,9 @@ def resolve_selection(name: str, given, trace, observed):
     if given is None:
         if observed is None:
             raise PPLError(
-                f"{name} was built without a selection, so it would move every choice, observations "
-                f"included. Build it with a selection, e.g. {name}(ppl.select('z')), or pass observed= "
-                "(the driver ppl.inference.chains.run does this for you)."
+                f"{name} was built without a selection, so it would move every choice, "
+                f"observations included. Build it with a selection, e.g. {name}(ppl.select('z')), "
+                f"or pass observed= (the driver ppl.inference.chains.run does this for you)."
             )
         return ~as_selection(observed)
     if observed is not None:
@@ -128,8 +128,8 @@ def resolve_selection(name: str, given, trace, observed):
         if not clash.is_empty():
             shown = ", ".join(fmt_addr(a) for a in clash.addresses())
             raise PPLError(
-                f"{name}: the selection {given!r} includes the observed choice {shown}; a kernel must not "
-                "move observations. Select only latent addresses."
+                f"{name}: the selection {given!r} includes the observed choice {shown}; a kernel "
+                f"must not move observations. Select only latent addresses."
             )
     return given
 
@@ -170,7 +170,9 @@ class Kernel(abc.ABC):
     def __delattr__(self, name):
         raise AttributeError(_frozen(self, name))
 
-    def init(self, trace: Trace, n_warmup: int = 0, observed=None, *, shared: bool = False) -> MCMCState:
+    def init(
+        self, trace: Trace, n_warmup: int = 0, observed=None, *, shared: bool = False
+    ) -> MCMCState:
         """The initial state of a chain at ``trace``.
 
         Args:

@@ -27,7 +27,24 @@ from ppl.inference.metropolis import MH, MHAux, mh
 from ppl.inference.no_u_turn import NUTS, NUTSAux, nuts
 
 __all__ = [
-    "HMC", "MALA", "MH", "NUTS", "Cycle", "GradientAux", "Kernel", "MCMCState", "MHAux",
-    "MixtureKernel", "NUTSAux", "RepeatKernel", "StepSize", "cycle", "hmc", "mala", "mh",
-    "mixture_kernel", "nuts", "repeat_kernel",
+    "HMC",
+    "MALA",
+    "MH",
+    "NUTS",
+    "Cycle",
+    "GradientAux",
+    "Kernel",
+    "MCMCState",
+    "MHAux",
+    "MixtureKernel",
+    "NUTSAux",
+    "RepeatKernel",
+    "StepSize",
+    "cycle",
+    "hmc",
+    "mala",
+    "mh",
+    "mixture_kernel",
+    "nuts",
+    "repeat_kernel",
 ]

@@ -72,8 +72,17 @@ class NUTS(Kernel):
     options: one NUTS object serves any number of models and chains at once.
     """
 
-    def __init__(self, selection=None, target_accept=0.8, max_tree_depth=10, dense_mass=False, step_size=1.0,
-                 adapt_step_size=True, adapt_mass_matrix=True, find_heuristic_step_size=False):
+    def __init__(
+        self,
+        selection=None,
+        target_accept=0.8,
+        max_tree_depth=10,
+        dense_mass=False,
+        step_size=1.0,
+        adapt_step_size=True,
+        adapt_mass_matrix=True,
+        find_heuristic_step_size=False,
+    ):
         options = dict(
             step_size=step_size,
             adapt_step_size=adapt_step_size,
@@ -90,8 +99,12 @@ class NUTS(Kernel):
 
     def _sampler(self, selection, n_warmup, trace, init_params, rng_key):
         """``(hmc_state from init_kernel, sample_kernel)`` of a fresh numpyro closure."""
-        init_kernel, sample_kernel = _numpyro_hmc(potential_fn_gen=_potential_gen(selection), algo="NUTS")
-        hs = init_kernel(init_params, n_warmup, model_args=(trace,), rng_key=rng_key, **self.options)
+        init_kernel, sample_kernel = _numpyro_hmc(
+            potential_fn_gen=_potential_gen(selection), algo="NUTS"
+        )
+        hs = init_kernel(
+            init_params, n_warmup, model_args=(trace,), rng_key=rng_key, **self.options
+        )
         return hs, sample_kernel
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False, key=None):
@@ -128,10 +141,16 @@ class NUTS(Kernel):
             hs = hs._replace(z=z, potential_energy=pe, z_grad=grad)
         # The init call only fills in the closure's settings; its state is not used.
         _, sample_kernel = self._sampler(
-            aux.selection, aux.n_warmup, trace, ParamInfo(hs.z, hs.potential_energy, hs.z_grad), hs.rng_key
+            aux.selection,
+            aux.n_warmup,
+            trace,
+            ParamInfo(hs.z, hs.potential_energy, hs.z_grad),
+            hs.rng_key,
         )
         hs = sample_kernel(hs._replace(rng_key=_raw_key(key)), model_args=(trace,))
-        state = MCMCState(trace, hs.accept_prob, NUTSAux(hs, aux.selection, aux.n_warmup, aux.shared))
+        state = MCMCState(
+            trace, hs.accept_prob, NUTSAux(hs, aux.selection, aux.n_warmup, aux.shared)
+        )
         # Alone, NUTS keeps its position in numpyro's state and leaves the trace
         # stale (the non-selected choices, which the potential reads, are
         # unchanged); materialize() brings it up to date when it is needed.

@@ -62,8 +62,8 @@ class ParticleCollection(WeightedTraces):
         check_weights(
             self.log_weights,
             what,
-            "Check that the observations are in the support of their distributions, and that "
-            "the proposal covers the target (its log density must be finite wherever the model's is).",
+            "Check that the observations are in the support of their distributions, and that the "
+            "proposal covers the target (its log density must be finite wherever the model's is).",
         )
         return self
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ppl._errors import PPLError
+
 
 def _normalized(log_weights):
     return jax.nn.softmax(log_weights)
@@ -70,14 +72,27 @@ SCHEMES = {
 
 
 def get_scheme(scheme):
-    """A scheme by name, or a callable ``(key, log_weights, n) -> indices`` as is."""
+    """A resampling scheme by name, or a callable as it is.
+
+    Args:
+        scheme: ``"multinomial"``, ``"stratified"``, ``"systematic"``,
+            ``"residual"``, or a function ``(key, log_weights, n) -> indices``.
+
+    Returns:
+        The function ``(key, log_weights, n) -> n ancestor indices (int32)``.
+
+    Raises:
+        PPLError: for an unknown name, listing the known ones.
+
+    Example:
+        >>> get_scheme("systematic")(jax.random.key(0), jnp.zeros(4), 4).shape
+        (4,)
+    """
     if callable(scheme):
         return scheme
     try:
         return SCHEMES[scheme]
     except KeyError:
-        from ppl._errors import PPLError
-
         raise PPLError(
             f"unknown resampling scheme {scheme!r}; use one of {sorted(SCHEMES)} or pass "
             "a function (key, log_weights, n) -> ancestor indices."

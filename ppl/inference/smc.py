@@ -64,7 +64,10 @@ def init(key, model, observations, args, n, proposal=None, proposal_args=()) -> 
     n = check_count(n, "n", "smc.init: the number of particles")
     key, observations = as_key(key), as_choices(observations)
     args, proposal_args = as_args(args, model.name), as_args(proposal_args, "the proposal")
-    one = lambda k: propose(k, model, observations, args, proposal, proposal_args)
+
+    def one(k):
+        return propose(k, model, observations, args, proposal, proposal_args)
+
     traces, log_w = jax.vmap(one)(jax.random.split(key, n))
     return ParticleCollection(traces, log_w, jnp.zeros((), log_w.dtype))
 
@@ -85,42 +88,136 @@ def _extend_one(key, trace, args, observations, model, proposal, proposal_args):
     return new, w - trace.score - q_score
 
 
-def extend(key, particles: ParticleCollection, args, observations=None, model=None, proposal=None,
-           proposal_args=()) -> ParticleCollection:
-    """Move every particle to the next target: new ``args`` and new
-    ``observations`` of the same model (through ``update``), or ``model``, a
-    different generative function whose addresses include the old ones (through
-    ``generate``). ``proposal``, called with ``(trace, *proposal_args)``,
-    proposes the new latent choices (default: their prior)."""
+def extend(
+    key,
+    particles: ParticleCollection,
+    args,
+    observations=None,
+    model=None,
+    proposal=None,
+    proposal_args=(),
+) -> ParticleCollection:
+    """Move every particle to the next target and multiply in the incremental weight.
+
+    The next target is the same model with new ``args`` and new
+    ``observations`` (through ``update``), or ``model``, a different
+    generative function whose addresses include the old ones (through
+    ``generate``).
+
+    Args:
+        key: a ``jax.random`` key.
+        particles: the :class:`ParticleCollection` to move.
+        args: the next target's arguments (a tuple).
+        observations: the new observations (a choice map or dict).
+        model: a different generative function for the next target, or
+            ``None`` (the particles' own model).
+        proposal: a generative function called with ``(trace,
+            *proposal_args)`` proposing the new latent choices (default:
+            their prior).
+        proposal_args: the proposal's extra arguments (a tuple).
+
+    Returns:
+        The moved :class:`ParticleCollection` (``log_z`` unchanged).
+
+    Raises:
+        PPLError: if the proposal proposes an observed address.
+
+    Example:
+        >>> particles = smc.extend(key, particles, (t + 1,), {("y", t + 1): ys[t + 1]})
+    """
     observations = as_choices(observations)
     name = (model or particles.traces.gen_fn).name
     args, proposal_args = as_args(args, name), as_args(proposal_args, "the proposal")
-    one = lambda k, tr: _extend_one(k, tr, args, observations, model, proposal, proposal_args)
+
+    def one(k, tr):
+        return _extend_one(k, tr, args, observations, model, proposal, proposal_args)
+
     traces, w = jax.vmap(one)(jax.random.split(as_key(key), particles.n), particles.traces)
     return ParticleCollection(traces, particles.log_weights + w, particles.log_z)
 
 
 def change_target(key, particles, args, observations=None, model=None) -> ParticleCollection:
-    """Reweight to a new target without proposing new choices (``extend`` without a proposal)."""
+    """Reweight to a new target without proposing new choices (``extend`` without a proposal).
+
+    Args:
+        key: a ``jax.random`` key (choices the new target adds are drawn from the prior).
+        particles: the :class:`ParticleCollection`.
+        args: the new target's arguments (a tuple).
+        observations: its observations (a choice map or dict).
+        model: a different generative function, or ``None`` (the same model).
+
+    Returns:
+        The reweighted :class:`ParticleCollection`.
+
+    Example:
+        >>> particles = smc.change_target(key, particles, (temperature,))
+    """
     return extend(key, particles, args, observations, model)
 
 
 def reweight(particles: ParticleCollection, log_increments) -> ParticleCollection:
-    """Multiply each particle's weight by ``exp(log_increments)``."""
-    return ParticleCollection(particles.traces, particles.log_weights + log_increments, particles.log_z)
+    """Multiply each particle's weight by ``exp(log_increments)``.
+
+    Args:
+        particles: the :class:`ParticleCollection`.
+        log_increments: shape ``(n,)``, added to the log weights.
+
+    Returns:
+        The reweighted :class:`ParticleCollection`.
+
+    Example:
+        >>> particles = smc.reweight(particles, jax.vmap(log_likelihood)(particles.traces))
+    """
+    return ParticleCollection(
+        particles.traces, particles.log_weights + log_increments, particles.log_z
+    )
 
 
 def resample(key, particles: ParticleCollection, scheme="systematic") -> ParticleCollection:
-    """Draw n ancestors in proportion to the weights; weights become equal and
-    their mean moves into ``log_z``."""
+    """Draw n ancestors in proportion to the weights; the weights become equal and
+    their mean moves into ``log_z`` (so the marginal-likelihood estimate is unchanged).
+
+    Args:
+        key: a ``jax.random`` key.
+        particles: the :class:`ParticleCollection`.
+        scheme: a scheme name (``"multinomial"``, ``"stratified"``,
+            ``"systematic"``, ``"residual"``) or a function ``(key,
+            log_weights, n) -> indices``.
+
+    Returns:
+        The resampled :class:`ParticleCollection`.
+
+    Raises:
+        PPLError: for an unknown scheme name.
+
+    Example:
+        >>> particles = smc.resample(key, particles, "stratified")
+    """
     idx = resampling.get_scheme(scheme)(as_key(key), particles.log_weights, particles.n)
     lw = particles.log_weights
-    return ParticleCollection(take(particles.traces, idx), jnp.zeros_like(lw), particles.log_z + log_mean_exp(lw))
+    return ParticleCollection(
+        take(particles.traces, idx), jnp.zeros_like(lw), particles.log_z + log_mean_exp(lw)
+    )
 
 
 def maybe_resample(key, particles, ess_threshold=0.5, scheme="systematic"):
     """Resample when the ESS is below ``ess_threshold * n`` (1.0: always; 0: never).
-    Returns ``(particles, resampled)``."""
+
+    Args:
+        key: a ``jax.random`` key.
+        particles: the :class:`ParticleCollection`.
+        ess_threshold: the fraction of ``n`` below which to resample.
+        scheme: as for :func:`resample`.
+
+    Returns:
+        ``(particles, resampled)``, ``resampled`` a boolean scalar array.
+
+    Raises:
+        PPLError: for an unknown scheme name.
+
+    Example:
+        >>> particles, resampled = smc.maybe_resample(key, particles, 0.5)
+    """
     if ess_threshold <= 0:
         return particles, jnp.zeros((), bool)
     do = wants_resampling(particles.log_weights, ess_threshold)
@@ -130,23 +227,56 @@ def maybe_resample(key, particles, ess_threshold=0.5, scheme="systematic"):
 
 def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleCollection:
     """Move each particle with ``n_steps`` of an MCMC kernel that leaves the
-    current target invariant (weights unchanged). ``observed``: the observed
-    addresses (a choice map or a selection), for kernels built without a selection."""
+    current target invariant (weights unchanged).
+
+    Each particle gets its own chain of the one kernel (``kernel.init`` on its
+    trace, then ``n_steps`` pure steps), under ``vmap``.
+
+    Args:
+        key: a ``jax.random`` key.
+        particles: the :class:`ParticleCollection`.
+        kernel: an MCMC kernel (``mh``, ``mala``, a composition, ...).
+        n_steps: the kernel's steps per particle.
+        observed: the observed addresses (a choice map or a selection), for
+            kernels built without a selection.
+
+    Returns:
+        The moved :class:`ParticleCollection`.
+
+    Raises:
+        PPLError: if the kernel cannot move the particles' choices (see the
+            kernel's ``init``).
+
+    Example:
+        >>> particles = smc.rejuvenate(key, particles, mcmc.mh(ppl.select("mu")), n_steps=2)
+    """
     if observed is not None and not isinstance(observed, Selection):
         observed = selection_of(as_choices(observed))
 
     def one(k, tr):
         state = kernel.init(tr, 0, observed)
-        state, _ = jax.lax.scan(lambda s, kk: (kernel.step(kk, s), None), state, jax.random.split(k, n_steps))
+        state, _ = jax.lax.scan(
+            lambda s, kk: (kernel.step(kk, s), None), state, jax.random.split(k, n_steps)
+        )
         return kernel.materialize(state).trace
 
     traces = jax.vmap(one)(jax.random.split(as_key(key), particles.n), particles.traces)
     return ParticleCollection(traces, particles.log_weights, particles.log_z)
 
 
-def step(key, particles, args, observations=None, proposal=None, proposal_args=(),
-         ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1,
-         observed=None):
+def step(
+    key,
+    particles,
+    args,
+    observations=None,
+    proposal=None,
+    proposal_args=(),
+    ess_threshold=0.5,
+    scheme="systematic",
+    rejuvenation=None,
+    rejuvenation_steps=1,
+    observed=None,
+):
     """One SMC step: extend to the next target, resample if the ESS is low, rejuvenate.
 
     A pure function of the key, the particles and the next target, so a loop
@@ -182,8 +312,9 @@ def step(key, particles, args, observations=None, proposal=None, proposal_args=(
         >>> particles, info = smc.step(key, particles, (t,), {"y": ys[t]})
     """
     k1, k2, k3 = jax.random.split(as_key(key), 3)
-    particles = extend(k1, particles, args, observations, proposal=proposal,
-                       proposal_args=proposal_args)
+    particles = extend(
+        k1, particles, args, observations, proposal=proposal, proposal_args=proposal_args
+    )
     e = particles.ess
     particles, did = maybe_resample(k2, particles, ess_threshold, scheme)
     if rejuvenation is not None:
@@ -191,9 +322,20 @@ def step(key, particles, args, observations=None, proposal=None, proposal_args=(
     return particles, SMCInfo(e, did, particles.log_marginal_likelihood)
 
 
-def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal_args_seq=(),
-        ess_threshold=0.5, scheme="systematic", rejuvenation=None, rejuvenation_steps=1,
-        observed=None, check=True):
+def run(
+    key,
+    particles,
+    args_seq,
+    observations_seq=None,
+    proposal=None,
+    proposal_args_seq=(),
+    ess_threshold=0.5,
+    scheme="systematic",
+    rejuvenation=None,
+    rejuvenation_steps=1,
+    observed=None,
+    check=True,
+):
     """:func:`step` through a sequence of targets of the same model, under ``lax.scan``.
 
     Step ``s`` uses the ``s``-th slice of ``args_seq``, ``observations_seq``
@@ -224,8 +366,19 @@ def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal
 
     def body(p, inp):
         k, a, o, pa = inp
-        return step(k, p, a, o, proposal, pa, ess_threshold, scheme, rejuvenation,
-                    rejuvenation_steps, observed)
+        return step(
+            k,
+            p,
+            a,
+            o,
+            proposal,
+            pa,
+            ess_threshold,
+            scheme,
+            rejuvenation,
+            rejuvenation_steps,
+            observed,
+        )
 
     n_steps = jax.tree.leaves(args_seq)[0].shape[0]
     keys = jax.random.split(as_key(key), n_steps)
@@ -237,6 +390,16 @@ def run(key, particles, args_seq, observations_seq=None, proposal=None, proposal
 
 
 __all__ = [
-    "ParticleCollection", "SMCInfo", "change_target", "extend", "init", "maybe_resample", "particle_filter",
-    "rejuvenate", "resample", "reweight", "run", "step",
+    "ParticleCollection",
+    "SMCInfo",
+    "change_target",
+    "extend",
+    "init",
+    "maybe_resample",
+    "particle_filter",
+    "rejuvenate",
+    "resample",
+    "reweight",
+    "run",
+    "step",
 ]

@@ -86,9 +86,10 @@ def selected_sites(trace, selection, algorithm: str) -> ChoiceMap:
         site = site_map[addr]
         if not isinstance(site, Site):
             raise PPLError(
-                f"{algorithm}: the value at {fmt_addr(addr)} is not made by a distribution this kernel can "
-                f"see (its trace records {type(site).__name__}); gradient kernels need each selected choice's "
-                "distribution. Leave it out of the selection and move it with ppl.inference.mh."
+                f"{algorithm}: the value at {fmt_addr(addr)} is not made by a distribution this "
+                f"kernel can see (its trace records {type(site).__name__}); gradient kernels need "
+                f"each selected choice's distribution. Leave it out of the selection and move it "
+                "with ppl.inference.mh."
             )
         _check_continuous(site.dtrace.gen_fn.dist(*site.dtrace.args), site.name, addr, algorithm)
     return site_map
@@ -97,9 +98,9 @@ def selected_sites(trace, selection, algorithm: str) -> ChoiceMap:
 def _check_continuous(d, name, addr, algorithm):
     if getattr(d.support, "is_discrete", False):
         raise PPLError(
-            f"{algorithm} needs continuous choices, but {fmt_addr(addr)} is drawn from {name} (a discrete "
-            "distribution). Leave it out of the selection and move it with ppl.inference.mh, e.g. "
-            "cycle(hmc(select(...continuous...)), mh(select(...)))."
+            f"{algorithm} needs continuous choices, but {fmt_addr(addr)} is drawn from {name} (a "
+            f"discrete distribution). Leave it out of the selection and move it with "
+            "ppl.inference.mh, e.g. cycle(hmc(select(...continuous...)), mh(select(...)))."
         )
 
 
@@ -137,7 +138,10 @@ def unconstrain(trace, selection, algorithm: str = "gradient kernel") -> ChoiceM
         >>> z = unconstrain(trace, ppl.select("p"))   # p ~ beta(...): z = logit(p)
     """
     site_map = selected_sites(trace, selection, algorithm)
-    inv = lambda d, x: biject_to(d.support).inv(x)
+
+    def inv(d, x):
+        return biject_to(d.support).inv(x)
+
     return jax.tree.map(lambda s: _per_choice(s.dtrace, inv, s.value), site_map, is_leaf=_is_site)
 
 
@@ -185,7 +189,9 @@ def _run(gen_fn, old, args, z: ChoiceMap, path: tuple, algorithm: str):
         return score, zero_score(), ChoiceMap.empty(), retval
     if isinstance(gen_fn, Distribution):
         return _choice(gen_fn, args, z, path, algorithm)
-    if isinstance(gen_fn, WithStrategy):  # reparam(uniform)(lo, hi) @ "x": the distribution, for ADEV's sake
+    if isinstance(
+        gen_fn, WithStrategy
+    ):  # reparam(uniform)(lo, hi) @ "x": the distribution, for ADEV's sake
         return _choice(gen_fn.dist_fn, gen_fn.params_and_extra(args)[0], z, path, algorithm)
     if isinstance(gen_fn, StaticGenerativeFunction):
         return _static(gen_fn, old, args, z, path, algorithm)
@@ -277,13 +283,13 @@ def _recorded(gen_fn, old, args, z, path, algorithm):
         if not _parameter_free(support):
             full = (*path, *addr)
             raise PPLError(
-                f"{algorithm}: the support of {fmt_addr(full)} ({support}) has parameters, taken from the "
-                f"arguments of its distribution inside {gen_fn.name}, so they may depend on other choices, and "
-                f"{algorithm} can build "
-                "unconstrained coordinates in program order only through distributions, @gen functions, "
-                "ppl.vmap, ppl.repeat and ppl.scan. Move this choice with ppl.inference.mh instead, e.g. "
-                f"cycle({algorithm}(select(...the others...)), mh(select({fmt_addr(full)}))), or write the part "
-                "of the model that makes it with those constructs."
+                f"{algorithm}: the support of {fmt_addr(full)} ({support}) has parameters, taken "
+                f"from the arguments of its distribution inside {gen_fn.name}, so they may depend "
+                f"on other choices, and {algorithm} can build unconstrained coordinates in program "
+                "order only through distributions, @gen functions, ppl.vmap, ppl.repeat and "
+                "ppl.scan. Move this choice with ppl.inference.mh instead, e.g. "
+                f"cycle({algorithm}(select(...the others...)), mh(select({fmt_addr(full)}))), or "
+                f"write the part of the model that makes it with those constructs."
             )
         u = z[addr]
         x = _per_choice(site.dtrace, lambda d, v: biject_to(d.support)(v), u)

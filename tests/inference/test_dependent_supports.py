@@ -24,7 +24,11 @@ def within_mcse(result, exact, k=5.0, min_ess=300, max_rhat=1.05):
     for addr, value in exact.items():
         s = summary[addr]
         mean, mcse = np.asarray(s["mean"]), np.asarray(s["mcse"])
-        assert np.all(s["ess"] > min_ess) and np.all(s["rhat"] < max_rhat), (addr, s["ess"], s["rhat"])
+        assert np.all(s["ess"] > min_ess) and np.all(s["rhat"] < max_rhat), (
+            addr,
+            s["ess"],
+            s["rhat"],
+        )
         assert np.all(np.abs(mean - value) < k * mcse), (addr, mean, value, mcse, s["ess"])
 
 
@@ -54,9 +58,13 @@ AB_KERNELS = {
 }
 
 
-@pytest.mark.parametrize("name,model", [(k, ab) for k in sorted(AB_KERNELS)] + [("nuts", ab_with_strategies)])
+@pytest.mark.parametrize(
+    "name,model", [(k, ab) for k in sorted(AB_KERNELS)] + [("nuts", ab_with_strategies)]
+)
 def test_support_depending_on_a_parent(name, model):
-    result = chains.run(jax.random.key(0), AB_KERNELS[name], model, (), {}, n_samples=1000, n_warmup=300, n_chains=4)
+    result = chains.run(
+        jax.random.key(0), AB_KERNELS[name], model, (), {}, n_samples=1000, n_warmup=300, n_chains=4
+    )
     assert np.all(result.acceptance_rate > 0.3)
     within_mcse(result, {"a": 0.5, "b": 0.25})
 
@@ -103,14 +111,18 @@ def test_kernels_keep_nothing_on_themselves_and_serve_several_models():
         before = dict(vars(kernel))
         for state in [kernel.init(tr, 5, observed) for tr in traces]:
             jax.eval_shape(kernel.step, jax.random.key(1), state)
-        assert vars(kernel).keys() == before.keys() and all(vars(kernel)[k] is before[k] for k in before)
+        assert vars(kernel).keys() == before.keys() and all(
+            vars(kernel)[k] is before[k] for k in before
+        )
     # Initialised on `other` after `ab`, the same NUTS object still steps `ab` (and `other`) right.
     kernel = nuts()
     state_ab, state_other = (kernel.init(tr, 0, observed) for tr in traces)
     state_ab = jax.jit(kernel.step)(jax.random.key(2), state_ab)
     x = kernel.current_choices(state_ab)
     assert 0 < x["b"] < 1 - x["a"] and x["a"] != traces[0]["a"]
-    assert float(kernel.materialize(state_ab).trace.score) == pytest.approx(float(-jnp.log1p(-x["a"])), rel=1e-5)
+    assert float(kernel.materialize(state_ab).trace.score) == pytest.approx(
+        float(-jnp.log1p(-x["a"])), rel=1e-5
+    )
     assert set(kernel.current_choices(state_other).addresses()) == {("a",)}
 
 
@@ -147,11 +159,17 @@ def test_a_support_that_cannot_be_followed_is_an_error_naming_the_address():
 
     assert isinstance(model.simulate(jax.random.key(0), ()).subtraces["b"], DistributionTrace)
     for kernel in (nuts(), mcmc.hmc(), mcmc.mala()):
-        with pytest.raises(ppl.PPLError, match=r"support of 'b'.*has parameters.*mh\(select\('b'\)\)"):
-            chains.run(jax.random.key(0), kernel, model, (), {}, n_samples=2, n_warmup=0, n_chains=1)
+        with pytest.raises(
+            ppl.PPLError, match=r"support of 'b'.*has parameters.*mh\(select\('b'\)\)"
+        ):
+            chains.run(
+                jax.random.key(0), kernel, model, (), {}, n_samples=2, n_warmup=0, n_chains=1
+            )
     # Moving b with MH and the others with NUTS is fine, and right: E[c] = E[1 + a] = 3/2.
     kernel = mcmc.cycle(nuts(ppl.select("a", "c")), mcmc.mh(ppl.select("b")))
-    result = chains.run(jax.random.key(0), kernel, model, (), {}, n_samples=1000, n_warmup=200, n_chains=4)
+    result = chains.run(
+        jax.random.key(0), kernel, model, (), {}, n_samples=1000, n_warmup=200, n_chains=4
+    )
     within_mcse(result, {"a": 0.5, "b": 0.25, "c": 1.5}, min_ess=100)
 
 
@@ -175,8 +193,24 @@ def _branching():
 def test_a_switch_elsewhere_does_not_stop_a_gradient_kernel():
     # b = 1 observed: by symmetry E[a] = 0 and P(i = 1) = 1/2.
     kernel = mcmc.cycle(nuts(ppl.select("a")), mcmc.mh(ppl.select("i")))
-    result = chains.run(jax.random.key(0), kernel, _branching, (), {("s", "b"): 1.0}, n_samples=600, n_warmup=200,
-                        n_chains=4)
+    result = chains.run(
+        jax.random.key(0),
+        kernel,
+        _branching,
+        (),
+        {("s", "b"): 1.0},
+        n_samples=600,
+        n_warmup=200,
+        n_chains=4,
+    )
     within_mcse(result, {"a": 0.0, "i": 0.5}, min_ess=100)
     with pytest.raises(ppl.PPLError, match="picked among branches at run time"):
-        chains.run(jax.random.key(0), nuts(ppl.select("a", ("s", "b"))), _branching, (), {}, n_samples=2, n_warmup=0)
+        chains.run(
+            jax.random.key(0),
+            nuts(ppl.select("a", ("s", "b"))),
+            _branching,
+            (),
+            {},
+            n_samples=2,
+            n_warmup=0,
+        )

@@ -23,15 +23,21 @@ from test_dependent_supports import within_mcse
 
 
 def _shifted_exponential(rate, shift):
-    return nd.TransformedDistribution(nd.Exponential(rate), AffineTransform(shift, 1.0, domain=constraints.positive))
+    return nd.TransformedDistribution(
+        nd.Exponential(rate), AffineTransform(shift, 1.0, domain=constraints.positive)
+    )
 
 
 def _below(rate, top):
-    return nd.TransformedDistribution(nd.Exponential(rate), AffineTransform(top, -1.0, domain=constraints.positive))
+    return nd.TransformedDistribution(
+        nd.Exponential(rate), AffineTransform(top, -1.0, domain=constraints.positive)
+    )
 
 
 def _beta_on(alpha, beta, lo, width):
-    return nd.TransformedDistribution(nd.Beta(alpha, beta), AffineTransform(lo, width, domain=constraints.unit_interval))
+    return nd.TransformedDistribution(
+        nd.Beta(alpha, beta), AffineTransform(lo, width, domain=constraints.unit_interval)
+    )
 
 
 shifted_exponential = ppl.distribution(_shifted_exponential, "shifted_exponential")
@@ -100,12 +106,18 @@ GRADIENT_KERNELS = {
 
 _f = st.floats
 thetas = st.tuples(
-    _f(1.2, 4.0), _f(1.2, 4.0),  # p, q
-    _f(0.0, 1.0), _f(-0.5, 1.0),  # lo = c0 + c1 a
-    _f(0.3, 2.0), _f(-0.2, 1.0),  # width = w0 + w1 a > 0
-    _f(-1.0, 1.0), _f(-1.0, 1.0),  # shift = s0 + s1 a^2
-    _f(0.7, 3.0), _f(0.7, 3.0),  # rates
-    _f(1.5, 4.0), _f(1.5, 4.0),  # beta on (lo, lo + width)
+    _f(1.2, 4.0),
+    _f(1.2, 4.0),  # p, q
+    _f(0.0, 1.0),
+    _f(-0.5, 1.0),  # lo = c0 + c1 a
+    _f(0.3, 2.0),
+    _f(-0.2, 1.0),  # width = w0 + w1 a > 0
+    _f(-1.0, 1.0),
+    _f(-1.0, 1.0),  # shift = s0 + s1 a^2
+    _f(0.7, 3.0),
+    _f(0.7, 3.0),  # rates
+    _f(1.5, 4.0),
+    _f(1.5, 4.0),  # beta on (lo, lo + width)
 )
 
 
@@ -115,7 +127,15 @@ def test_random_models_with_dependent_supports_under_every_gradient_kernel(theta
     theta32 = tuple(jnp.float32(t) for t in theta)
     exact = _exact(theta32)
     for i, (name, kernel) in enumerate(sorted(GRADIENT_KERNELS.items())):
-        result = chains.run(jax.random.key(i), kernel, random_model, (theta32,), {}, n_samples=800, n_warmup=400,
-                            n_chains=4)
+        result = chains.run(
+            jax.random.key(i),
+            kernel,
+            random_model,
+            (theta32,),
+            {},
+            n_samples=800,
+            n_warmup=400,
+            n_chains=4,
+        )
         assert np.all(result.acceptance_rate > 0.2), name
         within_mcse(result, exact, min_ess=50, max_rhat=1.1)

@@ -53,7 +53,9 @@ def test_hmm_enumeration_matches_forward_algorithm():
     ys = hmm_data(T)
     e = enumerate_posterior(hmm(T), {"y": ys}, hmm_args(T))
     assert e.choices["s"].shape == (3**T, T)
-    np.testing.assert_allclose(float(e.log_marginal_likelihood), forward_log_marginal(ys), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(e.log_marginal_likelihood), forward_log_marginal(ys), rtol=1e-5
+    )
 
 
 def test_continuous_latent_is_an_error():
@@ -62,7 +64,9 @@ def test_continuous_latent_is_an_error():
         mu = ppl.normal(0.0, 1.0) @ "mu"
         return ppl.normal(mu, 1.0) @ "y"
 
-    with pytest.raises(ppl.PPLError, match="'mu' is drawn from normal, whose support cannot be enumerated"):
+    with pytest.raises(
+        ppl.PPLError, match="'mu' is drawn from normal, whose support cannot be enumerated"
+    ):
         enumerate_posterior(model, {"y": 0.5}, ())
 
 
@@ -71,5 +75,7 @@ def test_too_many_combinations_is_an_error():
     def model():
         return ppl.flip(0.5 * jnp.ones(30)) @ "bits"
 
-    with pytest.raises(ppl.PPLError, match="more than 1048576 joint combinations.*'bits' \\(2\\^30\\)"):
+    with pytest.raises(
+        ppl.PPLError, match="more than 1048576 joint combinations.*'bits' \\(2\\^30\\)"
+    ):
         enumerate_posterior(model, {}, ())

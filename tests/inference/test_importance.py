@@ -9,7 +9,12 @@ import ppl
 from ppl.inference import importance, sir
 
 from _models import (
-    NN_DATA, kalman_log_marginal, lgssm, lgssm_data, normal_normal, normal_normal_log_marginal,
+    NN_DATA,
+    kalman_log_marginal,
+    lgssm,
+    lgssm_data,
+    normal_normal,
+    normal_normal_log_marginal,
     normal_normal_posterior,
 )
 
@@ -18,14 +23,23 @@ NN_OBS = {"y": NN_DATA}
 
 
 def _ratio_mean_within(log_z_hats, log_z, k=5.0):
-    """exp(log Z_hat - log Z) has mean 1 when Z_hat is unbiased; check within k MC standard errors."""
+    """exp(log Z_hat - log Z) has mean 1 when Z_hat is unbiased; check within k MC standard
+    errors."""
     r = np.exp(np.asarray(log_z_hats, np.float64) - log_z)
     se = r.std(ddof=1) / np.sqrt(len(r))
     assert abs(r.mean() - 1.0) < k * se + 1e-3, (r.mean(), se)
 
 
 def test_prior_proposal_unbiased_normal_normal():
-    f = jax.jit(jax.vmap(lambda k: importance(k, normal_normal, NN_OBS, NN_ARGS, n=50, check=False).log_marginal_likelihood))
+    f = jax.jit(
+        jax.vmap(
+            lambda k: (
+                importance(
+                    k, normal_normal, NN_OBS, NN_ARGS, n=50, check=False
+                ).log_marginal_likelihood
+            )
+        )
+    )
     _ratio_mean_within(f(jax.random.split(jax.random.key(0), 400)), normal_normal_log_marginal())
 
 
@@ -36,7 +50,15 @@ def test_custom_proposal_near_posterior_is_efficient():
     def q(m, s):
         return ppl.normal(m, s) @ "mu"
 
-    r = importance(jax.random.key(1), normal_normal, NN_OBS, NN_ARGS, proposal=q, proposal_args=(mean, 1.2 * np.sqrt(var)), n=2000)
+    r = importance(
+        jax.random.key(1),
+        normal_normal,
+        NN_OBS,
+        NN_ARGS,
+        proposal=q,
+        proposal_args=(mean, 1.2 * np.sqrt(var)),
+        n=2000,
+    )
     assert r.ess > 1500
     assert abs(float(r.log_marginal_likelihood) - normal_normal_log_marginal()) < 0.02
     assert abs(float(r.expectation(lambda t: t["mu"])) - mean) < 5 * np.sqrt(var / r.ess)
@@ -50,7 +72,13 @@ def test_lgssm_unbiased_and_consistent_against_kalman():
     model = lgssm(T)
 
     def estimates(n, reps, seed):
-        f = jax.jit(jax.vmap(lambda k: importance(k, model, obs, (0.0, None), n=n, check=False).log_marginal_likelihood))
+        f = jax.jit(
+            jax.vmap(
+                lambda k: (
+                    importance(k, model, obs, (0.0, None), n=n, check=False).log_marginal_likelihood
+                )
+            )
+        )
         return np.asarray(f(jax.random.split(jax.random.key(seed), reps)))
 
     small, large = estimates(100, 200, 2), estimates(3000, 40, 3)
@@ -116,10 +144,14 @@ def test_particle_counts_below_one_are_an_error_naming_the_argument():
         return ppl.normal(mu, 1.0) @ "y"
 
     for n in (0, -3):
-        with pytest.raises(ppl.PPLError, match=f"number of particles, n, is {n}; it must be at least 1.*n=1000"):
+        with pytest.raises(
+            ppl.PPLError, match=f"number of particles, n, is {n}; it must be at least 1.*n=1000"
+        ):
             importance(jax.random.key(0), model, {"y": 1.0}, (), n=n)
     with pytest.raises(ppl.PPLError, match="n, must be a positive int.*got 2.5"):
         importance(jax.random.key(0), model, {"y": 1.0}, (), n=2.5)
     with pytest.raises(ppl.PPLError, match="sir: the number of traces returned, m, is 0"):
         ppl.inference.sir(jax.random.key(0), model, {"y": 1.0}, (), n=10, m=0)
-    assert importance(jax.random.key(0), model, {"y": 1.0}, (), n=np.int64(1)).log_weights.shape == (1,)
+    assert importance(
+        jax.random.key(0), model, {"y": 1.0}, (), n=np.int64(1)
+    ).log_weights.shape == (1,)

@@ -12,7 +12,14 @@ from numpyro.diagnostics import effective_sample_size
 import ppl
 from ppl.inference import chains, mcmc, nuts
 
-from _models import BB_DATA, NN_DATA, beta_bernoulli, beta_bernoulli_posterior, normal_normal, normal_normal_posterior
+from _models import (
+    BB_DATA,
+    NN_DATA,
+    beta_bernoulli,
+    beta_bernoulli_posterior,
+    normal_normal,
+    normal_normal_posterior,
+)
 
 
 def _rw(addr, scale):
@@ -25,8 +32,20 @@ def _rw(addr, scale):
 
 
 CASES = {
-    "normal_normal": (normal_normal, (jnp.zeros(5),), {"y": NN_DATA}, "mu", normal_normal_posterior()),
-    "beta_bernoulli": (beta_bernoulli, (jnp.ones(8),), {"y": BB_DATA}, "p", beta_bernoulli_posterior()),
+    "normal_normal": (
+        normal_normal,
+        (jnp.zeros(5),),
+        {"y": NN_DATA},
+        "mu",
+        normal_normal_posterior(),
+    ),
+    "beta_bernoulli": (
+        beta_bernoulli,
+        (jnp.ones(8),),
+        {"y": BB_DATA},
+        "p",
+        beta_bernoulli_posterior(),
+    ),
 }
 
 KERNELS = {
@@ -36,7 +55,9 @@ KERNELS = {
     "hmc": lambda a: mcmc.hmc(ppl.select(a), n_steps=5),
     "nuts": lambda a: nuts(),
     "cycle": lambda a: mcmc.cycle(mcmc.mh(ppl.select(a)), mcmc.mala(ppl.select(a))),
-    "mixture": lambda a: mcmc.mixture_kernel([mcmc.mh(ppl.select(a)), mcmc.mala(ppl.select(a))], [0.3, 0.7]),
+    "mixture": lambda a: mcmc.mixture_kernel(
+        [mcmc.mh(ppl.select(a)), mcmc.mala(ppl.select(a))], [0.3, 0.7]
+    ),
     "repeat": lambda a: mcmc.repeat_kernel(_rw(a, 0.5), 3),
 }
 
@@ -53,7 +74,16 @@ def _moments_within_mcse(x, mean, var, k=5.0):
 @functools.lru_cache(maxsize=None)
 def _result(kernel, case):
     model, args, obs, addr, _ = CASES[case]
-    return chains.run(jax.random.key(7), KERNELS[kernel](addr), model, args, obs, n_samples=1000, n_warmup=300, n_chains=4)
+    return chains.run(
+        jax.random.key(7),
+        KERNELS[kernel](addr),
+        model,
+        args,
+        obs,
+        n_samples=1000,
+        n_warmup=300,
+        n_chains=4,
+    )
 
 
 # Every kernel on the unconstrained model; those that transform to unconstrained
@@ -106,7 +136,9 @@ def test_mh_custom_proposal_detailed_balance():
     def step_from(x0, key):
         tr, _ = discrete.generate(jax.random.key(0), {"x": x0, "y": Y}, ())
         state = kernel.init(tr)
-        return jax.vmap(lambda k: kernel.step(k, state).trace.choices["x"])(jax.random.split(key, reps))
+        return jax.vmap(lambda k: kernel.step(k, state).trace.choices["x"])(
+            jax.random.split(key, reps)
+        )
 
     moves = [step_from(jnp.int32(i), jax.random.key(i + 1)) for i in range(3)]
     empirical = np.stack([np.bincount(np.asarray(m), minlength=3) / reps for m in moves])
@@ -141,23 +173,51 @@ def _nested():
 
 
 def test_diagnostics_are_keyed_by_the_addresses_written():
-    result = chains.run(jax.random.key(4), mcmc.mh(ppl.select("mu", ("sub", "z"))), _nested, (), {"y": 0.3},
-                        n_samples=30, n_warmup=5, n_chains=2)
+    result = chains.run(
+        jax.random.key(4),
+        mcmc.mh(ppl.select("mu", ("sub", "z"))),
+        _nested,
+        (),
+        {"y": 0.3},
+        n_samples=30,
+        n_warmup=5,
+        n_chains=2,
+    )
     for diagnostics in (result.summary(), result.ess(), result.rhat()):
         assert set(diagnostics) == {"mu", ("sub", "z")}
     assert result.summary()[("sub", "z")]["mean"].shape == ()
-    custom = chains.run(jax.random.key(4), mcmc.mh(ppl.select("mu", ("sub", "z"))), _nested, (), {"y": 0.3},
-                        n_samples=30, n_warmup=5, n_chains=2, collect=lambda tr: {"mu": tr["mu"], "both": (tr["mu"], tr.score)})
+    custom = chains.run(
+        jax.random.key(4),
+        mcmc.mh(ppl.select("mu", ("sub", "z"))),
+        _nested,
+        (),
+        {"y": 0.3},
+        n_samples=30,
+        n_warmup=5,
+        n_chains=2,
+        collect=lambda tr: {"mu": tr["mu"], "both": (tr["mu"], tr.score)},
+    )
     assert set(custom.summary()) == {"mu", ("both", 0), ("both", 1)}
 
 
 def test_thinning_and_custom_collect():
-    result = chains.run(jax.random.key(2), mcmc.mh(ppl.select("mu")), normal_normal, (jnp.zeros(5),),
-                        {"y": NN_DATA}, n_samples=20, n_warmup=5, n_chains=3, thin=3,
-                        collect=lambda tr: (tr["mu"], tr.score))
+    result = chains.run(
+        jax.random.key(2),
+        mcmc.mh(ppl.select("mu")),
+        normal_normal,
+        (jnp.zeros(5),),
+        {"y": NN_DATA},
+        n_samples=20,
+        n_warmup=5,
+        n_chains=3,
+        thin=3,
+        collect=lambda tr: (tr["mu"], tr.score),
+    )
     mu, score = result.samples
     assert mu.shape == (3, 20) and score.shape == (3, 20)
-    logp = jax.vmap(jax.vmap(lambda m: normal_normal.assess({"mu": m, "y": NN_DATA}, (jnp.zeros(5),))[0]))(mu)
+    logp = jax.vmap(
+        jax.vmap(lambda m: normal_normal.assess({"mu": m, "y": NN_DATA}, (jnp.zeros(5),))[0])
+    )(mu)
     np.testing.assert_allclose(score, logp, rtol=1e-5)
 
 
@@ -171,8 +231,16 @@ def test_chains_redraw_starts_of_zero_probability():
     # Half of the prior draws of p give y = 0.5 zero density; every chain must start valid.
     traces = chains.init_traces(jax.random.key(0), half_supported, {"y": 0.5}, (), 16)
     assert np.all(np.asarray(traces.choices["p"]) > 0.5)
-    result = chains.run(jax.random.key(1), mcmc.mh(ppl.select("p")), half_supported, (), {"y": 0.5},
-                        n_samples=2000, n_warmup=100, n_chains=4)
+    result = chains.run(
+        jax.random.key(1),
+        mcmc.mh(ppl.select("p")),
+        half_supported,
+        (),
+        {"y": 0.5},
+        n_samples=2000,
+        n_warmup=100,
+        n_chains=4,
+    )
     # p | y has density 1 / (p log 2) on (0.5, 1): E[p] = 0.5 / log 2, E[p^2] = 0.375 / log 2.
     mean = 0.5 / np.log(2)
     var = (1 - 0.25) / (2 * np.log(2)) - mean**2
@@ -180,8 +248,16 @@ def test_chains_redraw_starts_of_zero_probability():
 
 
 def test_print_summary(capsys):
-    result = chains.run(jax.random.key(1), mcmc.mh(ppl.select("mu")), normal_normal, (jnp.zeros(5),),
-                        {"y": NN_DATA}, n_samples=50, n_warmup=10, n_chains=2)
+    result = chains.run(
+        jax.random.key(1),
+        mcmc.mh(ppl.select("mu")),
+        normal_normal,
+        (jnp.zeros(5),),
+        {"y": NN_DATA},
+        n_samples=50,
+        n_warmup=10,
+        n_chains=2,
+    )
     result.print_summary()
     out = capsys.readouterr().out
     assert "r_hat" in out and "\nmu " in out and "acceptance rate" in out
@@ -189,13 +265,19 @@ def test_print_summary(capsys):
 
 def test_errors_name_the_problem():
     args, obs = (jnp.zeros(5),), {"y": NN_DATA}
-    run = lambda kernel, o=obs: chains.run(jax.random.key(0), kernel, normal_normal, args, o, n_samples=2, n_warmup=0, n_chains=1)
+
+    def run(kernel, o=obs):
+        return chains.run(
+            jax.random.key(0), kernel, normal_normal, args, o, n_samples=2, n_warmup=0, n_chains=1
+        )
+
     with pytest.raises(ppl.PPLError, match="matches no random choice.*'mu', 'y'"):
         run(mcmc.mh(ppl.select("sigma")))
     with pytest.raises(ppl.PPLError, match="includes the observed choice 'y'"):
         run(mcmc.hmc(ppl.select("mu", "y")))
     with pytest.raises(ppl.PPLError, match="proposes 'y', which is observed"):
         run(_rw("y", 0.1))
+
     @ppl.gen
     def misnamed(trace):
         return ppl.normal(trace["mu"], 0.1) @ "nu"
@@ -210,7 +292,15 @@ def test_errors_name_the_problem():
     with pytest.raises(ppl.PPLError, match="no random choice at 'ys'"):
         run(nuts(), {"ys": NN_DATA})
     with pytest.raises(ppl.PPLError, match="needs continuous choices.*'x'.*categorical"):
-        chains.run(jax.random.key(0), mcmc.mala(ppl.select("x")), discrete, (), {"y": Y}, n_samples=2, n_warmup=0)
+        chains.run(
+            jax.random.key(0),
+            mcmc.mala(ppl.select("x")),
+            discrete,
+            (),
+            {"y": Y},
+            n_samples=2,
+            n_warmup=0,
+        )
 
     @ppl.gen
     def bounded():
@@ -232,7 +322,15 @@ def test_hmc_on_a_scan_model_matches_the_kalman_filter():
         m, P = A * m, A * A * P + Q**2
         K = P / (P + R**2)
         m, P = m + K * (y - m), (1 - K) * P
-    result = chains.run(jax.random.key(3), mcmc.hmc(ppl.select("z"), n_steps=8), lgssm(T), (0.0, None),
-                        {"y": ys}, n_samples=600, n_warmup=300, n_chains=2)
+    result = chains.run(
+        jax.random.key(3),
+        mcmc.hmc(ppl.select("z"), n_steps=8),
+        lgssm(T),
+        (0.0, None),
+        {"y": ys},
+        n_samples=600,
+        n_warmup=300,
+        n_chains=2,
+    )
     assert result.samples["z"].shape == (2, 600, T)
     _moments_within_mcse(result.samples["z"][..., -1], m, P)

@@ -31,7 +31,9 @@ def test_residual_keeps_the_deterministic_copies():
     n = LOG_W.shape[0]
     floor = np.floor(n * np.asarray(jax.nn.softmax(LOG_W))).astype(int)
     for seed in range(20):
-        counts = np.bincount(np.asarray(resampling.residual(jax.random.key(seed), LOG_W)), minlength=n)
+        counts = np.bincount(
+            np.asarray(resampling.residual(jax.random.key(seed), LOG_W)), minlength=n
+        )
         assert np.all(counts >= floor)
 
 
@@ -48,8 +50,17 @@ def test_smc_estimate_unbiased_with_every_scheme(scheme):
     obs = ppl.ChoiceMap.d({"y": ys})
 
     def one(k):
-        p, _ = smc.particle_filter(k, lgssm(T), (0.0, None), obs, 20, ess_threshold=1.0, scheme=scheme,
-                                   return_traces=False, check=False)
+        p, _ = smc.particle_filter(
+            k,
+            lgssm(T),
+            (0.0, None),
+            obs,
+            20,
+            ess_threshold=1.0,
+            scheme=scheme,
+            return_traces=False,
+            check=False,
+        )
         return p.log_marginal_likelihood
 
     est = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(1), 300)), np.float64)

@@ -13,8 +13,21 @@ import ppl
 from ppl.inference import mcmc, smc
 
 from _models import (
-    A, MU0, NN_DATA, Q, R, S0, SY, forward_log_marginal, hmm, hmm_args, hmm_data, kalman_log_marginal,
-    lgssm, lgssm_data, normal_normal_log_marginal,
+    A,
+    MU0,
+    NN_DATA,
+    Q,
+    R,
+    S0,
+    SY,
+    forward_log_marginal,
+    hmm,
+    hmm_args,
+    hmm_data,
+    kalman_log_marginal,
+    lgssm,
+    lgssm_data,
+    normal_normal_log_marginal,
 )
 
 
@@ -27,7 +40,9 @@ def _unbiased(est, exact, k=5.0):
 def _compiled_filter(model, n, proposal):
     # One compiled filter per (model, n, proposal), shared by the tests below.
     def one(k, args, obs):
-        p, _ = smc.particle_filter(k, model, args, obs, n, proposal=proposal, return_traces=False, check=False)
+        p, _ = smc.particle_filter(
+            k, model, args, obs, n, proposal=proposal, return_traces=False, check=False
+        )
         return p.log_marginal_likelihood
 
     return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
@@ -87,7 +102,9 @@ def test_discrete_hmm_against_forward_algorithm():
     assert abs(np.mean(est) - exact) < 0.5
 
 
-masked_normal = ppl.distribution(lambda loc, scale, mask: nd.Normal(loc, scale).mask(mask), "masked_normal")
+masked_normal = ppl.distribution(
+    lambda loc, scale, mask: nd.Normal(loc, scale).mask(mask), "masked_normal"
+)
 
 
 @ppl.gen
@@ -99,7 +116,9 @@ def annealed(mask):
 def test_driver_data_annealing_with_rejuvenation():
     kernel = mcmc.cycle(mcmc.mh(ppl.select("mu")), mcmc.mala(ppl.select("mu"), step_size=0.3))
     n_data = NN_DATA.shape[0]
-    masks = jnp.arange(n_data)[None, :] < jnp.arange(1, n_data + 1)[:, None]  # step s sees s data points
+    masks = (
+        jnp.arange(n_data)[None, :] < jnp.arange(1, n_data + 1)[:, None]
+    )  # step s sees s data points
     obs = ppl.ChoiceMap.d({"y": NN_DATA})
 
     def one(k):
@@ -196,15 +215,26 @@ def _positive_step(z_prev, _):
 
 def test_a_time_step_where_every_weight_is_zero_is_named():
     model = ppl.scan(_positive_step, length=6)
-    ys = jnp.array([1.0, 0.5, 2.0, -1.0, 0.3, 0.2])  # y < 0 at step 3: impossible for every particle
-    with pytest.raises(ppl.PPLError, match=r"at time step 3 .*every particle has weight zero.*'y'.*"
-                                           r"observations\['y'\]\[3\] = -1.0"):
+    ys = jnp.array(
+        [1.0, 0.5, 2.0, -1.0, 0.3, 0.2]
+    )  # y < 0 at step 3: impossible for every particle
+    with pytest.raises(
+        ppl.PPLError,
+        match=r"at time step 3 .*every particle has weight zero.*'y'.*"
+        r"observations\['y'\]\[3\] = -1.0",
+    ):
         smc.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys}, 20)
     with pytest.raises(ppl.PPLError, match=r"at time step 2 "):  # a NaN observation
         smc.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys.at[2].set(jnp.nan)}, 20)
     with pytest.raises(ppl.PPLError, match="number of particles, n, is 0"):
         smc.particle_filter(jax.random.key(0), model, (0.0, None), {"y": ys}, 0)
     # Under jit nothing can be raised: as documented, the estimate is -inf from that step on.
-    _, info = jax.jit(lambda k: smc.particle_filter(k, model, (0.0, None), {"y": ys}, 20))(jax.random.key(0))
+    _, info = jax.jit(lambda k: smc.particle_filter(k, model, (0.0, None), {"y": ys}, 20))(
+        jax.random.key(0)
+    )
     lml = np.asarray(info.log_marginal_likelihood)
-    assert np.all(np.isfinite(lml[:3])) and np.all(lml[3:] == -np.inf) and np.all(np.isnan(info.ess[3:]))
+    assert (
+        np.all(np.isfinite(lml[:3]))
+        and np.all(lml[3:] == -np.inf)
+        and np.all(np.isnan(info.ess[3:]))
+    )

@@ -1,4 +1,5 @@
-"""gradient_variance differentiates what trainable= marks (the guide's arguments by default), never data."""
+"""gradient_variance differentiates what trainable= marks (the guide's arguments by default),
+never data."""
 
 import re
 
@@ -26,7 +27,8 @@ def guide(mu, log_s):
 Y, M, X, MU, S = 1.0, 0.3, 2.0, 0.5, 0.5
 ARGS = ((jnp.array(M), jnp.array(X)), (jnp.array(MU), jnp.array(np.log(S))))
 N = 4000
-# The ELBO's exact gradients, from w ~ N(MU, S^2) (reparameterised, so the entropy term does not move with mu):
+# The ELBO's exact gradients, from w ~ N(MU, S^2) (reparameterised, so the entropy term does not
+# move with mu):
 #   d/dm  = E[w - m]                          = MU - M
 #   d/dx  = E[(y - x w) w] = y MU - x (MU^2 + S^2)
 #   d/dmu = E[-(w - m) + (y - x w) x]         = -(MU - M) + X Y - X^2 MU
@@ -62,11 +64,17 @@ def test_true_true_reports_the_model_parameter_and_finer_masks_pick_it_alone():
     # normal sample variance: S^2 sqrt(2 / (n - 1))).
     assert abs(float(both.variance[0][0]) - S**2) < 5 * S**2 * np.sqrt(2 / (N - 1))
     # The same key gives the same guide gradients, whatever else is differentiated.
-    np.testing.assert_allclose(np.asarray(both.mean[1]), np.asarray(default.mean[1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(both.mean[1]), np.asarray(default.mean[1]), rtol=1e-5, atol=1e-6
+    )
     # The prior mean alone, the covariate left as data.
-    m_only = vi.gradient_variance(_objective(), jax.random.key(0), *ARGS, n=N, trainable=((True, False), True))
+    m_only = vi.gradient_variance(
+        _objective(), jax.random.key(0), *ARGS, n=N, trainable=((True, False), True)
+    )
     assert m_only.mean[0][1] is None and m_only.variance[0][1] is None
-    np.testing.assert_allclose(float(m_only.mean[0][0]), float(both.mean[0][0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        float(m_only.mean[0][0]), float(both.mean[0][0]), rtol=1e-5, atol=1e-6
+    )
 
 
 def _matches_all(*fragments):
@@ -74,19 +82,30 @@ def _matches_all(*fragments):
 
 
 def test_errors_and_warnings_name_gradient_variance():
-    with pytest.raises(ppl.PPLError, match=_matches_all(
-            "gradient_variance found nothing to train", "model_args[0]", "trainable=(True, True)")):
+    with pytest.raises(
+        ppl.PPLError,
+        match=_matches_all(
+            "gradient_variance found nothing to train", "model_args[0]", "trainable=(True, True)"
+        ),
+    ):
         vi.gradient_variance(_objective(), jax.random.key(0), ARGS[0], (), n=10)
-    with pytest.raises(ppl.PPLError, match=_matches_all("gradient_variance's trainable=", "does not match")):
+    with pytest.raises(
+        ppl.PPLError, match=_matches_all("gradient_variance's trainable=", "does not match")
+    ):
         vi.gradient_variance(_objective(), jax.random.key(0), *ARGS, n=10, trainable=(True,))
     for n in (1, 0, 2.5, True):
-        with pytest.raises(ppl.PPLError, match=_matches_all("gradient_variance needs n", "at least 2", f"n={n!r}")):
+        with pytest.raises(
+            ppl.PPLError, match=_matches_all("gradient_variance needs n", "at least 2", f"n={n!r}")
+        ):
             vi.gradient_variance(_objective(), jax.random.key(0), *ARGS, n=n)
 
     def quadratic(key, model_args, guide_args):
         return -jnp.sum((guide_args[0] - 1.0) ** 2)
 
-    with pytest.warns(UserWarning, match=re.escape("gradient_variance does not train guide_args[1] (a Python int)")):
+    with pytest.warns(
+        UserWarning,
+        match=re.escape("gradient_variance does not train guide_args[1] (a Python int)"),
+    ):
         stats = vi.gradient_variance(quadratic, jax.random.key(0), (), (jnp.zeros(2), 3), n=2)
     assert stats.mean[1][1] is None
     np.testing.assert_allclose(np.asarray(stats.mean[1][0]), 2.0)

@@ -5,7 +5,6 @@ import re
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 
@@ -29,8 +28,16 @@ OBS = ppl.ChoiceMap.d({"x": 1.0})
 
 
 def test_fit_reaches_the_exact_posterior():
-    res = vi.fit(vi.elbo(model, guide, OBS), jax.random.key(0), (), (jnp.array(-1.0), jnp.array(0.5)),
-                 optimizer=optax.adam(0.05), steps=600, num_samples=16, progress=False)
+    res = vi.fit(
+        vi.elbo(model, guide, OBS),
+        jax.random.key(0),
+        (),
+        (jnp.array(-1.0), jnp.array(0.5)),
+        optimizer=optax.adam(0.05),
+        steps=600,
+        num_samples=16,
+        progress=False,
+    )
     mu, log_s = res.guide_args
     assert abs(float(mu) - 0.5) < 0.05
     assert abs(float(jnp.exp(2 * log_s)) - 0.5) < 0.05
@@ -51,8 +58,16 @@ def module_guide(params, setting):  # setting: a string, held static
 
 def test_fit_takes_equinox_modules_and_leaves_non_float_leaves_alone():
     start = Guide(jnp.array(0.0), jnp.array(0.0), label="q")
-    res = vi.fit(vi.elbo(model, module_guide, OBS), jax.random.key(1), (), (start, "a setting"),
-                 optimizer=optax.adam(0.05), steps=300, num_samples=8, progress=False)
+    res = vi.fit(
+        vi.elbo(model, module_guide, OBS),
+        jax.random.key(1),
+        (),
+        (start, "a setting"),
+        optimizer=optax.adam(0.05),
+        steps=300,
+        num_samples=8,
+        progress=False,
+    )
     assert isinstance(res.guide_args[0], Guide) and res.guide_args[0].label == "q"
     assert res.guide_args[1] == "a setting"
     assert abs(float(res.guide_args[0].mu) - 0.5) < 0.1
@@ -64,7 +79,15 @@ def test_fit_stops_on_a_non_finite_loss_and_keeps_the_last_good_parameters():
         return 3.0 * a + jnp.log(2.0 - a)  # the first step (lr 1) jumps past 2: log of a negative
 
     with pytest.raises(vi.NonFiniteLoss, match="step 1") as err:
-        vi.fit(pushes_up, jax.random.key(0), (), (jnp.array(0.0),), optimizer=optax.sgd(1.0), steps=20, progress=False)
+        vi.fit(
+            pushes_up,
+            jax.random.key(0),
+            (),
+            (jnp.array(0.0),),
+            optimizer=optax.sgd(1.0),
+            steps=20,
+            progress=False,
+        )
     assert float(err.value.guide_args[0]) < 2.0
     assert len(err.value.history) == 1
 
@@ -77,8 +100,14 @@ def test_fit_errors_without_trainable_parameters():
 def test_gradient_variance_ranks_estimators():
     args = ((), (jnp.array(0.3), jnp.array(-0.2)))
     stats = {
-        name: vi.gradient_variance(vi.elbo(model, guide, OBS, strategies=s), jax.random.key(0), *args, n=4000)
-        for name, s in [("reparam", None), ("reinforce", {"z": ppl.reinforce}), ("mvd", {"z": ppl.mvd})]
+        name: vi.gradient_variance(
+            vi.elbo(model, guide, OBS, strategies=s), jax.random.key(0), *args, n=4000
+        )
+        for name, s in [
+            ("reparam", None),
+            ("reinforce", {"z": ppl.reinforce}),
+            ("mvd", {"z": ppl.mvd}),
+        ]
     }
     var = {k: float(v.variance[1][0]) for k, v in stats.items()}
     assert var["reparam"] < var["reinforce"]
@@ -110,9 +139,18 @@ def test_fit_on_minibatches_reaches_the_exact_amortised_posterior():
     objective = vi.elbo(local_model, encoder, observations=lambda x: {"x": x})
     # A decaying step size, so the answer is the optimum rather than Adam's jitter around it
     # (over three seeds the errors were below 0.006).
-    res = vi.fit(objective, jax.random.key(1), (), (jnp.array([0.0, 1.0, 0.0]),), data=xs, batch_size=32,
-                 optimizer=optax.adam(optax.cosine_decay_schedule(0.05, 1500)), steps=1500, num_samples=4,
-                 progress=False)
+    res = vi.fit(
+        objective,
+        jax.random.key(1),
+        (),
+        (jnp.array([0.0, 1.0, 0.0]),),
+        data=xs,
+        batch_size=32,
+        optimizer=optax.adam(optax.cosine_decay_schedule(0.05, 1500)),
+        steps=1500,
+        num_samples=4,
+        progress=False,
+    )
     a, b, log_s = res.guide_args[0]
     assert abs(float(a) - 0.5) < 0.03 and abs(float(b)) < 0.03
     assert abs(float(jnp.exp(2 * log_s)) - 0.5) < 0.03
@@ -133,19 +171,33 @@ def test_fit_on_minibatches_of_a_pytree_of_arrays_and_with_iwelbo():
         return local_model(example["x"]) @ "q"
 
     objective = vi.iwelbo(weighted_model, weighted_encoder, lambda ex: {"q": {"x": ex["x"]}}, n=3)
-    res = vi.fit(objective, jax.random.key(2), (), (jnp.array([0.0, 0.0, 0.0]),), data=data, batch_size=16,
-                 optimizer=optax.adam(0.05), steps=300, progress=False)
+    res = vi.fit(
+        objective,
+        jax.random.key(2),
+        (),
+        (jnp.array([0.0, 0.0, 0.0]),),
+        data=data,
+        batch_size=16,
+        optimizer=optax.adam(0.05),
+        steps=300,
+        progress=False,
+    )
     assert abs(float(res.guide_args[0][0]) - 0.5) < 0.1
     assert res.history[-50:].mean() > res.history[:50].mean()
 
 
-@pytest.mark.parametrize("kwargs, fragments", [
-    ({"batch_size": 8}, ["batch_size but no data"]),
-    ({"data": jnp.ones((10,)), "batch_size": 11}, ["between 1 and the 10 examples", "11"]),
-    ({"data": {"a": jnp.ones((10,)), "b": jnp.ones((9,))}}, ["disagree", "[9, 10]"]),
-    ({"data": jnp.array(1.0)}, ["leading axis of examples"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragments",
+    [
+        ({"batch_size": 8}, ["batch_size but no data"]),
+        ({"data": jnp.ones((10,)), "batch_size": 11}, ["between 1 and the 10 examples", "11"]),
+        ({"data": {"a": jnp.ones((10,)), "b": jnp.ones((9,))}}, ["disagree", "[9, 10]"]),
+        ({"data": jnp.array(1.0)}, ["leading axis of examples"]),
+    ],
+)
 def test_fit_data_errors(kwargs, fragments):
     objective = vi.elbo(local_model, encoder, observations=lambda x: {"x": x})
-    with pytest.raises(ppl.PPLError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments)):
+    with pytest.raises(
+        ppl.PPLError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments)
+    ):
         vi.fit(objective, jax.random.key(0), (), (jnp.zeros(3),), steps=2, progress=False, **kwargs)

@@ -45,12 +45,23 @@ def guide(mu, log_s):
 
 
 def test_weak_typed_start_compiles_the_chunk_once_and_a_second_fit_compiles_nothing():
-    objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"x": 1.0}))  # a fresh objective: nothing cached
+    objective = vi.elbo(
+        model, guide, ppl.ChoiceMap.d({"x": 1.0})
+    )  # a fresh objective: nothing cached
     optimizer = optax.adam(0.05)
 
     def run():  # jnp.array(0.0) is weakly typed; 25 steps in chunks of 10: the last chunk is padded
-        return vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0), jnp.array(0.0)), optimizer=optimizer,
-                      steps=25, chunk=10, num_samples=4, progress=False)
+        return vi.fit(
+            objective,
+            jax.random.key(0),
+            (),
+            (jnp.array(0.0), jnp.array(0.0)),
+            optimizer=optimizer,
+            steps=25,
+            chunk=10,
+            num_samples=4,
+            progress=False,
+        )
 
     with compiles() as first:
         a = run()
@@ -75,8 +86,17 @@ def test_new_data_of_the_same_shape_reuses_the_compiled_chunk():
     optimizer = optax.adam(0.05)
 
     def run(data):
-        return vi.fit(objective, jax.random.key(1), (), (jnp.zeros(3),), data=data, batch_size=4,
-                      optimizer=optimizer, steps=10, progress=False)
+        return vi.fit(
+            objective,
+            jax.random.key(1),
+            (),
+            (jnp.zeros(3),),
+            data=data,
+            batch_size=4,
+            optimizer=optimizer,
+            steps=10,
+            progress=False,
+        )
 
     with compiles() as first:
         run(jnp.linspace(-1.0, 1.0, 16))

@@ -28,8 +28,19 @@ DATA = jnp.linspace(-1.0, 1.0, 20)
 
 def test_stepping_by_hand_gives_fits_history_and_parameters():
     optimizer, steps = optax.adam(0.05), 30
-    result = vi.fit(OBJECTIVE, jax.random.key(3), (), (jnp.zeros(3),), data=DATA, batch_size=5,
-                    optimizer=optimizer, steps=steps, chunk=steps, num_samples=2, progress=False)
+    result = vi.fit(
+        OBJECTIVE,
+        jax.random.key(3),
+        (),
+        (jnp.zeros(3),),
+        data=DATA,
+        batch_size=5,
+        optimizer=optimizer,
+        steps=steps,
+        chunk=steps,
+        num_samples=2,
+        progress=False,
+    )
     init, step = vi.fitter(OBJECTIVE, optimizer, num_samples=2, batch_size=5)
     state = init((), (jnp.zeros(3),), DATA)
     assert isinstance(state, vi.FitState) and state.n_data == 20 and state.batch_size == 5

@@ -48,7 +48,9 @@ def se(s):
 @pytest.mark.parametrize("particles", [1, 4])
 @pytest.mark.parametrize("use_proposal", [False, True])
 def test_model_side_density_is_unbiased_in_exp_space(particles, use_proposal):
-    m = ppl.marginal(hier, keep=ppl.select("x"), n=particles, proposal=posterior_u if use_proposal else None)
+    m = ppl.marginal(
+        hier, keep=ppl.select("x"), n=particles, proposal=posterior_u if use_proposal else None
+    )
 
     @expectation
     def log_density(a, s):
@@ -59,7 +61,9 @@ def test_model_side_density_is_unbiased_in_exp_space(particles, use_proposal):
     assert abs(w.mean() - 1.0) < 5 * w.std() / np.sqrt(N) + 1e-6
     assert est.mean() <= exact_log_q(0.8) + 5 * se(est)  # its log is a lower bound in expectation
     if use_proposal:
-        np.testing.assert_allclose(est, exact_log_q(0.8), atol=1e-4)  # exact proposal: zero variance
+        np.testing.assert_allclose(
+            est, exact_log_q(0.8), atol=1e-4
+        )  # exact proposal: zero variance
 
 
 @pytest.mark.parametrize("particles", [1, 5])
@@ -103,12 +107,26 @@ def test_hierarchical_bounds_are_ordered_and_valid():
     obs = ppl.ChoiceMap.d({"y": 1.0})
     exact = _exact_elbo_with_true_marginal()
     log_evidence = -0.5 * np.log(2 * np.pi * 2.0) - 0.25
-    hvi = draws(lambda k: vi.elbo(toy, ppl.marginal(hier, ppl.select("x"), n=1), obs).estimate(k, (), (A, S)))
-    iwhvi = draws(lambda k: vi.elbo(toy, ppl.marginal(hier, ppl.select("x"), n=8), obs).estimate(k, (), (A, S)))
-    diwhvi = draws(lambda k: vi.iwelbo(toy, ppl.marginal(hier, ppl.select("x"), n=8), obs, n=4).estimate(k, (), (A, S)))
+    hvi = draws(
+        lambda k: vi.elbo(toy, ppl.marginal(hier, ppl.select("x"), n=1), obs).estimate(
+            k, (), (A, S)
+        )
+    )
+    iwhvi = draws(
+        lambda k: vi.elbo(toy, ppl.marginal(hier, ppl.select("x"), n=8), obs).estimate(
+            k, (), (A, S)
+        )
+    )
+    diwhvi = draws(
+        lambda k: vi.iwelbo(toy, ppl.marginal(hier, ppl.select("x"), n=8), obs, n=4).estimate(
+            k, (), (A, S)
+        )
+    )
     assert hvi.mean() + 3 * se(hvi) < iwhvi.mean()
     assert iwhvi.mean() < exact + 5 * se(iwhvi)
-    assert exact - iwhvi.mean() < 0.1  # more particles: the bound approaches the exact-marginal ELBO
+    assert (
+        exact - iwhvi.mean() < 0.1
+    )  # more particles: the bound approaches the exact-marginal ELBO
     assert diwhvi.mean() < log_evidence + 5 * se(diwhvi)
     assert diwhvi.mean() > exact  # importance weighting over x tightens it further
 
@@ -119,7 +137,9 @@ def test_hvi_gradient_matches_finite_differences_of_its_mean():
     g = draws(lambda k: obj.grad_estimate(k, (), (A, S))[1][1], n=20000)
     eps = 0.05
     up = draws(lambda k: obj.estimate(k, (), (A, S + eps)), n=20000, seed=1)
-    down = draws(lambda k: obj.estimate(k, (), (A, S - eps)), n=20000, seed=1)  # common random numbers
+    down = draws(
+        lambda k: obj.estimate(k, (), (A, S - eps)), n=20000, seed=1
+    )  # common random numbers
     diff = (np.asarray(up) - np.asarray(down)) / (2 * eps)
     tol = 5 * np.sqrt(np.var(g) / len(g) + np.var(diff) / len(diff)) + 0.02  # + O(eps^2) curvature
     assert abs(float(g.mean()) - diff.mean()) < tol

@@ -32,8 +32,12 @@ def guide(mu, log_s):
 
 def exact_elbo(mu, log_s, theta=THETA, x=X_OBS):
     s2 = np.exp(2 * log_s)
-    return (-np.log(2 * np.pi) - 0.5 * ((mu - theta) ** 2 + s2) - 0.5 * ((x - mu) ** 2 + s2)
-            + 0.5 * np.log(2 * np.pi * np.e * s2))
+    return (
+        -np.log(2 * np.pi)
+        - 0.5 * ((mu - theta) ** 2 + s2)
+        - 0.5 * ((x - mu) ** 2 + s2)
+        + 0.5 * np.log(2 * np.pi * np.e * s2)
+    )
 
 
 def exact_elbo_grad(mu, log_s, theta=THETA, x=X_OBS):
@@ -75,7 +79,10 @@ def test_iwelbo_sits_between_elbo_and_evidence():
     elbo = draws(lambda k: vi.elbo(model, guide, OBS).estimate(k, (THETA,), (MU, LOG_S)))
     iw5 = draws(lambda k: vi.iwelbo(model, guide, OBS, n=5).estimate(k, (THETA,), (MU, LOG_S)))
     iw20 = draws(lambda k: vi.iwelbo(model, guide, OBS, n=20).estimate(k, (THETA,), (MU, LOG_S)))
-    se = lambda s: float(np.std(s) / np.sqrt(len(s)))
+
+    def se(s):
+        return float(np.std(s) / np.sqrt(len(s)))
+
     assert float(elbo.mean()) + 3 * se(elbo) < float(iw5.mean())
     assert float(iw5.mean()) < float(iw20.mean()) + 3 * se(iw20)
     assert float(iw20.mean()) < LOG_EVIDENCE + 5 * se(iw20)
@@ -90,12 +97,21 @@ def _iwelbo_by_hand(key, mu, log_s, n):
 
 
 def test_iwelbo_and_vimco_gradients_are_unbiased():
-    reference = draws(lambda k: jax.grad(_iwelbo_by_hand, argnums=(1, 2))(k, MU, LOG_S, 5), n=20000, seed=1)
-    for obj in [vi.iwelbo(model, guide, OBS, n=5), vi.vimco(model, guide, OBS, n=5, strategies={"z": ppl.reinforce})]:
+    reference = draws(
+        lambda k: jax.grad(_iwelbo_by_hand, argnums=(1, 2))(k, MU, LOG_S, 5), n=20000, seed=1
+    )
+    for obj in [
+        vi.iwelbo(model, guide, OBS, n=5),
+        vi.vimco(model, guide, OBS, n=5, strategies={"z": ppl.reinforce}),
+    ]:
         _, g = draws(lambda k: obj.grad_estimate(k, (THETA,), (MU, LOG_S)))
         for ours, ref in zip(g, reference):
             se = np.sqrt(np.var(ours) / len(ours) + np.var(ref) / len(ref))
-            assert abs(float(ours.mean()) - float(ref.mean())) < 5 * se, (obj, ours.mean(), ref.mean())
+            assert abs(float(ours.mean()) - float(ref.mean())) < 5 * se, (
+                obj,
+                ours.mean(),
+                ref.mean(),
+            )
 
 
 def test_vimco_baselines_reduce_variance_of_reinforce_iwelbo():
@@ -128,14 +144,21 @@ def test_wake_q_gradient_vanishes_at_the_posterior_and_points_towards_it():
     assert_close(g[0], 0.0)
     assert_close(g[1], 0.0)
     _, g = draws(lambda k: obj.grad_estimate(k, (THETA,), (post_mu - 1.0, post_log_s)))
-    assert float(g[0].mean()) > 10 * float(g[0].std() / np.sqrt(N))  # ascent moves mu up, towards 0.5
+    assert float(g[0].mean()) > 10 * float(
+        g[0].std() / np.sqrt(N)
+    )  # ascent moves mu up, towards 0.5
 
 
 def test_cubo_estimate_matches_quadrature():
     power = 2.0
     z = np.linspace(-12, 12, 200001)
     s = np.exp(LOG_S)
-    log_p = -0.5 * np.log(2 * np.pi) - 0.5 * (z - THETA) ** 2 - 0.5 * np.log(2 * np.pi) - 0.5 * (X_OBS - z) ** 2
+    log_p = (
+        -0.5 * np.log(2 * np.pi)
+        - 0.5 * (z - THETA) ** 2
+        - 0.5 * np.log(2 * np.pi)
+        - 0.5 * (X_OBS - z) ** 2
+    )
     log_q = -0.5 * np.log(2 * np.pi * s**2) - 0.5 * (z - MU) ** 2 / s**2
     exact = -np.trapezoid(np.exp(power * log_p - (power - 1) * log_q), z)
     obj = vi.cubo(model, guide, OBS, power=power)
@@ -145,7 +168,9 @@ def test_cubo_estimate_matches_quadrature():
 def test_objectives_compose_with_jit_vmap_grad():
     obj = vi.iwelbo(model, guide, OBS, n=3)
     keys = jax.random.split(jax.random.key(0), 8)
-    g = jax.jit(jax.vmap(lambda k: jax.grad(lambda m: obj.estimate(k, (THETA,), (m, LOG_S)))(MU)))(keys)
+    g = jax.jit(jax.vmap(lambda k: jax.grad(lambda m: obj.estimate(k, (THETA,), (m, LOG_S)))(MU)))(
+        keys
+    )
     g2 = jax.vmap(lambda k: obj.grad_estimate(k, (THETA,), (MU, LOG_S))[1][0])(keys)
     np.testing.assert_allclose(g, g2, rtol=1e-5)
 

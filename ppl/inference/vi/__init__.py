@@ -23,7 +23,24 @@ from ppl.inference.vi.objectives import (
 )
 
 __all__ = [
-    "FitResult", "FitState", "Fitter", "GradientStats", "NonFiniteLoss", "Objective", "cubo",
-    "diwhvi", "elbo", "fit", "fitter", "forward_kl", "gradient_variance", "hvi", "iwelbo", "iwhvi", "renyi", "rws_wake_p",
-    "rws_wake_q", "vimco",
+    "FitResult",
+    "FitState",
+    "Fitter",
+    "GradientStats",
+    "NonFiniteLoss",
+    "Objective",
+    "cubo",
+    "diwhvi",
+    "elbo",
+    "fit",
+    "fitter",
+    "forward_kl",
+    "gradient_variance",
+    "hvi",
+    "iwelbo",
+    "iwhvi",
+    "renyi",
+    "rws_wake_p",
+    "rws_wake_q",
+    "vimco",
 ]

@@ -17,7 +17,9 @@ import numpy as np
 from ppl._errors import PPLError
 
 
-def check_data(data: Any, batch_size: int | None, caller: str = "fit") -> tuple[int | None, int | None]:
+def check_data(
+    data: Any, batch_size: int | None, caller: str = "fit"
+) -> tuple[int | None, int | None]:
     """The number of examples in ``data`` and the batch size to draw.
 
     Args:
@@ -45,33 +47,45 @@ def check_data(data: Any, batch_size: int | None, caller: str = "fit") -> tuple[
     """
     if data is None:
         if batch_size is not None:
-            raise PPLError(f"{caller} got batch_size but no data; pass data=... (examples along the leading axis).")
+            raise PPLError(
+                f"{caller} got batch_size but no data; pass data=... (examples along the leading "
+                f"axis)."
+            )
         return None, None
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise PPLError(
-            f"{caller} got data={data!r}, which holds no arrays. Pass the examples as an array (or a pytree "
-            "of arrays) with one example per row of the leading axis, or leave data=None to fit "
-            "without minibatches."
+            f"{caller} got data={data!r}, which holds no arrays. Pass the examples as an array (or "
+            f"a pytree of arrays) with one example per row of the leading axis, or leave data=None "
+            "to fit without minibatches."
         )
     if any(jnp.ndim(x) < 1 for x in leaves):
-        raise PPLError(f"{caller}'s data must be arrays with a leading axis of examples (a pytree of them is fine).")
+        raise PPLError(
+            f"{caller}'s data must be arrays with a leading axis of examples (a pytree of them is "
+            f"fine)."
+        )
     sizes = {int(jnp.shape(x)[0]) for x in leaves}
     if len(sizes) != 1:
-        raise PPLError(f"{caller}'s data arrays disagree on the number of examples (leading axes {sorted(sizes)}).")
+        raise PPLError(
+            f"{caller}'s data arrays disagree on the number of examples (leading axes "
+            f"{sorted(sizes)})."
+        )
     n = sizes.pop()
     if n == 0:
         shapes = sorted({tuple(jnp.shape(x)) for x in leaves})
         raise PPLError(
             f"{caller} got data with 0 examples (shape{'s' if len(shapes) > 1 else ''} "
-            f"{', '.join(map(str, shapes))}): the leading axis indexes examples and is empty. Pass at "
-            "least one example (check the slicing or filtering that built it), or leave data=None "
-            "to fit without minibatches."
+            f"{', '.join(map(str, shapes))}): the leading axis indexes examples and is empty. Pass "
+            f"at least one example (check the slicing or filtering that built it), or leave "
+            "data=None to fit without minibatches."
         )
     batch_size = min(n, 64) if batch_size is None else batch_size
     is_int = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
     if not is_int or not 1 <= batch_size <= n:
-        raise PPLError(f"{caller}'s batch_size must be an int between 1 and the {n} examples, got {batch_size!r}.")
+        raise PPLError(
+            f"{caller}'s batch_size must be an int between 1 and the {n} examples, got "
+            f"{batch_size!r}."
+        )
     return n, int(batch_size)
 
 

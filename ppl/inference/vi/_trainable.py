@@ -45,7 +45,9 @@ class Layout(NamedTuple):
             and ``1.0`` give different layouts).
 
     Example:
-        >>> params, frozen, layout = split((jnp.ones(3), "a"), (jnp.array(0.0),), (False, True), caller="fit")
+        >>> params, frozen, layout = split(
+        ...     (jnp.ones(3), "a"), (jnp.array(0.0),), (False, True), caller="fit"
+        ... )
         >>> layout.kinds
         (1, 2, 0)
         >>> model_args, guide_args = layout.rebuild(params, frozen)
@@ -115,7 +117,9 @@ def split(model_args, guide_args, trainable, *, caller: str) -> tuple[Any, tuple
             int or float, an integer array).
 
     Example:
-        >>> params, frozen, layout = split((jnp.ones(3), 0.5), (jnp.array(0.0), "q"), (False, True), caller="fit")
+        >>> params, frozen, layout = split(
+        ...     (jnp.ones(3), 0.5), (jnp.array(0.0), "q"), (False, True), caller="fit"
+        ... )
         >>> params
         ((None, None), (Array(0., dtype=float32, weak_type=True), None))
         >>> len(frozen), layout.kinds
@@ -139,10 +143,13 @@ def split(model_args, guide_args, trainable, *, caller: str) -> tuple[Any, tuple
     if untrainable:
         warnings.warn(_untrainable(caller, untrainable), UserWarning, stacklevel=3)
     layout = Layout(
-        Static(treedef), tuple(kinds),
+        Static(treedef),
+        tuple(kinds),
         tuple(Static(x) for x, kind in zip(leaves, kinds) if kind == STATIC),
     )
-    params = jax.tree.unflatten(treedef, [x if kind == TRAIN else None for x, kind in zip(leaves, kinds)])
+    params = jax.tree.unflatten(
+        treedef, [x if kind == TRAIN else None for x, kind in zip(leaves, kinds)]
+    )
     frozen = tuple(x for x, kind in zip(leaves, kinds) if kind == FROZEN)
     return params, frozen, layout
 
@@ -166,10 +173,10 @@ def _marks(args, trainable, n_leaves: int, caller: str) -> list:
         raise
     except (ValueError, TypeError) as err:
         raise PPLError(
-            f"{caller}'s trainable={_show(trainable)} does not match (model_args, guide_args): a tuple there "
-            "must have one entry per argument, nesting like the arguments, with True, False or a "
-            "function leaf -> bool at any level, e.g. trainable=((False, True), True) to train the "
-            f"second model argument and the guide's. JAX said: {err}"
+            f"{caller}'s trainable={_show(trainable)} does not match (model_args, guide_args): a "
+            f"tuple there must have one entry per argument, nesting like the arguments, with True, "
+            "False or a function leaf -> bool at any level, e.g. trainable=((False, True), True) "
+            f"to train the second model argument and the guide's. JAX said: {err}"
         ) from None
     assert len(marked) == n_leaves
     return marked
@@ -179,8 +186,8 @@ def _as_bool(value, spec, leaf, caller: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise PPLError(
-        f"{caller}'s trainable function {_show(spec)} returned {value!r} for a leaf {_describe(leaf)}; "
-        "it must return True or False."
+        f"{caller}'s trainable function {_show(spec)} returned {value!r} for a leaf "
+        f"{_describe(leaf)}; it must return True or False."
     )
 
 
@@ -204,16 +211,26 @@ def _nothing_to_train(caller: str, trainable, paths, leaves, marked) -> str:
     looked = [f"{p} ({_describe(x)})" for p, x, m in zip(paths, leaves, marked) if m]
     if len(looked) > 8:
         looked = [*looked[:8], f"and {len(looked) - 8} more"]
-    seen = (f"it marks {', '.join(looked)}, none a floating-point array" if looked
-            else "it marks no leaf at all (the marked arguments are empty)")
+    seen = (
+        f"it marks {', '.join(looked)}, none a floating-point array"
+        if looked
+        else "it marks no leaf at all (the marked arguments are empty)"
+    )
     msg = f"{caller} found nothing to train: with trainable={_show(trainable)} {seen}. "
-    model_floats = [p for p, x in zip(paths, leaves) if p.startswith("model_args") and eqx.is_inexact_array(x)]
+    model_floats = [
+        p for p, x in zip(paths, leaves) if p.startswith("model_args") and eqx.is_inexact_array(x)
+    ]
     if model_floats and not any(m for p, m in zip(paths, marked) if p.startswith("model_args")):
-        msg += (f"The model's arguments hold floating-point arrays ({', '.join(model_floats[:4])}), but they "
-                "are data unless marked: trainable=(True, True) trains them too. ")
-    return msg + ("Pass initial parameters as float arrays (jnp.array(0.0), not 0 or 0.0), and mark what to "
-                  "train: trainable=(False, True) the guide's arguments (the default), trainable=(True, True) "
-                  "the model's too, trainable=((False, True), True) the second model argument and the guide's.")
+        msg += (
+            f"The model's arguments hold floating-point arrays ({', '.join(model_floats[:4])}), "
+            f"but they are data unless marked: trainable=(True, True) trains them too. "
+        )
+    return msg + (
+        "Pass initial parameters as float arrays (jnp.array(0.0), not 0 or 0.0), and mark what to "
+        "train: trainable=(False, True) the guide's arguments (the default), trainable=(True, "
+        "True) the model's too, trainable=((False, True), True) the second model argument and the "
+        "guide's."
+    )
 
 
 def _path_name(path) -> str:
@@ -223,7 +240,8 @@ def _path_name(path) -> str:
 def _describe(leaf) -> str:
     if eqx.is_array(leaf):
         name = jnp.dtype(leaf.dtype).name
-        return f"{'an' if name.startswith('int') else 'a'} {name} array of shape {tuple(jnp.shape(leaf))}"
+        article = "an" if name.startswith("int") else "a"
+        return f"{article} {name} array of shape {tuple(jnp.shape(leaf))}"
     return f"a Python {type(leaf).__name__}"
 
 

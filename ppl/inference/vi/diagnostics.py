@@ -35,7 +35,8 @@ class GradientStats(NamedTuple):
         >>> from ppl.inference import vi
         >>> def objective(key, model_args, guide_args):  # gradient 2 + noise of sd 1
         ...     return (2.0 + jax.random.normal(key)) * guide_args[0]
-        >>> stats = vi.gradient_variance(objective, jax.random.key(0), (), (jnp.array(0.0),), n=1000)
+        >>> key = jax.random.key(0)
+        >>> stats = vi.gradient_variance(objective, key, (), (jnp.array(0.0),), n=1000)
         >>> bool(abs(stats.mean[1][0] - 2.0) < 5 * stats.standard_error()[1][0])
         True
     """
@@ -118,17 +119,18 @@ def gradient_variance(
         ...     return normal(mu, jnp.exp(log_s)) @ "w"
         >>> objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"y": 1.0}))
         >>> args = ((jnp.array(0.0), jnp.array(2.0)), (jnp.array(0.0), jnp.array(0.0)))
-        >>> vi.gradient_variance(objective, jax.random.key(0), *args, n=500).mean[0]  # the model's: data
+        >>> key = jax.random.key(0)
+        >>> vi.gradient_variance(objective, key, *args, n=500).mean[0]  # the model's: data
         (None, None)
         >>> m_only = ((True, False), True)  # differentiate m too, but not the data x
-        >>> stats = vi.gradient_variance(objective, jax.random.key(0), *args, n=500, trainable=m_only)
+        >>> stats = vi.gradient_variance(objective, key, *args, n=500, trainable=m_only)
         >>> stats.mean[0][1] is None and stats.variance[0][0].shape == ()
         True
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
         raise PPLError(
-            f"gradient_variance needs n, the number of gradient estimates, to be an int of at least 2 "
-            f"(a variance needs two), got n={n!r}; n=1000 is a good start."
+            f"gradient_variance needs n, the number of gradient estimates, to be an int of at "
+            f"least 2 (a variance needs two), got n={n!r}; n=1000 is a good start."
         )
     estimate = estimator(objective, "gradient_variance")
     params, frozen, layout = split(model_args, guide_args, trainable, caller="gradient_variance")

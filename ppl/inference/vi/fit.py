@@ -51,8 +51,8 @@ class FitResult(NamedTuple):
         >>> from ppl.inference import vi
         >>> def objective(key, model_args, guide_args):  # maximised at mu = 1
         ...     return -(guide_args[0] - 1.0) ** 2
-        >>> result = vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),), optimizer=optax.sgd(0.1),
-        ...                 steps=100, progress=False)
+        >>> result = vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),),
+        ...                 optimizer=optax.sgd(0.1), steps=100, progress=False)
         >>> (mu,), curve = result.guide_args, result.history
         >>> round(float(mu), 3), curve.shape
         (1.0, (100,))
@@ -166,7 +166,8 @@ def fit(
         ...     return normal(mu, jnp.exp(log_s)) @ "w"
         >>> xs = jnp.linspace(-1.0, 1.0, 10)
         >>> objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"y": 2.0 * xs}))
-        >>> result = vi.fit(objective, jax.random.key(0), (xs, 0.5), (jnp.array(0.0), jnp.array(0.0)),
+        >>> start = (jnp.array(0.0), jnp.array(0.0))
+        >>> result = vi.fit(objective, jax.random.key(0), (xs, 0.5), start,
         ...                 optimizer=optax.adam(0.05), steps=500, progress=False)
         >>> mu, log_s = result.guide_args
         >>> result.model_args[0] is xs and result.model_args[1] == 0.5  # data come back as passed
@@ -193,7 +194,9 @@ def fit(
     try:
         while done < steps:
             n = min(chunk.length, steps - done)
-            moved, (values, failed) = _run_chunk(state, key, np.int32(done), np.int32(n), chunk=chunk)
+            moved, (values, failed) = _run_chunk(
+                state, key, np.int32(done), np.int32(n), chunk=chunk
+            )
             # The arrays passed in (frozen leaves, data) stay the very objects given.
             state = _moved(state, moved)
             values, failed = np.asarray(values)[:n], np.asarray(failed)[:n]
@@ -207,7 +210,7 @@ def fit(
             done += n
             if bar is not None:
                 bar.update(n)
-                bar.set_postfix(objective=f"{np.mean(values[-max(1, n // 4):]):.4g}")
+                bar.set_postfix(objective=f"{np.mean(values[-max(1, n // 4) :]):.4g}")
     finally:
         if bar is not None:
             bar.close()
@@ -235,13 +238,14 @@ class NonFiniteLoss(PPLError):
     Example:
         >>> import jax, jax.numpy as jnp, optax
         >>> from ppl.inference import vi
-        >>> def objective(key, model_args, guide_args):  # a step of 1 jumps past a = 2: log of a negative
+        >>> def objective(key, model_args, guide_args):  # a step of 1 jumps past a = 2
         ...     return 3.0 * guide_args[0] + jnp.log(2.0 - guide_args[0])
         >>> try:
-        ...     vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),), optimizer=optax.sgd(1.0),
-        ...            steps=20, progress=False)
+        ...     vi.fit(objective, jax.random.key(0), (), (jnp.array(0.0),),
+        ...            optimizer=optax.sgd(1.0), steps=20, progress=False)
         ... except vi.NonFiniteLoss as err:
-        ...     print(err.step, len(err.history), float(err.guide_args[0]))  # step 0 was finite, at a = 0
+        ...     # step 0 was finite, at a = 0
+        ...     print(err.step, len(err.history), float(err.guide_args[0]))
         1 1 0.0
     """
 

@@ -55,8 +55,12 @@ class FitState(eqx.Module):
         batch_size: examples drawn per step, or ``None`` (static).
 
     Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from ppl.inference import vi
+        >>> objective = lambda key, model_args, guide_args: -((guide_args[0] - 1.0) ** 2)
         >>> state = vi.fitter(objective, optax.adam(0.05)).init((), (jnp.array(0.0),))
-        >>> model_args, guide_args = state.arguments()
+        >>> state.arguments(), bool(state.failed)
+        (((), (Array(0., dtype=float32),)), False)
     """
 
     params: Any
@@ -81,7 +85,13 @@ class FitState(eqx.Module):
             very object passed to ``init``.
 
         Example:
-            >>> (), (mu,) = state.arguments()
+            >>> import jax.numpy as jnp, optax
+            >>> from ppl.inference import vi
+            >>> init, _ = vi.fitter(lambda key, m, g: -(g[0] ** 2), optax.sgd(0.1))
+            >>> data = jnp.ones(3)
+            >>> model_args, guide_args = init((data,), (jnp.array(0.0),)).arguments()
+            >>> model_args[0] is data
+            True
         """
         return self.layout.rebuild(self.last_good if last_good else self.params, self.frozen)
 
@@ -98,9 +108,13 @@ class Fitter(NamedTuple):
             ``state.failed``; later steps change nothing.
 
     Example:
-        >>> init, step = vi.fitter(lambda key, m, g: -(g[0] - 1.0) ** 2, optax.sgd(0.1))
-        >>> state = init((), (jnp.array(0.0),))
-        >>> state, value = jax.jit(step)(jax.random.key(0), state)
+        >>> import jax, jax.numpy as jnp, optax
+        >>> from ppl.inference import vi
+        >>> objective = lambda key, model_args, guide_args: -((guide_args[0] - 1.0) ** 2)
+        >>> init, step = vi.fitter(objective, optax.sgd(0.1))
+        >>> state, value = jax.jit(step)(jax.random.key(0), init((), (jnp.array(0.0),)))
+        >>> float(value), round(float(state.arguments()[1][0]), 6)
+        (-1.0, 0.2)
     """
 
     init: Callable[..., FitState]
@@ -136,7 +150,18 @@ def estimator(objective, caller: str = "fit") -> Callable:
         PPLError: naming ``caller``, if neither is callable.
 
     Example:
-        >>> estimator(vi.elbo(model, guide, obs))(jax.random.key(0), (), (jnp.array(0.0),))
+        >>> import jax, jax.numpy as jnp
+        >>> import ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def model():
+        ...     return ppl.normal(0.0, 1.0) @ "z"
+        >>> @ppl.gen
+        ... def guide(mu):
+        ...     return ppl.normal(mu, 1.0) @ "z"
+        >>> estimate = estimator(vi.elbo(model, guide))
+        >>> estimate(jax.random.key(0), (), (jnp.array(0.0),)).shape
+        ()
     """
     fn = getattr(objective, "estimate", objective)
     if not callable(fn):
@@ -148,9 +173,14 @@ def estimator(objective, caller: str = "fit") -> Callable:
     return fn
 
 
-def fitter(objective, optimizer: optax.GradientTransformation | None = None, *,
-           trainable: Any = (False, True), num_samples: int = 1,
-           batch_size: int | None = None) -> Fitter:
+def fitter(
+    objective,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    trainable: Any = (False, True),
+    num_samples: int = 1,
+    batch_size: int | None = None,
+) -> Fitter:
     """The pure ``init``/``step`` pair that :func:`ppl.inference.vi.fit` drives.
 
     Args:
@@ -213,8 +243,8 @@ def make_spec(objective, optimizer, num_samples: int, caller: str) -> Spec:
         PPLError: if ``objective`` is not callable or ``num_samples`` is not a positive int.
 
     Example:
-        >>> make_spec(vi.elbo(model, guide, obs), None, 1, "fit").num_samples
-        1
+        >>> make_spec(lambda key, m, g: g[0], None, 4, "fit").num_samples
+        4
     """
     is_int = isinstance(num_samples, (int, np.integer)) and not isinstance(num_samples, bool)
     if not is_int or num_samples < 1:
@@ -237,16 +267,21 @@ def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) 
         A :class:`FitState` with ``failed`` false and ``last_good`` the start.
 
     Example:
-        >>> state = start(spec, *split((), (jnp.array(0.0),), (False, True), caller="fit"),
-        ...               None, None, None)
+        >>> import jax.numpy as jnp
+        >>> spec = make_spec(lambda key, m, g: g[0], None, 1, "fit")
+        >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
+        >>> state = start(spec, params, frozen, layout, None, None, None)
+        >>> state.params
+        ((), (Array(0., dtype=float32),))
     """
     # Strongly typed from the start (weak-typed initial values such as jnp.array(0.0)
     # would otherwise come back strong from the first chunk and compile it again).
     params = jax.tree.map(_strong, params)
     opt_state = spec.optimizer.value.init(params)
     opt_state = jax.tree.map(lambda x: _strong(x) if eqx.is_array(x) else x, opt_state)
-    return FitState(params, opt_state, params, jnp.array(False), frozen, data, layout, n_data,
-                    batch_size)
+    return FitState(
+        params, opt_state, params, jnp.array(False), frozen, data, layout, n_data, batch_size
+    )
 
 
 def _averaged(objective, num_samples: int) -> Callable:
@@ -310,7 +345,13 @@ def step(spec: Spec, key, state: FitState) -> tuple:
         step and ``failed`` is set.
 
     Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> spec = make_spec(lambda key, m, g: -((g[0] - 1.0) ** 2), optax.sgd(0.1), 1, "fit")
+        >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
+        >>> state = start(spec, params, frozen, layout, None, None, None)
         >>> state, value = step(spec, jax.random.key(0), state)
+        >>> float(value), round(float(state.params[1][0]), 6)
+        (-1.0, 0.2)
     """
     p, opt_state = state.params, state.opt_state
     value, grads = jax.value_and_grad(lambda q, k: _loss(spec, state, q, k))(p, key)
@@ -318,7 +359,10 @@ def step(spec: Spec, key, state: FitState) -> tuple:
     updates, new_opt_state = spec.optimizer.value.update(grads, opt_state, p)
     new_p = optax.apply_updates(p, updates)
     go = finite & ~state.failed
-    keep = lambda new, old: jnp.where(go, new, old)
+
+    def keep(new, old):
+        return jnp.where(go, new, old)
+
     new = dataclasses.replace(
         state,
         params=jax.tree.map(keep, new_p, p),

@@ -1,0 +1,219 @@
+"""What every objective is built from: the :class:`Objective` type and the
+pieces the library's objectives share (observations as a function of the
+model's arguments, one log weight, ``n`` particles as one ``ppl.repeat``,
+strategies given by guide address). The objectives themselves are in
+:mod:`ppl.inference.vi.objectives`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ppl._errors import PPLError
+from ppl._gfi import as_choices
+from ppl.combinators import repeat
+from ppl.expectations import Expectation, adev, density, sim
+from ppl.gen import gen
+from ppl.transforms.adev.interpreter import as_path
+
+
+class Objective:
+    """A variational objective: an expectation program over ``(model_args, guide_args)``.
+
+    ``estimate(key, model_args, guide_args)`` is an unbiased estimate (of the
+    objective, or of the surrogate whose gradient is the method's update),
+    differentiable with ``jax.grad``; higher is better. Build one with the
+    functions of this module, or directly from any program written with
+    ``sim``/``density``.
+
+    Args:
+        fn: ``fn(model_args, guide_args) -> scalar``, an expectation program.
+        name: the name shown by ``repr``.
+        strategies: gradient strategies by address inside ``fn``.
+
+    Attributes:
+        fn, name: as given.
+        expectation: the :class:`~ppl.Expectation` built from ``fn`` by ADEV.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def guide(mu):
+        ...     return ppl.normal(mu, 1.0) @ "z"
+        >>> def program(model_args, guide_args):
+        ...     z, log_q = ppl.sim(guide)(*guide_args) @ "guide"
+        ...     return -((z["z"] - 2.0) ** 2)
+        >>> objective = vi.Objective(program, "squared distance")
+        >>> g = jax.grad(lambda mu: objective.estimate(jax.random.key(0), (), (mu,)))(0.0)
+        >>> g.shape, objective
+        ((), Objective(squared distance))
+    """
+
+    def __init__(self, fn: Callable, name: str, strategies: dict | None = None):
+        self.fn, self.name = fn, name
+        self.expectation: Expectation = adev(fn, strategies or {})
+
+    def estimate(self, key, model_args: tuple = (), guide_args: tuple = ()):
+        """An unbiased estimate, differentiable in both argument tuples.
+
+        Args:
+            key: a ``jax.random`` key.
+            model_args: the model's arguments (a tuple).
+            guide_args: the guide's arguments (a tuple).
+
+        Returns:
+            A scalar array.
+
+        Raises:
+            PPLError: if either argument is not a tuple.
+        """
+        return self.expectation.estimate(key, (_tuple(model_args), _tuple(guide_args)))
+
+    def grad_estimate(self, key, model_args: tuple = (), guide_args: tuple = ()):
+        """An unbiased estimate of the gradient in both argument tuples.
+
+        Args:
+            key: a ``jax.random`` key.
+            model_args: the model's arguments (a tuple).
+            guide_args: the guide's arguments (a tuple).
+
+        Returns:
+            ``(d/d model_args, d/d guide_args)``, each shaped like its arguments.
+
+        Raises:
+            PPLError: if either argument is not a tuple.
+        """
+        return self.expectation.grad_estimate(key, (_tuple(model_args), _tuple(guide_args)))
+
+    def __call__(self, key, model_args: tuple = (), guide_args: tuple = ()):
+        return self.estimate(key, model_args, guide_args)
+
+    def __repr__(self):
+        return f"Objective({self.name})"
+
+
+def _tuple(args):
+    if not isinstance(args, tuple):
+        raise PPLError(
+            f"model_args and guide_args must be tuples, e.g. (params,); got {type(args).__name__}."
+        )
+    return args
+
+
+def guide_policy(strategies, prefix: tuple) -> dict:
+    """A strategy policy by guide address, moved to where the guide's choices live.
+
+    Args:
+        strategies: ``{guide address: strategy}``, or ``None``.
+        prefix: the path of the guide's choices inside the objective
+            (``("guide",)``, or :data:`PARTICLES`).
+
+    Returns:
+        ``{prefix + address: strategy}``.
+
+    Example:
+        >>> guide_policy({"z": ppl.mvd}, ("guide",))  # {("guide", "z"): mvd}  # doctest: +SKIP
+    """
+    return {(*prefix, *as_path(addr)): s for addr, s in dict(strategies or {}).items()}
+
+
+def check_n(n: int) -> int:
+    """``n``, the number of particles, checked.
+
+    Args:
+        n: the value given.
+
+    Returns:
+        ``n``.
+
+    Raises:
+        PPLError: if ``n`` is not an int of at least 1.
+
+    Example:
+        >>> check_n(5)
+        5
+    """
+    if not isinstance(n, int) or n < 1:
+        raise PPLError(f"the number of particles must be an int >= 1, got {n!r}.")
+    return n
+
+
+# Particles are one vectorised ppl.repeat: compile time does not grow with n.
+PARTICLES = ("particles", "guide")
+
+
+def observer(observations) -> Callable:
+    """The observations as a function of the model's arguments.
+
+    Args:
+        observations: a choice map (or dict, or ``None``), or a function of the
+            model's arguments that returns one: that is how data that change
+            per call (an example, a minibatch in ``vi.fit(..., data=)``) are
+            observed.
+
+    Returns:
+        ``observe(*model_args) -> ChoiceMap``.
+
+    Example:
+        >>> observer({"y": 1.0})()["y"]
+        1.0
+    """
+    if callable(observations):
+        return lambda *model_args: as_choices(observations(*model_args))
+    obs = as_choices(observations)
+    return lambda *model_args: obs
+
+
+def log_weight(model, guide, obs, model_args, guide_args):
+    """One ``z ~ q`` sampled at ``"guide"``, and its log importance weight.
+
+    Call it inside an expectation program (it makes the random choice
+    ``"guide"`` with the guide's strategies).
+
+    Args:
+        model, guide: the generative functions.
+        obs: the observations (a choice map).
+        model_args, guide_args: their arguments (tuples).
+
+    Returns:
+        ``(log p(z, obs) - log q(z), z)``, ``z`` the guide's choice map.
+
+    Example:
+        >>> log_w, z = log_weight(model, guide, obs, model_args, guide_args)  # doctest: +SKIP
+    """
+    z, logq = sim(guide)(*guide_args) @ "guide"
+    return density(model)(z | obs, *model_args) - logq, z
+
+
+def _particle(model, guide):
+    @gen
+    def particle(model_args, guide_args, obs):
+        return log_weight(model, guide, obs, model_args, guide_args)
+
+    return particle
+
+
+def log_weights(model, guide, observe, model_args, guide_args, n):
+    """``n`` independent particles as one vectorised ``ppl.repeat`` at ``"particles"``.
+
+    Call it inside an expectation program; each particle's guide choices live
+    under :data:`PARTICLES`, so compile time does not grow with ``n``.
+
+    Args:
+        model, guide: the generative functions.
+        observe: ``observe(*model_args) -> observations`` (see :func:`observer`).
+        model_args, guide_args: their arguments (tuples).
+        n: the number of particles.
+
+    Returns:
+        ``(log_w, zs)``: the ``n`` log weights ``log p(z_i, obs) - log q(z_i)``
+        and the ``z_i``, stacked along a leading axis.
+
+    Example:
+        >>> observe = observer({"y": 1.0})
+        >>> log_w, zs = log_weights(model, guide, observe, (), (mu,), 10)  # doctest: +SKIP
+    """
+    obs = observe(*model_args)
+    return repeat(_particle(model, guide), n)(model_args, guide_args, obs) @ "particles"
