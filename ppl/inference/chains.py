@@ -47,7 +47,9 @@ class MCMCResult(eqx.Module):
 
     def _flat(self):
         if isinstance(self.samples, ChoiceMap):
-            return {_key_of_address(a): np.asarray(self.samples[a]) for a in self.samples.addresses()}
+            return {
+                _key_of_address(a): np.asarray(self.samples[a]) for a in self.samples.addresses()
+            }
         leaves = jax.tree_util.tree_leaves_with_path(self.samples)
         return {_key_of_path(p): np.asarray(x) for p, x in leaves}
 
@@ -98,7 +100,13 @@ class MCMCResult(eqx.Module):
             v = _float(v)
             ess = effective_sample_size(v)
             sd = v.std(axis=(0, 1))
-            out[k] = dict(mean=v.mean(axis=(0, 1)), sd=sd, mcse=sd / np.sqrt(ess), ess=ess, rhat=split_gelman_rubin(v))
+            out[k] = dict(
+                mean=v.mean(axis=(0, 1)),
+                sd=sd,
+                mcse=sd / np.sqrt(ess),
+                ess=ess,
+                rhat=split_gelman_rubin(v),
+            )
         return out
 
     def print_summary(self, file=None) -> None:
@@ -112,9 +120,19 @@ class MCMCResult(eqx.Module):
         for k, s in self.summary().items():
             for j in np.ndindex(np.shape(s["mean"])):
                 name = _show(k) + (str(list(j)) if j else "")
-                rows.append((name, *(float(np.asarray(s[c])[j]) for c in ("mean", "sd", "mcse", "ess", "rhat"))))
+                rows.append(
+                    (
+                        name,
+                        *(
+                            float(np.asarray(s[c])[j])
+                            for c in ("mean", "sd", "mcse", "ess", "rhat")
+                        ),
+                    )
+                )
         width = max([len(r[0]) for r in rows] + [8])
-        print(f"{'':{width}} {'mean':>10} {'sd':>10} {'mcse':>10} {'ess':>9} {'r_hat':>7}", file=file)
+        print(
+            f"{'':{width}} {'mean':>10} {'sd':>10} {'mcse':>10} {'ess':>9} {'r_hat':>7}", file=file
+        )
         for name, m, sd, se, e, r in rows:
             print(f"{name:{width}} {m:10.4f} {sd:10.4f} {se:10.4f} {e:9.1f} {r:7.3f}", file=file)
         print(f"acceptance rate per chain: {np.round(self.acceptance_rate, 3).tolist()}", file=file)
@@ -206,7 +224,16 @@ class _UserCollect:
 
 def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_prior):
     # Kept in the model's cache store: the compiled chain calls the model, so it goes with it.
-    key = ("chains.run", kernel, n_samples, n_warmup, thin, collect, tuple(observed.addresses()), from_prior)
+    key = (
+        "chains.run",
+        kernel,
+        n_samples,
+        n_warmup,
+        thin,
+        collect,
+        tuple(observed.addresses()),
+        from_prior,
+    )
     fn = store_of(model).get(key)
     if fn is not None:
         return fn
@@ -225,7 +252,9 @@ def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_
         # to, so warm-up writes land in slot 0 and are overwritten by later steps.
         state = kernel.init(trace, n_warmup, selection_of(observed))
         record = (collect(kernel, state), state.accept_prob)
-        buffers = jax.tree.map(lambda x: jnp.zeros((n_samples,) + jnp.shape(x), jnp.result_type(x)), record)
+        buffers = jax.tree.map(
+            lambda x: jnp.zeros((n_samples,) + jnp.shape(x), jnp.result_type(x)), record
+        )
 
         def body(carry, inp):
             state, buffers = carry
@@ -233,7 +262,9 @@ def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_
             state = kernel.step(k, state)
             slot = jnp.clip((i - n_warmup) // thin, 0, n_samples - 1)
             rec = (collect(kernel, state), state.accept_prob)
-            buffers = jax.tree.map(lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0), buffers, rec)
+            buffers = jax.tree.map(
+                lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0), buffers, rec
+            )
             return (state, buffers), None
 
         total = n_warmup + n_samples * thin
@@ -279,7 +310,11 @@ def init_traces(key, model, observations, args, n_chains, attempts=20):
             traces = fresh
         else:
             bad = ~np.isfinite(np.asarray(traces.score))
-            traces = jax.tree.map(lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), traces, fresh)
+            traces = jax.tree.map(
+                lambda old, new: jnp.where(bad.reshape((-1,) + (1,) * (old.ndim - 1)), new, old),
+                traces,
+                fresh,
+            )
         scores = np.asarray(traces.score)
         if np.all(np.isfinite(scores)):
             return traces
@@ -291,8 +326,19 @@ def init_traces(key, model, observations, args, n_chains, attempts=20):
     )
 
 
-def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=500, n_chains=4,
-        thin=1, collect: Callable | None = None, traces=None) -> MCMCResult:
+def run(
+    key,
+    kernel,
+    model,
+    args,
+    observations=None,
+    n_samples=1000,
+    n_warmup=500,
+    n_chains=4,
+    thin=1,
+    collect: Callable | None = None,
+    traces=None,
+) -> MCMCResult:
     """Run ``n_chains`` chains of ``kernel`` on ``model`` given ``observations``.
 
     The chains run under ``vmap`` inside one compiled function (compiled once
@@ -334,7 +380,9 @@ def run(key, kernel, model, args, observations=None, n_samples=1000, n_warmup=50
     collect = _Latent(observations) if collect is None else _UserCollect(collect)
     if traces is None:
         fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations, True)
-        final, samples, accept, init_score = fn(jax.random.split(k_run, n_chains), None, observations, args)
+        final, samples, accept, init_score = fn(
+            jax.random.split(k_run, n_chains), None, observations, args
+        )
         if np.all(np.isfinite(np.asarray(init_score))):
             return MCMCResult(samples, accept, final)
         # Some chain started where the density is zero: redraw starts on the host.
