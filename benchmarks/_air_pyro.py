@@ -90,7 +90,9 @@ class Guide(nn.Module):
         # GRUCell takes (batch, features): fold any enumeration dimensions into the batch.
         lead = torch.broadcast_shapes(inputs.shape[:-1], h.shape[:-1])
         inputs, h = inputs.expand(*lead, inputs.shape[-1]), h.expand(*lead, HIDDEN)
-        return self.rnn(inputs.reshape(-1, inputs.shape[-1]), h.reshape(-1, HIDDEN)).reshape(*lead, HIDDEN)
+        return self.rnn(inputs.reshape(-1, inputs.shape[-1]), h.reshape(-1, HIDDEN)).reshape(
+            *lead, HIDDEN
+        )
 
 
 def _cat(*xs):
@@ -111,12 +113,18 @@ def make(presence: str, lr: float = 1e-3):
             canvas = torch.zeros(b, CANVAS, CANVAS)
             alive = torch.ones(b)
             for t in range(STEPS):
-                present = pyro.sample(f"present{t}", pd.Bernoulli(logits=torch.where(alive > 0, RHO_LOGIT, 0.0)))
+                present = pyro.sample(
+                    f"present{t}", pd.Bernoulli(logits=torch.where(alive > 0, RHO_LOGIT, 0.0))
+                )
                 alive = alive * present
-                where = pyro.sample(f"where{t}", pd.Normal(WHERE_LOC, WHERE_SD).expand([b, 3]).to_event(1))
+                where = pyro.sample(
+                    f"where{t}", pd.Normal(WHERE_LOC, WHERE_SD).expand([b, 3]).to_event(1)
+                )
                 what = pyro.sample(f"what{t}", pd.Normal(0.0, 1.0).expand([b, WHAT]).to_event(1))
                 canvas = canvas + alive[..., None, None] * place(decoder(what), where)
-            pyro.sample("x", pd.Normal(canvas.reshape(*canvas.shape[:-2], -1), PIXEL_SD).to_event(1), obs=x)
+            pyro.sample(
+                "x", pd.Normal(canvas.reshape(*canvas.shape[:-2], -1), PIXEL_SD).to_event(1), obs=x
+            )
 
     def guide(x):
         pyro.module(f"{presence}.guide", net)
@@ -129,18 +137,33 @@ def make(presence: str, lr: float = 1e-3):
             alive = torch.ones(b)
             for t in range(STEPS):
                 h = net.step(_cat(embedded, where, what, present[..., None]), h)
-                infer = {"enumerate": "parallel"} if enumerate_ else {"baseline": {"baseline_value": baselines[:, t]}}
-                present = pyro.sample(f"present{t}", pd.Bernoulli(logits=torch.where(alive > 0, net.pres(h)[..., 0], 0.0)),
-                                      infer=infer)
+                infer = (
+                    {"enumerate": "parallel"}
+                    if enumerate_
+                    else {"baseline": {"baseline_value": baselines[:, t]}}
+                )
+                present = pyro.sample(
+                    f"present{t}",
+                    pd.Bernoulli(logits=torch.where(alive > 0, net.pres(h)[..., 0], 0.0)),
+                    infer=infer,
+                )
                 alive = alive * present
                 loc, sd = where_posterior(net.where(h))
                 on = alive[..., None] > 0
-                where = pyro.sample(f"where{t}", pd.Normal(torch.where(on, loc, WHERE_LOC),
-                                                           torch.where(on, sd, WHERE_SD)).to_event(1))
+                where = pyro.sample(
+                    f"where{t}",
+                    pd.Normal(
+                        torch.where(on, loc, WHERE_LOC), torch.where(on, sd, WHERE_SD)
+                    ).to_event(1),
+                )
                 cut = glimpse(x.reshape(b, CANVAS, CANVAS), where)
                 mu, log_sd = net.what(cut.reshape(*cut.shape[:-2], -1)).chunk(2, -1)
-                what = pyro.sample(f"what{t}", pd.Normal(torch.where(on, mu, 0.0),
-                                                         torch.where(on, log_sd.exp(), 1.0)).to_event(1))
+                what = pyro.sample(
+                    f"what{t}",
+                    pd.Normal(
+                        torch.where(on, mu, 0.0), torch.where(on, log_sd.exp(), 1.0)
+                    ).to_event(1),
+                )
                 present = alive
 
     loss = TraceEnum_ELBO(max_plate_nesting=1) if enumerate_ else TraceGraph_ELBO()

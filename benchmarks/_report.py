@@ -24,7 +24,9 @@ def write_rows(path: str | None, rows: list[dict]) -> None:
     for row in rows:
         missing = [k for k in FIELDS if k not in row]
         if missing:
-            raise ValueError(f"benchmark row {row!r:.120} lacks {missing}; every row needs {FIELDS}.")
+            raise ValueError(
+                f"benchmark row {row!r:.120} lacks {missing}; every row needs {FIELDS}."
+            )
     if path:
         with open(path, "w") as f:
             json.dump(rows, f, indent=2)

@@ -80,8 +80,11 @@ def scan_chain(length):
 
 
 def _mixture_args(n_components=3):
-    return (jnp.float32(0.3), jnp.linspace(-1.0, 1.0, 2 * n_components).reshape(2, n_components),
-            jnp.linspace(-1.5, 1.5, n_components))
+    return (
+        jnp.float32(0.3),
+        jnp.linspace(-1.0, 1.0, 2 * n_components).reshape(2, n_components),
+        jnp.linspace(-1.5, 1.5, n_components),
+    )
 
 
 def _enum_then_reinforce(branch, logit_z):
@@ -160,7 +163,9 @@ def _batched(grad_fn, batch):
 
     def run(args, key):
         keys = jax.random.split(key, batch)
-        return jax.tree.map(lambda g: jnp.mean(g, axis=0), jax.vmap(lambda k: grad_fn(args, k))(keys))
+        return jax.tree.map(
+            lambda g: jnp.mean(g, axis=0), jax.vmap(lambda k: grad_fn(args, k))(keys)
+        )
 
     return jax.jit(run)
 
@@ -186,8 +191,13 @@ def measure(name, adev_f, hand_grad, args, batch, reps):
     ch, th = _compile(fh, args, key)
     ga, gh = ca(args, key), ch(args, key)
     for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gh)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-3, atol=2e-3,
-                                   err_msg=f"{name}: ADEV and hand-written estimators disagree")
+        np.testing.assert_allclose(
+            np.asarray(x),
+            np.asarray(y),
+            rtol=2e-3,
+            atol=2e-3,
+            err_msg=f"{name}: ADEV and hand-written estimators disagree",
+        )
     for _ in range(3):  # warm up both
         _time_once(ca, args, key), _time_once(ch, args, key)
     ratios, times_a, times_h = [], [], []
@@ -212,7 +222,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small programs and few repetitions")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     opts = parser.parse_args()
-    depth, length, n_data, reps, batch = (10, 20, 10, 20, 64) if opts.quick else (40, 200, 50, 200, 256)
+    depth, length, n_data, reps, batch = (
+        (10, 20, 10, 20, 64) if opts.quick else (40, 200, 50, 200, 256)
+    )
     programs = [
         (f"normal chain, depth {depth}", *deep_chain(depth)),
         (f"scan chain, length {length}", *scan_chain(length)),
@@ -223,15 +235,26 @@ def main():
     rows = [measure(name, f, g, args, batch, reps) for name, f, g, args in programs]
     print_table(
         f"{'program':<34} {'ADEV ms':>9} {'hand ms':>9} {'run ratio':>10} {'compile s (ADEV/hand)':>24} {'ratio':>6}",
-        (f"{r['program']:<34} {r['adev_ms']:>9.3f} {r['hand_ms']:>9.3f} {r['run_ratio']:>10.3f} "
-         f"{r['adev_compile_s']:>11.2f} / {r['hand_compile_s']:<10.2f} {r['compile_ratio']:>6.2f}" for r in rows),
+        (
+            f"{r['program']:<34} {r['adev_ms']:>9.3f} {r['hand_ms']:>9.3f} {r['run_ratio']:>10.3f} "
+            f"{r['adev_compile_s']:>11.2f} / {r['hand_compile_s']:<10.2f} {r['compile_ratio']:>6.2f}"
+            for r in rows
+        ),
     )
-    write_rows(opts.json, [
-        {**r, "benchmark": "adev_overhead", "system": "hand-written JAX",
-         "config": {"program": r["program"].strip(), "batch": batch, "reps": reps},
-         "median_s": r["adev_ms"] / 1e3, "ratio": r["run_ratio"]}
-        for r in rows
-    ])
+    write_rows(
+        opts.json,
+        [
+            {
+                **r,
+                "benchmark": "adev_overhead",
+                "system": "hand-written JAX",
+                "config": {"program": r["program"].strip(), "batch": batch, "reps": reps},
+                "median_s": r["adev_ms"] / 1e3,
+                "ratio": r["run_ratio"],
+            }
+            for r in rows
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ def ppl_step(objective: str, presence: str, batch):
         # Carry the parameters along, as training does. A ppl step is short next
         # to Pyro's, so each round times INNER of them (and reports one).
         for j in range(INNER):
-            state["air"], state["opt"], value = compiled(state["air"], state["opt"], jax.random.key(INNER * i + j))
+            state["air"], state["opt"], value = compiled(
+                state["air"], state["opt"], jax.random.key(INNER * i + j)
+            )
         jax.block_until_ready(value)
 
     return run, compile_s
@@ -94,8 +96,14 @@ def pyro_step(presence: str, batch):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reinforce and enum only, few repeats (under two minutes)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="reinforce and enum only, few repeats (under two minutes)",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write one record per row as JSON")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--no-pyro", action="store_true", help="time ppl only")
@@ -129,20 +137,34 @@ def main(argv=None):
         objective, presence = next((o, p) for n, o, p in VARIANTS if n == name)
         ppl_epoch = statistics.median(times[("ppl", name)]) * steps_per_epoch
         epoch = statistics.median(ts) * steps_per_epoch
-        rows.append({
-            "benchmark": "air_epoch", "system": system,
-            "config": {"variant": name, "objective": objective, "presence": presence, "batch_size": BATCH,
-                       "steps_per_epoch": steps_per_epoch, "reps": reps},
-            "median_s": epoch, "ratio": ppl_epoch / epoch,
-            **({"compile_s": compiles[name]} if system == "ppl" else {}),
-        })
-    print(f"AIR seconds per epoch ({N_TRAIN} canvases, batch {BATCH}; median step of {reps} interleaved "
-          f"rounds x {steps_per_epoch} steps; ratio = ppl / system)")
+        rows.append(
+            {
+                "benchmark": "air_epoch",
+                "system": system,
+                "config": {
+                    "variant": name,
+                    "objective": objective,
+                    "presence": presence,
+                    "batch_size": BATCH,
+                    "steps_per_epoch": steps_per_epoch,
+                    "reps": reps,
+                },
+                "median_s": epoch,
+                "ratio": ppl_epoch / epoch,
+                **({"compile_s": compiles[name]} if system == "ppl" else {}),
+            }
+        )
+    print(
+        f"AIR seconds per epoch ({N_TRAIN} canvases, batch {BATCH}; median step of {reps} interleaved "
+        f"rounds x {steps_per_epoch} steps; ratio = ppl / system)"
+    )
     print_table(
         f"{'variant':<20} {'system':>6} {'s/epoch':>9} {'ratio':>7} {'speed-up':>9} {'compile s':>10}",
-        (f"{r['config']['variant']:<20} {r['system']:>6} {r['median_s']:>9.2f} {r['ratio']:>7.3f} "
-         f"{1 / r['ratio']:>8.1f}x {r.get('compile_s', float('nan')):>10.1f}"
-         for r in sorted(rows, key=lambda r: (r["config"]["variant"], r["system"]))),
+        (
+            f"{r['config']['variant']:<20} {r['system']:>6} {r['median_s']:>9.2f} {r['ratio']:>7.3f} "
+            f"{1 / r['ratio']:>8.1f}x {r.get('compile_s', float('nan')):>10.1f}"
+            for r in sorted(rows, key=lambda r: (r["config"]["variant"], r["system"]))
+        ),
     )
     write_rows(args.json, rows)
     return rows

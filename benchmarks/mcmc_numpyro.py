@@ -63,7 +63,9 @@ def numpyro_regression(X, y):
 
 def ess_all(samples: dict) -> np.ndarray:
     """ESS of every scalar component; samples: name -> array (chains, draws, ...)."""
-    return np.concatenate([np.ravel(effective_sample_size(np.asarray(v, np.float64))) for v in samples.values()])
+    return np.concatenate(
+        [np.ravel(effective_sample_size(np.asarray(v, np.float64))) for v in samples.values()]
+    )
 
 
 def min_ess(samples: dict) -> float:
@@ -89,7 +91,9 @@ def numpyro_sampler(X, y, n_warmup, n_samples, n_chains):
 
     def chain(key, X, y):
         k_init, k_run = jax.random.split(key)
-        params, _, _, _ = initialize_model(k_init, numpyro_regression, model_args=(X, y), dynamic_args=True)
+        params, _, _, _ = initialize_model(
+            k_init, numpyro_regression, model_args=(X, y), dynamic_args=True
+        )
         state = init_kernel(params.z, n_warmup, model_args=(X, y), rng_key=k_run)
         step = lambda s, _: (sample_kernel(s, model_args=(X, y)), None)
         state, _ = jax.lax.scan(step, state, length=n_warmup)
@@ -110,8 +114,14 @@ def run_numpyro(sampler, key):
 
 
 def numpyro_mcmc_end_to_end(key, X, y, n_warmup, n_samples, n_chains):
-    mcmc = MCMC(NUTS(numpyro_regression), num_warmup=n_warmup, num_samples=n_samples, num_chains=n_chains,
-                chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        NUTS(numpyro_regression),
+        num_warmup=n_warmup,
+        num_samples=n_samples,
+        num_chains=n_chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     t = time.perf_counter()
     mcmc.run(key, X, y)
     jax.block_until_ready(mcmc.get_samples())
@@ -138,24 +148,42 @@ def main(argv=None):
     _, t_ppl_first, _ = run_ppl(kernel, jax.random.key(100), X, y, cfg)
     _, t_np_first, _ = run_numpyro(sampler, jax.random.PRNGKey(100))
     # numpyro.infer.MCMC end to end (it compiles on every run); skipped by --quick.
-    t_mcmc = None if args.quick else numpyro_mcmc_end_to_end(jax.random.PRNGKey(101), X, y, n_warmup, n_samples, n_chains)
+    t_mcmc = (
+        None
+        if args.quick
+        else numpyro_mcmc_end_to_end(jax.random.PRNGKey(101), X, y, n_warmup, n_samples, n_chains)
+    )
 
     rows = []
     for r in range(repeats):
         e1, t1, s1 = run_ppl(kernel, jax.random.key(r), X, y, cfg)
         e2, t2, s2 = run_numpyro(sampler, jax.random.PRNGKey(r))
-        rows.append(dict(ppl_ess=e1, ppl_seconds=t1, numpyro_ess=e2, numpyro_seconds=t2,
-                         ppl_mean_ess=float(np.mean(ess_all(s1))), numpyro_mean_ess=float(np.mean(ess_all(s2)))))
-        print(f"repeat {r}: ppl {e1:8.1f} ESS in {t1:6.3f}s ({e1 / t1:9.1f}/s)   "
-              f"numpyro {e2:8.1f} ESS in {t2:6.3f}s ({e2 / t2:9.1f}/s)")
+        rows.append(
+            dict(
+                ppl_ess=e1,
+                ppl_seconds=t1,
+                numpyro_ess=e2,
+                numpyro_seconds=t2,
+                ppl_mean_ess=float(np.mean(ess_all(s1))),
+                numpyro_mean_ess=float(np.mean(ess_all(s2))),
+            )
+        )
+        print(
+            f"repeat {r}: ppl {e1:8.1f} ESS in {t1:6.3f}s ({e1 / t1:9.1f}/s)   "
+            f"numpyro {e2:8.1f} ESS in {t2:6.3f}s ({e2 / t2:9.1f}/s)"
+        )
 
     med = lambda k: statistics.median(row[k] for row in rows)
     ppl_rate = statistics.median(row["ppl_ess"] / row["ppl_seconds"] for row in rows)
     np_rate = statistics.median(row["numpyro_ess"] / row["numpyro_seconds"] for row in rows)
-    post_gap = max(abs(float(np.mean(s1[f"('{k}',)"])) - float(np.mean(s2[k]))) for k in ("b", "sigma"))
+    post_gap = max(
+        abs(float(np.mean(s1[f"('{k}',)"])) - float(np.mean(s2[k]))) for k in ("b", "sigma")
+    )
     best = lambda k: max(row[f"{k}_ess"] / row[f"{k}_seconds"] for row in rows)
     summary = dict(
-        problem=dict(n=n, d=d, n_warmup=n_warmup, n_samples=n_samples, n_chains=n_chains, repeats=repeats),
+        problem=dict(
+            n=n, d=d, n_warmup=n_warmup, n_samples=n_samples, n_chains=n_chains, repeats=repeats
+        ),
         ppl_ess_per_second=ppl_rate,
         numpyro_ess_per_second=np_rate,
         ratio=ppl_rate / np_rate,
@@ -167,21 +195,36 @@ def main(argv=None):
         # Best runs are less sensitive to other processes on a shared machine.
         ratio_of_best_runs=best("ppl") / best("numpyro"),
         median_seconds=dict(ppl=med("ppl_seconds"), numpyro=med("numpyro_seconds")),
-        compile_and_first_run_seconds=dict(ppl=t_ppl_first, numpyro=t_np_first, numpyro_MCMC_run=t_mcmc),
+        compile_and_first_run_seconds=dict(
+            ppl=t_ppl_first, numpyro=t_np_first, numpyro_MCMC_run=t_mcmc
+        ),
         posterior_mean_gap=post_gap,
         rows=rows,
     )
-    print(f"first run, compile included: ppl {t_ppl_first:.2f}s, numpyro (jitted once) {t_np_first:.2f}s; "
-          + ("" if t_mcmc is None else f"numpyro MCMC.run {t_mcmc:.2f}s"))
-    print(f"median ESS/s: ppl {ppl_rate:.1f}, numpyro {np_rate:.1f}; ratio ppl/numpyro = {ppl_rate / np_rate:.3f} "
-          f"(target >= 0.9); with mean ESS {summary['ratio_mean_ess']:.3f}; best runs {best('ppl') / best('numpyro'):.3f}; "
-          f"wall time numpyro/ppl {summary['time_ratio']:.3f}; largest gap in posterior means of b, sigma: {post_gap:.4f}")
+    print(
+        f"first run, compile included: ppl {t_ppl_first:.2f}s, numpyro (jitted once) {t_np_first:.2f}s; "
+        + ("" if t_mcmc is None else f"numpyro MCMC.run {t_mcmc:.2f}s")
+    )
+    print(
+        f"median ESS/s: ppl {ppl_rate:.1f}, numpyro {np_rate:.1f}; ratio ppl/numpyro = {ppl_rate / np_rate:.3f} "
+        f"(target >= 0.9); with mean ESS {summary['ratio_mean_ess']:.3f}; best runs {best('ppl') / best('numpyro'):.3f}; "
+        f"wall time numpyro/ppl {summary['time_ratio']:.3f}; largest gap in posterior means of b, sigma: {post_gap:.4f}"
+    )
     # One row in the shared shape: ppl's time per effective sample over numpyro's.
-    write_rows(args.json, [{
-        **summary, "ess_per_second_ratio": summary["ratio"],
-        "benchmark": "mcmc_numpyro", "system": "numpyro", "config": summary["problem"],
-        "median_s": summary["median_seconds"]["ppl"], "ratio": np_rate / ppl_rate,
-    }])
+    write_rows(
+        args.json,
+        [
+            {
+                **summary,
+                "ess_per_second_ratio": summary["ratio"],
+                "benchmark": "mcmc_numpyro",
+                "system": "numpyro",
+                "config": summary["problem"],
+                "median_s": summary["median_seconds"]["ppl"],
+                "ratio": np_rate / ppl_rate,
+            }
+        ],
+    )
     return summary
 
 

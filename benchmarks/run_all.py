@@ -25,7 +25,9 @@ BENCHMARKS = ["adev_overhead", "mcmc_numpyro", "vae_step", "air_epoch"]
 def run(name: str, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, f"{name}.json")
-        cmd = [sys.executable, os.path.join(HERE, f"{name}.py"), "--json", out] + (["--quick"] if quick else [])
+        cmd = [sys.executable, os.path.join(HERE, f"{name}.py"), "--json", out] + (
+            ["--quick"] if quick else []
+        )
         print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         status = subprocess.run(cmd).returncode
@@ -39,12 +41,19 @@ def run(name: str, quick: bool) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
-    ap.add_argument("--json", default=os.path.join(HERE, "..", "out", "benchmarks.json"), metavar="PATH")
+    ap.add_argument(
+        "--json", default=os.path.join(HERE, "..", "out", "benchmarks.json"), metavar="PATH"
+    )
     ap.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these")
     args = ap.parse_args(argv)
-    results = {"quick": args.quick, "benchmarks": {name: run(name, args.quick) for name in args.only or BENCHMARKS}}
+    results = {
+        "quick": args.quick,
+        "benchmarks": {name: run(name, args.quick) for name in args.only or BENCHMARKS},
+    }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)

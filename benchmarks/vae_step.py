@@ -144,9 +144,14 @@ def measure(batch_size, reps, data):
     np_c, np_compile = _compile(svi_update, svi_state, batch)
 
     # Equal work: the same ELBO value from the same key and parameters.
-    e_ppl, e_hand = float(ppl_c(vae, opt_state, key, batch)[2]), float(hand_c(vae, opt_state, key, batch)[2])
+    e_ppl, e_hand = (
+        float(ppl_c(vae, opt_state, key, batch)[2]),
+        float(hand_c(vae, opt_state, key, batch)[2]),
+    )
     if not np.isclose(e_ppl, e_hand, rtol=1e-4):
-        raise AssertionError(f"ppl and the hand-written ELBO disagree at batch {batch_size}: {e_ppl} vs {e_hand}")
+        raise AssertionError(
+            f"ppl and the hand-written ELBO disagree at batch {batch_size}: {e_ppl} vs {e_hand}"
+        )
 
     runs = {
         "ppl": lambda k: ppl_c(vae, opt_state, k, batch),
@@ -165,20 +170,24 @@ def measure(batch_size, reps, data):
     rows = []
     for name in runs:
         per_round = [a / b for a, b in zip(times["ppl"], times[name])]
-        rows.append({
-            "benchmark": "vae_step",
-            "system": name,
-            "config": {"batch_size": batch_size, "reps": reps},
-            "median_s": statistics.median(times[name]),
-            "ratio": statistics.median(per_round),
-            "compile_s": compiles[name],
-            "compile_ratio": compiles["ppl"] / compiles[name],
-        })
+        rows.append(
+            {
+                "benchmark": "vae_step",
+                "system": name,
+                "config": {"batch_size": batch_size, "reps": reps},
+                "median_s": statistics.median(times[name]),
+                "ratio": statistics.median(per_round),
+                "compile_s": compiles[name],
+                "compile_ratio": compiles["ppl"] / compiles[name],
+            }
+        )
     return rows
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="fewer repeats (well under two minutes)")
     ap.add_argument("--json", metavar="PATH", help="also write one record per row as JSON")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
@@ -190,12 +199,17 @@ def main(argv=None):
     rows = []
     for b in args.batch_sizes:
         rows.extend(measure(b, reps, data))
-    print(f"VAE ELBO gradient step + Adam, median of {reps} interleaved repeats "
-          f"(ratio = ppl time / system time, per round)")
+    print(
+        f"VAE ELBO gradient step + Adam, median of {reps} interleaved repeats "
+        f"(ratio = ppl time / system time, per round)"
+    )
     print_table(
         f"{'batch':>6} {'system':>8} {'median ms':>10} {'ratio':>7} {'compile s':>10} {'compile ratio':>14}",
-        (f"{r['config']['batch_size']:>6} {r['system']:>8} {1e3 * r['median_s']:>10.3f} {r['ratio']:>7.3f} "
-         f"{r['compile_s']:>10.2f} {r['compile_ratio']:>14.2f}" for r in rows),
+        (
+            f"{r['config']['batch_size']:>6} {r['system']:>8} {1e3 * r['median_s']:>10.3f} {r['ratio']:>7.3f} "
+            f"{r['compile_s']:>10.2f} {r['compile_ratio']:>14.2f}"
+            for r in rows
+        ),
     )
     write_rows(args.json, rows)
     return rows

@@ -41,8 +41,18 @@ def binarize(x):
     return (x > 0.5).astype(np.float32)
 
 
-def train(loss_fn: Callable, params, data, key, *, epochs: int, batch_size: int,
-          optimizer: optax.GradientTransformation, progress: bool = True, desc: str = "train"):
+def train(
+    loss_fn: Callable,
+    params,
+    data,
+    key,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: optax.GradientTransformation,
+    progress: bool = True,
+    desc: str = "train",
+):
     """Minimise ``loss_fn(params, key, batch) -> (loss, objective)`` by minibatch SGD.
 
     ``data`` is a pytree of arrays with a leading example axis; every epoch
@@ -53,7 +63,9 @@ def train(loss_fn: Callable, params, data, key, *, epochs: int, batch_size: int,
     n = jax.tree.leaves(data)[0].shape[0]
     steps = n // batch_size
     if steps < 1:
-        raise ValueError(f"batch_size={batch_size} is larger than the {n} training examples; use a smaller one.")
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {n} training examples; use a smaller one."
+        )
     trainable, static = eqx.partition(params, eqx.is_inexact_array)
     opt_state = optimizer.init(trainable)
 
@@ -62,7 +74,8 @@ def train(loss_fn: Callable, params, data, key, *, epochs: int, batch_size: int,
         k, idx = inputs
         batch = jax.tree.map(lambda a: a[idx], data)
         (loss, value), grads = jax.value_and_grad(
-            lambda q: loss_fn(eqx.combine(q, static), k, batch), has_aux=True)(p)
+            lambda q: loss_fn(eqx.combine(q, static), k, batch), has_aux=True
+        )(p)
         updates, s = optimizer.update(grads, s, p)
         return (optax.apply_updates(p, updates), s), value
 
@@ -87,7 +100,7 @@ def train(loss_fn: Callable, params, data, key, *, epochs: int, batch_size: int,
             history.extend(values.tolist())
             if bar is not None:
                 bar.update(steps)
-                bar.set_postfix(objective=f"{values[-max(1, steps // 4):].mean():.2f}")
+                bar.set_postfix(objective=f"{values[-max(1, steps // 4) :].mean():.2f}")
     finally:
         if bar is not None:
             bar.close()
@@ -100,7 +113,7 @@ def evaluate(value_fn: Callable, params, data, key, batch_size: int = 500) -> fl
     fn = jax.jit(value_fn)
     total = 0.0
     for i, start in enumerate(range(0, n, batch_size)):
-        batch = jax.tree.map(lambda a: a[start:start + batch_size], data)
+        batch = jax.tree.map(lambda a: a[start : start + batch_size], data)
         total += float(jnp.sum(fn(params, jax.random.fold_in(key, i), batch)))
     return total / n
 

@@ -80,7 +80,8 @@ def plots(air, history, images, held_out, tag, out, key):
     os.makedirs(out, exist_ok=True)
     n = 8
     traces = jax.vmap(lambda k, x: M.guide.simulate(k, (air.guide, x)).choices)(
-        jax.random.split(key, n), jnp.asarray(images[:n]))
+        jax.random.split(key, n), jnp.asarray(images[:n])
+    )
     recon = jax.vmap(lambda c: M.render(air.decoder, c))(traces)
     fig, axes = plt.subplots(2, n, figsize=(2 * n, 4.2))
     for i in range(n):
@@ -92,8 +93,16 @@ def plots(air, history, images, held_out, tag, out, key):
             if alive:  # the window in pixels: centre (tx, ty), half-width s, in [-1, 1] units
                 s, tx, ty = np.asarray(M.window(traces[f"where{t}"][i]))
                 half = D.CANVAS / 2
-                axes[0, i].add_patch(Rectangle(((tx - s + 1) * half - 0.5, (ty - s + 1) * half - 0.5),
-                                               2 * s * half, 2 * s * half, fill=False, color="rgb"[t], lw=1.5))
+                axes[0, i].add_patch(
+                    Rectangle(
+                        ((tx - s + 1) * half - 0.5, (ty - s + 1) * half - 0.5),
+                        2 * s * half,
+                        2 * s * half,
+                        fill=False,
+                        color="rgb"[t],
+                        lw=1.5,
+                    )
+                )
         for a in axes[:, i]:
             a.axis("off")
     axes[0, 0].set_title("held-out canvases, inferred windows", loc="left")
@@ -103,7 +112,11 @@ def plots(air, history, images, held_out, tag, out, key):
     w = max(1, len(history) // 50)
     plt.figure(figsize=(6, 4))
     plt.plot(history, alpha=0.3, label="minibatch estimate")
-    plt.plot(np.arange(w - 1, len(history)), np.convolve(history, np.ones(w) / w, "valid"), label="moving average")
+    plt.plot(
+        np.arange(w - 1, len(history)),
+        np.convolve(history, np.ones(w) / w, "valid"),
+        label="moving average",
+    )
     plt.axhline(held_out, color="k", ls="--", label=f"held-out {held_out:.1f}")
     plt.xlabel("step")
     plt.ylabel("bound (nats per canvas)")
@@ -113,8 +126,12 @@ def plots(air, history, images, held_out, tag, out, key):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presence", choices=M.PRESENCE, default="reinforce", help="estimator for present_t")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--presence", choices=M.PRESENCE, default="reinforce", help="estimator for present_t"
+    )
     ap.add_argument("--objective", choices=("elbo", "iwelbo"), default="elbo")
     ap.add_argument("--k", type=int, default=2, help="particles of the IWELBO")
     ap.add_argument("--epochs", type=int, default=20)
@@ -123,7 +140,9 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rho", type=float, default=M.RHO, help="prior probability of one more object")
-    ap.add_argument("--pixel-sd", type=float, default=M.PIXEL_SD, help="likelihood noise of each pixel")
+    ap.add_argument(
+        "--pixel-sd", type=float, default=M.PIXEL_SD, help="likelihood noise of each pixel"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out")
     ap.add_argument("--no-progress", action="store_true")
@@ -142,9 +161,17 @@ def main(argv=None):
     key = jax.random.key(args.seed)
     start = time.perf_counter()
     air = M.AIR(jax.random.fold_in(key, 0), baseline=args.presence == "reinforce")
-    air, history = train(loss, air, jnp.asarray(train_x), jax.random.fold_in(key, 1),
-                         epochs=args.epochs, batch_size=args.batch_size, optimizer=optax.adam(args.lr),
-                         progress=not args.no_progress, desc=f"air {tag}")
+    air, history = train(
+        loss,
+        air,
+        jnp.asarray(train_x),
+        jax.random.fold_in(key, 1),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=optax.adam(args.lr),
+        progress=not args.no_progress,
+        desc=f"air {tag}",
+    )
     seconds = time.perf_counter() - start
     values = objective_values(objective)
     train_value = evaluate(values, air, jnp.asarray(train_x[:1000]), jax.random.key(100))
@@ -154,12 +181,21 @@ def main(argv=None):
     print(f"  train {name}:    {train_value:9.2f} nats per canvas")
     print(f"  held-out {name}: {test_value:9.2f} nats per canvas")
     print(f"  held-out count accuracy: {accuracy:.3f} ({len(test_x)} canvases)")
-    print("  confusion (rows: true count 0..2, columns: inferred):\n" + "\n".join("    " + str(r) for r in confusion))
+    print(
+        "  confusion (rows: true count 0..2, columns: inferred):\n"
+        + "\n".join("    " + str(r) for r in confusion)
+    )
     if not args.no_plots:
         plots(air, history, test_x, test_value, tag, args.out, jax.random.key(103))
         print(f"  pictures in {args.out}/air_{tag}_*.png")
-    return {"history": history, "train": train_value, "test": test_value, "accuracy": accuracy,
-            "confusion": confusion, "seconds": seconds}
+    return {
+        "history": history,
+        "train": train_value,
+        "test": test_value,
+        "accuracy": accuracy,
+        "confusion": confusion,
+        "seconds": seconds,
+    }
 
 
 if __name__ == "__main__":

@@ -81,13 +81,17 @@ def evaluate(objective, guide_args, key, n):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--eval", type=int, default=5000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", default="out")
-    parser.add_argument("--quick", action="store_true", help="a few hundred steps, for a smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few hundred steps, for a smoke test"
+    )
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -99,10 +103,18 @@ def main(argv=None):
         start = time.perf_counter()
         before = evaluate(objective, init, jax.random.fold_in(key, 100 + i), args.eval)
         result = vi.fit(
-            objective, jax.random.fold_in(key, i), (), init,
-            optimizer=optax.sgd(args.lr), steps=args.steps, num_samples=args.samples, progress=True,
+            objective,
+            jax.random.fold_in(key, i),
+            (),
+            init,
+            optimizer=optax.sgd(args.lr),
+            steps=args.steps,
+            num_samples=args.samples,
+            progress=True,
         )
-        mean, se = evaluate(objective, result.guide_args, jax.random.fold_in(key, 200 + i), args.eval)
+        mean, se = evaluate(
+            objective, result.guide_args, jax.random.fold_in(key, 200 + i), args.eval
+        )
         rows.append((name, before[0], mean, se, time.perf_counter() - start))
         fitted[name] = (objective, result)
 
@@ -122,7 +134,9 @@ def plot(fitted, out):
     import matplotlib.pyplot as plt
 
     os.makedirs(out, exist_ok=True)
-    fig, axes = plt.subplots(1, len(fitted) + 1, figsize=(3.2 * (len(fitted) + 1), 3.4), sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(fitted) + 1, figsize=(3.2 * (len(fitted) + 1), 3.4), sharex=True, sharey=True
+    )
     t = np.linspace(0, 2 * np.pi, 200)
     for ax in axes:
         ax.plot(np.sqrt(5) * np.cos(t), np.sqrt(5) * np.sin(t), color="C3", lw=1)

@@ -24,7 +24,9 @@ from cone import OBS, cone, mean_field
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=5000, help="gradient estimates per estimator")
     args = parser.parse_args(argv)
 
@@ -36,11 +38,16 @@ def main(argv=None):
     estimators = {
         "reparam": None,
         "reinforce": {"x": ppl.reinforce, "y": ppl.reinforce},
-        f"reinforce + baseline ({baseline:.1f})": {"x": ppl.reinforce(baseline=baseline), "y": ppl.reinforce(baseline=baseline)},
+        f"reinforce + baseline ({baseline:.1f})": {
+            "x": ppl.reinforce(baseline=baseline),
+            "y": ppl.reinforce(baseline=baseline),
+        },
         "mvd": {"x": ppl.mvd, "y": ppl.mvd},
     }
     names = ["d/d mu1", "d/d mu2", "d/d s1", "d/d s2"]
-    print(f"ELBO gradient at guide args {[float(v) for v in guide_args]}, {args.n} estimates each\n")
+    print(
+        f"ELBO gradient at guide args {[float(v) for v in guide_args]}, {args.n} estimates each\n"
+    )
     print(f"{'estimator':32s}" + "".join(f"{n:>22s}" for n in names))
     rows = {}
     for name, strategies in estimators.items():
@@ -48,7 +55,9 @@ def main(argv=None):
         stats = vi.gradient_variance(objective, jax.random.key(0), (), guide_args, n=args.n)
         means, variances = np.asarray(stats.mean[1]), np.asarray(stats.variance[1])
         rows[name] = (means, variances)
-        print(f"{name:32s}" + "".join(f"{m:10.3f} (var {v:8.2g})" for m, v in zip(means, variances)))
+        print(
+            f"{name:32s}" + "".join(f"{m:10.3f} (var {v:8.2g})" for m, v in zip(means, variances))
+        )
     return rows
 
 

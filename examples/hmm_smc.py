@@ -79,28 +79,45 @@ def train_proposal(model, guide, ys, steps, key):
         return guide((INIT, theta), ys) @ "track"
 
     obs = ppl.ChoiceMap.d({("track", "y"): ys})
-    theta0 = jnp.array([0.5, 0.5, jnp.log(SV), jnp.log(SP)], jnp.float32)  # prior scales, middling gains
+    theta0 = jnp.array(
+        [0.5, 0.5, jnp.log(SV), jnp.log(SP)], jnp.float32
+    )  # prior scales, middling gains
     objective = vi.elbo(joint, trajectory_guide, obs)
     result = vi.fit(
-        objective, key, (), (theta0, ys),
-        optimizer=optax.adam(5e-2), steps=steps, num_samples=8, progress=False,
-        trainable=(False, (True, False)),  # the gains and scales (theta0) only, not the observations ys
+        objective,
+        key,
+        (),
+        (theta0, ys),
+        optimizer=optax.adam(5e-2),
+        steps=steps,
+        num_samples=8,
+        progress=False,
+        trainable=(
+            False,
+            (True, False),
+        ),  # the gains and scales (theta0) only, not the observations ys
     )
     return result.guide_args[0], result.history
 
 
 def run_smc(key, model, ys, n, theta=None):
     obs = ppl.ChoiceMap.d({"y": ys})
-    kw = {} if theta is None else dict(
-        proposal=proposal, proposal_args=lambda carry, x, o: (carry, theta, o["y"])
+    kw = (
+        {}
+        if theta is None
+        else dict(proposal=proposal, proposal_args=lambda carry, x, o: (carry, theta, o["y"]))
     )
     particles, info = smc.particle_filter(key, model, (INIT, None), obs, n, **kw)
     return particles, info
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short series, short training (a smoke test)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="short series, short training (a smoke test)"
+    )
     p.add_argument("--out", default="out", help="directory for the plot")
     p.add_argument("--particles", type=int, default=100)
     args = p.parse_args(argv)
@@ -113,17 +130,29 @@ def main(argv=None):
 
     t = time.perf_counter()
     theta, history = train_proposal(model, guide, ys, steps, jax.random.key(1))
-    print(f"trained proposal in {time.perf_counter() - t:.1f}s: gains (v, p) = {np.round(theta[:2], 3).tolist()}, "
-          f"scales (v, p) = {np.round(np.exp(theta[2:]), 3).tolist()}; ELBO {history[0]:.1f} -> {np.mean(history[-20:]):.1f}")
+    print(
+        f"trained proposal in {time.perf_counter() - t:.1f}s: gains (v, p) = {np.round(theta[:2], 3).tolist()}, "
+        f"scales (v, p) = {np.round(np.exp(theta[2:]), 3).tolist()}; ELBO {history[0]:.1f} -> {np.mean(history[-20:]):.1f}"
+    )
 
     results = {}
     for name, th in (("prior proposal", None), ("VI-trained proposal", theta)):
-        go = jax.jit(jax.vmap(lambda k: (lambda p, i: (p.log_marginal_likelihood, i.ess))(*run_smc(k, model, ys, args.particles, th))))
+        go = jax.jit(
+            jax.vmap(
+                lambda k: (lambda p, i: (p.log_marginal_likelihood, i.ess))(
+                    *run_smc(k, model, ys, args.particles, th)
+                )
+            )
+        )
         lml, ess = go(jax.random.split(jax.random.key(7), runs))
-        particles, _ = jax.jit(lambda k: run_smc(k, model, ys, args.particles, th))(jax.random.key(8))
+        particles, _ = jax.jit(lambda k: run_smc(k, model, ys, args.particles, th))(
+            jax.random.key(8)
+        )
         results[name] = (np.asarray(lml), np.asarray(ess), particles)
-        print(f"{name:22s} log p(y) = {np.mean(lml):9.3f} +/- {np.std(lml):6.3f} (sd over {runs} runs); "
-              f"mean ESS per step {np.mean(ess):6.1f} of {args.particles}")
+        print(
+            f"{name:22s} log p(y) = {np.mean(lml):9.3f} +/- {np.std(lml):6.3f} (sd over {runs} runs); "
+            f"mean ESS per step {np.mean(ess):6.1f} of {args.particles}"
+        )
     gain = np.mean(results["VI-trained proposal"][1]) / np.mean(results["prior proposal"][1])
     print(f"the trained proposal keeps {gain:.1f}x more effective particles per step")
     plot(args.out, truth, ys, history, results, args.particles)
@@ -144,7 +173,12 @@ def plot(out, truth, ys, history, results, n):
     ax.plot(t, ys, "k.", label="observations")
     for (name, (_, _, particles)), c in zip(results.items(), ("tab:orange", "tab:blue")):
         w = np.asarray(particles.normalized_weights)
-        ax.plot(t, w @ np.asarray(particles.traces.choices["p"]), color=c, label=f"smoothed mean, {name}")
+        ax.plot(
+            t,
+            w @ np.asarray(particles.traces.choices["p"]),
+            color=c,
+            label=f"smoothed mean, {name}",
+        )
     ax.set(title="tracking", xlabel="t", ylabel="position")
     ax.legend(fontsize=8)
     ax = axes[1]

@@ -68,7 +68,9 @@ def report(name, result, seconds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="fewer data and draws (a smoke test)")
     p.add_argument("--chains", type=int, default=4)
     args = p.parse_args(argv)
@@ -78,23 +80,45 @@ def main(argv=None):
     print(f"true values: w={TRUE_W.tolist()}, b={TRUE_B}, sigma={TRUE_SIGMA}; {n_data} data points")
 
     t = time.perf_counter()
-    result_nuts = chains.run(jax.random.key(0), nuts(), regression, (X,), obs,
-                             n_samples=n_samples, n_warmup=n_warmup, n_chains=args.chains)
+    result_nuts = chains.run(
+        jax.random.key(0),
+        nuts(),
+        regression,
+        (X,),
+        obs,
+        n_samples=n_samples,
+        n_warmup=n_warmup,
+        n_chains=args.chains,
+    )
     report("NUTS (numpyro's, on a potential from assess)", result_nuts, time.perf_counter() - t)
 
     kernel = mcmc.repeat_kernel(
-        mcmc.cycle(mcmc.mh(proposal=coefficient_walk, proposal_args=(0.05,)),
-                   mcmc.mh(proposal=sigma_walk, proposal_args=(0.1,))),
+        mcmc.cycle(
+            mcmc.mh(proposal=coefficient_walk, proposal_args=(0.05,)),
+            mcmc.mh(proposal=sigma_walk, proposal_args=(0.1,)),
+        ),
         5,
     )
     t = time.perf_counter()
-    result_mh = chains.run(jax.random.key(1), kernel, regression, (X,), obs,
-                           n_samples=n_samples, n_warmup=n_warmup, n_chains=args.chains)
-    report("MH: random-walk proposals, cycled, 5 moves per draw", result_mh, time.perf_counter() - t)
+    result_mh = chains.run(
+        jax.random.key(1),
+        kernel,
+        regression,
+        (X,),
+        obs,
+        n_samples=n_samples,
+        n_warmup=n_warmup,
+        n_chains=args.chains,
+    )
+    report(
+        "MH: random-walk proposals, cycled, 5 moves per draw", result_mh, time.perf_counter() - t
+    )
 
     gap = abs(float(result_nuts.samples["b"].mean()) - float(result_mh.samples["b"].mean()))
-    print(f"\nposterior mean of b: NUTS {float(result_nuts.samples['b'].mean()):.3f}, "
-          f"MH {float(result_mh.samples['b'].mean()):.3f} (difference {gap:.3f})")
+    print(
+        f"\nposterior mean of b: NUTS {float(result_nuts.samples['b'].mean()):.3f}, "
+        f"MH {float(result_mh.samples['b'].mean()):.3f} (difference {gap:.3f})"
+    )
     return result_nuts, result_mh
 
 

@@ -74,7 +74,9 @@ def main(argv=None):
     print(f"{args.particles} particles, ESS {ess:.0f}, log marginal likelihood {log_ml:.3f}")
     print(f"{'':10s}{'IS mean':>10s}{'exact':>10s}{'IS sd':>10s}{'exact':>10s}")
     for i, name in enumerate(["slope", "intercept"]):
-        print(f"{name:10s}{mean[i]:10.3f}{exact_mean[i]:10.3f}{sd[i]:10.3f}{np.sqrt(exact_cov[i, i]):10.3f}")
+        print(
+            f"{name:10s}{mean[i]:10.3f}{exact_mean[i]:10.3f}{sd[i]:10.3f}{np.sqrt(exact_cov[i, i]):10.3f}"
+        )
 
     if not args.no_plot:
         import matplotlib
@@ -89,7 +91,9 @@ def main(argv=None):
         idx = jax.random.choice(jax.random.key(2), args.particles, (60,), p=w)
         for s, c in np.asarray(latents[idx]):
             ax.plot(grid, s * grid + c, color="C0", alpha=0.08)
-        ax.plot(grid, exact_mean[0] * grid + exact_mean[1], color="C3", label="exact posterior mean")
+        ax.plot(
+            grid, exact_mean[0] * grid + exact_mean[1], color="C3", label="exact posterior mean"
+        )
         ax.legend()
         ax.set_title("Bayesian linear regression: importance-sampled posterior")
         path = os.path.join(args.out, "demo_regression.png")

@@ -149,9 +149,17 @@ def fit(args, key, train_x):
     baselined = args.estimator == "reinforce_baseline"
     vae = VAE(jax.random.fold_in(key, 0), baseline=baselined)
     loss = loss_function(objective, baselined)
-    vae, history = train(loss, vae, train_x, jax.random.fold_in(key, 1), epochs=args.epochs,
-                         batch_size=args.batch_size, optimizer=optax.adam(args.lr),
-                         progress=not args.no_progress, desc=f"{args.objective}/{args.estimator}")
+    vae, history = train(
+        loss,
+        vae,
+        train_x,
+        jax.random.fold_in(key, 1),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=optax.adam(args.lr),
+        progress=not args.no_progress,
+        desc=f"{args.objective}/{args.estimator}",
+    )
     return vae, history, objective
 
 
@@ -167,12 +175,21 @@ def plots(vae, history, test_x, held_out, args, key):
     recon = jax.nn.sigmoid(jax.vmap(lambda v: vae.decoder(_posterior(vae.encoder, v)[0]))(x))
     prior = jax.nn.sigmoid(jax.vmap(vae.decoder)(jax.random.normal(key, (20, LATENT))))
     grid = lambda imgs, cols: np.concatenate(
-        [np.concatenate(list(np.asarray(r).reshape(-1, 28, 28)), axis=1) for r in np.split(imgs, len(imgs) // cols)], 0)
+        [
+            np.concatenate(list(np.asarray(r).reshape(-1, 28, 28)), axis=1)
+            for r in np.split(imgs, len(imgs) // cols)
+        ],
+        0,
+    )
     for name, img in (("reconstructions", np.concatenate([x, recon])), ("prior_samples", prior)):
         plt.figure(figsize=(10, 0.5 + len(img) // 10))
         plt.imshow(grid(np.asarray(img), 10), cmap="gray")
         plt.axis("off")
-        plt.title("held-out digits (top) and reconstructions" if name == "reconstructions" else "samples from the prior")
+        plt.title(
+            "held-out digits (top) and reconstructions"
+            if name == "reconstructions"
+            else "samples from the prior"
+        )
         plt.savefig(os.path.join(args.out, f"vae_{tag}_{name}.png"), dpi=100, bbox_inches="tight")
         plt.close()
     w = max(1, len(history) // 50)
@@ -190,7 +207,9 @@ def plots(vae, history, test_x, held_out, args, key):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--objective", choices=("elbo", "iwelbo"), default="elbo")
     ap.add_argument("--k", type=int, default=5, help="particles of the IWELBO")
     ap.add_argument("--estimator", choices=ESTIMATORS, default="reparam")
@@ -223,7 +242,13 @@ def main(argv=None):
     if not args.no_plots:
         plots(vae, history, test_x, test_value, args, jax.random.key(102))
         print(f"  pictures in {args.out}/vae_*.png")
-    return {"history": history, "train": train_value, "test": test_value, "vae": vae, "seconds": seconds}
+    return {
+        "history": history,
+        "train": train_value,
+        "test": test_value,
+        "vae": vae,
+        "seconds": seconds,
+    }
 
 
 if __name__ == "__main__":

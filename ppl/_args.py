@@ -54,7 +54,9 @@ _PLAIN = (jax.Array, np.ndarray, np.generic, bool, int, float, complex, Held)
 
 def hold(args, name: str):
     """``args`` with every leaf that JAX cannot trace held static (idempotent)."""
-    if all(isinstance(x, _PLAIN) for x in jax.tree.leaves(args, is_leaf=lambda x: isinstance(x, Held))):
+    if all(
+        isinstance(x, _PLAIN) for x in jax.tree.leaves(args, is_leaf=lambda x: isinstance(x, Held))
+    ):
         return args  # the common case, without rebuilding the tree
 
     def one(path, leaf):
@@ -91,16 +93,20 @@ def hold_static_ints(args):
     >>> hold_static_ints((3, 2.0))
     (Held(3), 2.0)
     """
+
     def one(leaf):
-        return Held(leaf) if isinstance(leaf, (int, np.integer, np.bool_)) else leaf  # bool is an int
+        return (
+            Held(leaf) if isinstance(leaf, (int, np.integer, np.bool_)) else leaf
+        )  # bool is an int
 
     return jax.tree.map(one, args, is_leaf=lambda x: isinstance(x, Held))
 
 
 def release(tree):
     """``tree`` with held values back in place, as user code expects them."""
-    return jax.tree.map(lambda x: x.value if isinstance(x, Held) else x, tree,
-                        is_leaf=lambda x: isinstance(x, Held))
+    return jax.tree.map(
+        lambda x: x.value if isinstance(x, Held) else x, tree, is_leaf=lambda x: isinstance(x, Held)
+    )
 
 
 # The names of the user functions being run by call(), innermost last: one
@@ -152,24 +158,33 @@ def call(fn, args: tuple, name: str):
         _staging.reset(token)
 
 
-_CONCRETIZATION = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                   jax.errors.TracerIntegerConversionError)
+_CONCRETIZATION = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
 
 
 def _concretization_error(name: str, e: Exception) -> PPLError:
     if isinstance(e, jax.errors.TracerArrayConversionError):
-        what, fix = ("converted a traced value to a NumPy array (np.asarray, a NumPy function)",
-                     "Use jax.numpy (jnp) functions on it instead.")
+        what, fix = (
+            "converted a traced value to a NumPy array (np.asarray, a NumPy function)",
+            "Use jax.numpy (jnp) functions on it instead.",
+        )
     elif isinstance(e, jax.errors.TracerIntegerConversionError):
-        what, fix = ("used a traced value as a Python int (int(), range(), indexing a list or tuple)",
-                     f"To pick one of several generative functions by a traced index, use {SWITCH_CALL}; "
-                     f"to index values, put them in a jnp array; for a loop, use {SCAN_CALL} with a "
-                     "Python int n.")
+        what, fix = (
+            "used a traced value as a Python int (int(), range(), indexing a list or tuple)",
+            f"To pick one of several generative functions by a traced index, use {SWITCH_CALL}; "
+            f"to index values, put them in a jnp array; for a loop, use {SCAN_CALL} with a "
+            "Python int n.",
+        )
     else:
-        what, fix = ("used a traced value where Python needs a concrete one (an if or while on it, "
-                     "bool(), and/or/not, float())",
-                     f"For a branch, use {COND_CALL} or {SWITCH_CALL} (or jnp.where to select "
-                     f"between values); for a loop, use {SCAN_CALL}.")
+        what, fix = (
+            "used a traced value where Python needs a concrete one (an if or while on it, "
+            "bool(), and/or/not, float())",
+            f"For a branch, use {COND_CALL} or {SWITCH_CALL} (or jnp.where to select "
+            f"between values); for a loop, use {SCAN_CALL}.",
+        )
     return PPLError(
         f"{name} {what}. Inside a generative function, random choices, the values computed from them "
         "and the function's arguments are traced: ppl stages the function once, before any value is "

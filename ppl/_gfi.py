@@ -63,7 +63,7 @@ class Invocation:
 
     def __matmul__(self, addr):
         if not isinstance(addr, str):
-            raise PPLError(f"address {addr!r} must be a string, as in normal(0.0, 1.0) @ \"x\".")
+            raise PPLError(f'address {addr!r} must be a string, as in normal(0.0, 1.0) @ "x".')
         return bind_sample(self.gen_fn, self.args, addr)
 
     def _misuse(self, what: str, error=PPLError):
@@ -73,17 +73,19 @@ class Invocation:
             return error(
                 f"in {staging_name()}, {call} was {what}, but it is a random choice without an address, "
                 "not a value. "
-                f"Write `{call} @ \"addr\"` to make the choice and use its value."
+                f'Write `{call} @ "addr"` to make the choice and use its value.'
             )
         name, args = _name(g), _short(self.args, 1)
-        run = (f"`{name}.estimate(key, ({args}))` or `{name}.grad_estimate(key, ({args}))`"
-               if hasattr(g, "estimate") else
-               f"`{name}.simulate(key, ({args}))` (a trace: .retval, .score, .choices) or "
-               f"`{name}.assess(choices, ({args}))`")
+        run = (
+            f"`{name}.estimate(key, ({args}))` or `{name}.grad_estimate(key, ({args}))`"
+            if hasattr(g, "estimate")
+            else f"`{name}.simulate(key, ({args}))` (a trace: .retval, .score, .choices) or "
+            f"`{name}.assess(choices, ({args}))`"
+        )
         return error(
             f"{call} was {what}, but calling a generative function does not run it: it only "
             "describes a call, to be given an address inside another generative function "
-            f"(`{call} @ \"addr\"`). To run it, use {run}."
+            f'(`{call} @ "addr"`). To run it, use {run}.'
         )
 
     def __getattr__(self, attr):
@@ -110,7 +112,7 @@ class Invocation:
         raise self._misuse("asked for its length")
 
     def __repr__(self):
-        return f"{self.gen_fn!r}(...) awaiting an address: write `{self.gen_fn!r}(...) @ \"addr\"`"
+        return f'{self.gen_fn!r}(...) awaiting an address: write `{self.gen_fn!r}(...) @ "addr"`'
 
 
 def _name(g) -> str:
@@ -126,11 +128,25 @@ def _short(args: tuple, tuple_comma: int = 0) -> str:
 def _misuse_op(what):
     def op(self, *_):
         raise self._misuse(what)
+
     return op
 
 
-for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "divmod", "and", "or", "xor",
-            "lshift", "rshift"):
+for _op in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "divmod",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+):
     setattr(Invocation, f"__{_op}__", _misuse_op("used in arithmetic"))
     setattr(Invocation, f"__r{_op}__", _misuse_op("used in arithmetic"))
 setattr(Invocation, "__rmatmul__", _misuse_op("used in arithmetic"))
@@ -154,7 +170,9 @@ def as_key(key):
         arr = None
     if arr is not None and arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,):
         return jax.random.wrap_key_data(arr)
-    raise PPLError(f"expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} with shape {getattr(arr, 'shape', None)}.")
+    raise PPLError(
+        f"expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} with shape {getattr(arr, 'shape', None)}."
+    )
 
 
 def as_args(args, name) -> tuple:
@@ -172,7 +190,9 @@ def as_choices(choices) -> ChoiceMap:
         return ChoiceMap.d(choices)
     if choices is None:
         return ChoiceMap.empty()
-    raise PPLError(f"expected a ChoiceMap (or a dict of address -> value), got {type(choices).__name__}.")
+    raise PPLError(
+        f"expected a ChoiceMap (or a dict of address -> value), got {type(choices).__name__}."
+    )
 
 
 def as_selection(selection) -> Selection:
@@ -271,7 +291,9 @@ class GenerativeFunction(Callee, abc.ABC):
 
     # -- shapes, for staging ------------------------------------------------
     def _shapes(self, in_tree, in_avals):
-        return self._shape("trace", lambda a: self.simulate(jax.random.key(0), a), in_tree, in_avals)
+        return self._shape(
+            "trace", lambda a: self.simulate(jax.random.key(0), a), in_tree, in_avals
+        )
 
     def retval_abstract(self, args):
         """The return value for ``args``, traced abstractly (only its shape is used).

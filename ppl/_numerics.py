@@ -19,5 +19,9 @@ def log_mean_exp(log_weights, axis: int = -1):
     >>> float(log_mean_exp(jnp.log(jnp.array([1.0, 3.0]))))  # log 2
     0.6931...
     """
-    log_weights = jnp.stack(log_weights) if isinstance(log_weights, (list, tuple)) else jnp.asarray(log_weights)
+    log_weights = (
+        jnp.stack(log_weights)
+        if isinstance(log_weights, (list, tuple))
+        else jnp.asarray(log_weights)
+    )
     return jax.nn.logsumexp(log_weights, axis=axis) - jnp.log(log_weights.shape[axis])

@@ -57,7 +57,12 @@ class ChoiceMap:
 
     __slots__ = ("_value", "_children", "_made")
 
-    def __init__(self, children: Mapping[str, "ChoiceMap"] | None = None, value: Any = _NO_VALUE, made: Any = None):
+    def __init__(
+        self,
+        children: Mapping[str, "ChoiceMap"] | None = None,
+        value: Any = _NO_VALUE,
+        made: Any = None,
+    ):
         self._value = value
         self._children = dict(children or {})
         self._made = made  # None: a plain entry (or no entry); else a bool array
@@ -151,7 +156,9 @@ class ChoiceMap:
         >>> ChoiceMap.value(1.0).get_value()  # 1.0
         """
         if not self.has_value():
-            raise AddressError("no value at {addr}: this is a map of several choices, not one choice.")
+            raise AddressError(
+                "no value at {addr}: this is a map of several choices, not one choice."
+            )
         if self.is_masked():
             raise AddressError(
                 "the choice at {addr} is made only on some executions (it comes from a ppl.switch "
@@ -186,7 +193,10 @@ class ChoiceMap:
         if sub.is_empty():
             return False
         if not sub.has_value():
-            raise AddressError("{addr} holds several choices, not one; ask is_made of one of them.", address_path(addr))
+            raise AddressError(
+                "{addr} holds several choices, not one; ask is_made of one of them.",
+                address_path(addr),
+            )
         return True if sub._made is None else sub._made
 
     def is_empty(self) -> bool:
@@ -205,7 +215,9 @@ class ChoiceMap:
         sub = self.get_submap(addr)
         if sub.is_empty():
             known = fmt_addrs(self.addresses(), limit=12)
-            raise AddressError("no random choice at {addr}; the addresses here are: " + known, address_path(addr))
+            raise AddressError(
+                "no random choice at {addr}; the addresses here are: " + known, address_path(addr)
+            )
         return _read(sub) if sub.has_value() else sub
 
     def __contains__(self, addr) -> bool:
@@ -319,13 +331,19 @@ class ChoiceMap:
             return f"ChoiceMap.masked({_short(_read(self))}, made={_short(self._made)})"
         if self.has_value():
             return f"ChoiceMap.value({_short(self._value)})"
-        return "ChoiceMap({" + ", ".join(f"{fmt_addr(a)}: {_entry(self.get_submap(a))}" for a in self.addresses()) + "})"
+        return (
+            "ChoiceMap({"
+            + ", ".join(f"{fmt_addr(a)}: {_entry(self.get_submap(a))}" for a in self.addresses())
+            + "})"
+        )
 
     def __eq__(self, other):
         return (
             isinstance(other, ChoiceMap)
             and jax.tree.structure(self) == jax.tree.structure(other)
-            and all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(self), jax.tree.leaves(other)))
+            and all(
+                np.array_equal(a, b) for a, b in zip(jax.tree.leaves(self), jax.tree.leaves(other))
+            )
         )
 
     __hash__ = None
@@ -344,7 +362,11 @@ def _merge_masked(base: ChoiceMap, top: ChoiceMap) -> ChoiceMap:
     """``base | top`` for a masked ``top``: ``top`` where made, ``base`` elsewhere."""
     v, made = top._raw()
     if not base.has_value() or jnp.shape(base._value) != jnp.shape(v):
-        what = "sub-addresses" if not base.has_value() else f"a value of shape {jnp.shape(base._value)}"
+        what = (
+            "sub-addresses"
+            if not base.has_value()
+            else f"a value of shape {jnp.shape(base._value)}"
+        )
         raise AddressError(
             "cannot merge the choice at {addr}, made only on some executions (shape "
             f"{jnp.shape(v)}), over {what}: no one choice map holds both. Merge choice maps "

@@ -103,14 +103,20 @@ class Distribution(GenerativeFunction):
         if not kwargs:
             return args
         if self._params is None:
-            raise PPLError(f"{self.name} takes positional parameters only; got keywords {sorted(kwargs)}.")
+            raise PPLError(
+                f"{self.name} takes positional parameters only; got keywords {sorted(kwargs)}."
+            )
         out = list(args) + [None] * (len(self._params) - len(args))
         for k, v in kwargs.items():
             if k not in self._params:
-                raise PPLError(f"{self.name} has no parameter {k!r}; its parameters are {self._params}.")
+                raise PPLError(
+                    f"{self.name} has no parameter {k!r}; its parameters are {self._params}."
+                )
             i = self._params.index(k)
             if i < len(args):
-                raise PPLError(f"{self.name} got parameter {k!r} twice (by position and by keyword).")
+                raise PPLError(
+                    f"{self.name} got parameter {k!r} twice (by position and by keyword)."
+                )
             out[i] = v
         while out and out[-1] is None:
             out.pop()
@@ -157,7 +163,9 @@ class Distribution(GenerativeFunction):
         if isinstance(e, ValueError):  # numpyro's check of concrete parameters: say which and why
             validate, nd.Distribution._validate_args = nd.Distribution._validate_args, False
             try:
-                problem = parameter_problem(self.name, self.factory(*params), dict(zip(names, params)))
+                problem = parameter_problem(
+                    self.name, self.factory(*params), dict(zip(names, params))
+                )
             except Exception:
                 problem = None
             finally:
@@ -176,7 +184,9 @@ class Distribution(GenerativeFunction):
     def _for_density(self, d, value):
         if jnp.issubdtype(value.dtype, jnp.bool_):
             return value.astype(jnp.result_type(float))
-        if getattr(d.support, "is_discrete", False) and not jnp.issubdtype(value.dtype, jnp.integer):
+        if getattr(d.support, "is_discrete", False) and not jnp.issubdtype(
+            value.dtype, jnp.integer
+        ):
             return value.astype(jnp.result_type(int))  # e.g. a categorical given 1.0
         return value
 
@@ -207,7 +217,9 @@ class Distribution(GenerativeFunction):
         # Score an in-support stand-in where the value is outside, so neither the
         # score nor its gradient sees numpyro's arithmetic on an impossible value.
         event = (None,) * (value.ndim - ok.ndim)
-        safe = jnp.where(ok[(..., *event)], value, d.support.feasible_like(value).astype(value.dtype))
+        safe = jnp.where(
+            ok[(..., *event)], value, d.support.feasible_like(value).astype(value.dtype)
+        )
         lp = d.log_prob(self._for_density(d, safe))
         return jnp.sum(jnp.where(ok, lp, -jnp.inf))
 
@@ -285,7 +297,9 @@ class Distribution(GenerativeFunction):
     def _simulate(self, key, args):
         d = self.dist(*args)
         value = self.draw(key, d)
-        return DistributionTrace(self, args, value, jnp.sum(d.log_prob(self._for_density(d, value))))
+        return DistributionTrace(
+            self, args, value, jnp.sum(d.log_prob(self._for_density(d, value)))
+        )
 
     def _assess(self, choices, args):
         value, score = self._given(choices, args)
@@ -301,7 +315,11 @@ class Distribution(GenerativeFunction):
     def _update(self, key, trace, constraints, args):
         if constraints.is_empty():
             score = self.log_density(trace.value, args)
-            return DistributionTrace(self, args, trace.value, score), score - trace.score, ChoiceMap.empty()
+            return (
+                DistributionTrace(self, args, trace.value, score),
+                score - trace.score,
+                ChoiceMap.empty(),
+            )
         value, score = self._given(constraints, args)
         return DistributionTrace(self, args, value, score), score - trace.score, trace.choices
 

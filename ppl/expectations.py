@@ -21,7 +21,12 @@ from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction
 from ppl.transforms.adev import interpreter as _adev
 from ppl.transforms.adev.expectation import (
-    Expectation, Sim, _Averaged, bind_cost, density_of, sim_of,
+    Expectation,
+    Sim,
+    _Averaged,
+    bind_cost,
+    density_of,
+    sim_of,
 )
 
 

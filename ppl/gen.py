@@ -75,7 +75,9 @@ class StaticGenerativeFunction(GenerativeFunction):
         return self._call(*args)
 
     def _trace(self, args, subtraces, retval):
-        return StaticTrace(self, args, subtraces, retval, total(tr.score for tr in subtraces.values()))
+        return StaticTrace(
+            self, args, subtraces, retval, total(tr.score for tr in subtraces.values())
+        )
 
     def _simulate(self, key, args):
         subtraces, retval = _simulate.simulate(self.program(args), key, args)
@@ -85,7 +87,9 @@ class StaticGenerativeFunction(GenerativeFunction):
         return _assess.assess(self.program(args), choices, args, self.name)
 
     def _generate(self, key, constraints, args):
-        subtraces, retval, w = _generate.generate(self.program(args), key, constraints, args, self.name)
+        subtraces, retval, w = _generate.generate(
+            self.program(args), key, constraints, args, self.name
+        )
         return self._trace(args, subtraces, retval), w
 
     def _update(self, key, trace, constraints, args):

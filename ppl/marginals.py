@@ -48,21 +48,29 @@ class EstimatedTrace(Trace):
     def project(self, selection: Selection):
         if selection.is_all():
             return self.score
-        raise PPLError(f"{self.gen_fn.name} estimates the density of all its choices together; it cannot project onto {selection!r}.")
+        raise PPLError(
+            f"{self.gen_fn.name} estimates the density of all its choices together; it cannot project onto {selection!r}."
+        )
 
 
 class Marginal(GenerativeFunction):
     """``q`` with its unkept choices integrated out; build with :func:`marginal`."""
 
-    def __init__(self, q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None, n: int):
+    def __init__(
+        self, q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None, n: int
+    ):
         if not isinstance(q, GenerativeFunction):
             raise PPLError(f"ppl.marginal takes a generative function, got {q!r}.")
         if not isinstance(keep, Selection):
-            raise PPLError(f"ppl.marginal needs keep=ppl.select(...), the choices to keep; got {keep!r}.")
+            raise PPLError(
+                f"ppl.marginal needs keep=ppl.select(...), the choices to keep; got {keep!r}."
+            )
         if not isinstance(n, int) or n < 1:
             raise PPLError(f"ppl.marginal needs a number of particles n >= 1, got {n!r}.")
         if proposal is not None and not isinstance(proposal, GenerativeFunction):
-            raise PPLError(f"the proposal of ppl.marginal must be a generative function of (x, *args), got {proposal!r}.")
+            raise PPLError(
+                f"the proposal of ppl.marginal must be a generative function of (x, *args), got {proposal!r}."
+            )
         self.q, self.keep, self.proposal, self.n = q, keep, proposal, n
 
     @property
@@ -104,7 +112,11 @@ class Marginal(GenerativeFunction):
         self._check_kept(x)
         w0 = self._retained_weight(k_rest, joint, x, args)
         keys = jax.random.split(k_rest, self.n)[1:]
-        ws = jax.vmap(lambda k: self._weight(k, x, args))(keys) if self.n > 1 else jnp.zeros((0,), w0.dtype)
+        ws = (
+            jax.vmap(lambda k: self._weight(k, x, args))(keys)
+            if self.n > 1
+            else jnp.zeros((0,), w0.dtype)
+        )
         score = log_mean_exp(jnp.concatenate([w0[None], ws]))
         return EstimatedTrace(self, args, x, joint.retval, score)
 
@@ -128,14 +140,19 @@ class Marginal(GenerativeFunction):
         )
 
     def _update(self, key, trace, constraints, args):
-        raise PPLError(f"{self.name} does not support update: its density is only estimated. Use generate.")
+        raise PPLError(
+            f"{self.name} does not support update: its density is only estimated. Use generate."
+        )
 
     def _regenerate(self, key, trace, selection, args):
-        raise PPLError(f"{self.name} does not support regenerate: its density is only estimated. Use generate.")
+        raise PPLError(
+            f"{self.name} does not support regenerate: its density is only estimated. Use generate."
+        )
 
 
-
-def marginal(q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None = None, n: int = 1) -> Marginal:
+def marginal(
+    q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None = None, n: int = 1
+) -> Marginal:
     """``q`` over its ``keep`` choices, the others integrated out by importance
     sampling with ``n`` particles from ``proposal(x, *args)`` (default: q's prior)."""
     return Marginal(q, keep, proposal, n)

@@ -29,7 +29,9 @@ class Normalized(GenerativeFunction):
             raise PPLError(f"ppl.normalize takes a generative function, got {p!r}.")
         self.p, self.observations = p, as_choices(observations)
         if self.observations.is_empty():
-            raise PPLError("ppl.normalize needs observations: the posterior given nothing is the prior.")
+            raise PPLError(
+                "ppl.normalize needs observations: the posterior given nothing is the prior."
+            )
         if not isinstance(n, int) or n < 1:
             raise PPLError(f"ppl.normalize needs a number of particles n >= 1, got {n!r}.")
         self.n = n
@@ -46,7 +48,9 @@ class Normalized(GenerativeFunction):
         k = jax.random.categorical(k_pick, log_w)
         chosen = jax.tree.map(lambda x: x[k], traces)
         score = chosen.score - log_mean_exp(log_w)
-        return EstimatedTrace(self, args, chosen.choices.without(self.observed), chosen.retval, score)
+        return EstimatedTrace(
+            self, args, chosen.choices.without(self.observed), chosen.retval, score
+        )
 
     def _refuse(self, *_):
         raise PPLError(
@@ -56,7 +60,6 @@ class Normalized(GenerativeFunction):
         )
 
     _assess = _generate = _update = _regenerate = _refuse
-
 
 
 def normalize(p: GenerativeFunction, observations, n: int = 1) -> Normalized:

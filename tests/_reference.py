@@ -11,17 +11,40 @@ import numpy as np
 import numpyro.distributions as nd
 
 from _strategies import (
-    COND_OFFSET, FAMILY, OFFSETS, THRESHOLDS, XS, Call, Leaf, Mix, Repeat, Scan, Spec, Switch, feature, mix_logits, numpyro_logp,
+    COND_OFFSET,
+    FAMILY,
+    OFFSETS,
+    THRESHOLDS,
+    XS,
+    Call,
+    Leaf,
+    Mix,
+    Repeat,
+    Scan,
+    Spec,
+    Switch,
+    feature,
+    mix_logits,
+    numpyro_logp,
 )
 
 
 def taken_branch(node: Switch, u, on_value) -> int:
     """The branch run, decided in Python: a predicate is true when nonzero."""
     if node.cond:
-        return int(bool(np.asarray(on_value if node.on >= 0 else np.floor(np.float32(u) + np.float32(COND_OFFSET))) != 0))
+        return int(
+            bool(
+                np.asarray(
+                    on_value if node.on >= 0 else np.floor(np.float32(u) + np.float32(COND_OFFSET))
+                )
+                != 0
+            )
+        )
     if node.on >= 0:
         return int(np.asarray(on_value).astype(np.int64)) % len(node.branches)
-    return int(np.sum([np.float32(u) > np.float32(t) for t in THRESHOLDS[: len(node.branches) - 1]]))
+    return int(
+        np.sum([np.float32(u) > np.float32(t) for t in THRESHOLDS[: len(node.branches) - 1]])
+    )
 
 
 def _index(values, i):
@@ -42,22 +65,35 @@ def reference_slots(spec: Spec, values: dict, a, prefix=(), slot=(), out=None):
         if isinstance(node, Leaf):
             v = values[node.addr]
             # NaN: a choice the run did not make (the reference took another branch)
-            assert not (jnp.issubdtype(jnp.result_type(v), jnp.inexact) and np.any(np.isnan(v))), (here, slot)
+            assert not (jnp.issubdtype(jnp.result_type(v), jnp.inexact) and np.any(np.isnan(v))), (
+                here,
+                slot,
+            )
             out[(here, slot)] = numpyro_logp(FAMILY[node.family].numpyro(u), v)
             ret = v
         elif isinstance(node, Call):
             ret = reference_slots(node.sub, values[node.addr], u, here, slot, out)[1]
         elif isinstance(node, Repeat):
-            ret = jnp.stack([
-                reference_slots(node.sub, _index(values[node.addr], i), u + OFFSETS[i] if node.mapped else u,
-                                here, (*slot, i), out)[1]
-                for i in range(node.n)
-            ])
+            ret = jnp.stack(
+                [
+                    reference_slots(
+                        node.sub,
+                        _index(values[node.addr], i),
+                        u + OFFSETS[i] if node.mapped else u,
+                        here,
+                        (*slot, i),
+                        out,
+                    )[1]
+                    for i in range(node.n)
+                ]
+            )
         elif isinstance(node, Scan):
             ret = u
             for t in range(node.n):
                 body = _index(values[node.addr]["body"], t)
-                ret = reference_slots(node.sub, body, ret + XS[t], (*here, "body"), (*slot, t), out)[1]
+                ret = reference_slots(
+                    node.sub, body, ret + XS[t], (*here, "body"), (*slot, t), out
+                )[1]
         elif isinstance(node, Switch):
             j = taken_branch(node, u, vals[node.on] if node.on >= 0 else None)
             ret = reference_slots(node.branches[j], values[node.addr], u, here, slot, out)[1]
@@ -65,7 +101,9 @@ def reference_slots(spec: Spec, values: dict, a, prefix=(), slot=(), out=None):
             c = values[node.addr]["component"]
             logits = mix_logits(u, len(node.branches))
             out[((*here, "component"), slot)] = numpyro_logp(nd.Categorical(logits=logits), c)
-            ret = reference_slots(node.branches[int(c)], values[node.addr]["value"], u, (*here, "value"), slot, out)[1]
+            ret = reference_slots(
+                node.branches[int(c)], values[node.addr]["value"], u, (*here, "value"), slot, out
+            )[1]
         vals.append(ret)
         feats.append(feature(ret))
     return out, feats[-1]
@@ -111,5 +149,3 @@ def some_value(family, stack, dtype):
         return jnp.zeros(stack, dtype)
     d = FAMILY[family].numpyro(jnp.asarray(0.0))
     return jnp.asarray(d.sample(jax.random.key(7), stack)).astype(dtype)
-
-

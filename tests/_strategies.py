@@ -51,32 +51,67 @@ class Family:
 
 FAMILIES = [
     Family("normal", lambda u: ppl.normal(u, 0.7), lambda u: nd.Normal(u, 0.7)),
-    Family("normal_vec", lambda u: ppl.normal(jnp.stack([u, -u, 0.5]), jnp.array([1.0, 0.5, 2.0])),
-           lambda u: nd.Normal(jnp.stack([u, -u, 0.5]), jnp.array([1.0, 0.5, 2.0]))),
-    Family("mv_normal", lambda u: ppl.mv_normal(jnp.stack([u, 1.0 - u]), _COV2),
-           lambda u: nd.MultivariateNormal(jnp.stack([u, 1.0 - u]), _COV2)),
-    Family("mv_normal_diag", lambda u: ppl.mv_normal_diag(jnp.stack([u, 2 * u]), jnp.array([0.5, 1.5])),
-           lambda u: nd.Normal(jnp.stack([u, 2 * u]), jnp.array([0.5, 1.5])).to_event(1)),
+    Family(
+        "normal_vec",
+        lambda u: ppl.normal(jnp.stack([u, -u, 0.5]), jnp.array([1.0, 0.5, 2.0])),
+        lambda u: nd.Normal(jnp.stack([u, -u, 0.5]), jnp.array([1.0, 0.5, 2.0])),
+    ),
+    Family(
+        "mv_normal",
+        lambda u: ppl.mv_normal(jnp.stack([u, 1.0 - u]), _COV2),
+        lambda u: nd.MultivariateNormal(jnp.stack([u, 1.0 - u]), _COV2),
+    ),
+    Family(
+        "mv_normal_diag",
+        lambda u: ppl.mv_normal_diag(jnp.stack([u, 2 * u]), jnp.array([0.5, 1.5])),
+        lambda u: nd.Normal(jnp.stack([u, 2 * u]), jnp.array([0.5, 1.5])).to_event(1),
+    ),
     Family("uniform", lambda u: ppl.uniform(-2.0, 3.0), lambda u: nd.Uniform(-2.0, 3.0)),
     Family("beta", lambda u: ppl.beta(1.0 + _sp(u), 2.0), lambda u: nd.Beta(1.0 + _sp(u), 2.0)),
     Family("gamma", lambda u: ppl.gamma(1.0 + _sp(u), 1.5), lambda u: nd.Gamma(1.0 + _sp(u), 1.5)),
-    Family("exponential", lambda u: ppl.exponential(0.5 + _sp(u)), lambda u: nd.Exponential(0.5 + _sp(u))),
+    Family(
+        "exponential",
+        lambda u: ppl.exponential(0.5 + _sp(u)),
+        lambda u: nd.Exponential(0.5 + _sp(u)),
+    ),
     Family("laplace", lambda u: ppl.laplace(u, 0.8), lambda u: nd.Laplace(u, 0.8)),
     Family("logistic", lambda u: ppl.logistic(u, 0.6), lambda u: nd.Logistic(u, 0.6)),
     Family("cauchy", lambda u: ppl.cauchy(u, 1.0), lambda u: nd.Cauchy(u, 1.0)),
     Family("student_t", lambda u: ppl.student_t(3.0, u, 1.0), lambda u: nd.StudentT(3.0, u, 1.0)),
     Family("lognormal", lambda u: ppl.lognormal(u, 0.5), lambda u: nd.LogNormal(u, 0.5)),
-    Family("dirichlet", lambda u: ppl.dirichlet(jnp.stack([1.0, 1.0 + _sp(u), 2.0])),
-           lambda u: nd.Dirichlet(jnp.stack([1.0, 1.0 + _sp(u), 2.0]))),
-    Family("flip", lambda u: ppl.flip(jax.nn.sigmoid(u)), lambda u: nd.Bernoulli(probs=jax.nn.sigmoid(u)), True),
+    Family(
+        "dirichlet",
+        lambda u: ppl.dirichlet(jnp.stack([1.0, 1.0 + _sp(u), 2.0])),
+        lambda u: nd.Dirichlet(jnp.stack([1.0, 1.0 + _sp(u), 2.0])),
+    ),
+    Family(
+        "flip",
+        lambda u: ppl.flip(jax.nn.sigmoid(u)),
+        lambda u: nd.Bernoulli(probs=jax.nn.sigmoid(u)),
+        True,
+    ),
     Family("flip_logits", lambda u: ppl.flip(logits=u), lambda u: nd.Bernoulli(logits=u), True),
-    Family("categorical", lambda u: ppl.categorical(jax.nn.softmax(jnp.stack([u, 0.0, -u]))),
-           lambda u: nd.Categorical(probs=jax.nn.softmax(jnp.stack([u, 0.0, -u]))), True),
-    Family("geometric", lambda u: ppl.geometric(0.2 + 0.6 * jax.nn.sigmoid(u)),
-           lambda u: nd.Geometric(probs=0.2 + 0.6 * jax.nn.sigmoid(u)), True),
-    Family("poisson", lambda u: ppl.poisson(0.5 + _sp(u)), lambda u: nd.Poisson(0.5 + _sp(u)), True),
-    Family("binomial", lambda u: ppl.binomial(5, jax.nn.sigmoid(u)),
-           lambda u: nd.Binomial(5, probs=jax.nn.sigmoid(u)), True),
+    Family(
+        "categorical",
+        lambda u: ppl.categorical(jax.nn.softmax(jnp.stack([u, 0.0, -u]))),
+        lambda u: nd.Categorical(probs=jax.nn.softmax(jnp.stack([u, 0.0, -u]))),
+        True,
+    ),
+    Family(
+        "geometric",
+        lambda u: ppl.geometric(0.2 + 0.6 * jax.nn.sigmoid(u)),
+        lambda u: nd.Geometric(probs=0.2 + 0.6 * jax.nn.sigmoid(u)),
+        True,
+    ),
+    Family(
+        "poisson", lambda u: ppl.poisson(0.5 + _sp(u)), lambda u: nd.Poisson(0.5 + _sp(u)), True
+    ),
+    Family(
+        "binomial",
+        lambda u: ppl.binomial(5, jax.nn.sigmoid(u)),
+        lambda u: nd.Binomial(5, probs=jax.nn.sigmoid(u)),
+        True,
+    ),
 ]
 FAMILY = {f.name: f for f in FAMILIES}
 
@@ -191,7 +226,11 @@ def _node_repr(n):
         return f"{n.addr}={'vmap' if n.mapped else 'repeat'}[{n.n}]({head}){n.sub!r}"
     if isinstance(n, Scan):
         return f"{n.addr}=scan[{n.n}]({head}){n.sub!r}"
-    kind = "mix" if isinstance(n, Mix) else ("cond" if n.cond else "switch") + (f"@{n.on}" if n.on >= 0 else "")
+    kind = (
+        "mix"
+        if isinstance(n, Mix)
+        else ("cond" if n.cond else "switch") + (f"@{n.on}" if n.on >= 0 else "")
+    )
     return f"{n.addr}={kind}({head})[" + " | ".join(map(repr, n.branches)) + "]"
 
 
@@ -271,7 +310,9 @@ def _maker(node):
     fns = [build(b) for b in node.branches]
     if isinstance(node, Switch):
         comb = ppl.cond(fns[1], fns[0]) if node.cond else ppl.switch(*fns)
-        return lambda u, vals: comb(branch_argument(node, u, vals[node.on] if node.on >= 0 else None), u)
+        return lambda u, vals: comb(
+            branch_argument(node, u, vals[node.on] if node.on >= 0 else None), u
+        )
     comb = ppl.mix(*fns)
     return lambda u, _: comb(mix_logits(u, len(fns)), u)
 
@@ -285,8 +326,17 @@ DISCRETE_INDEX = ("flip", "flip_logits", "categorical")
 
 
 @st.composite
-def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: bool = True,
-          det: bool = True, plain: bool = True, branches: bool = True, random_index: bool = False):
+def specs(
+    draw,
+    depth: int = 2,
+    max_nodes: int = 4,
+    families=None,
+    combinators: bool = True,
+    det: bool = True,
+    plain: bool = True,
+    branches: bool = True,
+    random_index: bool = False,
+):
     """Random programs. ``det``: the argument is a deterministic function of the
     top-level argument (so a switch on it picks the same branch in every run
     with the same arguments); ``plain``: not inside a vmap/scan body (where a
@@ -310,13 +360,23 @@ def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: 
     for i in range(n):
         addr = f"a{i}"
         kind = draw(st.sampled_from(kinds))
-        dep = -1 if kind in ("switch", "cond") and not random_index else draw(st.integers(-1, i - 1))
+        dep = (
+            -1 if kind in ("switch", "cond") and not random_index else draw(st.integers(-1, i - 1))
+        )
         shift = draw(st.sampled_from([-0.5, 0.0, 0.3, 1.0]))
         sub_det = det and dep == -1
 
         def sub(**kw):
-            opts = dict(depth=depth - 1, max_nodes=2, families=families, combinators=combinators,
-                        det=sub_det, plain=plain, branches=branches, random_index=random_index)
+            opts = dict(
+                depth=depth - 1,
+                max_nodes=2,
+                families=families,
+                combinators=combinators,
+                det=sub_det,
+                plain=plain,
+                branches=branches,
+                random_index=random_index,
+            )
             opts.update(kw)
             return draw(specs(**opts))
 
@@ -325,34 +385,59 @@ def specs(draw, depth: int = 2, max_nodes: int = 4, families=None, combinators: 
         elif kind == "call":
             nodes.append(Call(addr, sub(), dep, shift))
         elif kind in ("repeat", "vmap"):
-            nodes.append(Repeat(addr, sub(plain=False), dep, shift, draw(st.integers(1, 3)), kind == "vmap"))
+            nodes.append(
+                Repeat(addr, sub(plain=False), dep, shift, draw(st.integers(1, 3)), kind == "vmap")
+            )
         elif kind == "scan":
-            nodes.append(Scan(addr, sub(plain=False, det=False), dep, shift, draw(st.integers(1, 3))))
+            nodes.append(
+                Scan(addr, sub(plain=False, det=False), dep, shift, draw(st.integers(1, 3)))
+            )
         else:
             k = 2 if kind == "cond" else draw(st.integers(2, 3))
             bs = [_prefixed(sub(branches=False), f"b{j}") for j in range(k)]
             if draw(st.booleans()):  # "sh": made by some branches, with one family
                 fam, makers = draw(st.sampled_from(names)), subset(draw, list(range(k))) or [0]
                 for j in makers:
-                    bs[j] = Spec((*bs[j].nodes, Leaf("sh", fam, draw(st.integers(-1, len(bs[j].nodes) - 1)), 0.2)))
+                    bs[j] = Spec(
+                        (
+                            *bs[j].nodes,
+                            Leaf("sh", fam, draw(st.integers(-1, len(bs[j].nodes) - 1)), 0.2),
+                        )
+                    )
             if kind == "mix":
                 nodes.append(Mix(addr, tuple(bs), dep, shift))
                 continue
-            ons = [j for j, m in enumerate(nodes) if isinstance(m, Leaf) and m.family in DISCRETE_INDEX]
+            ons = [
+                j for j, m in enumerate(nodes) if isinstance(m, Leaf) and m.family in DISCRETE_INDEX
+            ]
             on = draw(st.sampled_from([*ons, -1])) if random_index and ons else -1
             nodes.append(Switch(addr, tuple(bs), dep, shift, on, kind == "cond"))
     return Spec(tuple(nodes))
 
 
 def has_combinator(spec: Spec) -> bool:
-    return any(not isinstance(n, (Leaf, Call)) or (isinstance(n, Call) and has_combinator(n.sub)) for n in spec.nodes)
+    return any(
+        not isinstance(n, (Leaf, Call)) or (isinstance(n, Call) and has_combinator(n.sub))
+        for n in spec.nodes
+    )
 
 
 static_specs = specs(combinators=False)
 # Families whose samplers compile quickly: programs with combinators compile
 # their loops and branches afresh for every new program.
-CHEAP = ["normal", "normal_vec", "mv_normal_diag", "uniform", "exponential", "laplace", "logistic",
-         "lognormal", "flip", "flip_logits", "categorical"]
+CHEAP = [
+    "normal",
+    "normal_vec",
+    "mv_normal_diag",
+    "uniform",
+    "exponential",
+    "laplace",
+    "logistic",
+    "lognormal",
+    "flip",
+    "flip_logits",
+    "categorical",
+]
 combinator_specs = specs(max_nodes=3, families=CHEAP).filter(has_combinator)
 
 args = st.sampled_from([-1.0, 0.0, 0.4, 1.3])

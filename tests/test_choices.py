@@ -254,8 +254,13 @@ def test_complement_keeps_a_value_under_a_deeper_selection():
 
 def test_masked_entries_read_as_values_with_nan_where_not_made():
     made = jnp.array([True, False, True])
-    cm = ChoiceMap.d({"x": ChoiceMap.masked(jnp.array([1.0, 2.0, 3.0]), made),
-                      "k": ChoiceMap.masked(jnp.array([4, 5, 6]), made), "y": 1.0})
+    cm = ChoiceMap.d(
+        {
+            "x": ChoiceMap.masked(jnp.array([1.0, 2.0, 3.0]), made),
+            "k": ChoiceMap.masked(jnp.array([4, 5, 6]), made),
+            "y": 1.0,
+        }
+    )
     np.testing.assert_array_equal(np.asarray(cm["x"]), [1.0, np.nan, 3.0])
     np.testing.assert_array_equal(np.asarray(cm["k"]), [4, 5, 6])  # integers: the stored value
     np.testing.assert_array_equal(np.asarray(cm.is_made("x")), made)
@@ -291,7 +296,9 @@ def test_merging_over_a_masked_entry():
 
 def test_select_with_a_list_teaches_the_call():
     """select(["a", "b"]) used to fail with 'has a part ... that is not a string'."""
-    with pytest.raises(ppl.PPLError, match=r"separate arguments.*ppl\.select\('a', 'b'\).*\*addresses.*tuple"):
+    with pytest.raises(
+        ppl.PPLError, match=r"separate arguments.*ppl\.select\('a', 'b'\).*\*addresses.*tuple"
+    ):
         select(["a", "b"])
     with pytest.raises(ppl.PPLError, match="separate arguments"):
         select({"a"})

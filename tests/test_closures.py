@@ -37,7 +37,9 @@ def test_interface_methods_see_the_values_of_each_call():
         logp, _ = outer.assess(tr.choices, (w, s))
         np.testing.assert_allclose(logp, _log_joint(w, s, tr.choices), rtol=1e-5)
     new, w_upd, _ = outer.update(KEY, tr, ppl.ChoiceMap.empty(), (-1.0, 2.0))
-    np.testing.assert_allclose(w_upd, _log_joint(-1.0, 2.0, tr.choices) - tr.score, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        w_upd, _log_joint(-1.0, 2.0, tr.choices) - tr.score, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_jit_and_grad_through_a_closure():

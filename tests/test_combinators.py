@@ -76,7 +76,10 @@ def test_vmap_generate_update_regenerate():
     tr, w = regression.generate(KEY, obs, (XS,))
     c = tr.choices
     np.testing.assert_array_equal(c["pts", "o"], obs["pts", "o"])
-    assert_close(w, lp(nd.Bernoulli(probs=jax.nn.sigmoid(c["pts", "y"])), obs["pts", "o"].astype(jnp.float32)))
+    assert_close(
+        w,
+        lp(nd.Bernoulli(probs=jax.nn.sigmoid(c["pts", "y"])), obs["pts", "o"].astype(jnp.float32)),
+    )
     new_y = jnp.array([0.1, 0.2, 0.3, 0.4])
     new, uw, discard = regression.update(KEY, tr, {("pts", "y"): new_y})
     np.testing.assert_array_equal(discard["pts", "y"], c["pts", "y"])
@@ -89,9 +92,10 @@ def test_vmap_generate_update_regenerate():
     assert np.all(np.asarray(reg.choices["pts", "y"]) != np.asarray(c["pts", "y"]))
     np.testing.assert_array_equal(reg.choices["pts", "o"], c["pts", "o"])
     # only the flips' densities change (the ys are resampled from their prior)
-    expected = lp(nd.Bernoulli(probs=jax.nn.sigmoid(reg.choices["pts", "y"])), c["pts", "o"].astype(jnp.float32)) - lp(
-        nd.Bernoulli(probs=jax.nn.sigmoid(c["pts", "y"])), c["pts", "o"].astype(jnp.float32)
-    )
+    expected = lp(
+        nd.Bernoulli(probs=jax.nn.sigmoid(reg.choices["pts", "y"])),
+        c["pts", "o"].astype(jnp.float32),
+    ) - lp(nd.Bernoulli(probs=jax.nn.sigmoid(c["pts", "y"])), c["pts", "o"].astype(jnp.float32))
     assert_close(rw, expected)
     same, zw = regression.regenerate(jax.random.key(9), tr, ppl.select())
     assert float(zw) == 0.0
@@ -278,6 +282,8 @@ def test_combinators_under_vmap_over_keys_and_grad_through_generate():
     assert_close(g, 0.9 * (z1 - 0.9 * 0.3 - DRIFT[0]))
     # vmap combinator: d/dslope of the weight with the slope and the ys constrained
     cons = ppl.ChoiceMap.d({("pts", "y"): jnp.array([0.1, -0.2, 0.3, 0.9])})
-    g = jax.grad(lambda s: regression.generate(KEY, cons | ppl.ChoiceMap.d({"slope": s}), (XS,))[1])(0.7)
+    g = jax.grad(
+        lambda s: regression.generate(KEY, cons | ppl.ChoiceMap.d({"slope": s}), (XS,))[1]
+    )(0.7)
     ys = cons["pts", "y"]
     assert_close(g, -0.7 + jnp.sum((ys - 0.7 * XS) * XS) / 0.25)

@@ -19,27 +19,97 @@ COV = jnp.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 1.5]])
 
 # name: (ppl distribution, params, equivalent numpyro distribution, value shape)
 CASES = {
-    "normal": (ppl.normal, (jnp.zeros((2, 3)), jnp.array([1.0, 2.0, 0.5])), lambda: nd.Normal(jnp.zeros((2, 3)), jnp.array([1.0, 2.0, 0.5])), (2, 3)),
+    "normal": (
+        ppl.normal,
+        (jnp.zeros((2, 3)), jnp.array([1.0, 2.0, 0.5])),
+        lambda: nd.Normal(jnp.zeros((2, 3)), jnp.array([1.0, 2.0, 0.5])),
+        (2, 3),
+    ),
     "normal_scalar": (ppl.normal, (0.5, 2.0), lambda: nd.Normal(0.5, 2.0), ()),
     "mv_normal": (ppl.mv_normal, (LOC3, COV), lambda: nd.MultivariateNormal(LOC3, COV), (3,)),
-    "mv_normal_batched": (ppl.mv_normal, (jnp.zeros((4, 3)), COV), lambda: nd.MultivariateNormal(jnp.zeros((4, 3)), COV), (4, 3)),
-    "mv_normal_diag": (ppl.mv_normal_diag, (LOC3, jnp.array([1.0, 0.5, 2.0])), lambda: nd.Normal(LOC3, jnp.array([1.0, 0.5, 2.0])).to_event(1), (3,)),
-    "uniform": (ppl.uniform, (jnp.zeros(3), jnp.array([1.0, 2.0, 5.0])), lambda: nd.Uniform(jnp.zeros(3), jnp.array([1.0, 2.0, 5.0])), (3,)),
-    "beta": (ppl.beta, (jnp.array([0.5, 2.0]), 3.0), lambda: nd.Beta(jnp.array([0.5, 2.0]), 3.0), (2,)),
-    "gamma": (ppl.gamma, (jnp.array([1.0, 3.0, 0.7]), 2.0), lambda: nd.Gamma(jnp.array([1.0, 3.0, 0.7]), 2.0), (3,)),
-    "exponential": (ppl.exponential, (jnp.array([0.5, 3.0]),), lambda: nd.Exponential(jnp.array([0.5, 3.0])), (2,)),
+    "mv_normal_batched": (
+        ppl.mv_normal,
+        (jnp.zeros((4, 3)), COV),
+        lambda: nd.MultivariateNormal(jnp.zeros((4, 3)), COV),
+        (4, 3),
+    ),
+    "mv_normal_diag": (
+        ppl.mv_normal_diag,
+        (LOC3, jnp.array([1.0, 0.5, 2.0])),
+        lambda: nd.Normal(LOC3, jnp.array([1.0, 0.5, 2.0])).to_event(1),
+        (3,),
+    ),
+    "uniform": (
+        ppl.uniform,
+        (jnp.zeros(3), jnp.array([1.0, 2.0, 5.0])),
+        lambda: nd.Uniform(jnp.zeros(3), jnp.array([1.0, 2.0, 5.0])),
+        (3,),
+    ),
+    "beta": (
+        ppl.beta,
+        (jnp.array([0.5, 2.0]), 3.0),
+        lambda: nd.Beta(jnp.array([0.5, 2.0]), 3.0),
+        (2,),
+    ),
+    "gamma": (
+        ppl.gamma,
+        (jnp.array([1.0, 3.0, 0.7]), 2.0),
+        lambda: nd.Gamma(jnp.array([1.0, 3.0, 0.7]), 2.0),
+        (3,),
+    ),
+    "exponential": (
+        ppl.exponential,
+        (jnp.array([0.5, 3.0]),),
+        lambda: nd.Exponential(jnp.array([0.5, 3.0])),
+        (2,),
+    ),
     "laplace": (ppl.laplace, (LOC3, 0.5), lambda: nd.Laplace(LOC3, 0.5), (3,)),
     "logistic": (ppl.logistic, (LOC3, 0.5), lambda: nd.Logistic(LOC3, 0.5), (3,)),
     "cauchy": (ppl.cauchy, (LOC3, 1.5), lambda: nd.Cauchy(LOC3, 1.5), (3,)),
-    "student_t": (ppl.student_t, (jnp.array([3.0, 5.0, 10.0]), LOC3, 1.0), lambda: nd.StudentT(jnp.array([3.0, 5.0, 10.0]), LOC3, 1.0), (3,)),
+    "student_t": (
+        ppl.student_t,
+        (jnp.array([3.0, 5.0, 10.0]), LOC3, 1.0),
+        lambda: nd.StudentT(jnp.array([3.0, 5.0, 10.0]), LOC3, 1.0),
+        (3,),
+    ),
     "lognormal": (ppl.lognormal, (LOC3, 0.3), lambda: nd.LogNormal(LOC3, 0.3), (3,)),
-    "dirichlet": (ppl.dirichlet, (jnp.array([1.0, 2.0, 3.0]),), lambda: nd.Dirichlet(jnp.array([1.0, 2.0, 3.0])), (3,)),
-    "dirichlet_batched": (ppl.dirichlet, (jnp.ones((2, 4)),), lambda: nd.Dirichlet(jnp.ones((2, 4))), (2, 4)),
+    "dirichlet": (
+        ppl.dirichlet,
+        (jnp.array([1.0, 2.0, 3.0]),),
+        lambda: nd.Dirichlet(jnp.array([1.0, 2.0, 3.0])),
+        (3,),
+    ),
+    "dirichlet_batched": (
+        ppl.dirichlet,
+        (jnp.ones((2, 4)),),
+        lambda: nd.Dirichlet(jnp.ones((2, 4))),
+        (2, 4),
+    ),
     "flip": (ppl.flip, (P23,), lambda: nd.Bernoulli(probs=P23), (2, 3)),
-    "categorical": (ppl.categorical, (jnp.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]]),), lambda: nd.Categorical(probs=jnp.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])), (2,)),
-    "geometric": (ppl.geometric, (jnp.array([0.2, 0.7]),), lambda: nd.Geometric(probs=jnp.array([0.2, 0.7])), (2,)),
-    "poisson": (ppl.poisson, (jnp.array([0.5, 4.0, 10.0]),), lambda: nd.Poisson(jnp.array([0.5, 4.0, 10.0])), (3,)),
-    "binomial": (ppl.binomial, (jnp.array([3, 10]), 0.4), lambda: nd.Binomial(jnp.array([3, 10]), probs=0.4), (2,)),
+    "categorical": (
+        ppl.categorical,
+        (jnp.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]]),),
+        lambda: nd.Categorical(probs=jnp.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])),
+        (2,),
+    ),
+    "geometric": (
+        ppl.geometric,
+        (jnp.array([0.2, 0.7]),),
+        lambda: nd.Geometric(probs=jnp.array([0.2, 0.7])),
+        (2,),
+    ),
+    "poisson": (
+        ppl.poisson,
+        (jnp.array([0.5, 4.0, 10.0]),),
+        lambda: nd.Poisson(jnp.array([0.5, 4.0, 10.0])),
+        (3,),
+    ),
+    "binomial": (
+        ppl.binomial,
+        (jnp.array([3, 10]), 0.4),
+        lambda: nd.Binomial(jnp.array([3, 10]), probs=0.4),
+        (2,),
+    ),
 }
 
 
@@ -78,7 +148,12 @@ def test_shape_and_score_match_numpyro(name):
 
 @pytest.mark.parametrize(
     "name, dtype",
-    [("flip", jnp.bool_), ("categorical", jnp.int32), ("poisson", jnp.int32), ("normal", jnp.float32)],
+    [
+        ("flip", jnp.bool_),
+        ("categorical", jnp.int32),
+        ("poisson", jnp.int32),
+        ("normal", jnp.float32),
+    ],
 )
 def test_value_dtypes(name, dtype):
     dist, params, _, _ = CASES[name]
@@ -88,7 +163,15 @@ def test_value_dtypes(name, dtype):
 
 # Sampling is numpyro's own; these check that keys and value conversions (bool,
 # int) preserve it. Samplers with rejection loops (gamma, beta, ...) are slow to compile.
-MOMENT_CASES = ["normal", "mv_normal", "exponential", "flip", "categorical", "geometric", "binomial"]
+MOMENT_CASES = [
+    "normal",
+    "mv_normal",
+    "exponential",
+    "flip",
+    "categorical",
+    "geometric",
+    "binomial",
+]
 
 
 def _moments(name):
@@ -106,8 +189,12 @@ def sample_means():
 
     @jax.jit
     def draw(keys):
-        return {name: jax.vmap(lambda k: CASES[name][0].simulate(k, CASES[name][1]).retval)(keys).astype(jnp.float32).mean(0)
-                for name in MOMENT_CASES}
+        return {
+            name: jax.vmap(lambda k: CASES[name][0].simulate(k, CASES[name][1]).retval)(keys)
+            .astype(jnp.float32)
+            .mean(0)
+            for name in MOMENT_CASES
+        }
 
     return n, draw(jax.random.split(jax.random.key(11), n))
 
@@ -140,13 +227,17 @@ def test_flip_with_probs_and_logits():
     assert ppl.bernoulli is ppl.flip
     # logits batched and the rate right
     n = 4000
-    vals = jax.jit(jax.vmap(lambda k: m.simulate(k, (jnp.array(-1.0),)).retval[0]))(jax.random.split(KEY, n))
+    vals = jax.jit(jax.vmap(lambda k: m.simulate(k, (jnp.array(-1.0),)).retval[0]))(
+        jax.random.split(KEY, n)
+    )
     p = float(jax.nn.sigmoid(-1.0))
     assert abs(np.mean(vals) - p) < 5 * np.sqrt(p * (1 - p) / n)
 
 
 def test_grad_of_log_density_wrt_parameters_and_value():
-    g_loc, g_scale = jax.grad(lambda m, s: ppl.normal.assess(ppl.ChoiceMap.value(1.0), (m, s))[0], argnums=(0, 1))(0.5, 2.0)
+    g_loc, g_scale = jax.grad(
+        lambda m, s: ppl.normal.assess(ppl.ChoiceMap.value(1.0), (m, s))[0], argnums=(0, 1)
+    )(0.5, 2.0)
     assert_close(g_loc, (1.0 - 0.5) / 4.0)
     assert_close(g_scale, -1 / 2.0 + 0.25 / 8.0)
     g_v = jax.grad(lambda v: ppl.gamma.assess(ppl.ChoiceMap.value(v), (3.0, 2.0))[0])(1.5)

@@ -64,4 +64,6 @@ def test_unit_interval_and_simplex_draws_stay_inside():
 
 def test_draw_of_a_discrete_distribution_has_its_value_dtype():
     assert ppl.flip.draw(ZERO_KEY, ppl.flip.dist(0.5)).dtype == jnp.bool_
-    assert jnp.issubdtype(ppl.categorical.draw(ZERO_KEY, ppl.categorical.dist(jnp.ones(3) / 3)).dtype, jnp.integer)
+    assert jnp.issubdtype(
+        ppl.categorical.draw(ZERO_KEY, ppl.categorical.dist(jnp.ones(3) / 3)).dtype, jnp.integer
+    )

@@ -139,7 +139,16 @@ def test_a_value_where_a_map_is_expected_and_vice_versa():
         (lambda: flip(0.3), 2, "Boolean"),
         (lambda: flip(0.3), 0.5, "Boolean"),
     ],
-    ids=["categorical5", "categorical-1", "gamma-neg", "beta>1", "poisson-frac", "dirichlet-sum", "flip2", "flip0.5"],
+    ids=[
+        "categorical5",
+        "categorical-1",
+        "gamma-neg",
+        "beta>1",
+        "poisson-frac",
+        "dirichlet-sum",
+        "flip2",
+        "flip0.5",
+    ],
 )
 def test_value_outside_the_support(dist_call, value, support):
     @gen

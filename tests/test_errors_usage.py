@@ -46,8 +46,12 @@ def test_a_choice_without_an_address_inside_a_model(use):
         z = normal(mu, 1.0)  # the address is missing
         return use(z)
 
-    with raises(ppl.PPLError, "in test_a_choice_without_an_address_inside_a_model.<locals>.model",
-                "without an address", '@ "addr"'):
+    with raises(
+        ppl.PPLError,
+        "in test_a_choice_without_an_address_inside_a_model.<locals>.model",
+        "without an address",
+        '@ "addr"',
+    ):
         model.simulate(KEY, (0.0,))
 
 
@@ -57,7 +61,9 @@ def model(mu):
 
 
 def test_a_generative_function_called_instead_of_run():
-    with raises(ppl.PPLError, "model(1.0)", "does not run it", "model.simulate(key, (1.0,))", "assess"):
+    with raises(
+        ppl.PPLError, "model(1.0)", "does not run it", "model.simulate(key, (1.0,))", "assess"
+    ):
         model(1.0).score
     with raises(ppl.PPLError, "model(1.0)", "model.simulate(key, (1.0,))"):
         model(1.0) + 1.0
@@ -97,7 +103,9 @@ def whiley():
 
 
 def test_python_if_on_a_random_choice():
-    with raises(ppl.PPLError, "branchy", "if or while", "ppl.cond", "ppl.switch", "jnp.where") as info:
+    with raises(
+        ppl.PPLError, "branchy", "if or while", "ppl.cond", "ppl.switch", "jnp.where"
+    ) as info:
         branchy.simulate(KEY, (0.0,))
     assert isinstance(info.value.__cause__, jax.errors.ConcretizationTypeError)
 
@@ -138,7 +146,9 @@ def test_a_random_choice_inside_a_callback():
         m.simulate(KEY, ())
     with raises(Exception, "'z'", "callback", "outside the staged program"):
         jax.jit(lambda k: m.simulate(k, ()).retval)(KEY)
-    with raises(ppl.PPLError, "'z'", "outside a generative function"):  # not in a callback: as before
+    with raises(
+        ppl.PPLError, "'z'", "outside a generative function"
+    ):  # not in a callback: as before
         normal(0.0, 1.0) @ "z"
 
 

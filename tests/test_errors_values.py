@@ -43,7 +43,9 @@ def test_flip_off_its_support_scores_minus_inf_under_jit(value):
 
 @pytest.mark.parametrize("value", [True, 1, 1.0])
 def test_flip_on_its_support_under_jit(value):
-    np.testing.assert_allclose(jax.jit(lambda v: FLIP.assess({"c": v}, ())[0])(value), np.log(0.3), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(lambda v: FLIP.assess({"c": v}, ())[0])(value), np.log(0.3), rtol=1e-6
+    )
 
 
 def test_categorical_with_a_float_value_is_scored_not_a_jax_error():
@@ -82,11 +84,23 @@ def test_out_of_support_gradient_is_finite():
         (lambda: normal(0.0, jnp.array([1.0, -2.0, 1.0])), "'scale'", "index (1,)"),
         (lambda: flip(1.5), "'probs'", "[0, 1]"),
         (lambda: categorical(jnp.array([0.5, 0.6])), "'probs'", "sum to 1"),
-        (lambda: ppl.mv_normal(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]])), "'covariance_matrix'",
-         "positive-definite"),
+        (
+            lambda: ppl.mv_normal(jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]])),
+            "'covariance_matrix'",
+            "positive-definite",
+        ),
         (lambda: ppl.gamma(-1.0, 1.0), "'concentration'", "> 0"),
     ],
-    ids=["sd0", "sd-1", "loc-nan", "sd-vector", "probs1.5", "probs-sum", "cov-not-psd", "gamma-conc"],
+    ids=[
+        "sd0",
+        "sd-1",
+        "loc-nan",
+        "sd-vector",
+        "probs1.5",
+        "probs-sum",
+        "cov-not-psd",
+        "gamma-conc",
+    ],
 )
 def test_invalid_parameters_name_the_address_and_the_parameter(make, param, rule):
     m = one(make)
@@ -140,10 +154,16 @@ def test_static_integer_parameters_just_work():
         return chol, k
 
     choices = {"L": jnp.eye(3), "k": 2}
-    lkj_lp = jax.jit(lambda: nd.LKJCholesky(3, 2.0).log_prob(jnp.eye(3)))()  # jitted: eager numpyro is slow
+    lkj_lp = jax.jit(
+        lambda: nd.LKJCholesky(3, 2.0).log_prob(jnp.eye(3))
+    )()  # jitted: eager numpyro is slow
     expected = lkj_lp + nd.Binomial(5, 0.3).log_prob(2)
-    np.testing.assert_allclose(jax.jit(lambda p: m.assess(choices, (p,))[0])(0.3), expected, rtol=1e-5)
-    lp = jax.jit(lambda: lkj.assess(ppl.ChoiceMap.value(jnp.eye(3)), (3, 2.0))[0])()  # at the top level too
+    np.testing.assert_allclose(
+        jax.jit(lambda p: m.assess(choices, (p,))[0])(0.3), expected, rtol=1e-5
+    )
+    lp = jax.jit(
+        lambda: lkj.assess(ppl.ChoiceMap.value(jnp.eye(3)), (3, 2.0))[0]
+    )()  # at the top level too
     np.testing.assert_allclose(lp, lkj_lp, rtol=1e-5)
 
 

@@ -52,9 +52,9 @@ def test_quickstart_runs_and_is_consistent():
     tr3, w3 = quick.regenerate(jax.random.key(3), tr, ppl.select("x"))
     assert bool(tr3.choices["b"]) == b1 and float(tr3.choices["y"]) == float(tr.choices["y"])
     assert float(tr3.choices["x"]) != float(x1)
-    expected = nd.Normal(jnp.where(b1, tr3.choices["x"], -tr3.choices["x"]), 0.5).log_prob(0.2) - nd.Normal(
-        x1 if b1 else -x1, 0.5
-    ).log_prob(0.2)
+    expected = nd.Normal(jnp.where(b1, tr3.choices["x"], -tr3.choices["x"]), 0.5).log_prob(
+        0.2
+    ) - nd.Normal(x1 if b1 else -x1, 0.5).log_prob(0.2)
     assert_close(w3, expected)
 
 
@@ -133,7 +133,9 @@ def test_nested_calls_have_hierarchical_addresses_and_scores():
     assert float(tr3.choices["enc2", "z"]) == float(c["enc2", "z"])
     assert float(tr3.choices["enc", "z"]) != float(c["enc", "z"])
     h3 = tr3.choices["enc", "z"] + tr3.choices["enc", "w"]
-    assert_close(w3, nd.Normal(h3, 1.0).log_prob(c["enc2", "z"]) - nd.Normal(h, 1.0).log_prob(c["enc2", "z"]))
+    assert_close(
+        w3, nd.Normal(h3, 1.0).log_prob(c["enc2", "z"]) - nd.Normal(h, 1.0).log_prob(c["enc2", "z"])
+    )
 
 
 def test_trace_is_a_pytree_and_survives_jit_boundaries():
@@ -227,7 +229,9 @@ def test_vmap_over_keys_and_arguments():
         assert_close(trs.score[i], one.score)
     slopes = jnp.linspace(-1, 1, 5)
     logps = jax.vmap(lambda s: regression.assess({"x": 0.7, "y": -0.4}, (s, 0.5))[0])(slopes)
-    expected = [nd.Normal(0.0, 1.0).log_prob(0.7) + nd.Normal(s * 0.7, 0.5).log_prob(-0.4) for s in slopes]
+    expected = [
+        nd.Normal(0.0, 1.0).log_prob(0.7) + nd.Normal(s * 0.7, 0.5).log_prob(-0.4) for s in slopes
+    ]
     assert_close(logps, jnp.stack(expected))
     # vmap over traces: update a batch
     new, w, _ = jax.vmap(lambda t: regression.update(jax.random.key(1), t, {"y": 0.0}))(trs)

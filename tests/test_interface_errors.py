@@ -43,7 +43,13 @@ def test_regenerate_with_a_selection_that_names_no_address():
     with raises(ppl.PPLError, "names no random choice"):
         jax.jit(lambda t: model.regenerate(KEY, t, ppl.select("typo")))(tr)
     # selections that name nothing on purpose, or that match, are fine
-    for sel in (ppl.select(), ppl.select_none(), ~ppl.select("a", "sub"), ppl.select("a"), ppl.select("sub")):
+    for sel in (
+        ppl.select(),
+        ppl.select_none(),
+        ~ppl.select("a", "sub"),
+        ppl.select("a"),
+        ppl.select("sub"),
+    ):
         model.regenerate(KEY, tr, sel)
 
 
@@ -81,9 +87,23 @@ def test_update_that_changes_a_vmap_length():
     """Used to fail inside jax.vmap (mismatched axis sizes) or with a generic
     shape message."""
     tr = points.simulate(KEY, (jnp.zeros(3),))
-    with raises(ppl.AddressError, "'ys'", "length 5", "3 elements", "fixed in a trace", "simulate or generate"):
+    with raises(
+        ppl.AddressError,
+        "'ys'",
+        "length 5",
+        "3 elements",
+        "fixed in a trace",
+        "simulate or generate",
+    ):
         points.update(KEY, tr, {}, (jnp.zeros(5),))
-    with raises(ppl.AddressError, "'ys'", "shape (2,)", "3 elements", "fixed in a trace", "simulate or generate"):
+    with raises(
+        ppl.AddressError,
+        "'ys'",
+        "shape (2,)",
+        "3 elements",
+        "fixed in a trace",
+        "simulate or generate",
+    ):
         points.update(KEY, tr, {"ys": jnp.zeros(2)})
     rep = ppl.repeat(normal, 3)
     tr = rep.simulate(KEY, (0.0, 1.0))

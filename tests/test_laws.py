@@ -32,7 +32,9 @@ from _reference import reference
 
 N_STATIC = 25  # examples per law on programs of distributions and nested @gen calls (run eagerly)
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain]
-N_COMB = 3  # examples per law on programs with combinators (run under jit; each new program compiles)
+N_COMB = (
+    3  # examples per law on programs with combinators (run under jit; each new program compiles)
+)
 
 
 class Eager:
@@ -102,7 +104,9 @@ def law(n_static=N_STATIC, n_comb=N_COMB, **strategies):
         eager, jitted = wrap(Eager, "static"), wrap(Jitted, "combinators")
         static = settings(max_examples=n_static)(given(spec=static_specs, **strategies)(eager))
         # no shrinking: each candidate program compiles anew, so shrinking a failure would take minutes
-        comb = settings(max_examples=n_comb, phases=NO_SHRINK)(given(spec=combinator_specs, **strategies)(jitted))
+        comb = settings(max_examples=n_comb, phases=NO_SHRINK)(
+            given(spec=combinator_specs, **strategies)(jitted)
+        )
         return static, comb
 
     return deco
@@ -311,7 +315,9 @@ def _jit_and_vmap_match_eager(spec, G, seed, a, data):
     assert_close(tr_jit.score, tr.score)
     source = g.simulate(k2, (a,)).choices
     source_visited = list(_ref(spec, source, a)[0])
-    cons = choice_map_of(source, _with_components(subset(data.draw, source_visited), source_visited))
+    cons = choice_map_of(
+        source, _with_components(subset(data.draw, source_visited), source_visited)
+    )
     _, w = g.generate(k3, cons, (a,))
     _, w_jit = jax.jit(g.generate)(k3, cons, (a,))
     assert_close(w_jit, w)
@@ -325,7 +331,9 @@ def _jit_and_vmap_match_eager(spec, G, seed, a, data):
 # vmap in test_combinators.py; here, plain programs of quickly compiled families.
 test_jit_and_vmap_match_eager = settings(max_examples=3)(
     given(spec=specs(combinators=False, families=CHEAP), seed=seeds, a=args, data=st.data())(
-        lambda spec, seed, a, data: _jit_and_vmap_match_eager(spec, Eager(build(spec)), seed, a, data)
+        lambda spec, seed, a, data: _jit_and_vmap_match_eager(
+            spec, Eager(build(spec)), seed, a, data
+        )
     )
 )
 
@@ -379,7 +387,9 @@ def test_regenerate_mh_chain_targets_exact_discrete_posterior():
     obs = ppl.ChoiceMap.d({"y": y})
     exact = _exact_discrete_posterior(y)
     n = 4000
-    final = _mh_final_states(_discrete_model, obs, [ppl.select("z"), ppl.select("b")], n, 30, seed=1)
+    final = _mh_final_states(
+        _discrete_model, obs, [ppl.select("z"), ppl.select("b")], n, 30, seed=1
+    )
     z, b = np.asarray(final["z"]), np.asarray(final["b"]).astype(int)
     counts = np.zeros((3, 2))
     np.add.at(counts, (z, b), 1)

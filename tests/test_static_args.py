@@ -42,7 +42,10 @@ def _log_joint(net, choices, xs):
         total += nd.Normal(x + 1.0, 1.0).log_prob(z).sum()
         total += nd.Normal(net(z), 0.5).log_prob(choices["points"]["y"][i]).sum()
     z = choices["extra"]["z"]
-    total += nd.Normal(0.0, 1.0).log_prob(z).sum() + nd.Normal(net(z), 0.5).log_prob(choices["extra"]["y"]).sum()
+    total += (
+        nd.Normal(0.0, 1.0).log_prob(z).sum()
+        + nd.Normal(net(z), 0.5).log_prob(choices["extra"]["y"]).sum()
+    )
     return total
 
 
@@ -62,9 +65,14 @@ def test_under_jit_the_static_part_is_part_of_the_compiled_function():
     xs = jnp.arange(3.0)
     expected = scene.simulate(KEY, (NET, xs)).score
     # Closed over, or passed through equinox's filter_jit (plain jax.jit refuses functions).
-    np.testing.assert_allclose(jax.jit(lambda k: scene.simulate(k, (NET, xs)).score)(KEY), expected, rtol=1e-6)
-    np.testing.assert_allclose(eqx.filter_jit(lambda k, net: scene.simulate(k, (net, xs)).score)(KEY, NET),
-                               expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(lambda k: scene.simulate(k, (NET, xs)).score)(KEY), expected, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        eqx.filter_jit(lambda k, net: scene.simulate(k, (net, xs)).score)(KEY, NET),
+        expected,
+        rtol=1e-6,
+    )
     # A whole trace comes out of jit: the static part travels in its structure.
     tr = jax.jit(lambda k: scene.simulate(k, (NET, xs)))(KEY)
     np.testing.assert_allclose(tr.score, expected, rtol=1e-6)
@@ -109,8 +117,16 @@ def test_fit_trains_an_equinox_mlp_guide():
 
     net = eqx.nn.MLP(1, 2, 8, 1, key=jax.random.key(2))
     objective = vi.elbo(model, guide, ppl.ChoiceMap.d({"x": 1.0}))
-    res = vi.fit(objective, jax.random.key(3), (), (net,), optimizer=optax.adam(0.02), steps=800,
-                 num_samples=8, progress=False)
+    res = vi.fit(
+        objective,
+        jax.random.key(3),
+        (),
+        (net,),
+        optimizer=optax.adam(0.02),
+        steps=800,
+        num_samples=8,
+        progress=False,
+    )
     out = res.guide_args[0](jnp.ones(1))
     assert res.guide_args[0].activation is net.activation
     # The exact posterior is normal(0.5, sqrt(0.5)).

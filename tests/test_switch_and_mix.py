@@ -156,8 +156,15 @@ def test_cond_takes_any_nonzero_predicate_as_true():
     """cond(t, f)(-1) used to run f: ints, bools and floats, nonzero is true, as
     for lax.cond and Python, eagerly and under jit."""
     c = ppl.cond(small, big)
-    for pred, addrs in ((-1, [("u",)]), (2, [("u",)]), (0, [("v",), ("w",)]), (True, [("u",)]),
-                        (0.5, [("u",)]), (-0.0, [("v",), ("w",)]), (jnp.int8(-3), [("u",)])):
+    for pred, addrs in (
+        (-1, [("u",)]),
+        (2, [("u",)]),
+        (0, [("v",), ("w",)]),
+        (True, [("u",)]),
+        (0.5, [("u",)]),
+        (-0.0, [("v",), ("w",)]),
+        (jnp.int8(-3), [("u",)]),
+    ):
         assert sorted(c.simulate(KEY, (pred, 0.5)).choices.addresses()) == addrs, pred
         score = jax.jit(lambda p: c.simulate(KEY, (p, 0.5)).score)(pred)
         assert_close(score, c.simulate(KEY, (pred, 0.5)).score)
@@ -218,20 +225,23 @@ def test_mix_score_is_component_plus_value():
         expected += lp(nd.Normal(0.5, 1.0), tr.choices["x", "value", "u"])
     else:
         v = tr.choices["x", "value", "v"]
-        expected += lp(nd.Normal(0.5, 3.0), v) + lp(nd.Normal(v, 1.0), tr.choices["x", "value", "w"])
+        expected += lp(nd.Normal(0.5, 3.0), v) + lp(
+            nd.Normal(v, 1.0), tr.choices["x", "value", "w"]
+        )
     assert_close(tr.score, expected)
     cm = ppl.ChoiceMap.d({("x", "component"): 0, ("x", "value", "u"): 0.1})
     assert_close(
-        mixture_model.assess(cm, (logits,))[0], lp(nd.Categorical(logits=logits), 0) + lp(nd.Normal(0.5, 1.0), 0.1)
+        mixture_model.assess(cm, (logits,))[0],
+        lp(nd.Categorical(logits=logits), 0) + lp(nd.Normal(0.5, 1.0), 0.1),
     )
 
 
 def test_mix_component_frequencies():
     logits = jnp.array([0.8, -0.4])
     n = 4000
-    comps = jax.jit(jax.vmap(lambda k: mixture_model.simulate(k, (logits,)).choices["x", "component"]))(
-        jax.random.split(jax.random.key(4), n)
-    )
+    comps = jax.jit(
+        jax.vmap(lambda k: mixture_model.simulate(k, (logits,)).choices["x", "component"])
+    )(jax.random.split(jax.random.key(4), n))
     p = np.asarray(jax.nn.softmax(logits))[1]
     assert abs(np.mean(np.asarray(comps) == 1) - p) < 5 * np.sqrt(p * (1 - p) / n)
 
@@ -279,7 +289,9 @@ def test_mix_mh_over_the_component_targets_the_exact_posterior():
 
     n = 4000
     for move in ("update", "regenerate"):
-        comps, values = jax.jit(jax.vmap(lambda k: chain(k, move)))(jax.random.split(jax.random.key(6), n))
+        comps, values = jax.jit(jax.vmap(lambda k: chain(k, move)))(
+            jax.random.split(jax.random.key(6), n)
+        )
         np.testing.assert_allclose(values, x)  # the observation stays put
         freq = np.mean(np.asarray(comps) == 1)
         assert abs(freq - post[1]) < 5 * np.sqrt(post[1] * (1 - post[1]) / n), (move, freq, post)

@@ -111,9 +111,19 @@ def _generate_law(g, spec, lay, paths, extra):
         cons = _constraints(source, paths, lay)
         new, w = g.generate(k3, cons, (a,))
         again, w_full = g.generate(k3, choices, (a,))
-        out = dict(score=tr.score, choices=choices, logp=g.assess(choices, (a,))[0], cons=cons, w=w,
-                   new_score=new.score, new_choices=new.choices, w_full=w_full, again_score=again.score,
-                   extra=g.assess(choices | _constraints(source, [extra], lay), (a,))[0], enum=[])
+        out = dict(
+            score=tr.score,
+            choices=choices,
+            logp=g.assess(choices, (a,))[0],
+            cons=cons,
+            w=w,
+            new_score=new.score,
+            new_choices=new.choices,
+            w_full=w_full,
+            again_score=again.score,
+            extra=g.assess(choices | _constraints(source, [extra], lay), (a,))[0],
+            enum=[],
+        )
         for on in indices:  # brute force over the values of a choice that picks a branch
             for v in _support(on.family):
                 cv = cons | ppl.ChoiceMap.d({on.addr: jnp.asarray(v, source[on.addr].dtype)})
@@ -161,8 +171,17 @@ def _update_law(g, lay, paths):
         cons = _constraints(g.simulate(k2, (a2,)).choices, paths, lay)
         new, w, discard = g.update(k3, tr, cons, (a2,))
         back, w_back, _ = g.update(k3, new, discard, (a,))
-        return dict(score=tr.score, choices=tr.choices, cons=cons, new_score=new.score, new_choices=new.choices,
-                    w=w, back_score=back.score, back_choices=back.choices, w_back=w_back)
+        return dict(
+            score=tr.score,
+            choices=tr.choices,
+            cons=cons,
+            new_score=new.score,
+            new_choices=new.choices,
+            w=w,
+            back_score=back.score,
+            back_choices=back.choices,
+            w_back=w_back,
+        )
 
     return run
 
@@ -186,7 +205,11 @@ def test_update_against_the_reference_and_round_trip(spec, seed, a, a2, data):
     expected = sum(np.float64(v) for k, v in new_ref.items() if k not in fresh) - _total(old_ref)
     assert_close(r["w"], expected)
     _values_agree(r["new_choices"], r["cons"], constrained)
-    _values_agree(r["new_choices"], r["choices"], [k for k in new_ref if k in old_ref and k not in constrained])
+    _values_agree(
+        r["new_choices"],
+        r["choices"],
+        [k for k in new_ref if k in old_ref and k not in constrained],
+    )
     # updating back with the discard restores the trace
     assert _made_slots(r["back_choices"], lay) == set(old_ref)
     _values_agree(r["back_choices"], r["choices"], old_ref)

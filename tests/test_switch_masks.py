@@ -96,7 +96,9 @@ def test_importance_estimate_of_the_evidence_matches_enumeration():
     sum_c p(c) p(obs | c); only branch 2 makes "x", so p(obs) = p(c=2) N(0.7; 2, 1)."""
     n = 4000
     cm = ChoiceMap.d({("s", "x"): 0.7})
-    _, w = jax.jit(jax.vmap(lambda k: model.generate(k, cm, ())))(jax.random.split(jax.random.key(1), n))
+    _, w = jax.jit(jax.vmap(lambda k: model.generate(k, cm, ())))(
+        jax.random.split(jax.random.key(1), n)
+    )
     ratios = np.exp(np.asarray(w, dtype=np.float64))
     exact = float(PROBS[2]) * np.exp(lp(nd.Normal(2.0, 1.0), 0.7))
     assert abs(ratios.mean() - exact) < 5 * ratios.std() / np.sqrt(n)
@@ -157,7 +159,12 @@ def test_update_round_trip_with_a_masked_discard_under_vmap():
         return tr.score, new.score, w, back.score, wb, discard
 
     s, s_new, w, s_back, wb, discard = jax.jit(jax.vmap(move))(keys)
-    assert any(d.is_masked() for d in jax.tree.leaves(discard, is_leaf=lambda x: isinstance(x, ChoiceMap) and x.has_value()))
+    assert any(
+        d.is_masked()
+        for d in jax.tree.leaves(
+            discard, is_leaf=lambda x: isinstance(x, ChoiceMap) and x.has_value()
+        )
+    )
     assert_close(w, s_new - s)
     assert_close(s_back, s)
     assert_close(wb, -w)
@@ -232,11 +239,15 @@ def test_switch_in_a_vmap_and_in_a_switch():
     idx = jnp.array([0, 2, 1, 2])
     tr = many.simulate(KEY, (idx,))
     assert_close(many.assess(tr.choices, (idx,))[0], tr.score)
-    np.testing.assert_array_equal(np.asarray(tr.choices.is_made(("v", "e", "x"))), np.asarray(idx) == 2)
+    np.testing.assert_array_equal(
+        np.asarray(tr.choices.is_made(("v", "e", "x"))), np.asarray(idx) == 2
+    )
     obs = ChoiceMap.d({("v", "e", "x"): jnp.array([0.0, 0.3, 0.0, -0.2])})
     _, w = many.generate(KEY, obs, (idx,))
     assert float(w) == -np.inf  # elements 0 and 2 do not make x
-    obs = ChoiceMap.d({("v", "e", "x"): ChoiceMap.masked(jnp.array([0.0, 0.3, 0.0, -0.2]), idx == 2)})
+    obs = ChoiceMap.d(
+        {("v", "e", "x"): ChoiceMap.masked(jnp.array([0.0, 0.3, 0.0, -0.2]), idx == 2)}
+    )
     _, w = many.generate(KEY, obs, (idx,))
     assert_close(w, lp(nd.Normal(2.0, 1.0), jnp.array([0.3, -0.2])))
 

@@ -19,7 +19,7 @@ def canvases(digits: np.ndarray, n: int, seed: int):
     for i, c in enumerate(counts):
         corners = _corners(rng, c)
         for d, (y, x) in zip(rng.choice(len(digits), size=c, replace=False), corners):
-            window = out[i, y:y + DIGIT, x:x + DIGIT]
+            window = out[i, y : y + DIGIT, x : x + DIGIT]
             np.maximum(window, digits[d].reshape(DIGIT, DIGIT), out=window)
     return out.reshape(n, CANVAS * CANVAS), counts.astype(np.int32)
 

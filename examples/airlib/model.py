@@ -35,7 +35,11 @@ from airlib import stn
 from airlib.data import CANVAS, DIGIT, MAX_DIGITS
 
 STEPS = MAX_DIGITS
-WHAT, HIDDEN, OBJ = 50, 200, DIGIT  # latent code, GRU state, decoded object side (as sharp as a digit)
+WHAT, HIDDEN, OBJ = (
+    50,
+    200,
+    DIGIT,
+)  # latent code, GRU state, decoded object side (as sharp as a digit)
 PIXEL_SD = 0.3
 RHO = 0.01  # prior probability of one more object: small, so an object must earn its place
 # where = (log s, tx, ty): a 28-pixel digit on a 50-pixel canvas has s = 28 / 50.
@@ -81,7 +85,9 @@ class Guide(eqx.Module):
         self.rnn = eqx.nn.GRUCell(HIDDEN + 3 + WHAT + 1, HIDDEN, key=k[1])
         # Objects start rare (p ~ 0.05): an object is then added where it pays for
         # itself, rather than two objects each learning to draw half a digit.
-        self.pres = eqx.tree_at(lambda l: l.bias, eqx.nn.Linear(HIDDEN, 1, key=k[2]), jnp.array([PRES_BIAS]))
+        self.pres = eqx.tree_at(
+            lambda l: l.bias, eqx.nn.Linear(HIDDEN, 1, key=k[2]), jnp.array([PRES_BIAS])
+        )
         self.where = eqx.nn.Linear(HIDDEN, 6, key=k[3])
         self.what = _mlp([OBJ * OBJ, 200, 2 * WHAT], k[4])
         # Without one, no optimizer state is spent on parameters no gradient reaches.
@@ -120,7 +126,9 @@ def model(decoder):
     canvas = jnp.zeros((CANVAS, CANVAS))
     alive = jnp.array(True)
     for t in range(STEPS):
-        present = ppl.flip(logits=jnp.where(alive, math.log(RHO) - math.log1p(-RHO), 0.0)) @ f"present{t}"
+        present = (
+            ppl.flip(logits=jnp.where(alive, math.log(RHO) - math.log1p(-RHO), 0.0)) @ f"present{t}"
+        )
         alive = alive & present
         where = ppl.normal(WHERE_LOC, WHERE_SD) @ f"where{t}"
         what = ppl.normal(jnp.zeros(WHAT), 1.0) @ f"what{t}"
@@ -152,10 +160,16 @@ def guide(net: Guide, x):
         present = flip(logits=jnp.where(alive, net.pres(h)[0], 0.0)) @ f"present{t}"
         alive = alive & present
         loc, sd = where_posterior(net.where(h))
-        where = ppl.normal(jnp.where(alive, loc, WHERE_LOC), jnp.where(alive, sd, WHERE_SD)) @ f"where{t}"
+        where = (
+            ppl.normal(jnp.where(alive, loc, WHERE_LOC), jnp.where(alive, sd, WHERE_SD))
+            @ f"where{t}"
+        )
         cut = stn.glimpse(x.reshape(CANVAS, CANVAS), window(where), OBJ).reshape(-1)
         mu, log_sd = jnp.split(_run(net.what, cut), 2)
-        what = ppl.normal(jnp.where(alive, mu, 0.0), jnp.where(alive, jnp.exp(log_sd), 1.0)) @ f"what{t}"
+        what = (
+            ppl.normal(jnp.where(alive, mu, 0.0), jnp.where(alive, jnp.exp(log_sd), 1.0))
+            @ f"what{t}"
+        )
         present = alive.astype(jnp.float32)
     return alive
 

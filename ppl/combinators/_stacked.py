@@ -37,7 +37,11 @@ def per_element(choices: ChoiceMap, n: int) -> ChoiceMap:
     """
     if choices.is_masked():
         value, made = choices._raw()
-        return ChoiceMap.masked(value, jnp.broadcast_to(made, (n,))) if jnp.ndim(made) == 0 else choices
+        return (
+            ChoiceMap.masked(value, jnp.broadcast_to(made, (n,)))
+            if jnp.ndim(made) == 0
+            else choices
+        )
     if choices.has_value() or choices.is_empty():
         return choices
     return ChoiceMap({k: per_element(sub, n) for k, sub in choices.items()})

@@ -45,7 +45,9 @@ class ScanTrace(Trace):
 class Scan(GenerativeFunction):
     def __init__(self, step: GenerativeFunction, length: int | None = None):
         if not isinstance(step, GenerativeFunction):
-            raise PPLError(f"ppl.scan takes a generative function step(carry, x) -> (carry, y), got {step!r}.")
+            raise PPLError(
+                f"ppl.scan takes a generative function step(carry, x) -> (carry, y), got {step!r}."
+            )
         self.step, self.length = step, length
         self.inner = (step,)
 
@@ -86,12 +88,16 @@ class Scan(GenerativeFunction):
     def _carry_of(self, tr):
         retval = tr.retval
         if not (isinstance(retval, tuple) and len(retval) == 2):
-            raise PPLError(f"{self.name}: the step must return a pair (carry, y); it returned {retval!r:.120}.")
+            raise PPLError(
+                f"{self.name}: the step must return a pair (carry, y); it returned {retval!r:.120}."
+            )
         return retval[0]
 
     def retval_abstract(self, args):
         init, xs = self._split_args(args)
-        return jax.lax.scan(lambda c, x: self.step.retval_abstract((c, x)), init, xs, length=self._length(xs))
+        return jax.lax.scan(
+            lambda c, x: self.step.retval_abstract((c, x)), init, xs, length=self._length(xs)
+        )
 
     def _trace(self, args, inner, carry):
         return ScanTrace(self, args, inner, carry, jnp.sum(inner.score))
@@ -141,7 +147,9 @@ class Scan(GenerativeFunction):
             tr, w, d = update_site(self.step, k, old, c, (carry, x))
             return self._carry_of(tr), (tr, w, d)
 
-        carry, (inner, w, discard) = self._loop(body, args, (self._keys(key, args), trace.inner, constraints))
+        carry, (inner, w, discard) = self._loop(
+            body, args, (self._keys(key, args), trace.inner, constraints)
+        )
         return self._trace(args, inner, carry), jnp.sum(w), discard
 
     def _regenerate(self, key, trace, selection, args):

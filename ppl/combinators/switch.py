@@ -154,8 +154,12 @@ class Switch(GenerativeFunction):
                     "or fix the address.",
                     addr,
                 )
-        restricted = [choices.filter(select(*addrs)) if addrs else ChoiceMap() for addrs in per_branch]
-        impossible = [_any_made(choices.is_made(a) for a in given if a not in addrs) for addrs in per_branch]
+        restricted = [
+            choices.filter(select(*addrs)) if addrs else ChoiceMap() for addrs in per_branch
+        ]
+        impossible = [
+            _any_made(choices.is_made(a) for a in given if a not in addrs) for addrs in per_branch
+        ]
         return restricted, impossible
 
     def _reuse(self, old_branch: Trace, j: int, args, exclude=None) -> ChoiceMap:
@@ -164,14 +168,20 @@ class Switch(GenerativeFunction):
         new_shapes = self.branches[j].trace_shape(args).choices
         old = old_branch.choices
         kept = [
-            a for a in old.addresses()
-            if a in new_shapes and jnp.shape(old[a]) == new_shapes[a].shape
-            and jnp.result_type(old[a]) == new_shapes[a].dtype and not (exclude is not None and a in exclude)
+            a
+            for a in old.addresses()
+            if a in new_shapes
+            and jnp.shape(old[a]) == new_shapes[a].shape
+            and jnp.result_type(old[a]) == new_shapes[a].dtype
+            and not (exclude is not None and a in exclude)
         ]
         return old.filter(select(*kept)) if kept else ChoiceMap()
 
     def _placeholders(self, args):
-        return [jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape) for shape in self._shapes_of(args)]
+        return [
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
+            for shape in self._shapes_of(args)
+        ]
 
     def _with_slot(self, j, tr, args):
         slots = self._placeholders(args)
@@ -179,7 +189,9 @@ class Switch(GenerativeFunction):
         return tuple(slots)
 
     def _trace(self, args, slots, retval, valid):
-        return SwitchTrace(self, args, slots, retval, _nan_unless(valid, sum(tr.score for tr in slots)))
+        return SwitchTrace(
+            self, args, slots, retval, _nan_unless(valid, sum(tr.score for tr in slots))
+        )
 
     def _run(self, index, branch, *operands):
         return jax.lax.switch(index, [branch(j) for j in range(len(self.branches))], *operands)
@@ -208,10 +220,14 @@ class Switch(GenerativeFunction):
                     logp, retval = assess_site(self.branches[j], restricted[j], inner_args)
                 except AddressError as err:
                     if is_concrete(index) and int(index) == j:
-                        raise AddressError(f"in branch {j} of {self.name}: {err.template}", err.path) from None
+                        raise AddressError(
+                            f"in branch {j} of {self.name}: {err.template}", err.path
+                        ) from None
                     # A branch not taken, or not known until run time: if it is
                     # ever taken, its NaN density says that its choices were missing.
-                    return jnp.full((), jnp.nan), jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), retval_shape)
+                    return jnp.full((), jnp.nan), jax.tree.map(
+                        lambda s: jnp.zeros(s.shape, s.dtype), retval_shape
+                    )
                 return logp + _penalty(impossible[j]), retval
 
             return run
@@ -245,7 +261,9 @@ class Switch(GenerativeFunction):
             def from_branch(i):
                 def run(key):
                     if i == j:
-                        tr, w, _ = update_site(self.branches[j], key, trace.branches[j], restricted[j], inner_args)
+                        tr, w, _ = update_site(
+                            self.branches[j], key, trace.branches[j], restricted[j], inner_args
+                        )
                         return tr, w
                     kept = self._reuse(trace.branches[i], j, inner_args)
                     tr, w = generate_site(self.branches[j], key, kept | restricted[j], inner_args)
@@ -259,7 +277,9 @@ class Switch(GenerativeFunction):
 
             return run
 
-        if jax.tree.structure(trace.branches) != jax.tree.structure(tuple(self._placeholders(inner_args))):
+        if jax.tree.structure(trace.branches) != jax.tree.structure(
+            tuple(self._placeholders(inner_args))
+        ):
             raise PPLError(
                 f"{self.name}: update changed the argument shapes so that a branch's trace changed "
                 "shape; a switch can only be updated to arguments of the same shapes."
@@ -284,7 +304,9 @@ class Switch(GenerativeFunction):
             def from_branch(i):
                 def run(key):
                     if i == j:
-                        return self.branches[j].regenerate(key, trace.branches[j], chosen[j], inner_args)
+                        return self.branches[j].regenerate(
+                            key, trace.branches[j], chosen[j], inner_args
+                        )
                     kept = self._reuse(trace.branches[i], j, inner_args, exclude=selection)
                     tr, w = generate_site(self.branches[j], key, kept, inner_args)
                     return tr, w - trace.branches[i].project(select(*kept.addresses()))
@@ -353,7 +375,13 @@ class _Cond(Switch):
 
     def _branch_index(self, raw, strict=True):
         raw = jnp.asarray(raw)
-        if not (jnp.issubdtype(raw.dtype, jnp.integer) or jnp.issubdtype(raw.dtype, jnp.floating) or raw.dtype == jnp.bool_):
-            raise PPLError(f"{self.name}: the predicate must be a bool or a real number (nonzero is true), got dtype {raw.dtype}.")
+        if not (
+            jnp.issubdtype(raw.dtype, jnp.integer)
+            or jnp.issubdtype(raw.dtype, jnp.floating)
+            or raw.dtype == jnp.bool_
+        ):
+            raise PPLError(
+                f"{self.name}: the predicate must be a bool or a real number (nonzero is true), got dtype {raw.dtype}."
+            )
         # Nonzero is true, as for lax.cond and Python's bool (NaN included).
         return (raw != 0).astype(jnp.int32), True

@@ -51,7 +51,9 @@ class Vmap(GenerativeFunction):
 
     def __init__(self, gen_fn: GenerativeFunction, in_axes=0, axis_size: int | None = None):
         if not isinstance(gen_fn, GenerativeFunction):
-            raise PPLError(f"ppl.vmap takes a generative function (e.g. an @gen function), got {gen_fn!r}.")
+            raise PPLError(
+                f"ppl.vmap takes a generative function (e.g. an @gen function), got {gen_fn!r}."
+            )
         self.gen_fn, self.in_axes, self.axis_size = gen_fn, in_axes, axis_size
         self.inner = (gen_fn,)
 
@@ -62,7 +64,9 @@ class Vmap(GenerativeFunction):
     def _axes(self, args) -> tuple:
         axes = self.in_axes if isinstance(self.in_axes, tuple) else (self.in_axes,) * len(args)
         if len(axes) != len(args):
-            raise PPLError(f"{self.name} has in_axes for {len(axes)} arguments but was called with {len(args)}.")
+            raise PPLError(
+                f"{self.name} has in_axes for {len(axes)} arguments but was called with {len(args)}."
+            )
         return axes
 
     def _size(self, args) -> int:
@@ -103,7 +107,10 @@ class Vmap(GenerativeFunction):
         # One element's return value, stacked: jax.vmap would meet the random
         # choices themselves, which have no batching rule.
         n = self._size(args)
-        element = tuple(a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args, self._axes(args)))
+        element = tuple(
+            a if ax is None else jax.tree.map(lambda x: x[0], a)
+            for a, ax in zip(args, self._axes(args))
+        )
         retval = self.gen_fn.retval_abstract(element)
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), retval)
 
@@ -121,7 +128,11 @@ class Vmap(GenerativeFunction):
 
     def _generate(self, key, constraints, args):
         constraints = self._check_batched(constraints, args)
-        inner, w = self._map(lambda k, c, a: generate_site(self.gen_fn, k, c, a), (self._keys(key, args), constraints), args)
+        inner, w = self._map(
+            lambda k, c, a: generate_site(self.gen_fn, k, c, a),
+            (self._keys(key, args), constraints),
+            args,
+        )
         return self._trace(args, inner), jnp.sum(w)
 
     def _update(self, key, trace, constraints, args):
@@ -145,7 +156,9 @@ class Vmap(GenerativeFunction):
                 )
         constraints = per_element(constraints, n)
         inner, w, discard = self._map(
-            lambda k, tr, c, a: update_site(self.gen_fn, k, tr, c, a), (self._keys(key, args), trace.inner, constraints), args
+            lambda k, tr, c, a: update_site(self.gen_fn, k, tr, c, a),
+            (self._keys(key, args), trace.inner, constraints),
+            args,
         )
         return self._trace(args, inner), jnp.sum(w), discard
 

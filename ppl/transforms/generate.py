@@ -23,7 +23,9 @@ def generate(program, key, constraints, args, name):
 
     def on_site(site, site_args):
         with at_address(site.addr):
-            tr, w = generate_site(site.gen_fn, site_key(key, site.index), constraints.get_submap(site.addr), site_args)
+            tr, w = generate_site(
+                site.gen_fn, site_key(key, site.index), constraints.get_submap(site.addr), site_args
+            )
         subtraces[site.addr] = tr
         weights.append(w)
         return tr.retval

@@ -117,9 +117,12 @@ def exact(spec: Spec, theta):
     """The expected value of ``build(spec)`` at ``theta``, in closed form."""
     p = selector_probs(spec, theta)
     # Costs are not scaled: they add to the expectation's value as they are.
-    means = jnp.stack([
-        spec.scale * (_branch_mean(b, theta) - b.cost * theta**2) + b.cost * theta**2 for b in spec.branches
-    ])
+    means = jnp.stack(
+        [
+            spec.scale * (_branch_mean(b, theta) - b.cost * theta**2) + b.cost * theta**2
+            for b in spec.branches
+        ]
+    )
     return jnp.sum(p * means) + theta
 
 

@@ -142,13 +142,22 @@ def test_random_branch_programs_match_exact_derivative(spec_policy, theta):
     spec, policy = spec_policy
     f = ppl.adev(build(spec), policy)
     g = grad_samples(f, (theta,), n=4000, seed=3)
-    assert_close_mc(g, float(jax.grad(lambda t: exact(spec, t))(theta)), what=f"{spec} with {policy}")
+    assert_close_mc(
+        g, float(jax.grad(lambda t: exact(spec, t))(theta)), what=f"{spec} with {policy}"
+    )
 
 
 def test_branch_generator_exact_value():
     # The closed form itself, checked once by brute force (the estimate of the value).
-    spec = Spec("switch", 0.5, (Branch((1.0, -0.5, 1.0, 0.5), (1.0, 2.0), 1.0, 1.5),
-                                Branch(None, None, -2.0, 0.0),
-                                Branch((-1.0, 1.0, -0.5, 0.0), None, 0.0, 1.5)), -0.5)
+    spec = Spec(
+        "switch",
+        0.5,
+        (
+            Branch((1.0, -0.5, 1.0, 0.5), (1.0, 2.0), 1.0, 1.5),
+            Branch(None, None, -2.0, 0.0),
+            Branch((-1.0, 1.0, -0.5, 0.0), None, 0.0, 1.5),
+        ),
+        -0.5,
+    )
     v = value_samples(ppl.adev(build(spec), {"i": ppl.enum}), (0.3,), n=4000)
     assert_close_mc(v, float(exact(spec, 0.3)), what="value")

@@ -48,7 +48,9 @@ def test_issue_example():
     np.testing.assert_allclose(jax.grad(lambda t: f.estimate(KEY, (t,)))(0.5), g, rtol=1e-6)
     exact = jax.grad(lambda t: t**2 + 1 + (2 * sig(t) - 1) * t)(0.5)
     for strategies in ({}, {"x": reinforce}, {"x": mvd}):
-        assert_close_mc(grad_samples(ppl.adev(f, strategies), (0.5,), n=4000), exact, what=str(strategies))
+        assert_close_mc(
+            grad_samples(ppl.adev(f, strategies), (0.5,), n=4000), exact, what=str(strategies)
+        )
 
 
 def test_jit_vmap_grad_orders_agree():
@@ -69,7 +71,9 @@ def test_same_key_same_estimate_and_legacy_keys():
     a = busy.estimate(KEY, (0.3,))
     np.testing.assert_allclose(jax.jit(lambda k: busy.estimate(k, (0.3,)))(KEY), a, rtol=1e-6)
     legacy = jax.random.PRNGKey(3)
-    np.testing.assert_allclose(busy.estimate(legacy, (0.3,)), busy.estimate(jax.random.wrap_key_data(legacy), (0.3,)))
+    np.testing.assert_allclose(
+        busy.estimate(legacy, (0.3,)), busy.estimate(jax.random.wrap_key_data(legacy), (0.3,))
+    )
 
 
 def test_pass_through_code_is_unbiased():
@@ -100,7 +104,9 @@ def test_gen_function_inside_expectation_with_hierarchical_policy():
 
     # E = t^2 + 1 + E[sigmoid(z)], z ~ N(t, 1)
     eps = jax.random.normal(jax.random.key(5), (200000,))
-    exact = float(2 * 0.4 + jnp.mean(jax.vmap(jax.grad(lambda t, e: sig(t + e)), (None, 0))(0.4, eps)))
+    exact = float(
+        2 * 0.4 + jnp.mean(jax.vmap(jax.grad(lambda t, e: sig(t + e)), (None, 0))(0.4, eps))
+    )
     for pol in ({}, {("m", "b"): enum}, {("m", "z"): reinforce, ("m", "b"): mvd}):
         assert_close_mc(grad_samples(ppl.adev(f, pol), (0.4,), n=4000), exact, what=str(pol))
     v = value_samples(ppl.adev(f, {("m", "b"): enum}), (0.4,), n=16)
@@ -122,6 +128,7 @@ def test_nested_expectation_and_add_cost():
     exact = jax.grad(lambda t: t**2 + 1 + 2 * t + 3 * sig(t))(0.2)
     for pol in ({}, {("in", "x"): mvd}, {("in", "x"): reinforce, "y": enum}):
         assert_close_mc(grad_samples(ppl.adev(outer, pol), (0.2,), n=4000), exact, what=str(pol))
+
     # estimate() called directly inside another expectation works as well
     @ppl.expectation
     def direct(t):

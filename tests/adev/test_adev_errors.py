@@ -8,8 +8,19 @@ import pytest
 
 import ppl
 from ppl import (
-    PPLError, categorical, enum, flip, gamma, geometric, mv_normal_diag, mvd, normal, poisson, reinforce,
-    reparam, uniform,
+    PPLError,
+    categorical,
+    enum,
+    flip,
+    gamma,
+    geometric,
+    mv_normal_diag,
+    mvd,
+    normal,
+    poisson,
+    reinforce,
+    reparam,
+    uniform,
 )
 
 KEY = jax.random.key(0)
@@ -42,16 +53,22 @@ INVALID = [
 
 
 @pytest.mark.parametrize("how", ["policy", "call site"])
-@pytest.mark.parametrize("name,choice,strategy,why", INVALID, ids=[f"{i}-{c[0]}" for i, c in enumerate(INVALID)])
+@pytest.mark.parametrize(
+    "name,choice,strategy,why", INVALID, ids=[f"{i}-{c[0]}" for i, c in enumerate(INVALID)]
+)
 def test_invalid_pairing_is_a_trace_time_error(name, choice, strategy, why, how):
     if how == "policy":
         f = ppl.adev(_one_choice(choice), {"x": strategy})
     else:
+
         def wrapped(t):
             inv = choice(t)
             return strategy(inv.gen_fn)(*inv.args)
+
         f = _one_choice(wrapped)
-    with pytest.raises(PPLError, match=f"strategy {name} cannot be used for the random choice 'x'") as e:
+    with pytest.raises(
+        PPLError, match=f"strategy {name} cannot be used for the random choice 'x'"
+    ) as e:
         f.grad_estimate(KEY, (jnp.float32(0.3),))
     assert why in str(e.value) and "instead" in str(e.value)
 
@@ -156,7 +173,9 @@ def test_enum_and_mvd_inside_scan_are_refused():
         return jnp.sum(ys)
 
     for s in (enum, mvd):
-        with pytest.raises(PPLError, match=rf"{s.name} at \('loop', 'b'\).*inside 'loop' \(ppl.scan\).*reinforce"):
+        with pytest.raises(
+            PPLError, match=rf"{s.name} at \('loop', 'b'\).*inside 'loop' \(ppl.scan\).*reinforce"
+        ):
             ppl.adev(f, {("loop", "b"): s}).grad_estimate(KEY, (0.3,))
 
 

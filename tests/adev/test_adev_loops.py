@@ -153,7 +153,11 @@ def test_vmap_and_repeat_combinators():
         return 4 * (sig(t) * inner(t + 1.0) + (1 - sig(t)) * inner(t))
 
     for pol in ({}, {("pts", "z"): reinforce}):
-        assert_close_mc(grad_samples(ppl.adev(f, pol), (0.3,), n=4000), jax.grad(exact)(0.3), what=f"repeat {pol}")
+        assert_close_mc(
+            grad_samples(ppl.adev(f, pol), (0.3,), n=4000),
+            jax.grad(exact)(0.3),
+            what=f"repeat {pol}",
+        )
     with pytest.raises(ppl.PPLError, match=r"inside 'pts' \(ppl.vmap\)"):
         ppl.adev(f, {("pts", "b"): ppl.enum}).estimate(jax.random.key(0), (0.3,))
 

@@ -54,7 +54,9 @@ def build(spec):
 
 
 coef = st.sampled_from([-1.0, -0.5, 0.5, 1.0])
-node = st.tuples(st.sampled_from(["normal", "flip", "cat"]), coef, coef, st.sampled_from([0.5, 1.0, 2.0]))
+node = st.tuples(
+    st.sampled_from(["normal", "flip", "cat"]), coef, coef, st.sampled_from([0.5, 1.0, 2.0])
+)
 
 
 @st.composite

@@ -47,7 +47,9 @@ def test_policy_on_a_vmap_of_a_distribution_is_checked_per_element():
     def f(mus):
         return jnp.sum(ppl.vmap(ppl.normal, in_axes=(0, None))(mus, 1.0) @ "xs")
 
-    with pytest.raises(ppl.PPLError, match=r"enum cannot be used for the random choice 'xs' \(normal\)"):
+    with pytest.raises(
+        ppl.PPLError, match=r"enum cannot be used for the random choice 'xs' \(normal\)"
+    ):
         ppl.adev(f, {"xs": ppl.enum}).grad_estimate(jax.random.key(0), (MUS,))
 
 
@@ -121,8 +123,11 @@ def test_too_many_enumerated_choices_is_an_error_naming_them():
 
 
 def test_enumerating_a_mixture_assignment_per_point_is_counted():
-    comps = (ppl.gen(lambda: ppl.normal(-1.0, 1.0) @ "x"), ppl.gen(lambda: ppl.normal(1.0, 1.0) @ "x"),
-             ppl.gen(lambda: ppl.normal(3.0, 1.0) @ "x"))
+    comps = (
+        ppl.gen(lambda: ppl.normal(-1.0, 1.0) @ "x"),
+        ppl.gen(lambda: ppl.normal(1.0, 1.0) @ "x"),
+        ppl.gen(lambda: ppl.normal(3.0, 1.0) @ "x"),
+    )
 
     @ppl.expectation
     def f(logits):
@@ -138,8 +143,11 @@ def test_enum_on_binomial_with_traced_count_is_refused():
     def f(p, n):
         return (ppl.enum(ppl.binomial)(n, p) @ "k") * 1.0
 
-    with pytest.raises(ppl.PPLError, match=r"'k' \(binomial\): its number of trials is a traced value"):
+    with pytest.raises(
+        ppl.PPLError, match=r"'k' \(binomial\): its number of trials is a traced value"
+    ):
         f.grad_estimate(jax.random.key(0), (0.3, 4))
+
     # A Python int count is static, so it enumerates: E[k] = 4p.
     @ppl.expectation
     def g(p):
@@ -173,7 +181,9 @@ def test_callee_without_a_rule_is_an_error_naming_it():
     def f(m):
         return opaque(m, 1.0) @ "o"
 
-    with pytest.raises(ppl.PPLError, match=r"Opaque at 'o' has no gradient-estimation rule.*ppl.reinforce"):
+    with pytest.raises(
+        ppl.PPLError, match=r"Opaque at 'o' has no gradient-estimation rule.*ppl.reinforce"
+    ):
         f.grad_estimate(jax.random.key(0), (0.5,))
     # With whole-call REINFORCE by policy it is estimated, unbiasedly: d/dm E[x] = 1.
     assert_close_mc(grad_samples(ppl.adev(f, {"o": ppl.reinforce}), (0.5,), n=4000), 1.0)

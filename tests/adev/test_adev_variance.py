@@ -19,7 +19,10 @@ def _chain(strategy):
     @ppl.expectation
     def f(theta):
         a = strategy(flip)(sig(theta)) @ "a"
-        c = strategy(categorical)(jax.nn.softmax(jnp.stack([theta, jnp.where(a, 1.0, -1.0), 0.0]))) @ "c"
+        c = (
+            strategy(categorical)(jax.nn.softmax(jnp.stack([theta, jnp.where(a, 1.0, -1.0), 0.0])))
+            @ "c"
+        )
         b = strategy(flip)(sig(VALUES[c] * theta)) @ "b"
         return jnp.where(b, VALUES[c], 1.0) + jnp.where(a, theta, 0.0) ** 2
 

@@ -26,13 +26,38 @@ def digits():
     return jnp.asarray(binarize(train_x[:64]))
 
 
-@pytest.mark.parametrize("argv", [
-    ["--epochs", "4"],
-    ["--epochs", "4", "--objective", "iwelbo", "--k", "2", "--estimator", "reinforce_baseline", "--no-plots"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--epochs", "4"],
+        [
+            "--epochs",
+            "4",
+            "--objective",
+            "iwelbo",
+            "--k",
+            "2",
+            "--estimator",
+            "reinforce_baseline",
+            "--no-plots",
+        ],
+    ],
+)
 def test_vae_trains(tmp_path, argv):
-    out = vae.main(argv + ["--n-train", "500", "--batch-size", "50", "--lr", "3e-3",
-                           "--no-progress", "--out", str(tmp_path)])
+    out = vae.main(
+        argv
+        + [
+            "--n-train",
+            "500",
+            "--batch-size",
+            "50",
+            "--lr",
+            "3e-3",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     history = out["history"]
     assert np.all(np.isfinite(history)) and np.isfinite(out["test"])
     assert history[-8:].mean() > history[:8].mean() + 5.0
@@ -95,7 +120,9 @@ def test_place_and_glimpse_are_pixel_exact_on_aligned_windows():
     canvas = np.asarray(stn.place(obj, where, 8))
     np.testing.assert_allclose(canvas[:4, 4:], obj, atol=1e-6)
     assert np.all(canvas[4:] == 0) and np.all(canvas[:, :4] == 0)
-    np.testing.assert_allclose(np.asarray(stn.glimpse(jnp.asarray(canvas), where, 4)), obj, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(stn.glimpse(jnp.asarray(canvas), where, 4)), obj, atol=1e-6
+    )
 
 
 def test_canvases_are_deterministic_and_hold_their_digits():
@@ -108,8 +135,21 @@ def test_canvases_are_deterministic_and_hold_their_digits():
 
 
 def test_air_trains_and_reports_counts(tmp_path):
-    out = air.main(["--epochs", "3", "--n-train", "128", "--n-test", "64", "--batch-size", "32",
-                    "--no-progress", "--out", str(tmp_path)])
+    out = air.main(
+        [
+            "--epochs",
+            "3",
+            "--n-train",
+            "128",
+            "--n-test",
+            "64",
+            "--batch-size",
+            "32",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     history = out["history"]
     assert np.all(np.isfinite(history)) and np.isfinite(out["test"])
     assert history[-3:].mean() > history[:3].mean()

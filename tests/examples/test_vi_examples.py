@@ -13,8 +13,27 @@ import estimator_variance  # noqa: E402
 
 
 def test_cone_fits_every_objective(tmp_path):
-    rows = cone.main(["--steps", "150", "--samples", "8", "--eval", "200", "--lr", "1e-3", "--out", str(tmp_path)])
-    assert [r[0] for r in rows] == ["ELBO", "IWELBO (n=5)", "HVI", "IWHVI (m=5)", "DIWHVI (m=5, n=5)"]
+    rows = cone.main(
+        [
+            "--steps",
+            "150",
+            "--samples",
+            "8",
+            "--eval",
+            "200",
+            "--lr",
+            "1e-3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert [r[0] for r in rows] == [
+        "ELBO",
+        "IWELBO (n=5)",
+        "HVI",
+        "IWHVI (m=5)",
+        "DIWHVI (m=5, n=5)",
+    ]
     for name, before, after, se, _ in rows:
         assert np.isfinite(after), name
         assert after > before, name

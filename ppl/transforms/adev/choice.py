@@ -33,7 +33,7 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
         dist_fn, chosen = gen_fn.dist_fn, gen_fn.strategy
         params_p, _ = gen_fn.params_and_extra(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
         tree = jax.tree.structure(params_p)
-        duals, extra = ins[: tree.num_leaves], ins[tree.num_leaves:]
+        duals, extra = ins[: tree.num_leaves], ins[tree.num_leaves :]
     else:
         dist_fn, chosen, tree, duals, extra = gen_fn, None, site.in_tree, ins, []
     call = SiteCall(addr, key, dist_fn, duals, tree, _dual.primals(extra))
@@ -50,7 +50,9 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
             f"{ctx.loop[2]}."
         )
     with _branching(ctx, addr, strategy.branch_count(d)):
-        return strategy.with_continuation(call, state, lambda v, st: k([v], _record_choice(st, call, v)))
+        return strategy.with_continuation(
+            call, state, lambda v, st: k([v], _record_choice(st, call, v))
+        )
 
 
 MAX_BRANCHES = 2**16
@@ -69,7 +71,9 @@ class _branching:
         stack.append(self.entry)
         total = math.prod(n for _, n in stack)
         if total > MAX_BRANCHES:
-            shown = ", ".join(f"{fmt_addr(a)} ({n})" for a, n in stack[:8]) + (", ..." if len(stack) > 8 else "")
+            shown = ", ".join(f"{fmt_addr(a)} ({n})" for a, n in stack[:8]) + (
+                ", ..." if len(stack) > 8 else ""
+            )
             n_sites = len(stack)
             del stack[:]
             raise PPLError(
@@ -91,9 +95,8 @@ def _record_choice(state: State, call: SiteCall, value) -> State:
         return state
     tree, dist_fn = call.tree, call.dist_fn
     logp = _dual.jvp(
-        lambda x, *flat: dist_fn.log_density(x, jax.tree.unflatten(tree, flat)), [value, *call.duals]
+        lambda x, *flat: dist_fn.log_density(x, jax.tree.unflatten(tree, flat)),
+        [value, *call.duals],
     )
     entry = Recorded(call.addr, ChoiceMap.value(value[0]), [value[1]], logp)
     return state._replace(rec=state.rec + (entry,))
-
-

@@ -130,4 +130,3 @@ def finish(value, state: State) -> Result:
     if state.c is not None:
         t = add(t, -state.c)
     return Result(total, t, state.s)
-

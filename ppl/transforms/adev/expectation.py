@@ -109,8 +109,9 @@ class Expectation(_AdevOnly):
                 "ADEV differentiates an expectation through its arguments only: pass the value as "
                 "an argument, e.g. f.estimate(key, (params,)) with def f(params): ..."
             )
-        return _adev.run(ctx.nested(self.policy, path), program, key, duals, State(), path, _adev.end_of_program)
-
+        return _adev.run(
+            ctx.nested(self.policy, path), program, key, duals, State(), path, _adev.end_of_program
+        )
 
 
 @_adev.rule.register(Expectation)
@@ -174,15 +175,18 @@ class _Cost(_AdevOnly):
         return _CostTrace(args)
 
 
-
 @_adev.rule.register(_Cost)
 def _cost_rule(_, ctx, site, key, ins, state, k, addr):
     ((c, dc),) = ins
     if jnp.shape(c) != ():
-        raise PPLError(f"ppl.add_cost takes one real number; got shape {jnp.shape(c)}. Sum it first.")
+        raise PPLError(
+            f"ppl.add_cost takes one real number; got shape {jnp.shape(c)}. Sum it first."
+        )
     cost_t = _dual.add(dc, _dual.mul(c, state.s))  # earlier reinforce choices see the cost too
-    return Continue([], state._replace(cost_p=_dual.add(state.cost_p, c),
-                                            cost_t=_dual.add(state.cost_t, cost_t)))
+    return Continue(
+        [],
+        state._replace(cost_p=_dual.add(state.cost_p, c), cost_t=_dual.add(state.cost_t, cost_t)),
+    )
 
 
 COST = _Cost()
@@ -223,7 +227,6 @@ class Sim(_AdevOnly):
         return tr.choices, tr.score
 
 
-
 @_adev.rule.register(Sim)
 def _sim_rule(s, ctx, site, key, ins, state, k, addr):
     outer = state.rec
@@ -252,5 +255,3 @@ def density_of(p: GenerativeFunction) -> Callable:
         return p.assess(choices, args)[0]
 
     return log_density
-
-

@@ -55,7 +55,9 @@ class Ctx:
     ``forced`` maps a call's address to the strategy chosen for the whole call
     (reinforce): every choice inside that has no policy of its own takes it."""
 
-    def __init__(self, policy: dict, loop=None, used=None, wanted=None, forced=None, branching=None):
+    def __init__(
+        self, policy: dict, loop=None, used=None, wanted=None, forced=None, branching=None
+    ):
         self.policy, self.loop = policy, loop
         self.forced = dict(forced or {})
         # Shared by nested contexts, so that one check at the end covers all policies.
@@ -67,7 +69,14 @@ class Ctx:
     def _with(self, **changes) -> "Ctx":
         fields = dict(policy=self.policy, loop=self.loop, forced=self.forced)
         fields.update(changes)
-        return Ctx(fields["policy"], fields["loop"], self.used, self.wanted, fields["forced"], self.branching)
+        return Ctx(
+            fields["policy"],
+            fields["loop"],
+            self.used,
+            self.wanted,
+            fields["forced"],
+            self.branching,
+        )
 
     def nested(self, policy: dict, path: tuple) -> "Ctx":
         """Inside a nested expectation: its own policy, overridden by the outer one."""
@@ -83,8 +92,10 @@ class Ctx:
     def in_loop(self, addr, kind="ppl.scan", why=None) -> "Ctx":
         """Inside a body traced once for many runs (a loop, a traced branch):
         strategies that need the rest of the program are refused there."""
-        why = why or (f"whose body is traced once for all its elements. Use reinforce or reparam for "
-                      f"choices inside {kind}, or unroll it (a Python for loop with distinct addresses)")
+        why = why or (
+            f"whose body is traced once for all its elements. Use reinforce or reparam for "
+            f"choices inside {kind}, or unroll it (a Python for loop with distinct addresses)"
+        )
         return self._with(loop=(addr, kind, why))
 
     def forcing(self, addr, strategy) -> "Ctx":
@@ -134,7 +145,9 @@ def run(ctx: Ctx, program, key, duals, state: State, path: tuple, finish):
     def on_site(site, ins, st, k):
         return dispatch(ctx, site, site_key(key, site.index), ins, st, k, path + (site.addr,))
 
-    return program.walk(duals, lift=_dual.lift, apply=_dual.apply, on_site=on_site, finish=finish, state=state)
+    return program.walk(
+        duals, lift=_dual.lift, apply=_dual.apply, on_site=on_site, finish=finish, state=state
+    )
 
 
 def end_of_program(outs, state) -> Result:
@@ -261,7 +274,7 @@ def recorded_choices(entries, root: tuple):
     cm, ids, tangents = ChoiceMap.empty(), ChoiceMap.empty(), []
     logp, dlogp = None, None
     for addr, sub, sub_t, (lp, lt) in entries:
-        rel = addr[len(root):]
+        rel = addr[len(root) :]
         start = len(tangents)
         tangents.extend(sub_t)
         numbered = jax.tree.unflatten(jax.tree.structure(sub), list(range(start, len(tangents))))
@@ -287,7 +300,9 @@ def top_level(expectation, key, args, targs):
         duals = [(p, None) for p in flat]
     else:
         ts = tree.flatten_up_to(targs)
-        duals = [(p, None if _symbolic_zero(t) or not _dual.is_float(p) else t) for p, t in zip(flat, ts)]
+        duals = [
+            (p, None if _symbolic_zero(t) or not _dual.is_float(p) else t) for p, t in zip(flat, ts)
+        ]
     ctx = Ctx({})
     result = expectation._result(ctx, key, duals, tree, ())
     ctx.check_all_used()

@@ -86,7 +86,7 @@ def _sim_split(split, ctx, site, key, ins, state, k, addr):
         for p in held_paths:
             if p not in ctx.used:
                 raise PPLError(
-                    f"the kept choice {fmt_addr(p[len(addr):])} of {split.q.name} could not be held "
+                    f"the kept choice {fmt_addr(p[len(addr) :])} of {split.q.name} could not be held "
                     "at its value: it is inside a combinator or is not a single random choice. "
                     "Keep only choices made directly by @gen functions, or give the marginal a proposal."
                 )
@@ -102,7 +102,7 @@ def _sim_split(split, ctx, site, key, ins, state, k, addr):
 def _kept_log_density(entries, root, keep):
     total = (jnp.zeros((), jnp.result_type(float)), None)
     for addr, sub, _, (lp, lt) in entries:
-        rel = addr[len(root):]
+        rel = addr[len(root) :]
         if rel in keep:
             total = (total[0] + lp, _dual.add(total[1], lt))
         elif not sub.has_value() and not sub.filter(_below(keep, rel)).is_empty():
@@ -136,7 +136,6 @@ class _Subprogram(_AdevOnly):
 
     def _shape_fn(self, args):
         return call(self.fn, args, self.name)  # traced abstractly: only output shapes are read
-
 
 
 @_adev.rule.register(_Subprogram)
@@ -186,7 +185,9 @@ def marginal_density(m):
     sub = _Subprogram(model_density, f"density({m.name})")
 
     def log_density(choices, *args):
-        return sub(ChoiceMap.d(choices) if isinstance(choices, dict) else choices, *args) @ "density"
+        return (
+            sub(ChoiceMap.d(choices) if isinstance(choices, dict) else choices, *args) @ "density"
+        )
 
     return log_density
 
@@ -199,7 +200,9 @@ def normalize_sim(norm):
     p, obs, observed, n = norm.p, norm.observations, norm.observed, norm.n
 
     def family(*args):
-        particles = [SimSplit(p, observed, held=True)(obs, *args) @ f"particle{i}" for i in range(n)]
+        particles = [
+            SimSplit(p, observed, held=True)(obs, *args) @ f"particle{i}" for i in range(n)
+        ]
         log_w = jnp.stack([w for _, _, w in particles])
         k = categorical(logits=log_w) @ "index"
         chosen = jax.tree.map(lambda *xs: jnp.stack(xs)[k], *[c for c, _, _ in particles])

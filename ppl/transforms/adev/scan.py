@@ -57,7 +57,11 @@ def scan_rule(ctx, site, key, ins, state, addr):
         if recording:
             cm, rec_t, logp = _adev.recorded_choices(st.rec, addr)
             static["choices"] = jax.tree.structure(cm)
-            rec = (jax.tree.leaves(cm), [inst(p, t) for p, t in zip(jax.tree.leaves(cm), rec_t)], logp)
+            rec = (
+                jax.tree.leaves(cm),
+                [inst(p, t) for p, t in zip(jax.tree.leaves(cm), rec_t)],
+                logp,
+            )
         ys = ([p for p, _ in y_out], [inst(p, t) for p, t in y_out], st.cost_p, st.cost_t, rec)
         return new_carry, ys
 
@@ -68,7 +72,8 @@ def scan_rule(ctx, site, key, ins, state, addr):
         body, init, (keys, *xs_leaves), length=T
     )
     state = state._replace(
-        s=s, c=c,
+        s=s,
+        c=c,
         cost_p=_dual.add(state.cost_p, _sum(cost_p)),
         cost_t=_dual.add(state.cost_t, _sum(cost_t)),
     )
@@ -83,4 +88,3 @@ def scan_rule(ctx, site, key, ins, state, addr):
 
 def _sum(x):
     return None if x is None else jnp.sum(x, axis=0)
-

@@ -43,7 +43,7 @@ class Strategy:
     def __call__(self, gen_fn):
         if not isinstance(gen_fn, Distribution):
             raise PPLError(
-                f"{self.name}(...) wraps a distribution, as in {self.name}(normal)(mu, s) @ \"z\"; "
+                f'{self.name}(...) wraps a distribution, as in {self.name}(normal)(mu, s) @ "z"; '
                 f"got {gen_fn!r}. For choices inside a generative function, give a policy "
                 f"instead: ppl.adev(f, strategies={{('call', 'z'): {self.name}}})."
             )
@@ -87,7 +87,9 @@ class WithStrategy(GenerativeFunction):
         # Traced settings (a learned baseline) travel with the arguments: a tracer
         # kept in the primitive's parameters would outlive its trace.
         static, extra = self.strategy.split_traced()
-        return Invocation(StrategySite(self.dist_fn, static), (self.dist_fn.parameters(args, kwargs), extra))
+        return Invocation(
+            StrategySite(self.dist_fn, static), (self.dist_fn.parameters(args, kwargs), extra)
+        )
 
     def params_and_extra(self, args) -> tuple:
         """``(the distribution's parameters, traced strategy settings)`` of a call."""
@@ -142,10 +144,16 @@ class Reparam(Strategy):
 
     def check(self, dist, d, addr):
         if _is_discrete(d):
-            self._refuse(addr, dist, "its values are discrete, so they cannot move smoothly with the parameters",
-                         "enum (finite support), mvd (flip) or reinforce")
+            self._refuse(
+                addr,
+                dist,
+                "its values are discrete, so they cannot move smoothly with the parameters",
+                "enum (finite support), mvd (flip) or reinforce",
+            )
         if not d.has_rsample:
-            self._refuse(addr, dist, "numpyro has no reparameterized sampler (rsample) for it", "reinforce")
+            self._refuse(
+                addr, dist, "numpyro has no reparameterized sampler (rsample) for it", "reinforce"
+            )
 
     def sample(self, site, state):
         key, dist_fn = site.key, site.dist_fn
@@ -258,19 +266,32 @@ class Enum(Strategy):
 
     def check(self, dist, d, addr):
         if not _is_discrete(d):
-            self._refuse(addr, dist, "it is continuous, so there is no finite support to sum over",
-                         "reparam, mvd (normal) or reinforce")
+            self._refuse(
+                addr,
+                dist,
+                "it is continuous, so there is no finite support to sum over",
+                "reparam, mvd (normal) or reinforce",
+            )
         if not getattr(d, "has_enumerate_support", False):
             self._refuse(addr, dist, "its support is infinite", "reinforce")
         count = getattr(d, "total_count", None)
         if count is not None and not is_concrete(count):
-            self._refuse(addr, dist, "its number of trials is a traced value, so the size of its support "
-                         "is not known when the program is staged (pass the count as a Python int, "
-                         "e.g. binomial(5, p))", "reinforce")
+            self._refuse(
+                addr,
+                dist,
+                "its number of trials is a traced value, so the size of its support "
+                "is not known when the program is staged (pass the count as a Python int, "
+                "e.g. binomial(5, p))",
+                "reinforce",
+            )
         if not _scalar(d):
-            self._refuse(addr, dist, f"it makes a value of shape {d.batch_shape + d.event_shape}, and enumerating "
-                         "a joint support grows exponentially",
-                         "one scalar choice per address (ppl.repeat / ppl.vmap), or reinforce")
+            self._refuse(
+                addr,
+                dist,
+                f"it makes a value of shape {d.batch_shape + d.event_shape}, and enumerating "
+                "a joint support grows exponentially",
+                "one scalar choice per address (ppl.repeat / ppl.vmap), or reinforce",
+            )
 
     def branch_count(self, d):
         return int(d.enumerate_support(expand=False).size)
@@ -302,8 +323,11 @@ def _probabilities(d, support):
         return jax.nn.softmax(d.logits)
     if isinstance(d, nd.BinomialProbs):
         n, p = d.total_count, d.probs
-        ways = jnp.exp(jax.scipy.special.gammaln(n + 1.0) - jax.scipy.special.gammaln(support + 1.0)
-                       - jax.scipy.special.gammaln(n - support + 1.0))
+        ways = jnp.exp(
+            jax.scipy.special.gammaln(n + 1.0)
+            - jax.scipy.special.gammaln(support + 1.0)
+            - jax.scipy.special.gammaln(n - support + 1.0)
+        )
         return ways * _power(p, support) * _power(1.0 - p, n - support)
     return jnp.exp(d.log_prob(support))
 
@@ -328,10 +352,17 @@ class MVD(Strategy):
 
     def check(self, dist, d, addr):
         if not isinstance(d, (nd.BernoulliProbs, nd.BernoulliLogits, nd.Normal)):
-            self._refuse(addr, dist, "mvd is implemented for flip and normal only", "reinforce (or reparam)")
+            self._refuse(
+                addr, dist, "mvd is implemented for flip and normal only", "reinforce (or reparam)"
+            )
         if not _scalar(d):
-            self._refuse(addr, dist, f"mvd is implemented for scalar choices, this one has shape "
-                         f"{d.batch_shape + d.event_shape}", "one scalar choice per address, reparam or reinforce")
+            self._refuse(
+                addr,
+                dist,
+                f"mvd is implemented for scalar choices, this one has shape "
+                f"{d.batch_shape + d.event_shape}",
+                "one scalar choice per address, reparam or reinforce",
+            )
 
     def branch_count(self, d):
         return 4 if isinstance(d, nd.Normal) else 2

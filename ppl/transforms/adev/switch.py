@@ -55,14 +55,18 @@ def switch_rule(switch, ctx, site, key, ins, state, k, addr):
 
 def _traced(ctx, switch, index, key, ins, tree, state, addr):
     body_ctx = ctx.in_loop(
-        addr, f"{switch.name} with an index known only at run time",
+        addr,
+        f"{switch.name} with an index known only at run time",
         "whose branches are traced without the rest of the program. Use reinforce or reparam for "
-        "choices inside the branches; strategies such as enum belong on the choice that makes the index")
+        "choices inside the branches; strategies such as enum belong on the choice that makes the index",
+    )
     ps, ts = _dual.primals(ins), [t for _, t in ins]
 
     def branch(j):
         def run(ps, ts):
-            outs, st = _adev.open_call(body_ctx, switch.branches[j], key, list(zip(ps, ts)), tree, _dual.State(), addr)
+            outs, st = _adev.open_call(
+                body_ctx, switch.branches[j], key, list(zip(ps, ts)), tree, _dual.State(), addr
+            )
             return [p for p, _ in outs], [t for _, t in outs], (st.s, st.c, st.cost_p, st.cost_t)
 
         return run
@@ -89,7 +93,9 @@ def _select(index, outs):
     ``ppl.vmap``) JAX turns a batched switch into a select whose operands pass
     through ``stop_gradient``, which reverse mode cannot transpose when the
     operands are tangents. A select of the outputs transposes."""
-    return jax.tree.map(lambda *xs: None if xs[0] is None else jax.lax.select_n(index, *xs), *outs, is_leaf=_is_none)
+    return jax.tree.map(
+        lambda *xs: None if xs[0] is None else jax.lax.select_n(index, *xs), *outs, is_leaf=_is_none
+    )
 
 
 def _is_none(x):
@@ -102,17 +108,23 @@ def _aligned(fns, *args):
     shapes = [jax.eval_shape(f, *args) for f in fns]
     flat = [jax.tree.flatten(s, is_leaf=_is_none) for s in shapes]
     treedef = flat[0][1]
-    templates = [next((leaves[i] for leaves, _ in flat if leaves[i] is not None), None)
-                 for i in range(treedef.num_leaves)]
+    templates = [
+        next((leaves[i] for leaves, _ in flat if leaves[i] is not None), None)
+        for i in range(treedef.num_leaves)
+    ]
 
     def align(f):
         def g(*a):
             leaves = jax.tree.flatten(f(*a), is_leaf=_is_none)[0]
-            return jax.tree.unflatten(treedef, [
-                jnp.zeros(t.shape, t.dtype) if x is None and t is not None
-                else (x if t is None else jnp.asarray(x, t.dtype))
-                for x, t in zip(leaves, templates)
-            ])
+            return jax.tree.unflatten(
+                treedef,
+                [
+                    jnp.zeros(t.shape, t.dtype)
+                    if x is None and t is not None
+                    else (x if t is None else jnp.asarray(x, t.dtype))
+                    for x, t in zip(leaves, templates)
+                ],
+            )
 
         return g
 

@@ -43,7 +43,9 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     axes = vm._axes(args_p)
     leaf_axes = [ax for a, ax in zip(args_p, axes) for _ in jax.tree.leaves(a)]
     keys = vm._keys(key, args_p)
-    element_args = tuple(a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args_p, axes))
+    element_args = tuple(
+        a if ax is None else jax.tree.map(lambda x: x[0], a) for a, ax in zip(args_p, axes)
+    )
     element_tree = jax.tree.structure(element_args)
     recording = state.rec is not None
     body_ctx = ctx.in_loop(addr, "ppl.vmap")
@@ -61,9 +63,9 @@ def vmap_rule(ctx, site, key, ins, state, addr):
         return [p for p, _ in outs], [t for _, t in outs], st.s, st.c, st.cost_p, st.cost_t, rec
 
     ps, ts = _dual.primals(ins), [t for _, t in ins]
-    out_p, out_t, s, c, cost_p, cost_t, rec = jax.vmap(
-        element, in_axes=(0, leaf_axes, leaf_axes)
-    )(keys, ps, ts)
+    out_p, out_t, s, c, cost_p, cost_t, rec = jax.vmap(element, in_axes=(0, leaf_axes, leaf_axes))(
+        keys, ps, ts
+    )
     total = lambda x: None if x is None else jnp.sum(x, axis=0)
     cost_p = total(cost_p)
     state = state._replace(
