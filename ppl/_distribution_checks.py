@@ -12,7 +12,7 @@ import numpy as np
 import numpyro.distributions as nd
 
 from ppl._errors import AddressError, parameter_error
-from ppl.core import is_concrete
+from ppl.core import is_concrete, is_tracer
 
 
 def parameter_names(factory) -> list | None:
@@ -182,6 +182,6 @@ def is_traced_integer(v) -> bool:
         >>> is_traced_integer(3)
         False
     """
-    return isinstance(v, jax.core.Tracer) and (
+    return is_tracer(v) and (
         jnp.issubdtype(v.dtype, jnp.integer) or jnp.issubdtype(v.dtype, jnp.bool_)
     )

@@ -8,7 +8,7 @@ implements. All of them are pure and work under ``jit``, ``vmap`` and ``grad``.
 from __future__ import annotations
 
 import abc
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import equinox as eqx
 import jax
@@ -23,6 +23,17 @@ from ppl.core import Callee, bind_sample, closes_over_tracers, refuse_as_array
 class Trace(eqx.Module):
     """A record of one execution: ``gen_fn``, ``args``, ``retval``, ``score`` (log p)
     and the random ``choices`` made."""
+
+    if TYPE_CHECKING:  # every kind of trace has these fields; declared for the type checker only
+
+        @property
+        def gen_fn(self) -> Any: ...
+        @property
+        def args(self) -> tuple: ...
+        @property
+        def retval(self) -> Any: ...
+        @property
+        def score(self) -> jax.Array: ...
 
     @property
     @abc.abstractmethod
@@ -214,22 +225,26 @@ class GenerativeFunction(Callee, abc.ABC):
         """Run forward, sampling every choice: a :class:`Trace`."""
         return self._simulate(as_key(key), as_args(args, self.name))
 
-    def assess(self, choices, args: tuple):
+    def assess(self, choices, args: tuple) -> tuple[jax.Array, Any]:
         """``(log p(choices), retval)`` for a complete choice map."""
         return self._assess(as_choices(choices), as_args(args, self.name))
 
-    def generate(self, key, constraints, args: tuple):
+    def generate(self, key, constraints, args: tuple) -> tuple[Trace, jax.Array]:
         """``(trace, log_weight)``: constrained choices take the given values, the
         others are sampled; weight = log p(all) - log q(sampled)."""
         return self._generate(as_key(key), as_choices(constraints), as_args(args, self.name))
 
-    def update(self, key, trace: Trace, constraints=None, args: tuple | None = None):
+    def update(
+        self, key, trace: Trace, constraints=None, args: tuple | None = None
+    ) -> tuple[Trace, jax.Array, ChoiceMap]:
         """``(new_trace, log_weight, discard)``: move ``trace`` to new arguments and
         constrained values; ``discard`` holds the values replaced."""
         args = trace.args if args is None else as_args(args, self.name)
         return self._update(as_key(key), trace, as_choices(constraints), args)
 
-    def regenerate(self, key, trace: Trace, selection=None, args: tuple | None = None):
+    def regenerate(
+        self, key, trace: Trace, selection=None, args: tuple | None = None
+    ) -> tuple[Trace, jax.Array]:
         """``(new_trace, log_weight)``: resample the selected choices from the prior;
         the weight is the Metropolis-Hastings log ratio for that move.
 
@@ -258,19 +273,19 @@ class GenerativeFunction(Callee, abc.ABC):
         return self._regenerate(key, trace, selection, args)
 
     @abc.abstractmethod
-    def _simulate(self, key, args): ...
+    def _simulate(self, key, args) -> Trace: ...
 
     @abc.abstractmethod
-    def _assess(self, choices, args): ...
+    def _assess(self, choices, args) -> tuple[jax.Array, Any]: ...
 
     @abc.abstractmethod
-    def _generate(self, key, constraints, args): ...
+    def _generate(self, key, constraints, args) -> tuple[Trace, jax.Array]: ...
 
     @abc.abstractmethod
-    def _update(self, key, trace, constraints, args): ...
+    def _update(self, key, trace, constraints, args) -> tuple[Trace, jax.Array, ChoiceMap]: ...
 
     @abc.abstractmethod
-    def _regenerate(self, key, trace, selection, args): ...
+    def _regenerate(self, key, trace, selection, args) -> tuple[Trace, jax.Array]: ...
 
     inner: tuple = ()  # the generative functions a combinator runs
 

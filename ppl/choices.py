@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl._errors import AddressError, PPLError, fmt_addr, fmt_addrs
+from ppl.core import is_tracer
 from ppl.selections import (  # re-exported: selections were defined here once
     Selection,
     address_path,
@@ -211,7 +212,7 @@ class ChoiceMap:
                 return ChoiceMap()
         return cm
 
-    def __getitem__(self, addr):
+    def __getitem__(self, addr) -> Any:
         sub = self.get_submap(addr)
         if sub.is_empty():
             known = fmt_addrs(self.addresses(), limit=12)
@@ -241,7 +242,7 @@ class ChoiceMap:
             return [()]
         return [(k, *rest) for k, sub in self._children.items() for rest in sub.addresses()]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Any:
         """The choices as a nested dict keyed by address parts.
 
         Returns:
@@ -346,10 +347,10 @@ class ChoiceMap:
             )
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal maps need not hash alike
 
 
-def _read(node: ChoiceMap):
+def _read(node: ChoiceMap) -> Any:
     """A node's value as users read it: NaN where a masked float value was not made."""
     value, made = node._raw()
     if made is None or not hasattr(value, "dtype") or not jnp.issubdtype(value.dtype, jnp.inexact):
@@ -391,7 +392,7 @@ def _nest(path: tuple, cm: ChoiceMap) -> ChoiceMap:
 
 
 def _short(v) -> str:
-    if isinstance(v, jax.core.Tracer):
+    if is_tracer(v):
         return f"<traced {v.aval.str_short()}>"
     shape = getattr(v, "shape", ())
     if shape and int(np.prod(shape)) > 6:

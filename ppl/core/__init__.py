@@ -25,6 +25,7 @@ from ppl.core.primitive import (
     closes_over_tracers,
     is_concrete,
     is_differentiated,
+    is_tracer,
     refuse_as_array,
     sample_p,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "hoist_closure",
     "is_concrete",
     "is_differentiated",
+    "is_tracer",
     "program_cache",
     "refuse_as_array",
     "sample_p",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+from jax._src import core as _jcore
 
 from ppl._caches import Owner, store_of
 
@@ -131,14 +132,14 @@ class Callee(Owner):
             in_avals: the abstract values of the argument leaves.
 
         Returns:
-            A list of ``jax.core.ShapedArray``, one per leaf of the return value.
+            A list of ``_jcore.ShapedArray``, one per leaf of the return value.
 
         Example:
             >>> ppl.normal.retval_avals(jax.tree.structure((0.0, 1.0)), avals)  # [f32[]]
         """
         leaves = jax.tree.leaves(self._retval_shape(in_tree, in_avals))
         return [
-            jax.core.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False))
+            _jcore.ShapedArray(s.shape, s.dtype, weak_type=getattr(s, "weak_type", False))
             for s in leaves
         ]
 

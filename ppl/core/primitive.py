@@ -16,6 +16,7 @@ from jax._src import core as _jcore
 from jax._src import dtypes as _jdtypes
 from jax._src.interpreters import ad as _jad
 from jax.extend import core as jex
+from jax.interpreters import ad, batching
 
 from ppl._args import hold, release
 from ppl._errors import (
@@ -64,8 +65,8 @@ def _jvp_error(primals, tangents, *, addr, **_):
     )
 
 
-jax.interpreters.batching.primitive_batchers[sample_p] = _batching_error
-jax.interpreters.ad.primitive_jvps[sample_p] = _jvp_error
+batching.primitive_batchers[sample_p] = _batching_error
+ad.primitive_jvps[sample_p] = _jvp_error
 
 
 def bind_sample(gen_fn: Callee, args: tuple, addr):
@@ -157,7 +158,24 @@ def is_concrete(x) -> bool:
         True
         >>> jax.jit(lambda v: is_concrete(v))(1.0)   # evaluated while tracing: False
     """
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
+    return not any(is_tracer(leaf) for leaf in jax.tree.leaves(x))
+
+
+def is_tracer(x) -> bool:
+    """Whether ``x`` is a value being traced (by ``jit``, ``vmap``, ``grad``, ...).
+
+    Args:
+        x: any value.
+
+    Returns:
+        ``True`` for a JAX tracer, ``False`` for anything else.
+
+    Example:
+        >>> is_tracer(1.0)
+        False
+        >>> jax.jit(lambda v: is_tracer(v))(1.0)   # evaluated while tracing: True
+    """
+    return isinstance(x, _jcore.Tracer)
 
 
 def closes_over_tracers(fn) -> bool:

@@ -15,6 +15,7 @@ import itertools
 from typing import Callable
 
 import jax
+from jax._src import core as _jcore
 from jax.extend import core as jex
 
 from ppl._args import call, hold
@@ -65,7 +66,7 @@ def hoist_closure(fn: Callable, args: tuple):
         *call_args, values = args_and_hoisted
         values, kept_values = iter(values), iter(kept)
         consts = [next(values) if t else next(kept_values) for t in traced]
-        outs = jax.core.eval_jaxpr(
+        outs = _jcore.eval_jaxpr(
             closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), ""))
         )
         return jax.tree.unflatten(out_tree, outs)
