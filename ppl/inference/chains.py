@@ -148,7 +148,8 @@ class MCMCResult(eqx.Module):
             ImportError: if arviz (an optional dependency) is not installed.
         """
         try:
-            import arviz
+            # an optional dependency, not installed where the checker runs
+            import arviz  # pyright: ignore[reportMissingImports]
         except ImportError as e:
             raise ImportError("to_arviz needs arviz: pip install arviz") from e
         posterior = {_show(k, "/"): _float(v) for k, v in self._flat().items()}

@@ -11,6 +11,9 @@ values like any kernel. The names say what they act on: ``ppl.repeat`` and
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 
@@ -36,6 +39,8 @@ class Cycle(Kernel):
         kernels: the parts, in the order they are applied (a tuple).
     """
 
+    kernels: tuple[Kernel, ...]
+
     def __init__(self, *kernels):
         super().__init__(kernels=tuple(kernels))
 
@@ -49,7 +54,9 @@ class Cycle(Kernel):
             state = kernel.step(k, _sub(state, auxs[i]))
             auxs[i] = state.aux
             probs.append(state.accept_prob)
-        return MCMCState(state.trace, sum(probs) / len(probs), tuple(auxs))
+        # p0 + p1 + ... (not sum(), whose start value 0 would make the mean a float to the checker)
+        total = functools.reduce(operator.add, probs)
+        return MCMCState(state.trace, total / len(probs), tuple(auxs))
 
 
 class MixtureKernel(Kernel):
@@ -61,6 +68,9 @@ class MixtureKernel(Kernel):
         kernels: the parts (a tuple).
         logits: the log of their probabilities.
     """
+
+    kernels: tuple[Kernel, ...]
+    logits: jax.Array
 
     def __init__(self, kernels, weights=None):
         kernels = tuple(kernels)
@@ -95,6 +105,9 @@ class RepeatKernel(Kernel):
         kernel: the kernel repeated.
         n: the number of repetitions per step.
     """
+
+    kernel: Kernel
+    n: int
 
     def __init__(self, kernel, n):
         super().__init__(kernel=kernel, n=n)

@@ -63,7 +63,10 @@ class GradientAux(eqx.Module):
 def _init_step_size(step_size, n_warmup):
     da_init, _ = dual_averaging()
     eps = jnp.asarray(step_size, jnp.result_type(float))
-    return StepSize(eps, da_init(jnp.log(10.0 * eps)), jnp.zeros((), jnp.int32), n_warmup)
+    # numpyro leaves prox_center unannotated, so its default 0.0 makes the checker expect a
+    # float; numpyro only stores it and does arithmetic with it, so an array is what it wants.
+    da = da_init(jnp.log(10.0 * eps))  # pyright: ignore[reportArgumentType]
+    return StepSize(eps, da, jnp.zeros((), jnp.int32), n_warmup)
 
 
 def _adapt(ss: StepSize, accept_prob, target):
@@ -95,7 +98,9 @@ def _random_like(key, tree):
 
 class _Gradient(Kernel):
     name = "gradient kernel"
-    target_accept = 0.8
+    selection: Selection | None
+    step_size: float
+    target_accept: float = 0.8
 
     def __init__(self, selection=None, step_size=0.1, target_accept=None, **settings):
         super().__init__(
@@ -120,6 +125,10 @@ class _Gradient(Kernel):
             return out.log_density + out.log_det, out.choices
 
         return jax.value_and_grad(log_density, has_aux=True)
+
+    def _propose(self, key, grad_fn, z, logp, g, eps) -> tuple:
+        """``(z1, logp1, g1, x1, log_alpha)``: a move from ``z`` and its log acceptance ratio."""
+        raise NotImplementedError
 
     def step(self, key, state):
         trace, aux = state.trace, state.aux
@@ -168,6 +177,7 @@ class HMC(_Gradient):
 
     name = "hmc"
     target_accept = 0.8
+    n_steps: int
 
     def __init__(self, selection=None, step_size=0.1, n_steps=10, target_accept=None):
         super().__init__(selection, step_size, target_accept, n_steps=n_steps)

@@ -9,6 +9,7 @@ may propose some latent choices and leave the rest to the prior.
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
@@ -51,7 +52,16 @@ def propose(key, model: GenerativeFunction, observations, args, proposal=None, p
     return tr, w - q.score
 
 
-def importance(key, model, observations, args, proposal=None, proposal_args=(), n=1000, check=True):
+def importance(
+    key,
+    model,
+    observations,
+    args,
+    proposal=None,
+    proposal_args=(),
+    n: int | np.integer = 1000,
+    check=True,
+):
     """Importance sampling with ``n`` particles.
 
     Args:

@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 
 from ppl._errors import PPLError, fmt_addr
-from ppl._gfi import as_selection
+from ppl._gfi import GenerativeFunction, as_selection
 from ppl.choices import Selection
 from ppl.inference._sites import check_selection
 from ppl.inference._util import selection_of
@@ -38,6 +38,10 @@ class MH(Kernel):
         proposal_args: the proposal's extra arguments (a tuple).
     """
 
+    selection: Selection | None
+    proposal: GenerativeFunction | None
+    proposal_args: tuple
+
     def __init__(self, selection=None, proposal=None, proposal_args=()):
         if selection is not None and proposal is not None:
             raise PPLError(
@@ -59,19 +63,21 @@ class MH(Kernel):
         return MCMCState(trace, one(), MHAux(selection))
 
     def _check_proposal(self, trace, observed):
-        proposed = self.proposal.trace_shape((trace, *self.proposal_args)).choices
+        proposal = self.proposal
+        assert proposal is not None  # init checks only a kernel built with a proposal
+        proposed = proposal.trace_shape((trace, *self.proposal_args)).choices
         known = selection_of(trace.choices)
         for addr in proposed.addresses():
             if addr not in known:
                 shown = ", ".join(fmt_addr(a) for a in trace.choices.addresses()[:12])
                 raise PPLError(
-                    f"mh: the proposal {self.proposal.name} proposes {fmt_addr(addr)}, which is "
+                    f"mh: the proposal {proposal.name} proposes {fmt_addr(addr)}, which is "
                     f"not a random choice of {trace.gen_fn!r} (its addresses: {shown}). Fix the "
                     "proposal's addresses."
                 )
             if observed is not None and addr in observed:
                 raise PPLError(
-                    f"mh: the proposal {self.proposal.name} proposes {fmt_addr(addr)}, which is "
+                    f"mh: the proposal {proposal.name} proposes {fmt_addr(addr)}, which is "
                     "observed; a kernel must not move observations. Propose only latent choices."
                 )
 

@@ -15,6 +15,7 @@ kernel object itself holds nothing but its options.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -71,6 +72,9 @@ class NUTS(Kernel):
     the ``n_warmup`` steps given to ``init``. The kernel holds only its
     options: one NUTS object serves any number of models and chains at once.
     """
+
+    selection: Selection | None
+    options: Mapping[str, Any]
 
     def __init__(
         self,

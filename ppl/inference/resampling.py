@@ -8,6 +8,8 @@ They differ only in variance: multinomial > residual, stratified > systematic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -71,7 +73,7 @@ SCHEMES = {
 }
 
 
-def get_scheme(scheme):
+def get_scheme(scheme: str | Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     """A resampling scheme by name, or a callable as it is.
 
     Args:

@@ -74,7 +74,8 @@ def forward_log_marginal(ys) -> float:
     alpha = np.log(INIT) + log_em[0]
     for t in range(1, len(ys)):
         alpha = logsumexp(alpha[:, None] + np.log(TRANS), axis=0) + log_em[t]
-    return float(logsumexp(alpha))
+    # scipy's logsumexp is unannotated; the checker sees the tuple only return_sign=True returns
+    return float(logsumexp(alpha))  # pyright: ignore[reportArgumentType]
 
 
 # Conjugate models.

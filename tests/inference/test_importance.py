@@ -149,7 +149,8 @@ def test_particle_counts_below_one_are_an_error_naming_the_argument():
         ):
             importance(jax.random.key(0), model, {"y": 1.0}, (), n=n)
     with pytest.raises(ppl.PPLError, match="n, must be a positive int.*got 2.5"):
-        importance(jax.random.key(0), model, {"y": 1.0}, (), n=2.5)
+        # a float is the mistake this checks for
+        importance(jax.random.key(0), model, {"y": 1.0}, (), n=2.5)  # pyright: ignore[reportArgumentType]
     with pytest.raises(ppl.PPLError, match="sir: the number of traces returned, m, is 0"):
         ppl.inference.sir(jax.random.key(0), model, {"y": 1.0}, (), n=10, m=0)
     assert importance(

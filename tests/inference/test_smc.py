@@ -2,6 +2,7 @@
 conjugate data annealing; and its errors."""
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -139,7 +140,7 @@ def test_run_is_a_scan_of_the_pure_step():
     masks = jnp.arange(n_data)[None, :] < jnp.arange(1, n_data + 1)[:, None]
     obs = ppl.ChoiceMap.d({"y": NN_DATA})
     start = smc.init(jax.random.key(1), annealed, obs, (jnp.zeros(n_data, bool),), 30)
-    opts = dict(ess_threshold=0.7, rejuvenation=kernel)
+    opts: dict[str, Any] = dict(ess_threshold=0.7, rejuvenation=kernel)
     ran, info = smc.run(jax.random.key(2), start, (masks,), **opts)
     step = jax.jit(lambda k, p, m: smc.step(k, p, (m,), **opts))
     p, lml = start, []

@@ -22,7 +22,7 @@ def compiles():
     """Count XLA compilations by function name while the block runs."""
     counts = collections.Counter()
 
-    def listener(event, duration, **kwargs):
+    def listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
         if event == _BACKEND_COMPILE:
             counts[kwargs.get("fun_name", "?")] += 1
 

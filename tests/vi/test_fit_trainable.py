@@ -2,6 +2,7 @@
 
 import re
 import warnings
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -96,7 +97,7 @@ def test_trainable_true_true_trains_a_model_parameter():
     # (the guide becomes the exact posterior and the ELBO the log evidence log N(1; m, 2)).
     objective = vi.elbo(prior_mean_model, gaussian_guide, ppl.ChoiceMap.d({"x": 1.0}))
     start = ((jnp.array(0.0),), (jnp.array(0.0), jnp.array(0.0)))
-    kw = dict(
+    kw: dict[str, Any] = dict(
         optimizer=optax.adam(optax.cosine_decay_schedule(0.1, 600)),
         steps=600,
         num_samples=8,

@@ -187,15 +187,15 @@ def fit(
     spec = make_spec(objective, optimizer, num_samples, "fit")
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
     state = start(spec, params, frozen, layout, data, n_data, batch_size)
-    chunk = _Chunk(spec, chunk or max(1, min(steps, max(steps // 100, 10))))
+    compiled = _Chunk(spec, chunk or max(1, min(steps, max(steps // 100, 10))))
     history = []
     bar = _progress_bar(steps, progress)
     done = 0
     try:
         while done < steps:
-            n = min(chunk.length, steps - done)
+            n = min(compiled.length, steps - done)
             moved, (values, failed) = _run_chunk(
-                state, key, np.int32(done), np.int32(n), chunk=chunk
+                state, key, np.int32(done), np.int32(n), chunk=compiled
             )
             # The arrays passed in (frozen leaves, data) stay the very objects given.
             state = _moved(state, moved)
@@ -248,6 +248,12 @@ class NonFiniteLoss(PPLError):
         ...     print(err.step, len(err.history), float(err.guide_args[0]))
         1 1 0.0
     """
+
+    step: int
+    value: float
+    history: np.ndarray
+    model_args: Any
+    guide_args: Any
 
     def __init__(self, step: int, value: float, history: list):
         self.step, self.value, self.history = step, value, np.asarray(history)
@@ -309,7 +315,8 @@ def _run_chunk(state: FitState, key, done, n, chunk: _Chunk):
     return jax.lax.scan(body, _dynamic(state), (keys, active))
 
 
-register_cache(_run_chunk.clear_cache)  # its cache holds specs (objectives, models)
+# its cache holds specs (objectives, models); jax's stub of a jitted function omits clear_cache
+register_cache(_run_chunk.clear_cache)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -322,6 +322,7 @@ def _loss(spec: Spec, state: FitState, params, key):
     mean_estimate = _averaged(spec.objective.value, spec.num_samples)
     if state.n_data is None:
         return -mean_estimate(key, m, g)
+    assert state.batch_size is not None  # check_data gives both or neither
     k_batch, k_est = jax.random.split(key)
     batch = minibatch(k_batch, state.data, state.n_data, state.batch_size)
     keys = jax.random.split(k_est, state.batch_size)
