@@ -8,6 +8,9 @@ same priors), written the Pyro way with a plate over the minibatch.
   in parallel (later guide computations broadcast over the enumerated values).
 """
 
+# pyro and torch come from the optional `bench` extra (pip install -e '.[bench]'),
+# which the test environment does not install.
+# pyright: reportMissingImports=false
 from __future__ import annotations
 
 import math

@@ -118,7 +118,7 @@ def mixture(n_data, hoisted=False):
             shared = jax.nn.log_softmax(logits)
             value, logq = 0.0, 0.0
             for j in range(n_data):
-                d = nd.Categorical(logits=logits)
+                d = nd.CategoricalLogits(logits)
                 c = d.sample(jax.random.fold_in(key, j + 1))
                 value = value - 0.5 * (y[j] - mu[c]) ** 2
                 logq = logq + (shared[c] if hoisted else d.log_prob(c))
@@ -144,7 +144,7 @@ def mixture_vectorised(n_data):
         keys = jax.random.split(jax.random.fold_in(key, 1), n_data)
 
         def branch(z):
-            d = nd.Categorical(jax.nn.softmax(jnp.where(z, w[1], w[0])))
+            d = nd.CategoricalProbs(jax.nn.softmax(jnp.where(z, w[1], w[0])))
             cs = jax.vmap(d.sample)(keys)
             return jnp.sum(-0.5 * (y - mu[cs]) ** 2), jnp.sum(d.log_prob(cs))
 
@@ -183,8 +183,12 @@ def _time_once(compiled, args, key):
 
 
 def measure(name, adev_f, hand_grad, args, batch, reps):
-    adev_grad = lambda a, k: jax.grad(lambda a: adev_f.estimate(k, a))(a)
-    hand = lambda a, k: hand_grad(*a, k)
+    def adev_grad(a, k):
+        return jax.grad(lambda a: adev_f.estimate(k, a))(a)
+
+    def hand(a, k):
+        return hand_grad(*a, k)
+
     key = jax.random.key(0)
     fa, fh = _batched(adev_grad, batch), _batched(hand, batch)
     ca, ta = _compile(fa, args, key)
@@ -218,6 +222,7 @@ def measure(name, adev_f, hand_grad, args, batch, reps):
 
 
 def main():
+    assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small programs and few repetitions")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -234,10 +239,12 @@ def main():
     ]
     rows = [measure(name, f, g, args, batch, reps) for name, f, g, args in programs]
     print_table(
-        f"{'program':<34} {'ADEV ms':>9} {'hand ms':>9} {'run ratio':>10} {'compile s (ADEV/hand)':>24} {'ratio':>6}",
+        f"{'program':<34} {'ADEV ms':>9} {'hand ms':>9} {'run ratio':>10} "
+        f"{'compile s (ADEV/hand)':>24} {'ratio':>6}",
         (
-            f"{r['program']:<34} {r['adev_ms']:>9.3f} {r['hand_ms']:>9.3f} {r['run_ratio']:>10.3f} "
-            f"{r['adev_compile_s']:>11.2f} / {r['hand_compile_s']:<10.2f} {r['compile_ratio']:>6.2f}"
+            f"{r['program']:<34} {r['adev_ms']:>9.3f} {r['hand_ms']:>9.3f} "
+            f"{r['run_ratio']:>10.3f} {r['adev_compile_s']:>11.2f} / "
+            f"{r['hand_compile_s']:<10.2f} {r['compile_ratio']:>6.2f}"
             for r in rows
         ),
     )

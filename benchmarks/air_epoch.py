@@ -8,7 +8,8 @@ training step (bound, gradient, Adam); Pyro runs the two it supports directly
 (REINFORCE with a learned baseline under TraceGraph_ELBO, parallel
 enumeration under TraceEnum_ELBO), each one ``svi.step``. Steps are timed
 interleaved, round after round, and an epoch is the median step time times
-the steps per epoch (a ppl round times 5 consecutive steps). ``ratio`` = ppl time / the row's time on the same variant.
+the steps per epoch (a ppl round times 5 consecutive steps). ``ratio`` = ppl
+time / the row's time on the same variant.
 
     python benchmarks/air_epoch.py [--quick] [--json PATH]
 """
@@ -50,7 +51,9 @@ def ppl_step(objective: str, presence: str, batch):
     optimizer = optax.adam(1e-3)
     loss = M.loss_function(M.bound(objective, 2, presence), presence == "reinforce")
     air = M.AIR(jax.random.key(0), baseline=presence == "reinforce")
-    opt_state = optimizer.init(air)
+    # optax's Params alias lists arrays, sequences and mappings only; any pytree
+    # works, an equinox Module included.
+    opt_state = optimizer.init(air)  # pyright: ignore[reportArgumentType]
 
     def step(air, opt_state, key):
         (_, value), grads = jax.value_and_grad(loss, has_aux=True)(air, key, batch)
@@ -75,8 +78,9 @@ def ppl_step(objective: str, presence: str, batch):
 
 
 def pyro_step(presence: str, batch):
-    import pyro
-    import torch
+    # pyro and torch come from the optional `bench` extra; main() reports their absence.
+    import pyro  # pyright: ignore[reportMissingImports]
+    import torch  # pyright: ignore[reportMissingImports]
 
     import _air_pyro
 
@@ -155,14 +159,16 @@ def main(argv=None):
             }
         )
     print(
-        f"AIR seconds per epoch ({N_TRAIN} canvases, batch {BATCH}; median step of {reps} interleaved "
-        f"rounds x {steps_per_epoch} steps; ratio = ppl / system)"
+        f"AIR seconds per epoch ({N_TRAIN} canvases, batch {BATCH}; median step of {reps} "
+        f"interleaved rounds x {steps_per_epoch} steps; ratio = ppl / system)"
     )
     print_table(
-        f"{'variant':<20} {'system':>6} {'s/epoch':>9} {'ratio':>7} {'speed-up':>9} {'compile s':>10}",
+        f"{'variant':<20} {'system':>6} {'s/epoch':>9} {'ratio':>7} {'speed-up':>9} "
+        f"{'compile s':>10}",
         (
-            f"{r['config']['variant']:<20} {r['system']:>6} {r['median_s']:>9.2f} {r['ratio']:>7.3f} "
-            f"{1 / r['ratio']:>8.1f}x {r.get('compile_s', float('nan')):>10.1f}"
+            f"{r['config']['variant']:<20} {r['system']:>6} {r['median_s']:>9.2f} "
+            f"{r['ratio']:>7.3f} {1 / r['ratio']:>8.1f}x "
+            f"{r.get('compile_s', float('nan')):>10.1f}"
             for r in sorted(rows, key=lambda r: (r["config"]["variant"], r["system"]))
         ),
     )

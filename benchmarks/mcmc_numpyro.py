@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -95,9 +96,16 @@ def numpyro_sampler(X, y, n_warmup, n_samples, n_chains):
             k_init, numpyro_regression, model_args=(X, y), dynamic_args=True
         )
         state = init_kernel(params.z, n_warmup, model_args=(X, y), rng_key=k_run)
-        step = lambda s, _: (sample_kernel(s, model_args=(X, y)), None)
+
+        def step(s, _):
+            return sample_kernel(s, model_args=(X, y)), None
+
         state, _ = jax.lax.scan(step, state, length=n_warmup)
-        keep = lambda s, _: (lambda s: (s, s.z))(sample_kernel(s, model_args=(X, y)))
+
+        def keep(s, _):
+            s = sample_kernel(s, model_args=(X, y))
+            return s, s.z
+
         _, zs = jax.lax.scan(keep, state, length=n_samples)
         return jax.vmap(postprocess_gen(X, y))(zs)
 
@@ -129,6 +137,7 @@ def numpyro_mcmc_end_to_end(key, X, y, n_warmup, n_samples, n_chains):
 
 
 def main(argv=None):
+    assert __doc__ is not None
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small problem, few repeats (a smoke test)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON here")
@@ -173,14 +182,19 @@ def main(argv=None):
             f"numpyro {e2:8.1f} ESS in {t2:6.3f}s ({e2 / t2:9.1f}/s)"
         )
 
-    med = lambda k: statistics.median(row[k] for row in rows)
+    def med(k):
+        return statistics.median(row[k] for row in rows)
+
     ppl_rate = statistics.median(row["ppl_ess"] / row["ppl_seconds"] for row in rows)
     np_rate = statistics.median(row["numpyro_ess"] / row["numpyro_seconds"] for row in rows)
     post_gap = max(
         abs(float(np.mean(s1[f"('{k}',)"])) - float(np.mean(s2[k]))) for k in ("b", "sigma")
     )
-    best = lambda k: max(row[f"{k}_ess"] / row[f"{k}_seconds"] for row in rows)
-    summary = dict(
+
+    def best(k):
+        return max(row[f"{k}_ess"] / row[f"{k}_seconds"] for row in rows)
+
+    summary: dict[str, Any] = dict(
         problem=dict(
             n=n, d=d, n_warmup=n_warmup, n_samples=n_samples, n_chains=n_chains, repeats=repeats
         ),
@@ -202,13 +216,17 @@ def main(argv=None):
         rows=rows,
     )
     print(
-        f"first run, compile included: ppl {t_ppl_first:.2f}s, numpyro (jitted once) {t_np_first:.2f}s; "
+        f"first run, compile included: ppl {t_ppl_first:.2f}s, "
+        f"numpyro (jitted once) {t_np_first:.2f}s; "
         + ("" if t_mcmc is None else f"numpyro MCMC.run {t_mcmc:.2f}s")
     )
     print(
-        f"median ESS/s: ppl {ppl_rate:.1f}, numpyro {np_rate:.1f}; ratio ppl/numpyro = {ppl_rate / np_rate:.3f} "
-        f"(target >= 0.9); with mean ESS {summary['ratio_mean_ess']:.3f}; best runs {best('ppl') / best('numpyro'):.3f}; "
-        f"wall time numpyro/ppl {summary['time_ratio']:.3f}; largest gap in posterior means of b, sigma: {post_gap:.4f}"
+        f"median ESS/s: ppl {ppl_rate:.1f}, numpyro {np_rate:.1f}; "
+        f"ratio ppl/numpyro = {ppl_rate / np_rate:.3f} "
+        f"(target >= 0.9); with mean ESS {summary['ratio_mean_ess']:.3f}; "
+        f"best runs {best('ppl') / best('numpyro'):.3f}; "
+        f"wall time numpyro/ppl {summary['time_ratio']:.3f}; "
+        f"largest gap in posterior means of b, sigma: {post_gap:.4f}"
     )
     # One row in the shared shape: ppl's time per effective sample over numpyro's.
     write_rows(
