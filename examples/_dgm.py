@@ -94,8 +94,9 @@ def train(
             values = np.asarray(values)
             if not np.all(np.isfinite(values)):
                 raise FloatingPointError(
-                    f"the objective became {values[~np.isfinite(values)][0]} in epoch {e}. Try a smaller "
-                    "learning rate, or a lower-variance estimator (a baseline, more particles)."
+                    f"the objective became {values[~np.isfinite(values)][0]} in epoch {e}. "
+                    "Try a smaller learning rate, or a lower-variance estimator (a baseline, "
+                    "more particles)."
                 )
             history.extend(values.tolist())
             if bar is not None:

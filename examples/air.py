@@ -55,7 +55,8 @@ def datasets(n_train: int, n_test: int, seed: int = 0):
 
 
 def count_accuracy(air, images, counts, key) -> tuple[float, np.ndarray]:
-    """Fraction of canvases whose guide sample has the right number of objects, and the confusion matrix."""
+    """Fraction of canvases whose guide sample has the right number of objects, and the
+    confusion matrix."""
     guessed = np.asarray(jax.jit(M.counts)(air, key, jnp.asarray(images)))
     confusion = np.zeros((D.MAX_DIGITS + 1, D.MAX_DIGITS + 1), int)
     np.add.at(confusion, (counts, guessed), 1)

@@ -64,7 +64,10 @@ def expressive(particles: int):
 
 def experiments():
     """(name, objective, initial guide arguments)."""
-    f = lambda *v: tuple(jnp.array(x, dtype=jnp.float32) for x in v)
+
+    def f(*v):
+        return tuple(jnp.array(x, dtype=jnp.float32) for x in v)
+
     return [
         ("ELBO", vi.elbo(cone, mean_field, OBS), f(0.0, 0.0, 1.0, 1.0)),
         ("IWELBO (n=5)", vi.iwelbo(cone, mean_field, OBS, n=5), f(3.0, 0.0, 1.0, 1.0)),

@@ -9,7 +9,8 @@ through precise noisy measurements:
 With sharp observations, proposing (p_t, v_t) from the dynamics (the prior)
 wastes most particles. The proposal family
 
-    v_t ~ normal(v + g_v (y_t - p - v), exp(s_v)),  p_t ~ normal(p + v_t + g_p (y_t - p - v_t), exp(s_p))
+    v_t ~ normal(v + g_v (y_t - p - v), exp(s_v)),
+    p_t ~ normal(p + v_t + g_p (y_t - p - v_t), exp(s_p))
 
 has learned gains and scales. We fit it by maximising the ELBO of the
 trajectory guide ``ppl.scan`` of the proposal step (``ppl.inference.vi``),
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -102,7 +104,7 @@ def train_proposal(model, guide, ys, steps, key):
 
 def run_smc(key, model, ys, n, theta=None):
     obs = ppl.ChoiceMap.d({"y": ys})
-    kw = (
+    kw: dict[str, Any] = (
         {}
         if theta is None
         else dict(proposal=proposal, proposal_args=lambda carry, x, o: (carry, theta, o["y"]))
@@ -131,26 +133,28 @@ def main(argv=None):
     t = time.perf_counter()
     theta, history = train_proposal(model, guide, ys, steps, jax.random.key(1))
     print(
-        f"trained proposal in {time.perf_counter() - t:.1f}s: gains (v, p) = {np.round(theta[:2], 3).tolist()}, "
-        f"scales (v, p) = {np.round(np.exp(theta[2:]), 3).tolist()}; ELBO {history[0]:.1f} -> {np.mean(history[-20:]):.1f}"
+        f"trained proposal in {time.perf_counter() - t:.1f}s: "
+        f"gains (v, p) = {np.round(theta[:2], 3).tolist()}, "
+        f"scales (v, p) = {np.round(np.exp(theta[2:]), 3).tolist()}; "
+        f"ELBO {history[0]:.1f} -> {np.mean(history[-20:]):.1f}"
     )
 
     results = {}
     for name, th in (("prior proposal", None), ("VI-trained proposal", theta)):
-        go = jax.jit(
-            jax.vmap(
-                lambda k: (lambda p, i: (p.log_marginal_likelihood, i.ess))(
-                    *run_smc(k, model, ys, args.particles, th)
-                )
-            )
-        )
+
+        def lml_and_ess(k):
+            p, i = run_smc(k, model, ys, args.particles, th)
+            return p.log_marginal_likelihood, i.ess
+
+        go = jax.jit(jax.vmap(lml_and_ess))
         lml, ess = go(jax.random.split(jax.random.key(7), runs))
         particles, _ = jax.jit(lambda k: run_smc(k, model, ys, args.particles, th))(
             jax.random.key(8)
         )
         results[name] = (np.asarray(lml), np.asarray(ess), particles)
         print(
-            f"{name:22s} log p(y) = {np.mean(lml):9.3f} +/- {np.std(lml):6.3f} (sd over {runs} runs); "
+            f"{name:22s} log p(y) = {np.mean(lml):9.3f} +/- {np.std(lml):6.3f} "
+            f"(sd over {runs} runs); "
             f"mean ESS per step {np.mean(ess):6.1f} of {args.particles}"
         )
     gain = np.mean(results["VI-trained proposal"][1]) / np.mean(results["prior proposal"][1])

@@ -1,6 +1,7 @@
 """Bayesian linear regression with NUTS and Metropolis-Hastings, diagnostics printed.
 
-    y_i ~ normal(x_i . w + b, sigma),  w ~ normal(0, 1)^D,  b ~ normal(0, 1),  sigma ~ exponential(1)
+    y_i ~ normal(x_i . w + b, sigma),
+    w ~ normal(0, 1)^D,  b ~ normal(0, 1),  sigma ~ exponential(1)
 
 Two samplers on the same model and data: numpyro's NUTS on all latent choices
 (in unconstrained space), and a cycle of Metropolis-Hastings moves with custom

@@ -75,7 +75,8 @@ def main(argv=None):
     print(f"{'':10s}{'IS mean':>10s}{'exact':>10s}{'IS sd':>10s}{'exact':>10s}")
     for i, name in enumerate(["slope", "intercept"]):
         print(
-            f"{name:10s}{mean[i]:10.3f}{exact_mean[i]:10.3f}{sd[i]:10.3f}{np.sqrt(exact_cov[i, i]):10.3f}"
+            f"{name:10s}{mean[i]:10.3f}{exact_mean[i]:10.3f}{sd[i]:10.3f}"
+            f"{np.sqrt(exact_cov[i, i]):10.3f}"
         )
 
     if not args.no_plot:

@@ -174,13 +174,16 @@ def plots(vae, history, test_x, held_out, args, key):
     x = test_x[:10]
     recon = jax.nn.sigmoid(jax.vmap(lambda v: vae.decoder(_posterior(vae.encoder, v)[0]))(x))
     prior = jax.nn.sigmoid(jax.vmap(vae.decoder)(jax.random.normal(key, (20, LATENT))))
-    grid = lambda imgs, cols: np.concatenate(
-        [
-            np.concatenate(list(np.asarray(r).reshape(-1, 28, 28)), axis=1)
-            for r in np.split(imgs, len(imgs) // cols)
-        ],
-        0,
-    )
+
+    def grid(imgs, cols):
+        return np.concatenate(
+            [
+                np.concatenate(list(np.asarray(r).reshape(-1, 28, 28)), axis=1)
+                for r in np.split(imgs, len(imgs) // cols)
+            ],
+            0,
+        )
+
     for name, img in (("reconstructions", np.concatenate([x, recon])), ("prior_samples", prior)):
         plt.figure(figsize=(10, 0.5 + len(img) // 10))
         plt.imshow(grid(np.asarray(img), 10), cmap="gray")
@@ -198,7 +201,7 @@ def plots(vae, history, test_x, held_out, args, key):
     plt.plot(history, alpha=0.3, label="minibatch estimate")
     plt.plot(np.arange(w - 1, len(history)), smooth, label="moving average")
     plt.axhline(held_out, color="k", ls="--", label=f"held-out {held_out:.1f}")
-    plt.ylim(max(np.min(smooth), -550), np.max(history) + 10)
+    plt.ylim(max(float(np.min(smooth)), -550), np.max(history) + 10)
     plt.xlabel("step")
     plt.ylabel(f"{args.objective} (nats per digit)")
     plt.legend()

@@ -86,7 +86,7 @@ class Guide(eqx.Module):
         # Objects start rare (p ~ 0.05): an object is then added where it pays for
         # itself, rather than two objects each learning to draw half a digit.
         self.pres = eqx.tree_at(
-            lambda l: l.bias, eqx.nn.Linear(HIDDEN, 1, key=k[2]), jnp.array([PRES_BIAS])
+            lambda linear: linear.bias, eqx.nn.Linear(HIDDEN, 1, key=k[2]), jnp.array([PRES_BIAS])
         )
         self.where = eqx.nn.Linear(HIDDEN, 6, key=k[3])
         self.what = _mlp([OBJ * OBJ, 200, 2 * WHAT], k[4])

@@ -108,7 +108,8 @@ def test_bilinear_matches_a_direct_interpolation():
     ys = np.linspace(-1.3, 1.2, 5).astype(np.float32)  # partly outside the image: reads zeros there
     xs = np.linspace(-0.9, 1.4, 6).astype(np.float32)
     ours = np.asarray(stn.bilinear(jnp.asarray(image), jnp.asarray(ys), jnp.asarray(xs)))
-    # Pixel-index coordinates of the same points; grid-constant pads with zeros and interpolates into them.
+    # Pixel-index coordinates of the same points; grid-constant pads with zeros and
+    # interpolates into them.
     rows, cols = np.meshgrid((ys + 1) * 7 / 2 - 0.5, (xs + 1) * 9 / 2 - 0.5, indexing="ij")
     direct = map_coordinates(image, [rows, cols], order=1, mode="grid-constant", cval=0.0)
     np.testing.assert_allclose(ours, direct, atol=1e-6)
