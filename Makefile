@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test lint bench docs clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "needs Python 3.11 as '$(PYTHON)' (set PYTHON=...)"; exit 1; }
@@ -23,8 +23,14 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 demo: $(STAMP_BASE)
 	$(PY) examples/cone.py
 
-test: $(STAMP_TEST)
+# The tests run after the lint and type checks, which take well under a minute.
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP_TEST)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
 
 bench: $(STAMP_TEST)
 	$(PY) -m pip install --quiet -e ".[bench]"

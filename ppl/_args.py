@@ -66,7 +66,8 @@ def hold(args, name: str):
             hash(leaf)
         except TypeError:
             raise PPLError(
-                f"argument {jax.tree_util.keystr(path) or '?'} of {name} is a {type(leaf).__name__}, "
+                f"argument {jax.tree_util.keystr(path) or '?'} of {name} is a "
+                f"{type(leaf).__name__}, "
                 "which is neither an array (JAX traces those) nor hashable (ppl holds other values "
                 "static, and a static value must be hashable). Pass it as an array, or fix it when "
                 "you define the function (close over it, or use functools.partial)."
@@ -186,8 +187,11 @@ def _concretization_error(name: str, e: Exception) -> PPLError:
             f"between values); for a loop, use {SCAN_CALL}.",
         )
     return PPLError(
-        f"{name} {what}. Inside a generative function, random choices, the values computed from them "
-        "and the function's arguments are traced: ppl stages the function once, before any value is "
-        f"known. {fix} A setting fixed in advance (a number of steps, a flag) should not be an argument: "
+        f"{name} {what}. Inside a generative function, random choices, the values computed from "
+        "them "
+        "and the function's arguments are traced: ppl stages the function once, before any value "
+        "is "
+        f"known. {fix} A setting fixed in advance (a number of steps, a flag) should not be an "
+        "argument: "
         "close over it or bind it with functools.partial. (JAX's own error is the cause below.)"
     )

@@ -81,7 +81,7 @@ class Store(dict):
     def __eq__(self, other):  # a store is one object's cache, not a value
         return self is other
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # pyright: ignore[reportAssignmentType]  # identity, as __eq__
 
 
 class Owner:

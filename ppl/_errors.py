@@ -132,9 +132,12 @@ def choice_outside_error(addr) -> PPLError:
     if _in_jax_callback():
         return PPLError(
             f"random choice {fmt_addr(addr)} was made inside a JAX callback (jax.pure_callback, "
-            "jax.experimental.io_callback or jax.debug.callback). A callback runs Python outside the "
-            "staged program, so ppl cannot record, constrain or weight a choice made there, and random "
-            "choices cannot be made in it. Make the choice in the generative function and pass its value "
+            "jax.experimental.io_callback or jax.debug.callback). A callback runs Python outside "
+            "the "
+            "staged program, so ppl cannot record, constrain or weight a choice made there, and "
+            "random "
+            "choices cannot be made in it. Make the choice in the generative function and pass its "
+            "value "
             "to the callback as an argument."
         )
     return PPLError(
@@ -158,7 +161,9 @@ _DOMAINS = {
     "_Positive": "must be > 0",
     "_Real": "must be finite (not NaN or inf)",
     "_UnitInterval": "must be in [0, 1]",
-    "_Simplex": "must be non-negative and sum to 1 along the last axis (normalise it, or pass logits)",
+    "_Simplex": (
+        "must be non-negative and sum to 1 along the last axis (normalise it, or pass logits)"
+    ),
     "_PositiveDefinite": "must be a symmetric positive-definite matrix",
     "_LowerCholesky": "must be lower triangular with a positive diagonal",
     "_CorrCholesky": "must be the Cholesky factor of a correlation matrix",
@@ -180,16 +185,21 @@ def parameter_error(dist: str, param: str, domain: str, x, ok) -> AddressError:
         domain and an offending entry (the address is filled in by callers).
 
     >>> str(parameter_error("normal", "scale", "_Positive", np.array(-1.0), np.array(False)))
-    "parameter 'scale' of normal at (top level) must be > 0; got -1.0. Fix the value passed to normal."
+    "parameter 'scale' of normal at (top level) must be > 0; got -1.0. Fix the value passed to
+    normal."
     """
     rule = _DOMAINS.get(domain, f"must satisfy {domain.lstrip('_')}")
     if x.ndim == 0:
         got = f"got {x.item()!r:.60}"
     elif ok.shape == x.shape:
         where = tuple(int(i) for i in np.argwhere(~ok)[0])
-        got = f"{int((~ok).sum())} of its {x.size} entries are not, e.g. {x[where].item()!r:.40} at index {where}"
+        got = (
+            f"{int((~ok).sum())} of its {x.size} entries are not, "
+            f"e.g. {x[where].item()!r:.40} at index {where}"
+        )
     else:
         got = f"got an array of shape {x.shape} that is not"
     return AddressError(
-        f"parameter {param!r} of {dist} at {{addr}} {rule}; {escape(got)}. Fix the value passed to {dist}."
+        f"parameter {param!r} of {dist} at {{addr}} {rule}; {escape(got)}. Fix the value passed to "
+        f"{dist}."
     )

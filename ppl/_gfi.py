@@ -44,7 +44,7 @@ class Trace(eqx.Module):
         return self.choices
 
     @abc.abstractmethod
-    def project(self, selection: Selection):
+    def project(self, selection: Selection) -> jax.Array:
         """The sum of the log densities of the selected random choices."""
 
     def __getitem__(self, addr):
@@ -82,7 +82,8 @@ class Invocation:
         call = f"{_name(g)}({_short(self.args)})"
         if staging_name() is not None:
             return error(
-                f"in {staging_name()}, {call} was {what}, but it is a random choice without an address, "
+                f"in {staging_name()}, {call} was {what}, but it is a random choice without an "
+                "address, "
                 "not a value. "
                 f'Write `{call} @ "addr"` to make the choice and use its value.'
             )
@@ -182,14 +183,16 @@ def as_key(key):
     if arr is not None and arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,):
         return jax.random.wrap_key_data(arr)
     raise PPLError(
-        f"expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} with shape {getattr(arr, 'shape', None)}."
+        "expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), got "
+        f"{type(key).__name__} with shape {getattr(arr, 'shape', None)}."
     )
 
 
 def as_args(args, name) -> tuple:
     if not isinstance(args, tuple):
         raise PPLError(
-            f"arguments of {name} must be a tuple, e.g. ({args!r},) for one argument; got {type(args).__name__}."
+            f"arguments of {name} must be a tuple, e.g. ({args!r},) for one argument; got "
+            f"{type(args).__name__}."
         )
     return hold(args, name)
 
@@ -297,9 +300,12 @@ class GenerativeFunction(Callee, abc.ABC):
         for g in self.inner:
             if closes_over_tracers(getattr(g, "fn", None)):
                 raise PPLError(
-                    f"{g.name}, run by {self.name}, uses a value that is being traced in the function "
-                    "that defines it (a closure over one of its arguments). Inside a combinator that "
-                    "value would be stale: pass it as an argument instead (for ppl.scan, in the carry "
+                    f"{g.name}, run by {self.name}, uses a value that is being traced in the "
+                    "function "
+                    "that defines it (a closure over one of its arguments). Inside a combinator "
+                    "that "
+                    "value would be stale: pass it as an argument instead (for ppl.scan, in the "
+                    "carry "
                     "or in xs; for ppl.vmap with in_axes=None)."
                 )
         return self, args

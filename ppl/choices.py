@@ -96,7 +96,8 @@ class ChoiceMap:
         Raises:
             PPLError: if ``made``'s shape is not a prefix of ``value``'s shape.
 
-        >>> cm = ChoiceMap.d({"x": ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))})
+        >>> x = ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
+        >>> cm = ChoiceMap.d({"x": x})
         >>> cm["x"]          # Array([ 1., nan])
         >>> cm.is_made("x")  # Array([ True, False])
         """
@@ -106,8 +107,10 @@ class ChoiceMap:
         v_shape, m_shape = jnp.shape(value), jnp.shape(made)
         if tuple(v_shape[: len(m_shape)]) != tuple(m_shape):
             raise PPLError(
-                f"ChoiceMap.masked: the flags 'made' have shape {m_shape}, which is not a leading part of "
-                f"the value's shape {v_shape}. Give one flag per element of the value's leading axes."
+                f"ChoiceMap.masked: the flags 'made' have shape {m_shape}, which is not a leading "
+                "part of "
+                f"the value's shape {v_shape}. Give one flag per element of the value's leading "
+                "axes."
             )
         return ChoiceMap(value=value, made=made)
 
@@ -137,7 +140,8 @@ class ChoiceMap:
             ``True`` for an entry built by :meth:`masked` (as in the choice map of a
             ``ppl.switch`` with a traced index), ``False`` otherwise.
 
-        >>> ChoiceMap.masked(1.0, False).is_masked(), ChoiceMap.value(1.0).is_masked()  # (True, False)
+        >>> ChoiceMap.masked(1.0, False).is_masked()  # True
+        >>> ChoiceMap.value(1.0).is_masked()  # False
         """
         return self._made is not None
 
@@ -163,9 +167,11 @@ class ChoiceMap:
         if self.is_masked():
             raise AddressError(
                 "the choice at {addr} is made only on some executions (it comes from a ppl.switch "
-                "branch whose index is known only at run time), so its value alone would be read as "
+                "branch whose index is known only at run time), so its value alone would be read "
+                "as "
                 "made everywhere. Pass the choice map to generate/assess/update of a generative "
-                "function that makes the address (an @gen function or a combinator reads the mask), or "
+                "function that makes the address (an @gen function or a combinator reads the "
+                "mask), or "
                 "read it with cm[addr] (NaN where not made) and cm.is_made(addr)."
             )
         return self._value
@@ -347,7 +353,7 @@ class ChoiceMap:
             )
         )
 
-    __hash__ = None  # type: ignore[assignment]  # equal maps need not hash alike
+    __hash__ = None  # pyright: ignore[reportAssignmentType]  # equal maps need not hash alike
 
 
 def _read(node: ChoiceMap) -> Any:

@@ -154,11 +154,16 @@ class Distribution(GenerativeFunction):
         traced = [n for n, v in zip(names, params) if is_traced_integer(v)]
         if traced:
             return AddressError(
-                f"parameter {escape(', '.join(map(repr, traced)))} of {self.name} at {{addr}} must be a "
-                "Python int (numpyro needs its value while the program is staged), but it is traced: an "
-                "argument of an @gen function or of a jitted function, or a value computed from one. "
-                "Write the number in the call (ppl holds Python ints and bools static), or fix it in the "
-                f"distribution: ppl.distribution(functools.partial(<numpyro class>, {traced[0]}=...))."
+                f"parameter {escape(', '.join(map(repr, traced)))} of {self.name} at {{addr}} must "
+                "be a "
+                "Python int (numpyro needs its value while the program is staged), but it is "
+                "traced: an "
+                "argument of an @gen function or of a jitted function, or a value computed from "
+                "one. "
+                "Write the number in the call (ppl holds Python ints and bools static), or fix it "
+                "in the "
+                "distribution: ppl.distribution(functools.partial(<numpyro class>, "
+                f"{traced[0]}=...))."
             )
         if isinstance(e, ValueError):  # numpyro's check of concrete parameters: say which and why
             validate, nd.Distribution._validate_args = nd.Distribution._validate_args, False
@@ -173,8 +178,10 @@ class Distribution(GenerativeFunction):
             if problem is not None:
                 return problem
         return AddressError(
-            f"could not build {self.name} at {{addr}} from parameters {escape(f'{params!r:.200}')}: "
-            f"{escape(str(e))}. Its parameters are {escape(str(self._params))}; pass values of those."
+            f"could not build {self.name} at {{addr}} from parameters "
+            f"{escape(f'{params!r:.200}')}: "
+            f"{escape(str(e))}. Its parameters are {escape(str(self._params))}; pass values of "
+            "those."
         )
 
     # -- values -------------------------------------------------------------
@@ -216,10 +223,10 @@ class Distribution(GenerativeFunction):
             return jnp.sum(d.log_prob(self._for_density(d, value)))
         # Score an in-support stand-in where the value is outside, so neither the
         # score nor its gradient sees numpyro's arithmetic on an impossible value.
+        support = d.support
+        assert support is not None  # membership() gave a mask, so the support is known
         event = (None,) * (value.ndim - ok.ndim)
-        safe = jnp.where(
-            ok[(..., *event)], value, d.support.feasible_like(value).astype(value.dtype)
-        )
+        safe = jnp.where(ok[(..., *event)], value, support.feasible_like(value).astype(value.dtype))
         lp = d.log_prob(self._for_density(d, safe))
         return jnp.sum(jnp.where(ok, lp, -jnp.inf))
 
@@ -241,7 +248,8 @@ class Distribution(GenerativeFunction):
         if is_concrete(value):
             if jnp.issubdtype(value.dtype, jnp.inexact) and bool(np.isnan(np.asarray(value)).any()):
                 raise AddressError(
-                    "the value given at {addr} is NaN, which no distribution produces (under jit it "
+                    "the value given at {addr} is NaN, which no distribution produces (under jit "
+                    "it "
                     "scores -inf, zeroing the weight). Give a number; for a missing observation, "
                     "leave the address out of the choice map (generate then samples it)."
                 )
@@ -250,7 +258,8 @@ class Distribution(GenerativeFunction):
             if ok is not None and is_concrete(ok) and not bool(np.all(np.asarray(ok))):
                 raise AddressError(
                     f"the value at {{addr}} is outside the support of {self.name} "
-                    f"({support_name(d)}); its log density would be -inf. Give a value in the support."
+                    f"({support_name(d)}); its log density would be -inf. Give a value in the "
+                    "support."
                 )
         score = self.log_density(value, args)
         # Stored with the dtype simulate gives (int for categorical, float for geometric):

@@ -15,14 +15,14 @@ ADEV forward pass, so ``jax.grad``, ``jit`` and ``vmap`` compose with it.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, overload
 
 from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction
 from ppl.transforms.adev import interpreter as _adev
 from ppl.transforms.adev.expectation import (
     Expectation,
-    Sim,
+    _AdevOnly,
     _Averaged,
     bind_cost,
     density_of,
@@ -30,12 +30,44 @@ from ppl.transforms.adev.expectation import (
 )
 
 
-def expectation(fn: Callable = None, *, strategies=None) -> Expectation:
+@overload
+def expectation(fn: Callable, *, strategies=None) -> Expectation: ...
+@overload
+def expectation(fn: None = None, *, strategies=None) -> Callable[[Callable], Expectation]: ...
+def expectation(
+    fn: Callable | None = None, *, strategies=None
+) -> Expectation | Callable[[Callable], Expectation]:
     """Mark ``fn(*args) -> real`` as an expectation program; its random choices
-    (``dist(args) @ "addr"``) are sampled with gradient-estimation strategies."""
+    (``dist(args) @ "addr"``) are sampled with gradient-estimation strategies.
+
+    Args:
+        fn: the program, returning a real number. Used bare (``@ppl.expectation``)
+            or with a policy (``@ppl.expectation(strategies=...)``).
+        strategies: a policy, address -> strategy (``{"z": ppl.reinforce}``), for
+            choices that do not fix their strategy at the call site. Choices with
+            no strategy get the default for their distribution (``reparam`` for
+            reparameterizable ones, ``reinforce`` otherwise).
+
+    Returns:
+        An :class:`Expectation` with ``estimate(key, args)`` (an unbiased estimate
+        of the expected value) and ``grad_estimate(key, args)`` (an unbiased
+        estimate of its gradient with respect to ``args``); with only
+        ``strategies`` given, a decorator that makes one.
+
+    Raises:
+        PPLError: if ``strategies`` is not a mapping of addresses to strategies.
+
+    Example:
+        >>> @ppl.expectation
+        ... def loss(mu):
+        ...     z = ppl.normal(mu, 1.0) @ "z"
+        ...     return z**2
+        >>> g = loss.grad_estimate(jax.random.key(0), (0.5,))  # unbiased for 2 * mu
+    """
+    policy = _adev.check_policy(strategies)
     if fn is None:
-        return lambda f: expectation(f, strategies=strategies)
-    return Expectation(fn, _adev.check_policy(strategies))
+        return lambda f: Expectation(f, policy)
+    return Expectation(fn, policy)
 
 
 def adev(f, strategies=None) -> Expectation:
@@ -69,12 +101,33 @@ def add_cost(x) -> None:
     bind_cost(x)
 
 
-def sim(q: GenerativeFunction) -> Sim:
+def sim(q: GenerativeFunction) -> _AdevOnly:
     """Sampling ``q`` inside an expectation: ``choices, logq = sim(q)(*args) @ "q"``.
 
     For a generative function with an estimated density (``ppl.marginal``),
     ``logq`` is an estimate whose expectation is at least the true log density,
-    so objectives that subtract it stay lower bounds."""
+    so objectives that subtract it stay lower bounds.
+
+    Args:
+        q: the generative function to sample (a variational family).
+
+    Returns:
+        A callee for one call inside an ``@ppl.expectation``: called with ``q``'s
+        arguments and given an address, it makes ``(choices, logq)``. Each choice
+        of ``q`` is sampled with its own strategy (from the call site or the
+        policy, under the call's address), so the gradient flows through ``q``.
+
+    Raises:
+        PPLError: when the call is run outside an expectation (by ``simulate``
+            and the other interface methods), where it has no meaning.
+
+    Example:
+        >>> @ppl.expectation
+        ... def elbo(mu):
+        ...     choices, logq = ppl.sim(guide)(mu) @ "q"
+        ...     logp, _ = model.assess(choices, ())
+        ...     return logp - logq
+    """
     return sim_of(q)
 
 

@@ -49,7 +49,8 @@ class EstimatedTrace(Trace):
         if selection.is_all():
             return self.score
         raise PPLError(
-            f"{self.gen_fn.name} estimates the density of all its choices together; it cannot project onto {selection!r}."
+            f"{self.gen_fn.name} estimates the density of all its choices together; it cannot "
+            f"project onto {selection!r}."
         )
 
 
@@ -69,7 +70,8 @@ class Marginal(GenerativeFunction):
             raise PPLError(f"ppl.marginal needs a number of particles n >= 1, got {n!r}.")
         if proposal is not None and not isinstance(proposal, GenerativeFunction):
             raise PPLError(
-                f"the proposal of ppl.marginal must be a generative function of (x, *args), got {proposal!r}."
+                "the proposal of ppl.marginal must be a generative function of (x, *args), got "
+                f"{proposal!r}."
             )
         self.q, self.keep, self.proposal, self.n = q, keep, proposal, n
 
@@ -100,7 +102,8 @@ class Marginal(GenerativeFunction):
     def _check_kept(self, x: ChoiceMap):
         if x.is_empty():
             raise PPLError(
-                f"{self.name}: the selection keeps none of q's choices; keep=ppl.select(...) must name "
+                f"{self.name}: the selection keeps none of q's choices; keep=ppl.select(...) must "
+                "name "
                 "the choices the marginal is over."
             )
 

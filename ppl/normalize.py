@@ -52,14 +52,25 @@ class Normalized(GenerativeFunction):
             self, args, chosen.choices.without(self.observed), chosen.retval, score
         )
 
-    def _refuse(self, *_):
-        raise PPLError(
-            f"{self.name} can be sampled (simulate, or ppl.sim inside an objective), but its density "
+    def _refusal(self) -> PPLError:
+        return PPLError(
+            f"{self.name} can be sampled (simulate, or ppl.sim inside an objective), but its "
+            "density "
             "has no unbiased estimate: it would need one of 1 / p(observations). Use it as a "
             "variational family, or use ppl.inference.importance for the posterior itself."
         )
 
-    _assess = _generate = _update = _regenerate = _refuse
+    def _assess(self, choices, args):
+        raise self._refusal()
+
+    def _generate(self, key, constraints, args):
+        raise self._refusal()
+
+    def _update(self, key, trace, constraints, args):
+        raise self._refusal()
+
+    def _regenerate(self, key, trace, selection, args):
+        raise self._refusal()
 
 
 def normalize(p: GenerativeFunction, observations, n: int = 1) -> Normalized:

@@ -33,7 +33,8 @@ def per_element(choices: ChoiceMap, n: int) -> ChoiceMap:
         The same choices, those flags broadcast to shape ``(n,)``, so that
         ``jax.vmap``/``lax.scan`` can hand one to each element.
 
-    >>> per_element(ChoiceMap.d({"x": ChoiceMap.masked(jnp.zeros(3), True)}), 3).is_made("x")  # [True]*3
+    >>> cm = ChoiceMap.d({"x": ChoiceMap.masked(jnp.zeros(3), True)})
+    >>> per_element(cm, 3).is_made("x")  # [True]*3
     """
     if choices.is_masked():
         value, made = choices._raw()

@@ -36,7 +36,8 @@ def check_layout(maps: list, name: str) -> None:
             dtypes, or one makes a value at an address under which another makes
             choices; the message names the address and says to rename.
 
-    >>> check_layout([small.trace_shape(args).choices, big.trace_shape(args).choices], "switch(small, big)")
+    >>> layouts = [small.trace_shape(args).choices, big.trace_shape(args).choices]
+    >>> check_layout(layouts, "switch(small, big)")
     """
     seen: dict = {}
     for j, m in enumerate(maps):
@@ -45,10 +46,14 @@ def check_layout(maps: list, name: str) -> None:
             if a in seen and seen[a][1] != kind:
                 i, (s, d) = seen[a][0], seen[a][1]
                 raise AddressError(
-                    f"branches {i} and {j} of {name} both make a random choice at {{addr}}, with shape "
-                    f"{s} and dtype {d} in one and {kind[0]} and {kind[1]} in the other. With a branch "
-                    "index known only at run time (under jit or vmap) the choice map holds one value per "
-                    "address: give the two choices different addresses, or the same shape and dtype.",
+                    f"branches {i} and {j} of {name} both make a random choice at {{addr}}, with "
+                    "shape "
+                    f"{s} and dtype {d} in one and {kind[0]} and {kind[1]} in the other. With a "
+                    "branch "
+                    "index known only at run time (under jit or vmap) the choice map holds one "
+                    "value per "
+                    "address: give the two choices different addresses, or the same shape and "
+                    "dtype.",
                     a,
                 )
             seen.setdefault(a, (j, kind))
@@ -56,8 +61,10 @@ def check_layout(maps: list, name: str) -> None:
         for k in range(1, len(a)):
             if a[:k] in seen:
                 raise AddressError(
-                    f"one branch of {name} makes a random choice at {{addr}}, and another makes choices "
-                    f"below it, at {fmt_addr(a)}. With a branch index known only at run time the choice "
+                    f"one branch of {name} makes a random choice at {{addr}}, and another makes "
+                    "choices "
+                    f"below it, at {fmt_addr(a)}. With a branch index known only at run time the "
+                    "choice "
                     "map holds both, which it cannot: give them different addresses.",
                     a[:k],
                 )

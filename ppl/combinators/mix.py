@@ -45,7 +45,8 @@ def mix(*components: GenerativeFunction) -> GenerativeFunction:
     def mixture(logits, *args):
         if jnp.shape(logits) != (n,):
             raise PPLError(
-                f"{mixture.__qualname__} has {n} components, so it takes {n} logits (a vector of shape "
+                f"{mixture.__qualname__} has {n} components, so it takes {n} logits (a vector of "
+                "shape "
                 f"({n},)), got shape {jnp.shape(logits)}. Give one logit per component."
             )
         index = categorical(logits=logits) @ "component"

@@ -67,7 +67,8 @@ class Scan(GenerativeFunction):
         if len(lengths) != 1:
             raise PPLError(
                 f"{self.name}: the scanned inputs xs and length disagree on the number of steps "
-                f"({sorted(lengths) or 'no length given'}). Pass length=T, or xs with leading axis T."
+                f"({sorted(lengths) or 'no length given'}). Pass length=T, or xs with leading axis "
+                "T."
             )
         return lengths.pop()
 
@@ -138,8 +139,10 @@ class Scan(GenerativeFunction):
         if self._length(args[1]) != self._length(trace.args[1]):
             raise PPLError(
                 f"{self.name}: update cannot change the number of steps "
-                f"({self._length(trace.args[1])} -> {self._length(args[1])}); the shapes are static. "
-                "To grow a sequence, build the model over the full horizon and constrain step by step."
+                f"({self._length(trace.args[1])} -> {self._length(args[1])}); the shapes are "
+                "static. "
+                "To grow a sequence, build the model over the full horizon and constrain step by "
+                "step."
             )
 
         def body(carry, ktc, x):
@@ -165,6 +168,6 @@ def scan(step: GenerativeFunction, length: int | None = None) -> Scan:
     """Iterate ``step(carry, x) -> (carry, y)``; call with ``(init, xs)``.
 
     >>> chain = ppl.scan(step, length=T)
-    >>> carry, ys = chain(z0, None) @ "chain"   # chain choices stacked: ["chain", "z"] has shape (T,)
+    >>> carry, ys = chain(z0, None) @ "chain"   # ["chain", "z"] has shape (T,)
     """
     return Scan(step, length)

@@ -123,7 +123,8 @@ class Switch(GenerativeFunction):
             if strict and bool(jnp.any(bad)):
                 shown = index.tolist() if jnp.ndim(index) == 0 else sorted(set(index[bad].tolist()))
                 raise PPLError(
-                    f"{self.name}: branch index {shown} is out of range; it has {n} branches, so the "
+                    f"{self.name}: branch index {shown} is out of range; it has {n} branches, so "
+                    "the "
                     f"valid indices are 0 to {n - 1}."
                 )
             return jnp.clip(index, 0, n - 1), True
@@ -150,7 +151,8 @@ class Switch(GenerativeFunction):
         for addr in given:
             if addr not in union:
                 raise AddressError(
-                    f"{verb}: no branch of {self.name} makes a random choice at {{addr}}; remove it "
+                    f"{verb}: no branch of {self.name} makes a random choice at {{addr}}; remove "
+                    "it "
                     "or fix the address.",
                     addr,
                 )
@@ -381,7 +383,8 @@ class _Cond(Switch):
             or raw.dtype == jnp.bool_
         ):
             raise PPLError(
-                f"{self.name}: the predicate must be a bool or a real number (nonzero is true), got dtype {raw.dtype}."
+                f"{self.name}: the predicate must be a bool or a real number (nonzero is true), "
+                f"got dtype {raw.dtype}."
             )
         # Nonzero is true, as for lax.cond and Python's bool (NaN included).
         return (raw != 0).astype(jnp.int32), True

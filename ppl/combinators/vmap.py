@@ -49,7 +49,12 @@ class Vmap(GenerativeFunction):
     with ``axis_size`` and no mapped argument it repeats ``gen_fn``.
     """
 
-    def __init__(self, gen_fn: GenerativeFunction, in_axes=0, axis_size: int | None = None):
+    def __init__(
+        self,
+        gen_fn: GenerativeFunction,
+        in_axes: int | None | tuple[int | None, ...] = 0,
+        axis_size: int | None = None,
+    ):
         if not isinstance(gen_fn, GenerativeFunction):
             raise PPLError(
                 f"ppl.vmap takes a generative function (e.g. an @gen function), got {gen_fn!r}."
@@ -65,7 +70,8 @@ class Vmap(GenerativeFunction):
         axes = self.in_axes if isinstance(self.in_axes, tuple) else (self.in_axes,) * len(args)
         if len(axes) != len(args):
             raise PPLError(
-                f"{self.name} has in_axes for {len(axes)} arguments but was called with {len(args)}."
+                f"{self.name} has in_axes for {len(axes)} arguments but was called with "
+                f"{len(args)}."
             )
         return axes
 
@@ -139,7 +145,8 @@ class Vmap(GenerativeFunction):
         n, old = self._size(args), self._size(trace.args)
         if n != old:
             raise AddressError(
-                f"update of {self.name} at {{addr}}: the new arguments have length {n} along the mapped "
+                f"update of {self.name} at {{addr}}: the new arguments have length {n} along the "
+                "mapped "
                 f"axis, but the trace has {old} elements. A vmap's length is fixed in a trace (its "
                 "choices are stacked along that axis, and shapes are static): for another length, "
                 "simulate or generate a new trace with the new arguments."
@@ -149,8 +156,10 @@ class Vmap(GenerativeFunction):
             if shape[:1] != (n,):
                 raise AddressError(
                     f"update of {self.name}: the constraint at {{addr}} has shape {shape}, but the "
-                    f"trace has {n} elements, stacked along a leading axis. A vmap's length is fixed "
-                    f"in a trace: give one value per element (a leading axis of length {n}), or, for "
+                    f"trace has {n} elements, stacked along a leading axis. A vmap's length is "
+                    "fixed "
+                    f"in a trace: give one value per element (a leading axis of length {n}), or, "
+                    "for "
                     "another length, simulate or generate a new trace with new arguments.",
                     addr,
                 )

@@ -66,9 +66,7 @@ def hoist_closure(fn: Callable, args: tuple):
         *call_args, values = args_and_hoisted
         values, kept_values = iter(values), iter(kept)
         consts = [next(values) if t else next(kept_values) for t in traced]
-        outs = _jcore.eval_jaxpr(
-            closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), ""))
-        )
+        outs = _jcore.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(hold(tuple(call_args), "")))
         return jax.tree.unflatten(out_tree, outs)
 
     return converted, hoisted

@@ -45,7 +45,8 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
         return Continue([value], _record_choice(state, call, value))
     if ctx.loop is not None:
         raise PPLError(
-            f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a function "
+            f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a "
+            "function "
             f"of the choice, but the choice is inside {fmt_addr(ctx.loop[0])} ({ctx.loop[1]}), "
             f"{ctx.loop[2]}."
         )
@@ -77,9 +78,11 @@ class _branching:
             n_sites = len(stack)
             del stack[:]
             raise PPLError(
-                f"enum/mvd at the {n_sites} nested choices {shown} (branches each) would evaluate the "
+                f"enum/mvd at the {n_sites} nested choices {shown} (branches each) would evaluate "
+                "the "
                 f"rest of the program on at least {total} branches, more than {MAX_BRANCHES}; XLA "
-                "would run out of memory. Use reinforce (with a baseline, or ppl.E(f, n, loo=True)) "
+                "would run out of memory. Use reinforce (with a baseline, or ppl.E(f, n, "
+                "loo=True)) "
                 "or reparam for some of them."
             )
         return self

@@ -43,6 +43,10 @@ class _AdevOnly(Callee):
 
     simulate = assess = generate = update = regenerate = _misuse
 
+    def _shape_fn(self, args):
+        """The return value for ``args``, traced abstractly; each kind defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define _shape_fn(args)")
+
     def retval_abstract(self, args):
         return self._shape_fn(args)
 
@@ -105,7 +109,8 @@ class Expectation(_AdevOnly):
         program = self.program(jax.tree.unflatten(tree, _dual.primals(duals)))
         if is_differentiated(program.consts):
             raise PPLError(
-                f"{self.name} closes over a value that an enclosing jax.grad/jax.jvp differentiates. "
+                f"{self.name} closes over a value that an enclosing jax.grad/jax.jvp "
+                "differentiates. "
                 "ADEV differentiates an expectation through its arguments only: pass the value as "
                 "an argument, e.g. f.estimate(key, (params,)) with def f(params): ..."
             )
@@ -139,7 +144,10 @@ class _Averaged(Expectation):
             # own choices, so the gradient stays unbiased.
             others = (jnp.sum(r.p) - r.p) / (self.n - 1)
             t = t - others * r.u
-        mean = lambda x: None if x is None else jnp.mean(x, axis=0)
+
+        def mean(x):
+            return None if x is None else jnp.mean(x, axis=0)
+
         return Result(mean(r.p), mean(t), mean(r.u))
 
 
@@ -153,16 +161,27 @@ class _CostTrace(Trace):
 
     is_cost = True  # found in traces by rules that estimate a whole call
 
-    retval = None
-    score = property(lambda self: jnp.zeros((), jnp.result_type(float)))
-    choices = property(lambda self: ChoiceMap.empty())
+    @property
+    def retval(self):
+        return None
+
+    @property
+    def score(self):
+        return jnp.zeros((), jnp.result_type(float))
+
+    @property
+    def choices(self):
+        return ChoiceMap.empty()
 
     def project(self, selection):
         return self.score
 
 
 class _Cost(_AdevOnly):
-    name = "ppl.add_cost"
+    @property
+    def name(self) -> str:
+        return "ppl.add_cost"
+
     addressless = True  # may be called any number of times
 
     def _shape_fn(self, args):
@@ -241,7 +260,7 @@ def _sim_rule(s, ctx, site, key, ins, state, k, addr):
 
 
 @functools.singledispatch
-def sim_of(q: GenerativeFunction):
+def sim_of(q: GenerativeFunction) -> _AdevOnly:
     """The ADEV callee of ``ppl.sim(q)`` for a kind of generative function."""
     return Sim(q)
 

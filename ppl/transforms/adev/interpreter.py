@@ -18,7 +18,8 @@ mode is JAX's transposition of this forward pass.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +39,18 @@ def as_path(addr) -> tuple:
 
 def check_policy(strategies) -> dict:
     """A policy ``{address: strategy}`` with addresses as tuples (paths)."""
+    if strategies is not None and not isinstance(strategies, Mapping):
+        raise PPLError(
+            "strategies must be a dict of address -> strategy, e.g. {'z': ppl.reinforce}; "
+            f"got {type(strategies).__name__}."
+        )
     policy = {}
     for addr, s in dict(strategies or {}).items():
         if not isinstance(s, Strategy):
             raise PPLError(
                 f"the strategy for {fmt_addr(addr)} is {s!r}, which is not a strategy. Use one of "
-                "ppl.reparam, ppl.reinforce (or reinforce(baseline=b)), ppl.enum, ppl.enum_sequential, ppl.mvd."
+                "ppl.reparam, ppl.reinforce (or reinforce(baseline=b)), ppl.enum, "
+                "ppl.enum_sequential, ppl.mvd."
             )
         policy[as_path(addr)] = s
     return policy
@@ -67,7 +74,7 @@ class Ctx:
         self.branching = [] if branching is None else branching
 
     def _with(self, **changes) -> "Ctx":
-        fields = dict(policy=self.policy, loop=self.loop, forced=self.forced)
+        fields: dict[str, Any] = dict(policy=self.policy, loop=self.loop, forced=self.forced)
         fields.update(changes)
         return Ctx(
             fields["policy"],
@@ -155,7 +162,8 @@ def end_of_program(outs, state) -> Result:
     if len(outs) != 1 or jnp.shape(outs[0][0]) != ():
         shapes = [jnp.shape(p) for p, _ in outs]
         raise PPLError(
-            f"an expectation must return one real number, but it returned values of shapes {shapes}. "
+            "an expectation must return one real number, but it returned values of shapes "
+            f"{shapes}. "
             "Return a scalar (e.g. jnp.sum(...) or one component); for several expectations, "
             "write one @ppl.expectation each or add the parts with ppl.add_cost."
         )
@@ -194,7 +202,8 @@ def check_call_policy(strategy, gen_fn, addr) -> None:
     """Only reinforce applies to a whole call."""
     if strategy is not None and not isinstance(strategy, Reinforce):
         raise PPLError(
-            f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of {gen_fn.name}, "
+            f"strategy {strategy.name} was given for {fmt_addr(addr)}, which is a call of "
+            f"{gen_fn.name}, "
             "not a single random choice. Give strategies for the choices inside it, addressed by "
             f"path, e.g. {{{fmt_addr(addr + ('z',))}: {strategy.name}}}; reinforce is the one "
             "strategy that applies to a whole call."

@@ -86,9 +86,11 @@ def _sim_split(split, ctx, site, key, ins, state, k, addr):
         for p in held_paths:
             if p not in ctx.used:
                 raise PPLError(
-                    f"the kept choice {fmt_addr(p[len(addr) :])} of {split.q.name} could not be held "
+                    f"the kept choice {fmt_addr(p[len(addr) :])} of {split.q.name} could not be "
+                    "held "
                     "at its value: it is inside a combinator or is not a single random choice. "
-                    "Keep only choices made directly by @gen functions, or give the marginal a proposal."
+                    "Keep only choices made directly by @gen functions, or give the marginal a "
+                    "proposal."
                 )
         cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
         kept = _kept_log_density(st.rec, addr, split.keep)
@@ -107,8 +109,10 @@ def _kept_log_density(entries, root, keep):
             total = (total[0] + lp, _dual.add(total[1], lt))
         elif not sub.has_value() and not sub.filter(_below(keep, rel)).is_empty():
             raise PPLError(
-                f"the call at {fmt_addr(rel)} was estimated as a whole (reinforce on the call), so the "
-                "density of only some of its choices is not available. Keep all of its choices or none."
+                f"the call at {fmt_addr(rel)} was estimated as a whole (reinforce on the call), so "
+                "the "
+                "density of only some of its choices is not available. Keep all of its choices or "
+                "none."
             )
     return total
 

@@ -78,6 +78,7 @@ def scan_rule(ctx, site, key, ins, state, addr):
         cost_t=_dual.add(state.cost_t, _sum(cost_t)),
     )
     if recording:
+        assert rec is not None  # the body records when the caller does
         leaves, leaves_t, (lp, lt) = rec
         stacked = jax.tree.unflatten(static["choices"], leaves)
         entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), _sum(lt)))

@@ -60,6 +60,17 @@ class Strategy:
         """How many times a continuation strategy evaluates the rest of the program."""
         return 1
 
+    # A strategy defines ``sample`` when ``needs_continuation`` is False, and
+    # ``with_continuation`` when it is True; the ADEV choice rule calls the one it needs.
+    def sample(self, site, state):
+        """``(dual value, state)``: draw the choice at ``site`` with its tangent."""
+        raise NotImplementedError(f"strategy {self.name} evaluates the rest of the program")
+
+    def with_continuation(self, site, state, k):
+        """The dual result of the rest of the program ``k(value, state)``, estimated by
+        evaluating it at values of the choice at ``site``."""
+        raise NotImplementedError(f"strategy {self.name} samples without the rest of the program")
+
     def _refuse(self, addr, dist, why, instead):
         raise PPLError(
             f"strategy {self.name} cannot be used for the random choice {fmt_addr(addr)} "
@@ -308,21 +319,22 @@ class Enum(Strategy):
         return _combine(w, dw, results)
 
 
-def _probabilities(d, support):
+def _probabilities(d, support: jax.Array) -> jax.Array:
     """The probability of each value of a finite support, computed so that its
     derivative is right at the boundary too: ``exp(log_prob)`` of numpyro's
     clamped probabilities has derivative 0 at p = 0 or 1, where the
     derivative of ``flip(p)``'s weights is still (-1, 1)."""
     if isinstance(d, nd.BernoulliProbs):
-        return jnp.where(support > 0, d.probs, 1.0 - d.probs)
+        return jnp.where(support > 0, d.probs, 1.0 - jnp.asarray(d.probs))
     if isinstance(d, nd.BernoulliLogits):
-        return jax.nn.sigmoid(jnp.where(support > 0, d.logits, -d.logits))
+        logits = jnp.asarray(d.logits)
+        return jax.nn.sigmoid(jnp.where(support > 0, logits, -logits))
     if isinstance(d, nd.CategoricalProbs):
-        return d.probs / jnp.sum(d.probs)
+        return jnp.asarray(d.probs) / jnp.sum(d.probs)
     if isinstance(d, nd.CategoricalLogits):
         return jax.nn.softmax(d.logits)
     if isinstance(d, nd.BinomialProbs):
-        n, p = d.total_count, d.probs
+        n, p = jnp.asarray(d.total_count), jnp.asarray(d.probs)
         ways = jnp.exp(
             jax.scipy.special.gammaln(n + 1.0)
             - jax.scipy.special.gammaln(support + 1.0)
@@ -395,7 +407,8 @@ class MVD(Strategy):
         k_ray, k_max = jax.random.split(jax.random.fold_in(site.key, 1))
         t = here.t
         if dloc is not None:
-            # d/dloc N(x; loc, scale) = (Rayleigh above loc - Rayleigh below loc) / (scale sqrt(2 pi))
+            # d/dloc N(x; loc, scale) = (Rayleigh above loc - Rayleigh below loc) / (scale sqrt(2
+            # pi))
             r = jnp.sqrt(-2.0 * jnp.log1p(-jax.random.uniform(k_ray, jnp.shape(x), x.dtype)))
             up, down = k((loc + scale * r, None), state).p, k((loc - scale * r, None), state).p
             t = _dual.add(t, dloc * (up - down) / (scale * math.sqrt(2 * math.pi)))

@@ -58,7 +58,8 @@ def _traced(ctx, switch, index, key, ins, tree, state, addr):
         addr,
         f"{switch.name} with an index known only at run time",
         "whose branches are traced without the rest of the program. Use reinforce or reparam for "
-        "choices inside the branches; strategies such as enum belong on the choice that makes the index",
+        "choices inside the branches; strategies such as enum belong on the choice that makes the "
+        "index",
     )
     ps, ts = _dual.primals(ins), [t for _, t in ins]
 

@@ -66,7 +66,10 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     out_p, out_t, s, c, cost_p, cost_t, rec = jax.vmap(element, in_axes=(0, leaf_axes, leaf_axes))(
         keys, ps, ts
     )
-    total = lambda x: None if x is None else jnp.sum(x, axis=0)
+
+    def total(x):
+        return None if x is None else jnp.sum(x, axis=0)
+
     cost_p = total(cost_p)
     state = state._replace(
         s=_dual.add(state.s, total(s)),
@@ -76,6 +79,7 @@ def vmap_rule(ctx, site, key, ins, state, addr):
         cost_t=_dual.add(state.cost_t, _dual.add(total(cost_t), _dual.mul(cost_p, state.s))),
     )
     if recording:
+        assert rec is not None  # the body records when the caller does
         leaves, leaves_t, (lp, lt) = rec
         stacked = jax.tree.unflatten(static["choices"], leaves)
         entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), total(lt)))
