@@ -184,8 +184,13 @@ def rule(gen_fn, ctx, site, key, ins, state, k, addr):
     """The ADEV rule of a kind of callee, ``rule(gen_fn, ctx, site, key, ins,
     state, k, addr)``; each kind registers its own with ``@rule.register``.
 
-    This default serves kinds with no rule: estimated as a whole call by the
-    score function when a policy asks for it, an error otherwise."""
+    This default serves kinds with no rule: see :func:`no_rule`."""
+    return no_rule(gen_fn, ctx, site, key, ins, state, k, addr)
+
+
+def no_rule(gen_fn, ctx, site, key, ins, state, k, addr):
+    """A callee with no rule of its own: estimated as a whole call by the score
+    function when a policy asks for it, an error naming it otherwise."""
     strategy = ctx.lookup(addr)
     if isinstance(strategy, Reinforce):
         return whole_call(ctx, site, key, ins, state, addr, strategy)

@@ -24,7 +24,7 @@ from ppl.transforms.adev.dual import Recorded
 @_adev.rule.register(Scan)
 def _scan(scan, ctx, site, key, ins, state, k, addr):
     if not isinstance(scan.step, StaticGenerativeFunction):
-        return _adev.rule.dispatch(object)(scan, ctx, site, key, ins, state, k, addr)
+        return _adev.no_rule(scan, ctx, site, key, ins, state, k, addr)
     return scan_rule(_adev.call_policy(ctx, scan, addr), site, key, ins, state, addr)
 
 
