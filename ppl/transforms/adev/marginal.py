@@ -218,4 +218,7 @@ def normalize_sim(norm):
 
 @density_of.register(Normalized)
 def _normalize_density(norm):
-    return norm._refuse
+    def refused(*_):
+        raise norm._refusal()
+
+    return refused

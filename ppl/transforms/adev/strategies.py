@@ -20,6 +20,7 @@ A strategy is chosen per address in three ways, later winning: the default
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +41,7 @@ class Strategy:
     name = "strategy"
     needs_continuation = False
 
-    def __call__(self, gen_fn):
+    def __call__(self, gen_fn) -> WithStrategy:
         if not isinstance(gen_fn, Distribution):
             raise PPLError(
                 f'{self.name}(...) wraps a distribution, as in {self.name}(normal)(mu, s) @ "z"; '
@@ -193,7 +194,11 @@ class Reinforce(Strategy):
     def __init__(self, baseline=None):
         self.baseline = baseline
 
-    def __call__(self, gen_fn=None, *, baseline=None):
+    @overload
+    def __call__(self, gen_fn: None = None, *, baseline=None) -> Reinforce: ...
+    @overload
+    def __call__(self, gen_fn: GenerativeFunction, *, baseline=None) -> WithStrategy: ...
+    def __call__(self, gen_fn=None, *, baseline=None) -> Reinforce | WithStrategy:
         if gen_fn is None:
             return Reinforce(baseline)
         if baseline is not None:
