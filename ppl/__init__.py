@@ -37,12 +37,12 @@ from ppl.expectations import E, Expectation, add_cost, adev, density, expectatio
 from ppl.gen import gen
 from ppl.marginals import marginal
 from ppl.normalize import normalize
+from ppl.transforms.adev.mvd import mvd
 from ppl.transforms.adev.strategies import (
     Strategy,
     enum,
     enum_sequential,
     implicit_reparam,
-    mvd,
     reinforce,
     reparam,
 )

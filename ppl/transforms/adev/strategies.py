@@ -7,7 +7,8 @@ error naming the address) and one of two rules:
   value of the rest of the program (reparam, reinforce); these also work
   inside loops;
 * ``with_continuation(site, state, k) -> Result`` for strategies that need the
-  rest of the program as a function of the choice (enum, mvd).
+  rest of the program as a function of the choice (enum; mvd, in
+  :mod:`~ppl.transforms.adev.mvd`).
 
 Every rule's tangent is linear in the input tangents, which is what lets JAX
 transpose the forward pass into reverse mode.
@@ -19,7 +20,6 @@ A strategy is chosen per address in three ways, later winning: the default
 
 from __future__ import annotations
 
-import math
 from typing import overload
 
 import jax
@@ -356,85 +356,11 @@ def _power(x, k):
     return jnp.where(k == 0, 1.0, jnp.where(k == 0, 1.0, x) ** k)
 
 
-class MVD(Strategy):
-    """Measure-valued derivative: the derivative of a density is written as a
-    difference of two distributions, and the rest of the program is evaluated
-    at one extra sample from each (primal only). Valid for flip (exact
-    difference of the two outcomes) and scalar normal (Rayleigh and
-    double-sided Maxwell couplings). The rest of the program need not be
-    differentiable in the value. Not usable inside ``ppl.scan``."""
-
-    name = "mvd"
-    needs_continuation = True
-
-    def check(self, dist, d, addr):
-        if not isinstance(d, (nd.BernoulliProbs, nd.BernoulliLogits, nd.Normal)):
-            self._refuse(
-                addr, dist, "mvd is implemented for flip and normal only", "reinforce (or reparam)"
-            )
-        if not _scalar(d):
-            self._refuse(
-                addr,
-                dist,
-                f"mvd is implemented for scalar choices, this one has shape "
-                f"{d.batch_shape + d.event_shape}",
-                "one scalar choice per address, reparam or reinforce",
-            )
-
-    def branch_count(self, d):
-        return 4 if isinstance(d, nd.Normal) else 2
-
-    def with_continuation(self, site, state, k):
-        d = site.dist_fn.dist(*site.args_p)
-        if isinstance(d, nd.Normal):
-            return self._normal(site, state, k, d)
-        return self._flip(site, state, k, d)
-
-    @staticmethod
-    def _flip(site, state, k, d):
-        x = site.dist_fn._to_value(d.sample(site.key))
-        _, dprob = site.jvp(lambda *args: site.dist_fn.dist(*args).probs)
-        here = k((x, None), state)
-        if dprob is None:
-            return here
-        other = k((~x, None), state).p
-        diff = jnp.where(x, here.p - other, other - here.p)
-        return Result(here.p, _dual.add(here.t, dprob * diff), here.u)
-
-    @staticmethod
-    def _normal(site, state, k, d):
-        x = d.sample(site.key)
-        (loc, scale), tangents = site.jvp(lambda *args: _loc_scale(site.dist_fn.dist(*args)))
-        here = k((x, None), state)
-        if tangents is None:
-            return here
-        dloc, dscale = tangents
-        k_ray, k_max = jax.random.split(jax.random.fold_in(site.key, 1))
-        t = here.t
-        if dloc is not None:
-            # d/dloc N(x; loc, scale) = (Rayleigh above loc - Rayleigh below loc) / (scale sqrt(2
-            # pi))
-            r = jnp.sqrt(-2.0 * jnp.log1p(-jax.random.uniform(k_ray, jnp.shape(x), x.dtype)))
-            up, down = k((loc + scale * r, None), state).p, k((loc - scale * r, None), state).p
-            t = _dual.add(t, dloc * (up - down) / (scale * math.sqrt(2 * math.pi)))
-        if dscale is not None:
-            # d/dscale N = (double-sided Maxwell - N itself) / scale
-            g = jax.random.normal(k_max, (4,), x.dtype)
-            m = jnp.sqrt(jnp.sum(g[:3] ** 2)) * jnp.sign(g[3])
-            t = _dual.add(t, dscale * (k((loc + scale * m, None), state).p - here.p) / scale)
-        return Result(here.p, t, here.u)
-
-
-def _loc_scale(d):
-    return d.loc, d.scale
-
-
 reparam = Reparam()
 implicit_reparam = ImplicitReparam()
 reinforce = Reinforce()
 enum = Enum(parallel=True)
 enum_sequential = Enum(parallel=False)
-mvd = MVD()
 
 
 def default_strategy(d: nd.Distribution) -> Strategy:
