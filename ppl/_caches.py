@@ -158,7 +158,9 @@ def clear_caches() -> None:
     Entries are weak already (they go with the generative function that owns
     them); this drops the rest, e.g. in a long session that has built many
     models, or before measuring memory. ppl's caches hold JAX's compiled code,
-    so call ``jax.clear_caches()`` afterwards to free that too. Nothing breaks:
+    and JAX's own caches hold the structure of the traces it returned (which
+    names their generative function), so call ``jax.clear_caches()`` afterwards
+    to free those too. Nothing breaks:
     the next call stages and compiles again.
 
     Returns:

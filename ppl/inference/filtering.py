@@ -8,12 +8,14 @@ the final particles' full traces are rebuilt along their ancestry.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl._caches import store_of
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_args
 from ppl.combinators import Scan
@@ -120,10 +122,11 @@ def particle_filter(
         return_traces=return_traces,
         T=T,
     )
-    concrete = is_concrete((key, observations, args))
-    particles, info, health = (_compiled_filter if concrete else _filter)(
-        key, args, observations, **opts
-    )
+    if is_concrete((key, observations, args)):
+        run = _compiled_filter(opts)
+    else:
+        run = functools.partial(_filter, **opts)
+    particles, info, health = run(key, args, observations)
     if check:
         _check_steps(health, model, observations)
         check_weights(
@@ -216,21 +219,12 @@ def _filter(
     return ParticleCollection(traces, log_w, log_z), info, health
 
 
-# Called outside jit, the filter runs compiled (the lineage reconstruction
-# would otherwise dispatch op by op); every option is part of the cache key.
-_compiled_filter = jax.jit(
-    _filter,
-    static_argnames=(
-        "model",
-        "n",
-        "proposal",
-        "pa",
-        "ess_threshold",
-        "scheme",
-        "return_traces",
-        "T",
-    ),
-)
+def _compiled_filter(opts: dict):
+    """Called outside jit, the filter runs compiled (the lineage reconstruction
+    would otherwise dispatch op by op); every option is part of the cache key. The
+    compiled filter lives in the model's cache store, so it goes with the model."""
+    key = ("particle_filter",) + tuple((k, v) for k, v in opts.items() if k != "model")
+    return store_of(opts["model"]).cached(key, lambda: jax.jit(functools.partial(_filter, **opts)))
 
 
 def _horizon(model, xs) -> int:

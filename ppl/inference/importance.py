@@ -8,9 +8,12 @@ may propose some latent choices and leave the rest to the prior.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
+from ppl._caches import store_of
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
 from ppl.inference import resampling
@@ -93,10 +96,11 @@ def importance(
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
-    run = (
-        _compiled_particles if is_concrete((key, observations, args, proposal_args)) else _particles
-    )
-    traces, log_w = run(key, observations, args, proposal_args, model=model, proposal=proposal, n=n)
+    if is_concrete((key, observations, args, proposal_args)):
+        run = _compiled_particles(model, proposal, n)
+    else:
+        run = functools.partial(_particles, model=model, proposal=proposal, n=n)
+    traces, log_w = run(key, observations, args, proposal_args)
     if check:
         check_weights(
             log_w,
@@ -114,9 +118,14 @@ def _particles(key, observations, args, proposal_args, *, model, proposal, n):
     return jax.vmap(one)(jax.random.split(key, n))
 
 
-# Called outside jit, importance sampling runs compiled (eager vmap would
-# dispatch op by op); the model, proposal and n are part of the cache key.
-_compiled_particles = jax.jit(_particles, static_argnames=("model", "proposal", "n"))
+def _compiled_particles(model, proposal, n):
+    """Called outside jit, importance sampling runs compiled (eager vmap would
+    dispatch op by op). The compiled sampler lives in the model's cache store, so
+    it goes with the model (a module-level jit would keep every model alive)."""
+    return store_of(model).cached(
+        ("importance", proposal, n),
+        lambda: jax.jit(functools.partial(_particles, model=model, proposal=proposal, n=n)),
+    )
 
 
 def sir(
