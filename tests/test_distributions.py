@@ -215,9 +215,9 @@ def test_keys_give_independent_samples_per_element():
 
 def test_flip_with_probs_and_logits():
     @ppl.gen
-    def m(l):
-        a = ppl.flip(logits=l) @ "a"
-        b = ppl.flip(jax.nn.sigmoid(l)) @ "b"
+    def m(logit):
+        a = ppl.flip(logits=logit) @ "a"
+        b = ppl.flip(jax.nn.sigmoid(logit)) @ "b"
         return a, b
 
     for value in (True, False):

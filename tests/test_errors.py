@@ -188,14 +188,18 @@ def test_an_argument_that_is_neither_an_array_nor_hashable():
 
 def test_arguments_must_be_a_tuple():
     with raises(ppl.PPLError, "must be a tuple", "(0.0,)"):
-        outer.simulate(KEY, 0.0)
+        # wrong on purpose: checks the error
+        outer.simulate(KEY, 0.0)  # pyright: ignore[reportArgumentType]
     with raises(ppl.PPLError, "must be a tuple", "list"):
-        outer.assess(FULL, [0.0])
+        # wrong on purpose: checks the error
+        outer.assess(FULL, [0.0])  # pyright: ignore[reportArgumentType]
     with raises(ppl.PPLError, "must be a tuple"):
-        outer.generate(KEY, {}, 0.0)
+        # wrong on purpose: checks the error
+        outer.generate(KEY, {}, 0.0)  # pyright: ignore[reportArgumentType]
     tr = outer.simulate(KEY, (0.0,))
     with raises(ppl.PPLError, "must be a tuple"):
-        outer.update(KEY, tr, {}, 1.0)
+        # wrong on purpose: checks the error
+        outer.update(KEY, tr, {}, 1.0)  # pyright: ignore[reportArgumentType]
 
 
 @pytest.mark.parametrize("bad", [0, 1.5, "key", jnp.zeros(3), jnp.zeros(2, jnp.float32)], ids=repr)

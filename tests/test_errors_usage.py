@@ -66,9 +66,11 @@ def test_a_generative_function_called_instead_of_run():
     ):
         model(1.0).score
     with raises(ppl.PPLError, "model(1.0)", "model.simulate(key, (1.0,))"):
-        model(1.0) + 1.0
+        # wrong on purpose: checks the error
+        model(1.0) + 1.0  # pyright: ignore[reportOperatorIssue]
     with raises(ppl.PPLError, "normal(0.0, 2.0)", "normal.simulate(key, (0.0, 2.0))"):
-        jnp.exp(normal(0.0, 2.0))
+        # wrong on purpose: checks the error
+        jnp.exp(normal(0.0, 2.0))  # pyright: ignore[reportArgumentType]
     with pytest.raises(AttributeError):  # hasattr and getattr with a default keep working
         model(1.0).retval
     assert not hasattr(model(1.0), "retval") and getattr(model(1.0), "choices", None) is None
@@ -158,4 +160,4 @@ def test_an_expectation_called_instead_of_estimated():
         return normal(mu, 1.0) @ "z"
 
     with raises(ppl.PPLError, "e(0.5)", "e.estimate(key, (0.5,))", "grad_estimate"):
-        e(0.5) * 2.0
+        e(0.5) * 2.0  # pyright: ignore[reportOperatorIssue]  # wrong on purpose: checks the error

@@ -181,4 +181,6 @@ def test_a_traced_integer_where_numpyro_needs_a_python_int_is_named():
 def test_parameters_keeps_python_ints_static_for_wrappers():
     params = ppl.binomial.parameters((5,), {"probs": 0.3})
     assert jax.tree.leaves(params) == [0.3]  # the count is in the tree structure, not a traced leaf
-    assert ppl.binomial.dist(*params).total_count == 5
+    d = ppl.binomial.dist(*params)
+    assert isinstance(d, nd.BinomialProbs)  # dist() is typed nd.Distribution
+    assert d.total_count == 5

@@ -10,7 +10,6 @@ import inspect
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
@@ -103,7 +102,8 @@ def law(n_static=N_STATIC, n_comb=N_COMB, **strategies):
 
         eager, jitted = wrap(Eager, "static"), wrap(Jitted, "combinators")
         static = settings(max_examples=n_static)(given(spec=static_specs, **strategies)(eager))
-        # no shrinking: each candidate program compiles anew, so shrinking a failure would take minutes
+        # no shrinking: each candidate program compiles anew, so shrinking a failure would
+        # take minutes
         comb = settings(max_examples=n_comb, phases=NO_SHRINK)(
             given(spec=combinator_specs, **strategies)(jitted)
         )

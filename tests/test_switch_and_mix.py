@@ -116,7 +116,8 @@ def test_switch_errors():
     with raises(ppl.AddressError, "('s', 'q')", "no branch"):
         branching.generate(KEY, {("s", "q"): 1.0}, (0,))
     with raises(ppl.PPLError, "generative functions"):
-        ppl.switch(lambda: 0)
+        # wrong on purpose: checks the error
+        ppl.switch(lambda: 0)  # pyright: ignore[reportArgumentType]
 
 
 def test_switch_constraint_in_the_untaken_branch_weighs_minus_inf():

@@ -14,6 +14,8 @@ choice, by brute force over every value of that choice.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,7 +80,7 @@ def _expected_generate(ref, paths, lay) -> float:
     return float(sum(np.float64(ref[k]) for k in wanted))
 
 
-def _check_weight(w, expected, msg=""):
+def _check_weight(w, expected, msg: object = ""):
     if expected == -np.inf:
         assert float(w) == -np.inf, (float(w), msg)
     else:
@@ -111,7 +113,7 @@ def _generate_law(g, spec, lay, paths, extra):
         cons = _constraints(source, paths, lay)
         new, w = g.generate(k3, cons, (a,))
         again, w_full = g.generate(k3, choices, (a,))
-        out = dict(
+        out: dict[str, Any] = dict(
             score=tr.score,
             choices=choices,
             logp=g.assess(choices, (a,))[0],
@@ -233,7 +235,7 @@ def test_generators_reach_what_they_promise():
                     seen.update({"in_loop"} if in_loop else set())
                     made = [any(m.addr == "sh" for m in b.nodes) for b in n.branches]
                     seen.update({"shared_by_some"} if any(made) and not all(made) else set())
-                if hasattr(n, "sub"):
+                elif hasattr(n, "sub"):  # a switch has no sub-spec
                     walk(n.sub, in_loop or type(n).__name__ in ("Repeat", "Scan"))
                 for b in getattr(n, "branches", ()):
                     walk(b, in_loop)

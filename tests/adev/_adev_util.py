@@ -3,12 +3,18 @@ tolerances computed from the samples themselves."""
 
 from __future__ import annotations
 
+from typing import overload
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
-def grad_samples(f, args, n=8000, seed=0, argnum=0):
+@overload
+def grad_samples(f, args, n: int = 8000, seed: int = 0, argnum: int = 0) -> np.ndarray: ...
+@overload
+def grad_samples(f, args, n: int = 8000, seed: int = 0, *, argnum: None) -> list[np.ndarray]: ...
+def grad_samples(f, args, n=8000, seed=0, argnum: int | None = 0):
     """``n`` independent gradient estimates of ``f`` w.r.t. ``args[argnum]`` (vectorised);
     ``argnum=None`` gives all of them (one compilation)."""
     keys = jax.random.split(jax.random.key(seed), n)

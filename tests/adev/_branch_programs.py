@@ -95,11 +95,11 @@ def build(spec: Spec):
     return f
 
 
-def selector_address(spec: Spec):
+def selector_address(spec: Spec) -> str | tuple[str, ...]:
     return ("s", "component") if spec.selector == "mix" else "i"
 
 
-def inner_prefix(spec: Spec) -> tuple:
+def inner_prefix(spec: Spec) -> tuple[str, ...]:
     return ("s", "value") if spec.selector == "mix" else ("s",)
 
 

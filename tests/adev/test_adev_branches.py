@@ -80,8 +80,13 @@ def test_enum_on_mix_component_reverse_mode(strategy):
         return ppl.mix(noisy, costly)(jnp.stack([t, 0.0]), t) @ "m"
 
     f = ppl.adev(f, {("m", "component"): strategy})
-    p = lambda t: jax.nn.sigmoid(t)  # probability of component 0
-    exact_fn = lambda t: p(t) * t + (1 - p(t)) * 5.0 * t
+
+    def p(t):
+        return jax.nn.sigmoid(t)  # probability of component 0
+
+    def exact_fn(t):
+        return p(t) * t + (1 - p(t)) * 5.0 * t
+
     g = grad_samples(f, (0.4,), n=2000)
     assert_close_mc(g, float(jax.grad(exact_fn)(0.4)), what="d/dt of a mixture")
 

@@ -5,7 +5,6 @@ passes through; nested calls, costs, averages, sim and density work."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import ppl
 from ppl import E, add_cost, density, enum, flip, mvd, normal, reinforce, sim
@@ -56,7 +55,10 @@ def test_issue_example():
 def test_jit_vmap_grad_orders_agree():
     thetas = jnp.linspace(-1.0, 1.0, 3)
     keys = jax.random.split(KEY, 3)
-    g = lambda t, k: busy.estimate(k, (t,))
+
+    def g(t, k):
+        return busy.estimate(k, (t,))
+
     a = jax.jit(jax.vmap(jax.grad(g)))(thetas, keys)
     b = jax.vmap(jax.jit(jax.grad(g)))(thetas, keys)
     c = jnp.stack([jax.grad(jax.jit(g))(t, k) for t, k in zip(thetas, keys)])
@@ -166,7 +168,7 @@ def test_sim_and_density_make_an_elbo():
     @ppl.gen
     def q(mu, log_s):
         z = normal(mu, jnp.exp(log_s)) @ "z"
-        b = flip(0.3) @ "b"
+        flip(0.3) @ "b"
         return z
 
     @ppl.gen
@@ -180,8 +182,10 @@ def test_sim_and_density_make_an_elbo():
         return density(p)(choices) - logq
 
     # ELBO = -KL(N(mu, s) || N(0, 1)) - KL(Bern(.3) || Bern(.5))
-    kl = lambda mu, ls: 0.5 * (jnp.exp(2 * ls) + mu**2 - 1) - ls
-    exact = jax.grad(lambda m, l: -kl(m, l), argnums=(0, 1))(0.7, -0.3)
+    def kl(mu, ls):
+        return 0.5 * (jnp.exp(2 * ls) + mu**2 - 1) - ls
+
+    exact = jax.grad(lambda m, ls: -kl(m, ls), argnums=(0, 1))(0.7, -0.3)
     for pol in ({}, {("q", "b"): enum}, {("q", "z"): reinforce}):
         f = ppl.adev(elbo, pol)
         for i, g in enumerate(grad_samples(f, (0.7, -0.3), n=3000, argnum=None)):

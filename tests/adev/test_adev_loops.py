@@ -149,7 +149,9 @@ def test_vmap_and_repeat_combinators():
     eps = jax.random.normal(jax.random.key(3), (400000,))
 
     def exact(t):
-        inner = lambda m: jnp.mean(sig(m + eps) * (m + eps)) + m
+        def inner(m):
+            return jnp.mean(sig(m + eps) * (m + eps)) + m
+
         return 4 * (sig(t) * inner(t + 1.0) + (1 - sig(t)) * inner(t))
 
     for pol in ({}, {("pts", "z"): reinforce}):
