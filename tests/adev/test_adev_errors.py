@@ -44,10 +44,10 @@ INVALID = [
     ("enum", lambda t: poisson(jnp.exp(t)), enum, "infinite"),
     ("enum", lambda t: geometric(jax.nn.sigmoid(t)), enum, "infinite"),
     ("enum", lambda t: flip(jax.nn.sigmoid(t) * jnp.ones(3)), enum, "shape"),
-    ("mvd", lambda t: gamma(jnp.exp(t), 1.0), mvd, "flip and normal only"),
-    ("mvd", lambda t: poisson(jnp.exp(t)), mvd, "flip and normal only"),
+    ("mvd", lambda t: gamma(jnp.exp(t), 1.0), mvd, "flip, categorical, poisson"),
+    ("mvd", lambda t: uniform(t, t + 1.0), mvd, "flip, categorical, poisson"),
     ("mvd", lambda t: normal(t * jnp.ones(2), 1.0), mvd, "scalar"),
-    ("mvd", lambda t: mv_normal_diag(t * jnp.ones(2), jnp.ones(2)), mvd, "flip and normal only"),
+    ("mvd", lambda t: mv_normal_diag(t * jnp.ones(2), jnp.ones(2)), mvd, "flip, categorical"),
     ("reinforce", lambda t: uniform(t, t + 1.0), reinforce, "support moves"),
 ]
 
