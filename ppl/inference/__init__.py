@@ -12,8 +12,11 @@ and exact enumeration, written against the generative-function interface.
 
 Modules: ``kernel`` (the kernel interface), ``metropolis``, ``gradient`` (MALA,
 HMC), ``no_u_turn`` (NUTS), ``composition``, ``mcmc`` (all kernels in one
-namespace), ``chains`` (the multi-chain driver), ``smc``, ``particles``,
-``filtering``, ``resampling``, ``enumeration``, ``unconstrained``, ``vi``.
+namespace), ``chains`` (the multi-chain driver), ``importance_sampling``,
+``smc``, ``particles``, ``filtering``, ``resampling``, ``enumeration``,
+``unconstrained``, ``vi``. Module names differ from the functions they define
+(``importance`` lives in ``importance_sampling``; ``vi.fit`` in ``vi.fit_loop``),
+so ``ppl.inference.importance`` is always the function.
 """
 
 from ppl.inference import (
@@ -37,7 +40,7 @@ from ppl.inference.chains import MCMCResult
 from ppl.inference.chains import run as run_mcmc
 from ppl.inference.enumeration import Enumeration, enumerate_posterior
 from ppl.inference.filtering import particle_filter
-from ppl.inference.importance import ImportanceResult, importance, sir
+from ppl.inference.importance_sampling import ImportanceResult, importance, sir
 from ppl.inference.mcmc import (
     HMC,
     MALA,

@@ -35,7 +35,7 @@ from ppl.inference._util import (
     take,
 )
 from ppl.inference.filtering import particle_filter
-from ppl.inference.importance import propose
+from ppl.inference.importance_sampling import propose
 from ppl.inference.particles import ParticleCollection, SMCInfo, wants_resampling
 
 

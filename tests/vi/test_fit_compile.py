@@ -14,7 +14,7 @@ from ppl.inference import vi
 
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 # The compiled chunk's name (the vi package exports the function fit, which hides the module).
-_CHUNK = f"jit({importlib.import_module('ppl.inference.vi.fit')._run_chunk.__name__})"
+_CHUNK = f"jit({importlib.import_module('ppl.inference.vi.fit_loop')._run_chunk.__name__})"
 
 
 @contextlib.contextmanager

@@ -1,11 +1,12 @@
 """Programmable variational inference: objectives as programs, and fitting them.
 
-``fit`` is the driver (chunks, progress bar, history, errors) around the pure
-pair ``fitter(objective, optimizer, trainable=...) -> Fitter(init, step)``.
+``fit`` (module ``fit_loop``) is the driver (chunks, progress bar, history,
+errors) around the pure pair ``fitter(objective, optimizer, trainable=...) ->
+Fitter(init, step)`` (module ``fit_step``).
 """
 
 from ppl.inference.vi.diagnostics import GradientStats, gradient_variance
-from ppl.inference.vi.fit import FitResult, NonFiniteLoss, fit
+from ppl.inference.vi.fit_loop import FitResult, NonFiniteLoss, fit
 from ppl.inference.vi.fit_step import Fitter, FitState, fitter
 from ppl.inference.vi.objectives import (
     Objective,
