@@ -37,6 +37,7 @@ from ppl.expectations import E, Expectation, add_cost, adev, density, expectatio
 from ppl.gen import gen
 from ppl.marginals import marginal
 from ppl.normalize import normalize
+from ppl.transforms.adev.auto import StrategyChoice, choose_strategies
 from ppl.transforms.adev.mvd import mvd
 from ppl.transforms.adev.strategies import (
     Strategy,
@@ -98,10 +99,12 @@ __all__ = [
     "Expectation",
     "add_cost",
     "adev",
+    "choose_strategies",
     "density",
     "expectation",
     "sim",
     "Strategy",
+    "StrategyChoice",
     "enum",
     "enum_sequential",
     "implicit_reparam",

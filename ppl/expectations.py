@@ -64,7 +64,7 @@ def expectation(
         ...     return z**2
         >>> g = loss.grad_estimate(jax.random.key(0), (0.5,))  # unbiased for 2 * mu
     """
-    policy = _adev.check_policy(strategies)
+    policy = _adev.check_policy(_not_auto(strategies))
     if fn is None:
         return lambda f: Expectation(f, policy)
     return Expectation(fn, policy)
@@ -74,10 +74,24 @@ def adev(f, strategies=None) -> Expectation:
     """``f`` (an expectation, or a plain function to make one) with a strategy
     policy ``{address: strategy}``; later policies override earlier ones and the
     call-site wrappers, which override the defaults. Nested choices are
-    addressed by path: ``{("model", "z"): ppl.reinforce}``."""
+    addressed by path: ``{("model", "z"): ppl.reinforce}``.
+
+    ``strategies="auto"`` is an error: choosing needs a pilot run at a key and
+    arguments; ``ppl.choose_strategies(f, key, args).policy`` gives the policy."""
+    strategies = _not_auto(strategies)
     if not isinstance(f, Expectation):
         f = Expectation(f)
     return f.with_strategies(strategies)
+
+
+def _not_auto(strategies):
+    if isinstance(strategies, str) and strategies == "auto":
+        raise PPLError(
+            'strategies="auto" needs a pilot run, which needs a key and arguments: choose with '
+            "result = ppl.choose_strategies(f, key, args), print(result) for the measured table, "
+            "and pass strategies=result.policy."
+        )
+    return strategies
 
 
 def E(f, n: int, loo: bool = False) -> Expectation:

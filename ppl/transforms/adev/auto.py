@@ -1,0 +1,489 @@
+"""Automatic strategy choice: a short pilot picks a strategy for each random choice.
+
+:func:`choose_strategies` finds the addresses of the random choices of an
+expectation (by walking it once with a probe strategy that only records
+them), then, one address at a time, stages the gradient estimator with each
+candidate strategy at that address. A candidate that a strategy's ``check``
+or the context (enum inside a loop, mvd on a vector choice, ...) refuses
+raises :class:`~ppl.PPLError` while the estimator is staged; it is listed as
+skipped with the error's message. The others are compiled and run on a batch
+of pilot gradient estimates, and scored by their variance per unit of
+compute: the variance of the gradient (the sum of the per-coordinate
+variances, i.e. the trace of its covariance) times the measured run time of
+one estimate (the median of a few timed runs of the compiled batch, divided
+by the batch size). The lowest score wins.
+
+Addresses interact (the variance of REINFORCE at one choice includes the
+noise of every other choice), so the choice is greedy: each address is
+chosen with the others as written (their call-site strategy or default);
+``refine=True`` then chooses each address again with the others at their
+choices (one pass of coordinate descent). Every candidate sees the same
+keys (common random numbers), so differences between rows are not noise of
+the keys alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl._errors import PPLError, fmt_addr
+from ppl._gfi import as_args, as_key
+from ppl.expectations import Expectation
+from ppl.transforms.adev.interpreter import Ctx, as_path
+from ppl.transforms.adev.mvd import mvd
+from ppl.transforms.adev.strategies import Strategy, enum, enum_sequential, reinforce, reparam
+
+DEFAULT_CANDIDATES = (reparam, reinforce, enum, enum_sequential, mvd)
+AS_WRITTEN = "as written"
+MIN_SECONDS = 0.02  # the shortest timed measurement
+MAX_LOOPS = 200
+
+
+class PilotRow(NamedTuple):
+    """One line of the pilot's table: a strategy tried at one address.
+
+    ``strategy`` is the strategy tried, or ``None`` for the program as written
+    (the choice's call-site strategy or its default). ``variance`` is the sum
+    of the per-coordinate variances of the gradient estimates, ``seconds`` the
+    run time of one estimate, ``cost`` their product; all three are ``None``
+    for a skipped row, whose ``skipped`` gives the reason. ``same_as`` names
+    the candidate whose estimates the program as written reproduces exactly
+    (then the two are one estimator and only the candidate competes)."""
+
+    address: tuple
+    strategy: Strategy | None
+    variance: float | None
+    seconds: float | None
+    cost: float | None
+    chosen: bool
+    skipped: str | None
+    round: int
+    same_as: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The strategy's name, or ``"as written"``."""
+        if self.strategy is None:
+            return AS_WRITTEN + (f" (= {self.same_as})" if self.same_as else "")
+        return repr(self.strategy)
+
+
+class _Measured(NamedTuple):
+    variance: float
+    seconds: float
+    samples: list  # flat float leaves of the gradient estimates, each (runs * n, ...)
+
+    @property
+    def cost(self) -> float:
+        return self.variance * self.seconds
+
+
+class StrategyChoice:
+    """The result of :func:`choose_strategies`: the chosen policy and the pilot's table.
+
+    Attributes:
+        policy: ``{address: strategy}`` for every address whose best strategy
+            is not the program as written; pass it as ``strategies=`` (to
+            ``ppl.adev``, ``f.with_strategies`` or ``vi.elbo``) to freeze the
+            choice. Top-level addresses are plain names, nested ones paths.
+        rows: the table, one :class:`PilotRow` per address and strategy tried.
+        addresses: the addresses of the pilot, as paths, in program order.
+        distributions: address -> the name of its distribution (``"?"`` where
+            a policy of the expectation already fixed the strategy).
+        as_written, tuned: ``(variance, seconds per estimate)`` of the whole
+            gradient as written and with ``policy``.
+        n: the pilot gradient estimates per candidate.
+
+    ``print(result)`` shows the table (:meth:`table`).
+    """
+
+    def __init__(self, policy, rows, addresses, distributions, as_written, tuned, n):
+        self.policy: dict = policy
+        self.rows: list[PilotRow] = rows
+        self.addresses: list[tuple] = addresses
+        self.distributions: dict = distributions
+        self.as_written: tuple[float, float] = as_written
+        self.tuned: tuple[float, float] = tuned
+        self.n: int = n
+
+    def chosen(self, address) -> str:
+        """The name of the strategy chosen at ``address`` (a name or a path):
+        a strategy's name, or ``"as written"``."""
+        path = as_path(address)
+        if path not in self.addresses:
+            raise PPLError(
+                f"{fmt_addr(path)} is not an address of the pilot; its addresses are "
+                + ", ".join(fmt_addr(a) for a in self.addresses)
+                + "."
+            )
+        s = self.policy.get(_user_addr(path))
+        return AS_WRITTEN if s is None else repr(s)
+
+    def table(self) -> str:
+        """The pilot as a text table: address, distribution, strategy, gradient
+        variance, seconds per estimate, variance x seconds, the chosen one
+        (``*``), and why a strategy was skipped."""
+        head = (
+            f"{'address':22s} {'dist':10s} {'strategy':24s} {'variance':>10s} "
+            f"{'s/estimate':>10s} {'var*s':>10s}  chosen / skipped"
+        )
+        lines = [
+            f"strategy pilot: {self.n} gradient estimates per candidate; variance = trace of the "
+            "gradient's covariance",
+            head,
+            "-" * len(head),
+        ]
+        for r in self.rows:
+            addr = fmt_addr(r.address) + (f" [round {r.round}]" if r.round > 1 else "")
+            dist = self.distributions.get(r.address, "?")
+            if r.skipped is not None:
+                reason = r.skipped if len(r.skipped) <= 100 else r.skipped[:97] + "..."
+                nums = f"{'-':>10s} {'-':>10s} {'-':>10s}"
+                lines.append(f"{addr:22s} {dist:10s} {r.label:24s} {nums}  skipped: {reason}")
+                continue
+            nums = f"{_num(r.variance)} {_num(r.seconds)} {_num(r.cost)}"
+            lines.append(
+                f"{addr:22s} {dist:10s} {r.label:24s} {nums}  {'*' if r.chosen else ''}".rstrip()
+            )
+        (v0, t0), (v1, t1) = self.as_written, self.tuned
+        lines.append(
+            f"whole gradient: as written var {_num(v0).strip()} x {_num(t0).strip()} s = "
+            f"{_num(v0 * t0).strip()}; chosen policy var {_num(v1).strip()} x {_num(t1).strip()} "
+            f"s = {_num(v1 * t1).strip()}"
+        )
+        shown = ", ".join(f"{fmt_addr(as_path(a))}: {s!r}" for a, s in self.policy.items())
+        lines.append(f"policy: {{{shown}}}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def _num(x) -> str:
+    return f"{x:10.3g}"
+
+
+def _user_addr(path: tuple):
+    return path[0] if len(path) == 1 else path
+
+
+class _Probe(Strategy):
+    """Not a gradient estimator: records each choice's address and distribution
+    and draws its value with no derivative (the pilot's address discovery)."""
+
+    name = "probe"
+
+    def __init__(self):
+        self.found: dict[tuple, str] = {}
+
+    def check(self, dist, d, addr):
+        self.found.setdefault(addr, dist.name)
+
+    def sample(self, site, state):
+        return (site.dist_fn.draw(site.key, site.dist_fn.dist(*site.args_p)), None), state
+
+
+def choice_addresses(f: Expectation, args: tuple) -> dict:
+    """The addresses of the random choices of ``f`` at ``args``, in program order.
+
+    Args:
+        f: an expectation (``@ppl.expectation``, ``ppl.adev``, ``ppl.E``).
+        args: its arguments (a tuple), as for ``f.estimate``.
+
+    Returns:
+        A dict, address (a path: a tuple) -> the name of its distribution; for a
+        choice whose strategy a policy of ``f`` fixes, ``"?"``. A vmap of a
+        distribution is one (batched) choice; a call estimated as a whole
+        (a policy of ``reinforce`` at a call with no rule of its own) is one
+        address.
+
+    Raises:
+        PPLError: if ``f`` is not an expectation or ``args`` not a tuple, or if
+            staging ``f`` fails.
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(mu):
+        ...     return ppl.normal(mu, 1.0) @ "x" + ppl.flip(0.3) @ "b"
+        >>> choice_addresses(f, (0.5,))
+        {('x',): 'normal', ('b',): 'flip'}
+    """
+    _check_expectation(f)
+    held = as_args(args, f.name)
+    probe = _Probe()
+    # Every choice with no policy of its own takes the strategy forced at the empty
+    # prefix (the probe); policies of the expectation are looked up first.
+    ctx = Ctx({}, forced={(): probe})
+    flat, tree = jax.tree.flatten(held)
+
+    def walk(*leaves):
+        duals = [(p, None) for p in leaves]
+        return f._result(ctx, jax.random.key(0), duals, tree, ()).p
+
+    jax.eval_shape(walk, *flat)
+    found = dict(probe.found)
+    # Addresses the expectation's own policies decide (reached during the walk).
+    for addr in sorted(ctx.used & ctx.wanted, key=repr):
+        is_call = any(a[: len(addr)] == addr and a != addr for a in found)
+        if addr not in found and not is_call:
+            found[addr] = "?"
+    return found
+
+
+def _check_expectation(f) -> None:
+    if not isinstance(f, Expectation):
+        raise PPLError(
+            f"choose_strategies takes an expectation (@ppl.expectation, ppl.adev, ppl.E); got "
+            f"{type(f).__name__}. Wrap a plain function with ppl.expectation first."
+        )
+
+
+def _flat_floats(tree) -> list:
+    return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+
+
+class _Pilot:
+    """Stages, compiles and runs the batched gradient of one policy."""
+
+    def __init__(self, f: Expectation, args, key, n: int, repeats: int):
+        self.f, self.held, self.n, self.repeats = f, as_args(args, f.name), n, repeats
+        # The same keys for every candidate (common random numbers).
+        self.keys = jax.random.split(key, (repeats + 1, n))
+
+        self._cache: dict = {}
+
+    def measure(self, policy: dict) -> _Measured:
+        """The pilot of ``f`` with ``policy`` added (each policy measured once)."""
+        token = tuple(sorted((repr(as_path(p)), id(s)) for p, s in policy.items()))
+        if token not in self._cache:
+            # Failures are kept too, so a refused policy is staged only once.
+            try:
+                self._cache[token] = (self._measure(policy), list(policy.values()))
+            except Exception as e:
+                self._cache[token] = (e, list(policy.values()))
+        found, _ = self._cache[token]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _measure(self, policy: dict) -> _Measured:
+        g = self.f.with_strategies(policy) if policy else self.f
+
+        def one(a, k):
+            return g.estimate(k, a)
+
+        grads = jax.vmap(jax.grad(one, allow_int=True), in_axes=(None, 0))
+        compiled = jax.jit(grads).lower(self.held, self.keys[0]).compile()  # compile first
+        out = [jax.block_until_ready(compiled(self.held, self.keys[0]))]  # untimed
+        start = time.perf_counter()
+        out.append(jax.block_until_ready(compiled(self.held, self.keys[1])))
+        first = time.perf_counter() - start
+        # Each timed measurement runs the batch often enough to take MIN_SECONDS,
+        # so that dispatch overhead and clock resolution do not decide.
+        loops = max(1, min(MAX_LOOPS, math.ceil(MIN_SECONDS / max(first, 1e-9))))
+        times = []
+        for r in range(1, self.repeats + 1):
+            start = time.perf_counter()
+            for _ in range(loops):
+                res = compiled(self.held, self.keys[r])
+            jax.block_until_ready(res)
+            times.append((time.perf_counter() - start) / loops)
+            if r > 1:
+                out.append(res)
+        samples = [
+            np.concatenate([np.asarray(leaf, np.float64) for leaf in leaves])
+            for leaves in zip(*[_flat_floats(o) for o in out])
+        ]
+        finite = [bool(np.all(np.isfinite(s))) for s in samples]
+        if not all(finite):
+            bad = sum(int(np.sum(~np.isfinite(s))) for s in samples)
+            raise _NonFinite(f"{bad} non-finite gradient coordinates in the pilot estimates")
+        variance = float(sum(np.sum(np.var(s, axis=0, ddof=1)) for s in samples))
+        return _Measured(variance, float(np.median(times)) / self.n, samples)
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _same(a: _Measured, b: _Measured) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a.samples, b.samples))
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().replace("\n", " ")
+    return text if isinstance(e, (PPLError, _NonFinite)) else f"{type(e).__name__}: {text}"
+
+
+def choose_strategies(
+    f: Expectation,
+    key,
+    args: tuple,
+    *,
+    addresses: Iterable | None = None,
+    candidates: Sequence[Strategy] | None = None,
+    n: int = 256,
+    repeats: int = 3,
+    refine: bool = False,
+) -> StrategyChoice:
+    """Choose a gradient-estimation strategy for each random choice of ``f`` by a
+    short pilot: the one with the lowest gradient variance per unit of compute.
+
+    For each address (in program order), every candidate strategy is tried at
+    that address with the other choices as written (their call-site strategy or
+    default). A candidate that cannot serve the choice (its ``check`` refuses the
+    distribution, or the context refuses it, e.g. ``enum`` inside ``ppl.scan``)
+    raises :class:`PPLError` when the estimator is staged and is listed as
+    skipped with the reason; so is one whose pilot estimates are not finite.
+    Each other candidate is compiled, then run ``repeats + 1`` times on ``n``
+    estimates (the first run untimed); its score is
+
+        variance x seconds,
+
+    where ``variance`` is the sum over gradient coordinates of the variance of
+    the estimates (the trace of the covariance, over all ``(repeats + 1) n``
+    estimates) and ``seconds`` the median time of a timed run divided by ``n``
+    (the compute of one estimate in a batch). The lowest score wins; the
+    program as written is a contender too, unless its estimates are exactly
+    those of a candidate (then it is that candidate). With ``refine=True`` each
+    address is chosen again with the others at their choices. All candidates
+    use the same keys.
+
+    The gradient is with respect to all of ``args`` (as ``f.grad_estimate``);
+    the choice holds near ``args``: run the pilot again where training has
+    moved the parameters far.
+
+    Args:
+        f: an expectation (``@ppl.expectation``, ``ppl.adev(...)``, ``ppl.E(...)``).
+        key: a PRNG key for the pilot.
+        args: the arguments of ``f`` (a tuple) at which to measure.
+        addresses: the addresses to choose for (names or paths); by default
+            every random choice of ``f``. The others stay as written.
+        candidates: the strategies to try; by default ``reparam``, ``reinforce``,
+            ``enum``, ``enum_sequential`` and ``mvd``. Give
+            ``ppl.reinforce(baseline=b)`` to try a baseline.
+        n: gradient estimates per run (at least 2).
+        repeats: timed runs per candidate (at least 1).
+        refine: choose each address a second time, with the others at their
+            first choices.
+
+    Returns:
+        A :class:`StrategyChoice`: ``.policy`` (pass it as ``strategies=`` to
+        freeze the choice), ``.rows`` and ``print(result)`` for the table.
+
+    Raises:
+        PPLError: if ``f`` is not an expectation, ``args`` not a tuple, ``n``,
+            ``repeats`` or ``candidates`` invalid, an address in ``addresses``
+            is not a random choice of ``f``, or ``f`` as written cannot be
+            estimated.
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(mu):
+        ...     x = ppl.normal(mu, 1.0) @ "x"
+        ...     b = ppl.flip(jax.nn.sigmoid(mu)) @ "b"
+        ...     return x**2 + jnp.where(b, x, -x)
+        >>> result = ppl.choose_strategies(f, jax.random.key(0), (0.5,))
+        >>> print(result)                         # the measured table
+        >>> g = ppl.adev(f, strategies=result.policy)   # frozen: {"b": enum}
+    """
+    _check_expectation(f)
+    key = as_key(key)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise PPLError(f"choose_strategies needs an integer n >= 2 (estimates per run); got {n!r}.")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise PPLError(f"choose_strategies needs an integer repeats >= 1; got {repeats!r}.")
+    cands = tuple(DEFAULT_CANDIDATES if candidates is None else candidates)
+    if not cands or not all(isinstance(s, Strategy) for s in cands):
+        raise PPLError(
+            "candidates must be a non-empty sequence of strategies, e.g. "
+            f"(ppl.reparam, ppl.reinforce, ppl.enum); got {candidates!r}."
+        )
+    found = choice_addresses(f, args)
+    if addresses is None:
+        paths = list(found)
+    else:
+        if isinstance(addresses, (str, tuple)):
+            addresses = [addresses]
+        paths = [as_path(a) for a in addresses]
+        missing = [p for p in paths if p not in found]
+        if missing:
+            raise PPLError(
+                "choose_strategies was asked about "
+                + ", ".join(fmt_addr(p) for p in missing)
+                + ", but the expectation makes no random choice there; its choices are "
+                + (", ".join(fmt_addr(p) for p in found) or "none")
+                + ". Choices inside a called generative function are addressed by path, "
+                "e.g. ('model', 'z')."
+            )
+        paths = list(dict.fromkeys(paths))
+    pilot = _Pilot(f, args, key, n, repeats)
+    written = pilot.measure({})
+    chosen: dict[tuple, Strategy | None] = {}
+    rows: list[PilotRow] = []
+    for round_ in (1, 2) if refine else (1,):
+        for path in paths:
+            # Round 1: the others as written; round 2: the others at their choices.
+            others = chosen if round_ > 1 else {}
+            base = {p: s for p, s in others.items() if p != path and s is not None}
+            reference = written if not base else pilot.measure(base)
+            rows += _choose_one(pilot, path, base, reference, cands, round_, chosen)
+    policy = {_user_addr(p): s for p, s in chosen.items() if s is not None}
+    tuned = pilot.measure(dict(policy)) if policy else written
+    return StrategyChoice(
+        policy,
+        rows,
+        paths,
+        {p: found[p] for p in paths},
+        (written.variance, written.seconds),
+        (tuned.variance, tuned.seconds),
+        n * (repeats + 1),
+    )
+
+
+def _choose_one(pilot, path, base, reference, cands, round_, chosen) -> list[PilotRow]:
+    """Try every candidate at ``path`` (others at ``base``); record the winner in
+    ``chosen`` and return the rows (the reference first)."""
+    tried: list[tuple[Strategy, _Measured | None, str | None]] = []
+    for s in cands:
+        try:
+            tried.append((s, pilot.measure({**base, path: s}), None))
+        except (PPLError, _NonFinite) as e:
+            tried.append((s, None, _reason(e)))
+        except Exception as e:  # a failure while staging or running: skip, saying why
+            tried.append((s, None, _reason(e)))
+    same = next((s for s, m, _ in tried if m is not None and _same(m, reference)), None)
+    contenders: list[tuple[Strategy | None, _Measured]] = [
+        (s, m) for s, m, _ in tried if m is not None
+    ]
+    if same is None:
+        contenders.append((None, reference))
+    best = min(contenders, key=lambda sm: (sm[1].cost, sm[1].seconds))[0] if contenders else None
+    chosen[path] = best if contenders else None
+    rows = [_row(path, None, reference, None, same is None and best is None, round_, same)]
+    rows += [_row(path, s, m, why, s is best and m is not None, round_) for s, m, why in tried]
+    return rows
+
+
+def _row(path, s, m, why, is_best, round_, same=None) -> PilotRow:
+    if m is None:
+        return PilotRow(path, s, None, None, None, False, why, round_)
+    cost = m.cost if math.isfinite(m.cost) else float("inf")
+    return PilotRow(
+        path,
+        s,
+        m.variance,
+        m.seconds,
+        cost,
+        is_best,
+        None,
+        round_,
+        None if same is None else repr(same),
+    )
