@@ -9,7 +9,7 @@ from ppl._caches import clear_caches
 from ppl._errors import AddressError, PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap, Selection, select, select_all, select_none
-from ppl.combinators import cond, mix, repeat, scan, switch, vmap
+from ppl.combinators import cond, mix, repeat, scan, sum_out, switch, vmap
 from ppl.distributions import (
     Distribution,
     bernoulli,
@@ -68,6 +68,7 @@ __all__ = [
     "mix",
     "repeat",
     "scan",
+    "sum_out",
     "switch",
     "vmap",
     "marginal",

@@ -1,0 +1,169 @@
+"""The base of :func:`ppl.sum_out`: its trace, and the interface every kind shares
+(the kinds differ only in how they sum: jointly, per element, along a chain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ppl._errors import PPLError, fmt_addrs
+from ppl._gfi import GenerativeFunction, Trace, as_args, as_choices, as_key
+from ppl.choices import ChoiceMap, Selection, select
+
+MAX_ASSIGNMENTS = 2**16
+
+
+class SumOutTrace(Trace):
+    """A trace of :func:`sum_out`: the remaining choices and their exact log marginal."""
+
+    gen_fn: Any = eqx.field(static=True)
+    args: tuple
+    kept: ChoiceMap
+    retval: Any
+    score: Any
+
+    @property
+    def choices(self) -> ChoiceMap:
+        return self.kept
+
+    def project(self, selection: Selection):
+        if selection.is_all():
+            return self.score
+        if self.kept.filter(selection).is_empty():
+            return jnp.zeros_like(self.score)
+        raise PPLError(
+            f"{self.gen_fn.name}: the summed-out density does not split over its choices, so it "
+            f"cannot be projected onto {selection!r}. Project onto all of them or none."
+        )
+
+
+class SumOut(GenerativeFunction):
+    """``gen_fn`` with the selected finite discrete choices summed out exactly.
+
+    Build with :func:`sum_out`, which picks the kind for ``gen_fn``.
+    """
+
+    def __init__(self, gen_fn: GenerativeFunction, selection: Selection, max_assignments: int):
+        self.gen_fn, self.selection, self.max_assignments = gen_fn, selection, max_assignments
+        self.inner = (gen_fn,)
+
+    @property
+    def name(self) -> str:
+        return f"sum_out({self.gen_fn.name})"
+
+    # -- what each kind computes ---------------------------------------------
+    def _marginal(self, kept: ChoiceMap, args) -> tuple[jax.Array, Any]:
+        """``(log sum_z p(kept, z), retval)``."""
+        raise NotImplementedError
+
+    def _summed(self, key, kept: ChoiceMap, args, mode: bool) -> ChoiceMap:
+        """The summed choices: a posterior draw, or the most probable assignment."""
+        raise NotImplementedError
+
+    def dependent(self, args) -> list[bool]:
+        """For each leaf of the return value: whether it depends on the summed choices."""
+        raise NotImplementedError
+
+    # -- checks ----------------------------------------------------------------
+    def _check_kept(self, choices: ChoiceMap, what: str) -> None:
+        summed = choices.filter(self.selection)
+        if not summed.is_empty():
+            raise PPLError(
+                f"{what} of {self.name} was given {fmt_addrs(summed.addresses())}, which it sums "
+                "out. Give only the remaining choices; for the summed ones use posterior_sample "
+                "or most_probable."
+            )
+
+    def kept_shape(self, args) -> ChoiceMap:
+        """The remaining choices (as shapes) for ``args``."""
+        return self.gen_fn.trace_shape(args).choices.without(self.selection)
+
+    # -- the interface -----------------------------------------------------------
+    def _simulate(self, key, args):
+        tr = self.gen_fn.simulate(key, args)
+        kept = tr.choices.without(self.selection)
+        score, _ = self._marginal(kept, args)
+        return SumOutTrace(self, args, kept, tr.retval, score)
+
+    def _assess(self, choices, args):
+        self._check_kept(choices, "assess")
+        return self._marginal(choices, args)
+
+    def _generate(self, key, constraints, args):
+        self._check_kept(constraints, "generate")
+        if constraints.is_empty():
+            tr = self._simulate(key, args)
+            return tr, jnp.zeros_like(tr.score)
+        given = select(*constraints.addresses())
+        free = self.kept_shape(args).without(given).addresses()
+        if free:
+            raise PPLError(
+                f"generate of {self.name} constrains some remaining choices but not "
+                f"{fmt_addrs(free)}: sampling those given the constraints would need their "
+                "marginal conditional, which has no closed form. Constrain them too (or none)."
+            )
+        score, retval = self._marginal(constraints, args)
+        return SumOutTrace(self, args, constraints, retval, score), score
+
+    def _update(self, key, trace, constraints, args):
+        self._check_kept(constraints, "update")
+        kept = trace.kept | constraints
+        score, retval = self._marginal(kept, args)
+        discard = trace.kept.filter(select(*constraints.addresses()))
+        return SumOutTrace(self, args, kept, retval, score), score - trace.score, discard
+
+    def _regenerate(self, key, trace, selection, args):
+        raise PPLError(
+            f"{self.name} cannot regenerate: resampling its remaining choices would need their "
+            "marginal conditional prior, which has no closed form. Propose new values with "
+            "update (as Metropolis-Hastings with a custom proposal does), or use a kernel built "
+            "on the exact density such as HMC/NUTS."
+        )
+
+    # -- the summed choices afterwards -----------------------------------------
+    def posterior_sample(self, key, choices, args: tuple) -> ChoiceMap:
+        """Draw the summed choices from their exact posterior given the others.
+
+        Args:
+            key: a ``jax.random`` key.
+            choices: every remaining choice (as for ``assess``).
+            args: the arguments.
+
+        Returns:
+            A :class:`~ppl.ChoiceMap` of the summed-out choices; with
+            ``choices`` it is a complete choice map of the original function.
+            Under ``ppl.scan`` this is forward-filtering backward-sampling.
+
+        Raises:
+            PPLError: if ``choices`` holds summed-out addresses.
+
+        Example:
+            >>> z = hmm_marg.posterior_sample(key, ChoiceMap.d({("chain", "x"): xs}), (T,))
+        """
+        choices, args = as_choices(choices), as_args(args, self.name)
+        self._check_kept(choices, "posterior_sample")
+        return self._summed(as_key(key), choices, args, False)
+
+    def most_probable(self, choices, args: tuple) -> ChoiceMap:
+        """The jointly most probable values of the summed choices given the others.
+
+        Args:
+            choices: every remaining choice (as for ``assess``).
+            args: the arguments.
+
+        Returns:
+            A :class:`~ppl.ChoiceMap` of the summed-out choices (the joint mode;
+            under ``ppl.scan`` the Viterbi path). Ties go to the first assignment.
+
+        Raises:
+            PPLError: if ``choices`` holds summed-out addresses.
+
+        Example:
+            >>> path = hmm_marg.most_probable(ChoiceMap.d({("chain", "x"): xs}), (T,))
+        """
+        choices, args = as_choices(choices), as_args(args, self.name)
+        self._check_kept(choices, "most_probable")
+        return self._summed(jax.random.key(0), choices, args, True)
