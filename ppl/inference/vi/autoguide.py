@@ -1,0 +1,526 @@
+"""Automatic guides: variational families built by reading the model.
+
+Each constructor takes the model, its observations and arguments, reads the
+latent choices' addresses, shapes and supports off a prior draw, and returns
+an :class:`AutoGuide`: the guide, an ordinary ``@ppl.gen`` function of one
+argument (a dict of parameters), and its initial arguments ``(params,)``,
+in the shape ``vi.fit`` takes guide arguments::
+
+    guide, guide_args = vi.auto_normal(model, obs, args)
+    result = vi.fit(vi.elbo(model, guide, obs), key, args, guide_args, ...)
+
+The guide is a distribution over the constrained values the model sees: each
+choice is the image of unconstrained coordinates under numpyro's
+``biject_to(support)``, built in program order (so ``b ~ uniform(0, a)``
+follows the guide's ``a``), with the log-Jacobian in its density. It works in
+every objective (``elbo``, ``iwelbo``, ``renyi``, ``rws_wake_q``, ...) and in
+``ppl.marginal``. The families:
+
+- :func:`auto_normal`: mean-field normal in unconstrained coordinates;
+- :func:`auto_multivariate_normal`: full-rank normal (a Cholesky factor);
+- :func:`auto_low_rank_normal`: normal with covariance ``W W^T + diag(d^2)``;
+- :func:`auto_delta`: a point (MAP estimation with ``vi.elbo``);
+- :func:`auto_laplace`: a normal at the mode with the inverse Hessian,
+  obtained from a fitted delta guide (:mod:`.autoguide_laplace`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as nd
+
+from ppl._errors import PPLError
+from ppl.choices import ChoiceMap
+from ppl.inference.vi._autoguide_base import Family, Layout, Walker, make_layout, pushforward
+
+
+def inv_softplus(y):
+    """The inverse of ``jax.nn.softplus``: ``log(expm1(y))``."""
+    return jnp.log(jnp.expm1(y))
+
+
+class AutoGuide:
+    """An automatic guide and its initial arguments; unpacks as ``(guide, guide_args)``.
+
+    Attributes:
+        guide: the ``@ppl.gen`` guide, called with ``*guide_args``.
+        guide_args: ``(params,)``, the initial parameters (a dict of float arrays).
+        layout: the model's latent choices and their blocks of unconstrained
+            coordinates (``layout.latents``, in program order).
+        model, args: the model and the arguments the guide was built with.
+        kind: the family's name (``"auto_normal"``, ...).
+
+    Example:
+        >>> import jax, ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> auto = vi.auto_normal(model, {"y": 1.0})
+        >>> guide, guide_args = auto
+        >>> sorted(guide_args[0])
+        ['loc', 'raw_scale']
+        >>> float(auto.median()["mu"]) == float(guide_args[0]["loc"][0])
+        True
+    """
+
+    def __init__(self, walker: Walker, guide_args: tuple, covariance):
+        self.guide, self.guide_args = walker.guide, guide_args
+        self.layout: Layout = walker.layout
+        self.model, self.args, self.kind = walker.model, walker.args, walker.family.name
+        self._covariance = covariance
+
+    def __iter__(self):
+        return iter((self.guide, self.guide_args))
+
+    def __repr__(self):
+        n, size = len(self.layout.latents), self.layout.size
+        return f"AutoGuide({self.kind}, {n} latent choices, {size} coordinates)"
+
+    def _params(self, guide_args):
+        guide_args = self.guide_args if guide_args is None else guide_args
+        if not isinstance(guide_args, tuple) or len(guide_args) != 1:
+            raise PPLError(
+                f"{self.kind}: guide_args must be (params,), as the guide was built or as "
+                f"vi.fit returned them (result.guide_args); got {type(guide_args).__name__}."
+            )
+        return guide_args[0]
+
+    def median(self, guide_args: tuple | None = None) -> ChoiceMap:
+        """The constrained values at the guide's location (its median, choice by choice).
+
+        Args:
+            guide_args: ``(params,)`` (default: the initial ones), e.g. ``result.guide_args``.
+
+        Returns:
+            A :class:`~ppl.ChoiceMap` of the latent choices.
+
+        Raises:
+            PPLError: if ``guide_args`` is not ``(params,)``.
+        """
+        return self.layout.constrain(self._params(guide_args)["loc"])
+
+    def sample(self, key, guide_args: tuple | None = None, n: int = 1000) -> ChoiceMap:
+        """``n`` draws of the latent choices from the guide.
+
+        Args:
+            key: a ``jax.random`` key.
+            guide_args: ``(params,)`` (default: the initial ones).
+            n: the number of draws.
+
+        Returns:
+            A :class:`~ppl.ChoiceMap` whose values have a leading axis of ``n``.
+
+        Raises:
+            PPLError: if ``guide_args`` is not ``(params,)``.
+        """
+        args = (self._params(guide_args),)
+        return jax.vmap(lambda k: self.guide.simulate(k, args).choices)(jax.random.split(key, n))
+
+    def covariance(self, guide_args: tuple | None = None):
+        """The covariance of the unconstrained coordinates, ``(size, size)`` (zeros for a delta).
+
+        Args:
+            guide_args: ``(params,)`` (default: the initial ones).
+
+        Returns:
+            A float array; coordinates are ordered as ``layout.latents``.
+
+        Raises:
+            PPLError: if ``guide_args`` is not ``(params,)``.
+        """
+        return self._covariance(self._params(guide_args))
+
+
+def _build(kind, family, model, observations, args, key, init, num_draws, params_of, covariance):
+    k_layout, k_params = jax.random.split(jax.random.key(0) if key is None else key)
+    layout, u0 = make_layout(k_layout, model, observations, args, kind, init, num_draws)
+    walker = Walker(layout, model, tuple(args), family)
+    params = params_of(layout, u0.astype(jnp.result_type(float)), k_params)
+    auto = AutoGuide(walker, (params,), covariance)
+    jax.eval_shape(lambda p: walker.guide.simulate(jax.random.key(0), (p,)), params)  # errors now
+    return auto
+
+
+def _no_state(params):
+    return None
+
+
+def _keep(params, state, latent, u, base):
+    return state
+
+
+def _block(v, latent):
+    return v[latent.offset : latent.offset + latent.size]
+
+
+def _normal_site(params, state, latent):
+    return _block(params["loc"], latent), jax.nn.softplus(_block(params["raw_scale"], latent))
+
+
+def _normal_dist(latent, transform, loc, scale):
+    return pushforward(nd.Normal(loc, scale).to_event(1), latent, transform)
+
+
+_MEAN_FIELD = Family("auto_normal", _no_state, _normal_site, _normal_dist, _keep)
+
+
+def _check_scale(init_scale, kind):
+    if not isinstance(init_scale, (int, float)) or init_scale <= 0:
+        raise PPLError(f"{kind}: init_scale must be a positive number, got {init_scale!r}.")
+
+
+def auto_normal(
+    model,
+    observations=None,
+    args: tuple = (),
+    *,
+    key=None,
+    init="median",
+    num_draws: int = 15,
+    init_scale: float = 0.1,
+) -> AutoGuide:
+    """A mean-field normal guide in unconstrained coordinates (NumPyro's ``AutoNormal``).
+
+    Every coordinate ``u_j`` is an independent ``normal(loc_j, softplus(raw_scale_j))``;
+    each latent choice is ``biject_to(support)`` of its block, in program order.
+
+    Args:
+        model: an ``@ppl.gen`` model.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple); the guide builds the supports with
+            them, so rebuild it if arguments the supports depend on change.
+        key: a ``jax.random`` key for the prior draws (default ``key(0)``).
+        init: where ``loc`` starts: ``"median"`` (default) or ``"mean"`` of
+            ``num_draws`` prior draws in unconstrained coordinates, ``"sample"``,
+            or a dict of constrained values (see :func:`initial_values`).
+        num_draws: prior draws for ``"median"``/``"mean"``.
+        init_scale: the initial scale of every coordinate.
+
+    Returns:
+        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc": (d,), "raw_scale": (d,)}``.
+
+    Raises:
+        PPLError: if a latent choice is discrete (name and fix), the model is
+            not ``@ppl.gen``, no prior draw has finite density, or ``init`` is unknown.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax, ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def model():
+        ...     s = ppl.lognormal(0.0, 1.0) @ "s"
+        ...     return ppl.normal(0.0, s) @ "y"
+        >>> obs = {"y": 0.5}
+        >>> guide, guide_args = vi.auto_normal(model, obs)
+        >>> result = vi.fit(vi.elbo(model, guide, obs), jax.random.key(0), (), guide_args,
+        ...                 optimizer=optax.adam(0.05), steps=200, progress=False)
+        >>> result.history.shape
+        (200,)
+    """
+    _check_scale(init_scale, "auto_normal")
+
+    def params_of(layout, u0, _):
+        return {"loc": u0, "raw_scale": jnp.full(layout.size, inv_softplus(float(init_scale)))}
+
+    def covariance(params):
+        return jnp.diag(jax.nn.softplus(params["raw_scale"]) ** 2)
+
+    return _build(
+        "auto_normal",
+        _MEAN_FIELD,
+        model,
+        observations,
+        args,
+        key,
+        init,
+        num_draws,
+        params_of,
+        covariance,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Multivariate normal: a Cholesky factor L, choices in program order
+# ---------------------------------------------------------------------------
+# u = loc + L eps. Block i given the blocks before it is normal with mean
+# loc_i + L[i, :i] eps[:i] and Cholesky factor L[i, i]; the state carries L and
+# the eps of the blocks sampled so far (recovered from their values).
+
+
+def tril_of(raw):
+    """The Cholesky factor of a raw square matrix: its strict lower part and
+    ``softplus`` of its diagonal."""
+    return jnp.tril(raw, -1) + jnp.diag(jax.nn.softplus(jnp.diag(raw)))
+
+
+def raw_of(tril):
+    """The inverse of :func:`tril_of`."""
+    return jnp.tril(tril, -1) + jnp.diag(inv_softplus(jnp.diag(tril)))
+
+
+def _mvn_site(params, state, latent):
+    scale_tril, eps = state
+    rows = scale_tril[latent.offset : latent.offset + latent.size]
+    block = rows[:, latent.offset : latent.offset + latent.size]
+    return _block(params["loc"], latent) + rows @ eps, block
+
+
+def _mvn_dist(latent, transform, mean, block):
+    return pushforward(nd.MultivariateNormal(mean, scale_tril=block), latent, transform)
+
+
+def _mvn_after(params, state, latent, u, base):
+    scale_tril, eps = state
+    mean, block = base
+    e = jax.scipy.linalg.solve_triangular(block, u - mean, lower=True)
+    return scale_tril, eps.at[latent.offset : latent.offset + latent.size].set(e)
+
+
+def _full_start(params):
+    return tril_of(params["raw_tril"]), jnp.zeros_like(params["loc"])
+
+
+def _low_rank_cov(params):
+    w, d = params["cov_factor"], jax.nn.softplus(params["raw_scale"])
+    return w @ w.T + jnp.diag(d**2)
+
+
+def _low_rank_start(params):
+    return jnp.linalg.cholesky(_low_rank_cov(params)), jnp.zeros_like(params["loc"])
+
+
+_FULL_RANK = Family("auto_multivariate_normal", _full_start, _mvn_site, _mvn_dist, _mvn_after)
+_LOW_RANK = Family("auto_low_rank_normal", _low_rank_start, _mvn_site, _mvn_dist, _mvn_after)
+
+
+def full_rank_covariance(params):
+    """``L L^T`` for the parameters of :func:`auto_multivariate_normal`."""
+    scale_tril = tril_of(params["raw_tril"])
+    return scale_tril @ scale_tril.T
+
+
+def auto_multivariate_normal(
+    model,
+    observations=None,
+    args: tuple = (),
+    *,
+    key=None,
+    init="median",
+    num_draws: int = 15,
+    init_scale: float = 0.1,
+) -> AutoGuide:
+    """A full-rank normal guide in unconstrained coordinates (NumPyro's
+    ``AutoMultivariateNormal``): ``u = loc + L eps`` with ``L`` lower triangular.
+
+    Args:
+        model: an ``@ppl.gen`` model.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        key: a ``jax.random`` key for the prior draws (default ``key(0)``).
+        init: as for :func:`auto_normal`.
+        num_draws: prior draws for ``"median"``/``"mean"``.
+        init_scale: the initial diagonal of ``L``.
+
+    Returns:
+        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc": (d,), "raw_tril":
+        (d, d)}``, ``L = tril(raw_tril, -1) + diag(softplus(diag(raw_tril)))``.
+
+    Raises:
+        PPLError: as :func:`auto_normal`.
+
+    Example:
+        >>> import ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def model():
+        ...     a = ppl.normal(0.0, 1.0) @ "a"
+        ...     b = ppl.normal(a, 1.0) @ "b"
+        ...     return ppl.normal(a + b, 1.0) @ "y"
+        >>> auto = vi.auto_multivariate_normal(model, {"y": 1.0})
+        >>> auto.guide_args[0]["raw_tril"].shape
+        (2, 2)
+    """
+    _check_scale(init_scale, "auto_multivariate_normal")
+
+    def params_of(layout, u0, _):
+        raw = jnp.diag(jnp.full(layout.size, inv_softplus(float(init_scale))))
+        return {"loc": u0, "raw_tril": raw}
+
+    return _build(
+        "auto_multivariate_normal",
+        _FULL_RANK,
+        model,
+        observations,
+        args,
+        key,
+        init,
+        num_draws,
+        params_of,
+        full_rank_covariance,
+    )
+
+
+def auto_low_rank_normal(
+    model,
+    observations=None,
+    args: tuple = (),
+    *,
+    rank: int = 2,
+    key=None,
+    init="median",
+    num_draws: int = 15,
+    init_scale: float = 0.1,
+) -> AutoGuide:
+    """A normal guide whose covariance is ``W W^T + diag(d^2)`` with ``W`` of shape
+    ``(size, rank)`` (NumPyro's ``AutoLowRankMultivariateNormal``).
+
+    Each call factors the covariance (``O(size^3)``), then samples the choices
+    in program order as :func:`auto_multivariate_normal` does.
+
+    Args:
+        model: an ``@ppl.gen`` model.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        rank: the number of columns of ``W``.
+        key: a ``jax.random`` key for the prior draws and ``W``'s start (default ``key(0)``).
+        init: as for :func:`auto_normal`.
+        num_draws: prior draws for ``"median"``/``"mean"``.
+        init_scale: the initial ``d`` (``W`` starts small and random, so its
+            columns can differ).
+
+    Returns:
+        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc", "cov_factor",
+        "raw_scale"}`` with ``d = softplus(raw_scale)``.
+
+    Raises:
+        PPLError: as :func:`auto_normal`, or if ``rank`` is not a positive int.
+
+    Example:
+        >>> import jax.numpy as jnp, ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def model():
+        ...     z = ppl.normal(jnp.zeros(5), 1.0) @ "z"
+        ...     return ppl.normal(jnp.sum(z), 1.0) @ "y"
+        >>> vi.auto_low_rank_normal(model, {"y": 1.0}, rank=2).guide_args[0]["cov_factor"].shape
+        (5, 2)
+    """
+    _check_scale(init_scale, "auto_low_rank_normal")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise PPLError(f"auto_low_rank_normal: rank must be a positive int, got {rank!r}.")
+
+    def params_of(layout, u0, k):
+        w = 0.1 * init_scale * jax.random.normal(k, (layout.size, rank), u0.dtype)
+        return {
+            "loc": u0,
+            "cov_factor": w,
+            "raw_scale": jnp.full(layout.size, inv_softplus(float(init_scale))),
+        }
+
+    return _build(
+        "auto_low_rank_normal",
+        _LOW_RANK,
+        model,
+        observations,
+        args,
+        key,
+        init,
+        num_draws,
+        params_of,
+        _low_rank_cov,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Delta: a point in constrained space (MAP with vi.elbo)
+# ---------------------------------------------------------------------------
+
+
+def _delta_site(params, state, latent):
+    return (_block(params["loc"], latent),)
+
+
+def _delta_dist(latent, transform, loc):
+    return nd.Delta(transform(jnp.reshape(loc, latent.ushape)), event_dim=len(latent.shape))
+
+
+_DELTA = Family("auto_delta", _no_state, _delta_site, _delta_dist, _keep)
+
+
+def auto_delta(
+    model, observations=None, args: tuple = (), *, key=None, init="median", num_draws: int = 15
+) -> AutoGuide:
+    """A point-mass guide (NumPyro's ``AutoDelta``): ``vi.elbo`` with it is
+    ``log p(x, obs)``, so fitting it finds the MAP in constrained space.
+
+    The point is kept in unconstrained coordinates ``loc`` (so it stays in the
+    support); :func:`auto_laplace` turns a fitted one into a Laplace approximation.
+
+    Args:
+        model: an ``@ppl.gen`` model.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        key: a ``jax.random`` key for the prior draws (default ``key(0)``).
+        init: as for :func:`auto_normal`.
+        num_draws: prior draws for ``"median"``/``"mean"``.
+
+    Returns:
+        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc": (d,)}``.
+
+    Raises:
+        PPLError: as :func:`auto_normal`.
+
+    Example:
+        >>> import jax, optax, ppl
+        >>> from ppl.inference import vi
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> auto = vi.auto_delta(model, {"y": 1.0})
+        >>> result = vi.fit(vi.elbo(model, auto.guide, {"y": 1.0}), jax.random.key(0), (),
+        ...                 auto.guide_args, optimizer=optax.adam(0.1), steps=300, progress=False)
+        >>> round(float(auto.median(result.guide_args)["mu"]), 2)  # the MAP, 0.5
+        0.5
+    """
+
+    def params_of(layout, u0, _):
+        return {"loc": u0}
+
+    def covariance(params):
+        return jnp.zeros((params["loc"].size,) * 2, params["loc"].dtype)
+
+    return _build(
+        "auto_delta",
+        _DELTA,
+        model,
+        observations,
+        args,
+        key,
+        init,
+        num_draws,
+        params_of,
+        covariance,
+    )
+
+
+def multivariate_from(delta: AutoGuide, loc, scale_tril) -> AutoGuide:
+    """A full-rank guide over the same layout as ``delta`` with the given
+    location and Cholesky factor (for :func:`auto_laplace`)."""
+    walker = Walker(delta.layout, delta.model, delta.args, _FULL_RANK)
+    params: dict[str, Any] = {"loc": loc, "raw_tril": raw_of(scale_tril)}
+    return AutoGuide(walker, (params,), full_rank_covariance)
+
+
+__all__ = [
+    "AutoGuide",
+    "auto_delta",
+    "auto_low_rank_normal",
+    "auto_multivariate_normal",
+    "auto_normal",
+]
