@@ -261,10 +261,35 @@ def test_using_a_separately_summed_value_is_refused():
 
 def test_partial_generate_and_regenerate_are_refused():
     marg = ppl.sum_out(mixture, ppl.select(("points", "c")))
-    with pytest.raises(ppl.PPLError, match=r"\('points', 'x'\).*Constrain them too"):
+    with pytest.raises(ppl.PPLError, match=r"\('points', 'x'\) \(inside a separately summed"):
         staged(lambda: marg.generate(jax.random.key(0), ChoiceMap.d({"mu": jnp.zeros(2)}), (3.0,)))
+
+    @ppl.gen
+    def chained():
+        z = ppl.flip(0.5) @ "z"
+        u = ppl.normal(jnp.where(z, 1.0, -1.0), 1.0) @ "u"
+        ppl.normal(u, 1.0) @ "y"
+
+    chain_marg = ppl.sum_out(chained, ppl.select("z"))
+    with pytest.raises(ppl.PPLError, match="'u' \\(whose prior depends on the summed choices"):
+        staged(lambda: chain_marg.generate(jax.random.key(0), ChoiceMap.d({"y": 0.0}), ()))
     with pytest.raises(ppl.PPLError, match="cannot regenerate"):
         staged(
             lambda k: marg.regenerate(k, marg.simulate(k, (3.0,)), ppl.select("mu")),
             jax.random.key(0),
         )
+
+
+def test_partial_generate_weighs_the_prior_proposal():
+    marg = ppl.sum_out(mixture, ppl.select(("points", "c")))
+    obs = ChoiceMap.d({("points", "x"): jnp.array([0.1, 2.0, -1.0, 1.4])})
+
+    @jax.jit
+    def run(key):
+        tr, w = marg.generate(key, obs, (3.0,))
+        prior = ppl.normal.assess(ChoiceMap.value(tr.choices["mu"]), (jnp.zeros(2), 3.0))[0]
+        return tr.score, w, prior, marg.assess(tr.choices, (3.0,))[0]
+
+    score, w, prior, lp = run(jax.random.key(0))
+    np.testing.assert_allclose(score, lp, rtol=1e-6)
+    np.testing.assert_allclose(w, score - prior, rtol=1e-5)

@@ -17,17 +17,26 @@ MAX_ASSIGNMENTS = 2**16
 
 
 class SumOutTrace(Trace):
-    """A trace of :func:`sum_out`: the remaining choices and their exact log marginal."""
+    """A trace of :func:`sum_out`: the remaining choices and their exact log marginal.
+
+    It keeps a whole trace of the original function (``inner``; its summed
+    choices hold some values, not to be read) so that algorithms that look up
+    the distribution behind each remaining choice (NUTS's supports) find it.
+    """
 
     gen_fn: Any = eqx.field(static=True)
     args: tuple
-    kept: ChoiceMap
+    inner: Trace
     retval: Any
     score: Any
 
     @property
     def choices(self) -> ChoiceMap:
-        return self.kept
+        return self.inner.choices.without(self.gen_fn.selection)
+
+    @property
+    def kept(self) -> ChoiceMap:
+        return self.choices
 
     def project(self, selection: Selection):
         if selection.is_all():
@@ -84,9 +93,8 @@ class SumOut(GenerativeFunction):
     # -- the interface -----------------------------------------------------------
     def _simulate(self, key, args):
         tr = self.gen_fn.simulate(key, args)
-        kept = tr.choices.without(self.selection)
-        score, _ = self._marginal(kept, args)
-        return SumOutTrace(self, args, kept, tr.retval, score)
+        score, _ = self._marginal(tr.choices.without(self.selection), args)
+        return SumOutTrace(self, args, tr, tr.retval, score)
 
     def _assess(self, choices, args):
         self._check_kept(choices, "assess")
@@ -100,20 +108,29 @@ class SumOut(GenerativeFunction):
         given = select(*constraints.addresses())
         free = self.kept_shape(args).without(given).addresses()
         if free:
-            raise PPLError(
-                f"generate of {self.name} constrains some remaining choices but not "
-                f"{fmt_addrs(free)}: sampling those given the constraints would need their "
-                "marginal conditional, which has no closed form. Constrain them too (or none)."
-            )
+            return self._generate_partial(key, constraints, free, args)
         score, retval = self._marginal(constraints, args)
-        return SumOutTrace(self, args, constraints, retval, score), score
+        inner, _ = self.gen_fn.generate(key, constraints, args)
+        return SumOutTrace(self, args, inner, retval, score), score
+
+    def _generate_partial(self, key, constraints, free, args):
+        """Generate with the remaining choices at ``free`` unconstrained; the kinds
+        that can sample them from a known proposal override this."""
+        raise self._partial_error(free, "")
+
+    def _partial_error(self, free, why):
+        return PPLError(
+            f"generate of {self.name} constrains some remaining choices but not "
+            f"{fmt_addrs(free)}{why}: their proposal density would have to be summed over the "
+            "summed choices too. Constrain them as well (or nothing), e.g. with a proposal that "
+            "samples them (importance sampling's proposal=, an MCMC run's starting traces)."
+        )
 
     def _update(self, key, trace, constraints, args):
         self._check_kept(constraints, "update")
-        kept = trace.kept | constraints
-        score, retval = self._marginal(kept, args)
-        discard = trace.kept.filter(select(*constraints.addresses()))
-        return SumOutTrace(self, args, kept, retval, score), score - trace.score, discard
+        score, retval = self._marginal(trace.kept | constraints, args)
+        inner, _, discard = self.gen_fn.update(key, trace.inner, constraints, args)
+        return SumOutTrace(self, args, inner, retval, score), score - trace.score, discard
 
     def _regenerate(self, key, trace, selection, args):
         raise PPLError(

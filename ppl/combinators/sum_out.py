@@ -28,7 +28,7 @@ from jax.scipy.special import logsumexp
 
 from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction
-from ppl.choices import ChoiceMap, Selection
+from ppl.choices import ChoiceMap, Selection, select
 from ppl.combinators._forward import SumOutScan
 from ppl.combinators._sum_base import MAX_ASSIGNMENTS, SumOut, SumOutTrace
 from ppl.combinators._sum_support import (
@@ -107,6 +107,29 @@ class SumOutJoint(SumOut):
 
         fn.program(args).run(args, on_site)
         return top | ChoiceMap(inner)
+
+    def _generate_partial(self, key, constraints, free, args):
+        """The free choices are sampled as ``gen_fn`` does (from their prior); that
+        proposal's density is the same for every summed assignment only if the
+        free choices do not depend on the summed ones, which is checked."""
+        fn, joint = self._parts(args)
+        calls = fn.calls if isinstance(fn, Rewritten) else {}
+        inside = [a for a in free if a[0] in calls]
+        if inside:
+            raise self._partial_error(inside, " (inside a separately summed call)")
+        free_sel = select(*free)
+        inner, _ = self.gen_fn.generate(key, constraints, args)
+        kept = constraints | inner.choices.filter(free_sel)
+        score, retval = self._marginal(kept, args)
+        if joint:
+            assign = assignments(self.gen_fn, joint, kept, args, self.max_assignments, self.name)
+
+            def log_q(a):
+                return self.gen_fn.generate(jax.random.key(0), kept | a, args)[0].project(free_sel)
+
+            if varies(log_q, assign)[0]:
+                raise self._partial_error(free, " (whose prior depends on the summed choices)")
+        return SumOutTrace(self, args, inner, retval, score), score - inner.project(free_sel)
 
     def dependent(self, args):
         out = []
