@@ -36,7 +36,7 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
         duals, extra = ins[: tree.num_leaves], ins[tree.num_leaves :]
     else:
         dist_fn, chosen, tree, duals, extra = gen_fn, None, site.in_tree, ins, []
-    call = SiteCall(addr, key, dist_fn, duals, tree, _dual.primals(extra))
+    call = _ChoiceCall(addr, key, dist_fn, duals, tree, extra)
     d = dist_fn.dist(*call.args_p)
     strategy = ctx.lookup(addr) or chosen or default_strategy(d)
     strategy.check(dist_fn, d, addr)
@@ -54,6 +54,15 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
         return strategy.with_continuation(
             call, state, lambda v, st: k([v], _record_choice(st, call, v))
         )
+
+
+class _ChoiceCall(SiteCall):
+    """A :class:`SiteCall` that also keeps the tangents of the traced strategy
+    settings (``extra_t``): a learned baseline's tangent is its regression signal."""
+
+    def __init__(self, addr, key, dist_fn, duals, tree, extra):
+        super().__init__(addr, key, dist_fn, duals, tree, _dual.primals(extra))
+        self.extra_t = tuple(t for _, t in extra)
 
 
 MAX_BRANCHES = 2**16

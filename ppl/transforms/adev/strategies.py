@@ -160,7 +160,7 @@ class Reparam(Strategy):
                 addr,
                 dist,
                 "its values are discrete, so they cannot move smoothly with the parameters",
-                "enum (finite support), mvd (flip) or reinforce",
+                "enum (finite support), mvd or reinforce",
             )
         if not d.has_rsample:
             self._refuse(
@@ -184,10 +184,50 @@ class Reinforce(Strategy):
     """Score function (REINFORCE / likelihood ratio): valid for every
     distribution, discrete or continuous, including infinite supports
     (geometric, poisson); the rest of the program need not be differentiable.
-    Higher variance: give a ``baseline`` (a constant, or a traced value such as
-    a learned parameter at the call site: ``reinforce(flip, baseline=b)(p)``),
-    or average samples with ``ppl.E(f, n, loo=True)``. The baseline gets no
-    gradient (it does not change the expected value)."""
+    Higher variance: give a ``baseline``, or average samples with
+    ``ppl.E(f, n, loo=True)``.
+
+    The baseline ``b`` is subtracted from the value the choice's score
+    multiplies (its *continuation*: the value of the expectation plus the
+    costs added after the choice), which leaves every derivative unbiased.
+    It is either a Python number, or a traced value given at the call site,
+    ``reinforce(flip, baseline=b)(p) @ "a"`` (a parameter, or a network's
+    output computed in the program). A traced baseline **learns itself**:
+    the objective does not depend on it (its true derivative is zero), so
+    ``grad_estimate`` reports in its place the regression signal
+    ``(continuation - b) * db``, the gradient of ``-(continuation - b)**2 / 2``.
+    Gradient *ascent* on the expectation (what ``vi.fit`` does, or descent on
+    its negative) therefore moves ``b`` towards ``E[continuation]``, the
+    baseline that minimises the variance, while the derivative of every
+    other argument is exactly the unbiased score-function estimate with
+    ``b`` subtracted. The signal reaches whatever ``b`` is computed from:
+    compute it from its own parameters and from values with no derivative
+    of their own (data, or ``jax.lax.stop_gradient`` of latents), or the
+    regression would leak into the objective's parameters. Minimising a
+    loss (``-objective``) by descent is the same; descending on the
+    objective itself would push ``b`` away. Inside ``ppl.E(f, n, loo=True)``
+    the score multiplies the continuation minus the others' mean, and that
+    is what ``b`` learns.
+
+    Args:
+        baseline: ``None`` (no baseline), a number, or (at a call site) a
+            traced scalar.
+
+    Raises:
+        PPLError: at trace time, naming the address, for a baseline that is
+            not a scalar, or for a distribution whose support moves with the
+            parameters being differentiated (the score function would miss
+            the boundary term).
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta, b):
+        ...     x = ppl.reinforce(ppl.flip, baseline=b)(jax.nn.sigmoid(theta)) @ "x"
+        ...     return jnp.where(x, 3.0, -1.0)
+        >>> d_theta, d_b = f.grad_estimate(jax.random.key(0), (0.3, 0.0))
+        >>> # d_theta: unbiased for d/dtheta E[f]; d_b = f(x) - b, so b += lr * d_b
+        >>> # moves b towards E[f(x)]
+    """
 
     name = "reinforce"
 
@@ -214,11 +254,34 @@ class Reinforce(Strategy):
         x = site.dist_fn.draw(site.key, site.dist_fn.dist(*site.args_p))
         _check_fixed_support(site)
         _, dlogp = site.jvp(lambda *args: site.dist_fn.log_density(x, args))
-        if dlogp is None:
-            return (x, None), state
-        b = site.extra_p[0] if site.extra_p else self.baseline
-        c = state.c if b is None else _dual.add(state.c, jax.lax.stop_gradient(b) * dlogp)
-        return (x, None), state._replace(s=_dual.add(state.s, dlogp), c=c)
+        b, db = self._baseline(site)
+        s, c = state.s, state.c
+        if dlogp is not None:
+            s = _dual.add(s, dlogp)
+            if b is not None:
+                c = _dual.add(c, jax.lax.stop_gradient(b) * dlogp)
+        if db is not None:
+            # The regression signal (continuation - b) * db: the end of the program
+            # adds value * s - c, and later costs add cost * s, so adding db to s and
+            # b * db to c gives it, inside loops too.
+            s, c = _dual.add(s, db), _dual.add(c, b * db)
+        return (x, None), state._replace(s=s, c=c)
+
+    def _baseline(self, site):
+        """``(b, db)``: the baseline's value and tangent (``None`` for none)."""
+        if not site.extra_p:
+            return self.baseline, None
+        b = site.extra_p[0]
+        if jnp.shape(b) != ():
+            raise PPLError(
+                f"the baseline of reinforce at {fmt_addr(site.addr)} has shape {jnp.shape(b)}; "
+                "a baseline stands in for the one real number the score multiplies, so it must "
+                "be a scalar. Give one baseline per choice (e.g. b[i] for the i-th), or sum the "
+                "prediction."
+            )
+        extra_t = getattr(site, "extra_t", ())
+        db = extra_t[0] if extra_t else None
+        return b, (None if _dual.is_zero(db) else db)
 
     def __repr__(self):
         return "reinforce" if self.baseline is None else f"reinforce(baseline={self.baseline!r})"
@@ -289,7 +352,7 @@ class Enum(Strategy):
                 "reparam, mvd (normal) or reinforce",
             )
         if not getattr(d, "has_enumerate_support", False):
-            self._refuse(addr, dist, "its support is infinite", "reinforce")
+            self._refuse(addr, dist, "its support is infinite", "reinforce or mvd")
         count = getattr(d, "total_count", None)
         if count is not None and not is_concrete(count):
             self._refuse(
