@@ -129,8 +129,9 @@ def _check_latents(trace, latent: ChoiceMap, caller: str) -> None:
             raise PPLError(
                 f"{caller}: the latent choice {fmt_addr(addr)} is drawn from {site.name}, a "
                 "discrete distribution, and automatic guides are over continuous choices. Sum "
-                f"it out of the model (enumerate its values and add the terms), observe it, or "
-                f"write a guide by hand that samples {fmt_addr(addr)} (e.g. with ppl.categorical)."
+                f"it out of the model (ppl.sum_out(model, ppl.select({fmt_addr(addr)})), called "
+                "at an address of an @ppl.gen model), observe it, or write a guide by hand that "
+                f"samples {fmt_addr(addr)} (e.g. with ppl.categorical)."
             )
 
 
@@ -169,6 +170,51 @@ def prior_draws(key, model, observations, args, num_draws: int, caller: str):
     latent = first.choices.without(selection_of(observations))
     _check_latents(first, latent, caller)
     return traces, first
+
+
+def program_order(model, args, trace, paths: list) -> list:
+    """``paths`` (latent addresses) in the order the model's program makes them.
+
+    Choice maps that went through JAX's pytree functions list their addresses
+    sorted; the guides' blocks must follow the program (a block's conditional
+    sees the blocks before it), so the order is read by running the program.
+    Choices inside a call of a combinator keep their relative order.
+
+    Args:
+        model: the model; anything but an ``@ppl.gen`` function keeps ``paths``.
+        args: its arguments.
+        trace: a trace of it, whose values the run takes.
+        paths: the latent addresses.
+
+    Returns:
+        The same addresses, reordered.
+
+    Example:
+        >>> program_order(model, (), trace, [("b",), ("a",)])  # doctest: +SKIP
+        [('a',), ('b',)]
+    """
+    if not isinstance(model, StaticGenerativeFunction):
+        return paths
+    order: list = []
+
+    def walk(gen_fn, a, path, sub_choices):
+        def on_site(site, site_args):
+            p, here = (*path, site.addr), sub_choices.get_submap(site.addr)
+            inside = [q for q in paths if q[: len(p)] == p and q not in order]
+            g = site.gen_fn
+            if isinstance(g, WithStrategy):
+                g, site_args = g.dist_fn, g.params_and_extra(site_args)[0]
+            if isinstance(g, StaticGenerativeFunction) and inside:
+                return walk(g, site_args, p, here)
+            order.extend(inside)
+            if isinstance(g, Distribution):
+                return here.get_value()
+            return g.assess(here, site_args)[1]
+
+        return gen_fn.program(a).run(a, on_site)
+
+    walk(model, args, (), trace.choices)
+    return order + [q for q in paths if q not in order]
 
 
 def make_layout(key, model, observations, args, caller: str, init="median", num_draws: int = 15):
@@ -214,7 +260,8 @@ def make_layout(key, model, observations, args, caller: str, init="median", num_
     sel = selection_of(first.choices.without(selection_of(observations)))
     z0 = unconstrain(first, sel, caller)
     latents, offset = [], 0
-    for addr in first.choices.without(selection_of(observations)).addresses():
+    addrs = first.choices.without(selection_of(observations)).addresses()
+    for addr in program_order(model, args, first, [tuple(a) for a in addrs]):
         ushape = tuple(jnp.shape(z0[addr]))
         size = int(np.prod(ushape, dtype=int))
         latents.append(
