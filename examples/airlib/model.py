@@ -19,7 +19,11 @@ bound valid without any masking machinery, and keeps enumeration free of
 
 Estimators for the presence choices are a policy: the guide's call site says
 REINFORCE with a learned baseline; ``strategies={present: enum}`` or ``mvd``
-overrides it without touching the guide.
+overrides it without touching the guide. The baseline is a network of the
+image, one output per step, passed at the call site: the bound does not
+depend on it, and its slot of the gradient is the regression signal
+(bound - baseline) * d baseline, so the step that raises the bound also
+trains the baseline to predict it (no separate regression loss).
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class Guide(eqx.Module):
     pres: eqx.nn.Linear
     where: eqx.nn.Linear
     what: list
-    baseline: list | None  # image -> one predicted bound per step; only REINFORCE learns one
+    baseline: list | None  # image -> one predicted bound per step; only REINFORCE has one
 
     def __init__(self, key, baseline: bool = True):
         k = jax.random.split(key, 6)
@@ -198,17 +202,19 @@ def bound(objective: str = "elbo", k: int = 2, presence: str = "reinforce") -> p
     return ppl.adev(iwelbo, {(p, f"present{t}"): strategy for p in particles for t in range(STEPS)})
 
 
-def loss_function(objective: ppl.Expectation, learn_baseline: bool):
-    """``(air, key, batch) -> (loss, mean bound)``: one sample per canvas via jax.vmap."""
+def loss_function(objective: ppl.Expectation, learn_baseline: bool = False):
+    """``(air, key, batch) -> (loss, mean bound)``: one sample per canvas via jax.vmap.
+
+    The loss is minus the mean bound. The guide's baseline network, when it has
+    one, learns from the same gradient (its slot is the regression signal of the
+    bound on the baseline), so ``learn_baseline`` changes nothing; it is kept for
+    callers that pass it."""
+    del learn_baseline
 
     def loss(air, key, batch):
         keys = jax.random.split(key, batch.shape[0])
         values = jax.vmap(lambda kk, x: objective.estimate(kk, (air, x)))(keys, batch)
-        out = -jnp.mean(values)
-        if learn_baseline:  # each step's baseline regresses on the bound it stands in for
-            predicted = jax.vmap(lambda x: _run(air.guide.baseline, x))(batch)
-            out = out + jnp.mean((jax.lax.stop_gradient(values)[:, None] - predicted) ** 2)
-        return out, jnp.mean(values)
+        return -jnp.mean(values), jnp.mean(values)
 
     return loss
 
