@@ -25,6 +25,47 @@ def lift(x):
     return (x, None)
 
 
+class Dual(tuple):
+    """A dual value ``(primal, tangent)`` that knows which score-function choices it
+    depends on by data flow: ``deps``, a frozenset of their ids in ``State.table``.
+
+    It unpacks as a pair, so every rule reads it as a plain dual; a plain pair
+    (a value some rule built afresh) depends on every choice so far, which is
+    always a sound answer."""
+
+    deps: frozenset
+
+    def __new__(cls, p, t, deps: frozenset):
+        self = super().__new__(cls, (p, t))
+        self.deps = deps
+        return self
+
+
+def deps_of(x):
+    """The ids ``x`` depends on; ``None`` (every choice) for a plain pair."""
+    return getattr(x, "deps", None)
+
+
+def union(deps_list):
+    """The union of dependence sets; ``None`` (every choice) if any is ``None``."""
+    out = frozenset()
+    for d in deps_list:
+        if d is None:
+            return None
+        out = out | d
+    return out
+
+
+def tainted(x, deps):
+    """``x`` as a dual that depends on ``deps`` (a plain pair for ``None``)."""
+    return (x[0], x[1]) if deps is None else Dual(x[0], x[1], deps)
+
+
+def lift_known(x):
+    """A constant: depends on no random choice."""
+    return Dual(x, None, frozenset())
+
+
 def primals(duals) -> list:
     return [p for p, _ in duals]
 
@@ -54,9 +95,11 @@ def jvp(fn: Callable, duals: list):
 def apply(fn: Callable, duals: list) -> list:
     """Evaluate a sample-free equation ``fn(*raw) -> list`` on dual values."""
     out, out_t = jvp(fn, duals)
-    if out_t is None:
-        return [(o, None) for o in out]
-    return list(zip(out, out_t))
+    outs = [(o, None) for o in out] if out_t is None else list(zip(out, out_t))
+    deps = union(deps_of(d) for d in duals)
+    if deps is None:
+        return outs
+    return [Dual(p, t, deps) for p, t in outs]
 
 
 def add(a, b):
@@ -113,6 +156,11 @@ class State(NamedTuple):
     ``cost_p``/``cost_t`` collect ``add_cost`` terms; ``rec`` collects the
     choices of an enclosing ``sim`` as a tuple of :class:`Recorded` (``None``
     when nothing records).
+
+    With Rao-Blackwellization on (``rb``, see :mod:`.dataflow`), each call
+    site's own score goes from ``s`` to ``table`` (its id is its position),
+    and each term multiplies only the scores of the ids it depends on;
+    ``priced`` is the part of ``cost_p`` whose tangent already has its scores.
     """
 
     s: Any = None
@@ -120,13 +168,32 @@ class State(NamedTuple):
     cost_p: Any = None
     cost_t: Any = None
     rec: Any = None
+    rb: Any = None
+    table: tuple = ()
+    priced: Any = None
+
+
+def score_of(state: State, deps):
+    """The sum of the scores ``deps`` names (every score for ``None``)."""
+    if not state.rb:
+        return state.s
+    if deps is None:
+        total = state.s
+        for t in state.table:
+            total = add(total, t)
+        return total
+    total = None
+    for i in sorted(deps):
+        total = add(total, state.table[i])
+    return total
 
 
 def finish(value, state: State) -> Result:
-    """The result at the end of a sample path."""
+    """The result at the end of a sample path: the value times the scores it
+    depends on, plus the costs (already times theirs), minus the baselines."""
     p, t = value
     total = p if state.cost_p is None else p + state.cost_p
-    t = add(add(t, mul(p, state.s)), state.cost_t)
+    t = add(add(t, mul(p, score_of(state, deps_of(value)))), state.cost_t)
     if state.c is not None:
         t = add(t, -state.c)
-    return Result(total, t, state.s)
+    return Result(total, t, score_of(state, None))

@@ -23,6 +23,7 @@ from ppl._gfi import GenerativeFunction, Invocation, Trace, as_args, as_key
 from ppl.choices import ChoiceMap
 from ppl.core import Callee, Continue, bind_sample, is_differentiated, program_cache
 from ppl.gen import StaticGenerativeFunction
+from ppl.transforms.adev import dataflow as _dataflow
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
 from ppl.transforms.adev.dual import Result, State
@@ -60,9 +61,10 @@ class Expectation(_AdevOnly):
     it uses the inner one linearly.
     """
 
-    def __init__(self, fn: Callable | None, policy: dict | None = None):
+    def __init__(self, fn: Callable | None, policy: dict | None = None, rao_blackwell: bool = True):
         self.fn = fn
         self.policy = dict(policy or {})
+        self.rao_blackwell = rao_blackwell
         self._programs = program_cache()
         if fn is not None:
             functools.update_wrapper(self, fn)
@@ -102,6 +104,34 @@ class Expectation(_AdevOnly):
         new._setup()
         return new
 
+    def with_rao_blackwell(self, on: bool) -> "Expectation":
+        """A copy with Rao-Blackwellized REINFORCE on (the default) or off.
+
+        On, each score-function choice's score multiplies only the terms of the
+        value (the returned value, each ``ppl.add_cost``) that depend on it by
+        data flow; off, it multiplies the whole value (plain REINFORCE, the
+        behaviour before Rao-Blackwellization). Both are unbiased.
+
+        Args:
+            on: whether to Rao-Blackwellize.
+
+        Returns:
+            A new :class:`Expectation`; this one is unchanged.
+
+        Raises:
+            PPLError: if ``on`` is not a bool.
+
+        Example:
+            >>> plain = f.with_rao_blackwell(False)
+            >>> plain.grad_estimate(jax.random.key(0), (0.5,))  # doctest: +SKIP
+        """
+        if not isinstance(on, bool):
+            raise PPLError(f"with_rao_blackwell takes True or False; got {on!r}.")
+        new = copy.copy(self)
+        new.rao_blackwell = on
+        new._setup()
+        return new
+
     def _shape_fn(self, args):
         return self._estimator(jax.random.key(0), args)
 
@@ -114,8 +144,12 @@ class Expectation(_AdevOnly):
                 "ADEV differentiates an expectation through its arguments only: pass the value as "
                 "an argument, e.g. f.estimate(key, (params,)) with def f(params): ..."
             )
+        if self.rao_blackwell:
+            duals, state = _dataflow.known(duals), State(rb=True)
+        else:
+            duals, state = [(p, t) for p, t in duals], State()
         return _adev.run(
-            ctx.nested(self.policy, path), program, key, duals, State(), path, _adev.end_of_program
+            ctx.nested(self.policy, path), program, key, duals, state, path, _adev.end_of_program
         )
 
 
@@ -201,11 +235,8 @@ def _cost_rule(_, ctx, site, key, ins, state, k, addr):
         raise PPLError(
             f"ppl.add_cost takes one real number; got shape {jnp.shape(c)}. Sum it first."
         )
-    cost_t = _dual.add(dc, _dual.mul(c, state.s))  # earlier reinforce choices see the cost too
-    return Continue(
-        [],
-        state._replace(cost_p=_dual.add(state.cost_p, c), cost_t=_dual.add(state.cost_t, cost_t)),
-    )
+    # earlier reinforce choices see the cost too: with Rao-Blackwellization, those it depends on
+    return Continue([], _dataflow.add_term(state, (c, dc), _dual.deps_of(ins[0])))
 
 
 COST = _Cost()
@@ -253,6 +284,11 @@ def _sim_rule(s, ctx, site, key, ins, state, k, addr):
     def done(_outs, st):
         cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
         outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq]
+        if st.rb:
+            # each choice depends on what its site's outputs do; log q on them all
+            deps = _adev.recorded_deps(st.rec, addr)
+            logq_deps = _dual.union(_dataflow.entry_deps(e) for e in st.rec)
+            outs = [_dual.tainted(o, d) for o, d in zip(outs, deps + [logq_deps], strict=True)]
         return k(outs, st._replace(rec=outer))
 
     program = s.q.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))

@@ -28,6 +28,7 @@ from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap
 from ppl.core import Continue, Site
 from ppl.transforms._sites import site_key
+from ppl.transforms.adev import dataflow as _dataflow
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, Result, State
 from ppl.transforms.adev.strategies import Reinforce, Strategy
@@ -150,10 +151,18 @@ def run(ctx: Ctx, program, key, duals, state: State, path: tuple, finish):
     """Walk ``program`` on dual values; ``finish(out_duals, state)`` ends each path."""
 
     def on_site(site, ins, st, k):
-        return dispatch(ctx, site, site_key(key, site.index), ins, st, k, path + (site.addr,))
+        site_k, addr = site_key(key, site.index), path + (site.addr,)
+        if not st.rb:
+            return dispatch(ctx, site, site_k, ins, st, k, addr)
 
+        def rule_of(st, k):
+            return dispatch(ctx, site, site_k, ins, st, k, addr)
+
+        return _dataflow.attributed(rule_of, site, ins, st, k)
+
+    lift = _dual.lift_known if state.rb else _dual.lift
     return program.walk(
-        duals, lift=_dual.lift, apply=_dual.apply, on_site=on_site, finish=finish, state=state
+        duals, lift=lift, apply=_dual.apply, on_site=on_site, finish=finish, state=state
     )
 
 
@@ -170,7 +179,7 @@ def end_of_program(outs, state) -> Result:
     p, t = outs[0]
     if not _dual.is_float(p):
         p, t = jnp.asarray(p, jnp.result_type(float)), None
-    return _dual.finish((p, t), state)
+    return _dual.finish(_dual.tainted((p, t), _dual.deps_of(outs[0])), state)
 
 
 def dispatch(ctx, site, key, ins, state, k, addr):
@@ -298,6 +307,21 @@ def recorded_choices(entries, root: tuple):
     if logp is None:
         logp = jnp.zeros((), jnp.result_type(float))
     return cm, [tangents[i] for i in order], (logp, dlogp)
+
+
+def recorded_deps(entries, root: tuple) -> list:
+    """What each leaf of :func:`recorded_choices`'s choice map depends on (its
+    entry's tag, see :mod:`.dataflow`), in the same order."""
+    ids, deps = ChoiceMap.empty(), []
+    for entry in entries:
+        rel = entry.addr[len(root) :]
+        start = len(deps)
+        deps.extend([_dataflow.entry_deps(entry)] * len(jax.tree.leaves(entry.choices)))
+        numbered = jax.tree.unflatten(
+            jax.tree.structure(entry.choices), list(range(start, len(deps)))
+        )
+        ids = ids | _at(rel, numbered)
+    return [deps[i] for i in jax.tree.leaves(ids)]
 
 
 def _at(path, cm):
