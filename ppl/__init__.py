@@ -23,6 +23,8 @@ from ppl.distributions import (
     flip,
     gamma,
     geometric,
+    half_cauchy,
+    half_normal,
     laplace,
     logistic,
     lognormal,
@@ -37,6 +39,7 @@ from ppl.expectations import E, Expectation, add_cost, adev, density, expectatio
 from ppl.gen import gen
 from ppl.marginals import marginal
 from ppl.normalize import normalize
+from ppl.primitives import deterministic, factor, improper_uniform, recorded
 from ppl.transforms.adev.auto import StrategyChoice, choose_strategies
 from ppl.transforms.adev.mvd import mvd
 from ppl.transforms.adev.strategies import (
@@ -86,6 +89,9 @@ __all__ = [
     "flip",
     "gamma",
     "geometric",
+    "half_cauchy",
+    "half_normal",
+    "improper_uniform",
     "laplace",
     "logistic",
     "lognormal",
@@ -95,6 +101,10 @@ __all__ = [
     "poisson",
     "student_t",
     "uniform",
+    # modelling primitives that are not random choices
+    "deterministic",
+    "factor",
+    "recorded",
     # expectations and gradient strategies
     "E",
     "Expectation",

@@ -144,6 +144,11 @@ class Distribution(GenerativeFunction):
         2.0
         """
         params = release(args)
+        names = self._param_names(len(params))
+        # A shape (a tuple of ints) is never traceable; numpyro would fail later, in its sampler.
+        shapes = [n for n, v in zip(names, params) if isinstance(v, (tuple, list)) and _traced(v)]
+        if shapes:
+            raise _traced_error(self.name, shapes)
         try:
             return self.factory(*params)
         except (TypeError, ValueError) as e:
@@ -151,20 +156,9 @@ class Distribution(GenerativeFunction):
 
     def _build_error(self, params, e) -> AddressError:
         names = self._param_names(len(params))
-        traced = [n for n, v in zip(names, params) if is_traced_integer(v)]
+        traced = [n for n, v in zip(names, params) if _traced(v)]
         if traced:
-            return AddressError(
-                f"parameter {escape(', '.join(map(repr, traced)))} of {self.name} at {{addr}} must "
-                "be a "
-                "Python int (numpyro needs its value while the program is staged), but it is "
-                "traced: an "
-                "argument of an @gen function or of a jitted function, or a value computed from "
-                "one. "
-                "Write the number in the call (ppl holds Python ints and bools static), or fix it "
-                "in the "
-                "distribution: ppl.distribution(functools.partial(<numpyro class>, "
-                f"{traced[0]}=...))."
-            )
+            return _traced_error(self.name, traced)
         if isinstance(e, ValueError):  # numpyro's check of concrete parameters: say which and why
             validate, nd.Distribution._validate_args = nd.Distribution._validate_args, False
             try:
@@ -343,6 +337,23 @@ class Distribution(GenerativeFunction):
         return self.name
 
 
+def _traced(v) -> bool:
+    """Whether a parameter (a number or a pytree, such as a shape) has a traced integer leaf."""
+    return any(is_traced_integer(leaf) for leaf in jax.tree.leaves(v))
+
+
+def _traced_error(name: str, params: list) -> AddressError:
+    return AddressError(
+        f"parameter {escape(', '.join(map(repr, params)))} of {name} at {{addr}} must be a Python "
+        "int (or a tuple of them; numpyro needs its value while the program is staged), but it "
+        "is traced: an argument of an @gen function or of a jitted function, or a value computed "
+        "from one (ppl traces number arguments). Write the number in the call (ppl holds Python "
+        "ints and bools there static), close over it (build the model in a Python function of "
+        "it), or fix it in the distribution: ppl.distribution(functools.partial(<numpyro "
+        f"class>, {params[0]}=...))."
+    )
+
+
 def distribution(numpyro_class: Callable, name: str | None = None) -> Distribution:
     """Lift any numpyro distribution (class or factory) into a ppl distribution.
 
@@ -386,3 +397,5 @@ categorical = Distribution(nd.Categorical, "categorical")
 geometric = Distribution(nd.Geometric, "geometric")
 poisson = Distribution(nd.Poisson, "poisson")
 binomial = Distribution(nd.Binomial, "binomial")
+half_normal = Distribution(nd.HalfNormal, "half_normal")
+half_cauchy = Distribution(nd.HalfCauchy, "half_cauchy")

@@ -22,6 +22,7 @@ from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_args
 from ppl.choices import ChoiceMap
 from ppl.inference._util import as_choices, as_key, selection_of
+from ppl.primitives import has_deterministic, recorded
 
 
 class MCMCResult(eqx.Module):
@@ -29,7 +30,8 @@ class MCMCResult(eqx.Module):
 
     Attributes:
         samples: a pytree (by default a :class:`~ppl.ChoiceMap` of the latent
-            choices) whose leaves have leading axes ``(chains, draws)``.
+            choices and the ``ppl.deterministic`` values) whose leaves have
+            leading axes ``(chains, draws)``.
         accept_prob: the acceptance probability of each step, ``(chains, draws)``.
         final: the last state of each chain (batched along chains).
 
@@ -197,6 +199,10 @@ class _Latent:
         self.obs_sel = selection_of(observations)
 
     def __call__(self, kernel, state):
+        if has_deterministic(state.trace):  # static: the trace's structure
+            # ppl.deterministic values are functions of the current choices: read them
+            # off the up-to-date trace (NUTS keeps its position outside it).
+            return recorded(kernel.materialize(state).trace).without(self.obs_sel)
         return kernel.current_choices(state).without(self.obs_sel)
 
     def __eq__(self, other):
@@ -358,7 +364,8 @@ def run(
         n_chains: the number of chains.
         thin: keep every ``thin``-th draw.
         collect: ``collect(trace)`` picks what to record at each kept step
-            (default: the choice map of the latent choices).
+            (default: the choice map of the latent choices, with the values
+            of ``ppl.deterministic`` sites, as :func:`ppl.recorded` reads them).
         traces: starting traces batched along chains (only their latent
             choices are used); default: draws from the prior, redrawn where the
             density is zero.

@@ -14,9 +14,11 @@ import jax
 import numpy as np
 
 from ppl._caches import store_of
+from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
 from ppl.inference import resampling
+from ppl.primitives import improper_addresses
 from ppl.inference._util import (
     WeightedTraces,
     as_choices,
@@ -84,8 +86,10 @@ def importance(
 
     Raises:
         PPLError: if ``n`` is not a positive int; if the proposal proposes an
-            observed address; with ``check`` and concrete values, if a weight is
-            NaN or +inf or every weight is -inf (pass ``check=False`` to get
+            observed address; if a ``ppl.improper_uniform`` choice is neither
+            observed nor proposed (a flat prior cannot be sampled); with
+            ``check`` and concrete values, if a weight is NaN or +inf or every
+            weight is -inf (pass ``check=False`` to get
             them back instead; under ``jit`` they are returned as they are).
 
     Example:
@@ -96,6 +100,7 @@ def importance(
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
+    _check_proper(model, observations, args, proposal, proposal_args)
     if is_concrete((key, observations, args, proposal_args)):
         run = _compiled_particles(model, proposal, n)
     else:
@@ -109,6 +114,26 @@ def importance(
             "the proposal's support covers the posterior.",
         )
     return ImportanceResult(traces, log_w)
+
+
+def _check_proper(model, observations, args, proposal, proposal_args) -> None:
+    """Refuse to sample a ``ppl.improper_uniform`` choice from the prior: its
+    ``simulate`` gives an initialisation point, not a draw, so the weights would
+    mean nothing."""
+    improper = improper_addresses(model.trace_shape(args))
+    if not improper:
+        return
+    covered = set(observations.addresses())
+    if proposal is not None:
+        covered |= set(proposal.trace_shape(proposal_args).choices.addresses())
+    left = [a for a in improper if a not in covered]
+    if left:
+        raise PPLError(
+            f"importance sampling on {model.name}: {fmt_addrs(left)} has an improper flat prior "
+            "(ppl.improper_uniform), which is no distribution to sample from: its simulate only "
+            "draws a point to start MCMC from. Give a proposal that proposes it (proposal=...), "
+            "use MCMC (ppl.inference.run_mcmc with nuts or hmc), or give it a proper prior."
+        )
 
 
 def _particles(key, observations, args, proposal_args, *, model, proposal, n):

@@ -23,7 +23,7 @@ def assess(program, choices, args, name):
 
     def on_site(site, site_args):
         sub = choices.get_submap(site.addr)
-        if sub.is_empty():
+        if sub.is_empty() and not _makes_no_choice(site.gen_fn, site_args):
             raise missing_choice(name).under(site.addr)
         with at_address(site.addr):
             logp, retval = assess_site(site.gen_fn, sub, site_args)
@@ -59,3 +59,20 @@ def assess_site(gen_fn, choices: ChoiceMap, args):
     value, _ = choices._raw()
     logp, retval = gen_fn.assess(ChoiceMap.value(value), args)
     return jnp.where(made, logp, jnp.nan), retval
+
+
+def _makes_no_choice(gen_fn, args) -> bool:
+    """Whether a call makes no random choice at all (``ppl.factor``, ``ppl.deterministic``,
+    a function of only those): assess then needs no value for it.
+
+    Args:
+        gen_fn: the generative function called at a site.
+        args: its arguments.
+
+    Returns:
+        True when its trace's choice map has no address (decided from shapes only).
+
+    >>> _makes_no_choice(ppl.factor, (0.5,))
+    True
+    """
+    return not gen_fn.trace_shape(args).choices.addresses()
