@@ -42,7 +42,7 @@ def flips_in_vmap(theta):
 def two_choices(mu, theta):
     x = ppl.normal(mu, 1.0) @ "x"
     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"
-    return x**2 + jnp.where(b, 3.0, -1.0) * x
+    return 0.1 * x**2 + jnp.where(b, 10.0, -10.0)
 
 
 def _row(result, address, label):
@@ -59,7 +59,12 @@ def _variance(result, address, label) -> float:
 @pytest.fixture(scope="module")
 def normal_result():
     return ppl.choose_strategies(
-        linear_normal, KEY, (0.5,), candidates=(ppl.reparam, ppl.reinforce, ppl.enum), **PILOT
+        linear_normal,
+        KEY,
+        (0.5,),
+        candidates=(ppl.reparam, ppl.reinforce, ppl.enum),
+        argnums=0,
+        **PILOT,
     )
 
 
@@ -78,7 +83,7 @@ def test_refused_strategies_are_listed_with_the_reason(normal_result):
     assert row.skipped is not None and "continuous" in row.skipped
     assert row.variance is None and not row.chosen
     text = normal_result.table()
-    assert "skipped: strategy enum cannot be used" in text and "variance" in text
+    assert "skipped: it is continuous" in text and "variance" in text
     assert repr(normal_result) == text and "policy: {'x': reparam}" in text
 
 
@@ -116,7 +121,7 @@ def _check_unbiased(f, policy, args, exact, n=2000):
     for est, want in zip(grads, exact(*args)):
         est = np.asarray(est, np.float64)
         mcse = est.std(ddof=1) / np.sqrt(n)
-        assert abs(est.mean() - want) <= 5 * mcse + 1e-6, (est.mean(), want, mcse)
+        assert abs(est.mean() - want) <= 5 * mcse + 1e-5 * (1 + abs(want)), (est.mean(), want)
 
 
 def test_two_choices_with_refinement_give_an_unbiased_gradient():
@@ -130,16 +135,16 @@ def test_two_choices_with_refinement_give_an_unbiased_gradient():
         **PILOT,
     )
     assert r.addresses == [("x",), ("b",)]
-    # enum removes b's score-function noise, far more than its second branch costs
+    # enum removes b's score-function noise (variance about 25 -> 0): far more than
+    # any timing noise can undo
     assert r.policy == {"x": ppl.reparam, "b": ppl.enum}
     assert {row.round for row in r.rows} == {1, 2}
     assert "[round 2]" in r.table()
     assert r.tuned[0] <= r.as_written[0]
 
     def exact(mu, theta):
-        p = 1 / (1 + np.exp(-theta))
-        # E = mu^2 + 1 + (4p - 1) mu
-        return 2 * mu + 4 * p - 1, 4 * _dsig(theta) * mu
+        # E = 0.1 (mu^2 + 1) + 10 (2 p - 1), p = sigmoid(theta)
+        return 0.2 * mu, 20 * _dsig(theta)
 
     _check_unbiased(two_choices, r.policy, (mu, theta), exact)
 
@@ -161,6 +166,8 @@ def test_bad_input_is_a_clear_error():
         ppl.choose_strategies(linear_normal, KEY, (0.5,), candidates=("reparam",))  # type: ignore[list-item]
     with pytest.raises(ppl.PPLError, match="no random choice there.*'x'"):
         ppl.choose_strategies(linear_normal, KEY, (0.5,), addresses=["y"])
+    with pytest.raises(ppl.PPLError, match="argnums must be positions"):
+        ppl.choose_strategies(linear_normal, KEY, (0.5,), argnums=1)
     with pytest.raises(ppl.PPLError, match="expected a PRNG key"):
         ppl.choose_strategies(linear_normal, "key", (0.5,))
     with pytest.raises(ppl.PPLError, match="choose_strategies"):
