@@ -185,25 +185,79 @@ def numpy_forward(xs, z0):
     return np.log(alpha.sum())
 
 
-def test_hmm_matches_the_forward_algorithm_by_hand():
+def test_hmm_matches_the_forward_algorithm_and_viterbi_brute_force():
     marg = ppl.sum_out(hmm, ppl.select(("chain", "z")))
-    lp, xs = jit_assess(marg)(OBS, (1,))
-    np.testing.assert_allclose(lp, numpy_forward(np.asarray(XS, np.float64), 1), rtol=1e-5)
-    np.testing.assert_allclose(xs, XS)
     scanned = ppl.sum_out(ppl.scan(step, length=T), ppl.select("z"))
-    lp2, (carry, ys) = jit_assess(scanned)(ChoiceMap.d({"x": XS}), (1, None))
+    paths = np.array(list(itertools.product(range(K), repeat=T)))
+
+    @jax.jit
+    def run(obs):
+        lps = jax.vmap(lambda z: hmm.assess(obs | ChoiceMap.d({("chain", "z"): z}), (1,))[0])(
+            jnp.asarray(paths)
+        )
+        direct = scanned.assess(ChoiceMap.d({"x": obs["chain", "x"]}), (1, None))
+        return marg.assess(obs, (1,)), direct, lps, marg.most_probable(obs, (1,))
+
+    (lp, xs), (lp2, (carry, ys)), lps, best = run(OBS)
+    np.testing.assert_allclose(lp, numpy_forward(np.asarray(XS, np.float64), 1), rtol=1e-5)
+    np.testing.assert_allclose(lp, logsumexp(lps), rtol=1e-5)
+    np.testing.assert_allclose(xs, XS)
     np.testing.assert_allclose(lp2, lp, rtol=1e-6)
     assert carry == -1  # the last state: summed out
     np.testing.assert_allclose(ys, XS)
+    np.testing.assert_array_equal(best["chain", "z"], paths[int(jnp.argmax(lps))])
 
 
-def test_viterbi_matches_brute_force():
-    marg = ppl.sum_out(hmm, ppl.select(("chain", "z")))
-    paths = np.array(list(itertools.product(range(K), repeat=T)))
-    want, lps = brute(hmm, OBS, (1,), stacked({("chain", "z"): paths}))
-    np.testing.assert_allclose(jit_assess(marg)(OBS, (1,))[0], want, rtol=1e-5)
-    best = jax.jit(lambda c: marg.most_probable(c, (1,)))(OBS)["chain", "z"]
-    np.testing.assert_array_equal(best, paths[int(jnp.argmax(lps))])
+def test_a_global_choice_and_per_element_choices_together():
+    @ppl.gen
+    def regime_point(mu, shift):
+        c = ppl.flip(0.4) @ "c"
+        return ppl.normal(jnp.where(c, mu[1], mu[0]) + shift, 1.0) @ "x"
+
+    @ppl.gen
+    def regimes(mu):
+        g = ppl.flip(0.2) @ "g"  # shifts every point: the points are not independent
+        return ppl.repeat(regime_point, 3)(mu, jnp.where(g, 2.0, 0.0)) @ "points"
+
+    marg = ppl.sum_out(regimes, ppl.select("g", ("points", "c")))
+    mu, xs = jnp.array([-1.0, 1.0]), jnp.array([0.3, 2.5, -0.8])
+    kept = ChoiceMap.d({("points", "x"): xs})
+    combos = list(itertools.product((0, 1), repeat=4))
+    assign = stacked(
+        {
+            "g": np.array([c[0] for c in combos], bool),
+            ("points", "c"): np.array([c[1:] for c in combos], bool),
+        }
+    )
+    want, lps = brute(regimes, kept, (mu,), assign)
+    np.testing.assert_allclose(jit_assess(marg)(kept, (mu,))[0], want, rtol=1e-6)
+    mode = jax.jit(lambda c: marg.most_probable(c, (mu,)))(kept)
+    best = combos[int(jnp.argmax(lps))]
+    assert bool(mode["g"]) == bool(best[0])
+    np.testing.assert_array_equal(mode["points", "c"], np.array(best[1:], bool))
+
+
+def test_hmm_sequences_under_vmap_and_gradients():
+    @ppl.gen
+    def sequences(z0s):
+        return ppl.vmap(hmm)(z0s) @ "seqs"
+
+    marg = ppl.sum_out(sequences, ppl.select(("seqs", "chain", "z")))
+    xs = jnp.stack([XS, XS[::-1] * 0.5])
+    kept = ChoiceMap.d({("seqs", "chain", "x"): xs})
+    lp, _ = jit_assess(marg)(kept, (jnp.array([0, 2]),))
+    want = numpy_forward(np.asarray(xs[0], np.float64), 0)
+    want += numpy_forward(np.asarray(xs[1], np.float64), 2)
+    np.testing.assert_allclose(lp, want, rtol=1e-5)
+    # the gradient in the observations, against the forward algorithm's by finite differences
+    single = ppl.sum_out(hmm, ppl.select(("chain", "z")))
+    g = jax.jit(jax.grad(lambda x: single.assess(ChoiceMap.d({("chain", "x"): x}), (1,))[0]))(XS)
+    eps, x64 = 1e-5, np.asarray(XS, np.float64)
+    fd = [
+        (numpy_forward(x64 + eps * e, 1) - numpy_forward(x64 - eps * e, 1)) / (2 * eps)
+        for e in np.eye(T)
+    ]
+    np.testing.assert_allclose(g, fd, rtol=1e-3, atol=1e-4)
 
 
 # -- errors (raised while staging: traced only, nothing runs) ------------------------
@@ -293,3 +347,25 @@ def test_partial_generate_weighs_the_prior_proposal():
     score, w, prior, lp = run(jax.random.key(0))
     np.testing.assert_allclose(score, lp, rtol=1e-6)
     np.testing.assert_allclose(w, score - prior, rtol=1e-5)
+
+
+def test_a_count_that_is_traced_is_refused():
+    @ppl.gen
+    def counts(n):
+        k = ppl.binomial(n, 0.5) @ "k"
+        ppl.normal(k, 1.0) @ "y"
+
+    marg = ppl.sum_out(counts, ppl.select("k"))
+    with pytest.raises(
+        ppl.PPLError, match="support of .k. \\(binomial\\) is not known.*Python ints"
+    ):
+        staged(lambda n: marg.assess(ChoiceMap.d({"y": 1.0}), (n,)), 3)
+
+
+def test_choices_inside_a_switch_are_refused():
+    @ppl.gen
+    def branchy(i):
+        ppl.switch(ppl.flip, ppl.flip)(i, 0.5) @ "s"
+
+    with pytest.raises(ppl.PPLError, match="'s'.*ppl.vmap / ppl.repeat and ppl.scan only"):
+        staged(lambda: ppl.sum_out(branchy, ppl.select("s")).assess(ChoiceMap.empty(), (0,)))

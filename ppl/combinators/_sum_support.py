@@ -25,21 +25,24 @@ from ppl.gen import StaticGenerativeFunction, StaticTrace
 def varies(fn, batched) -> list[bool]:
     """For each leaf of ``fn(x)``: whether it depends on ``x`` (mapped over axis 0).
 
-    Decided when traced, by asking ``jax.vmap`` for an unmapped output.
+    Decided when traced, by asking ``jax.vmap`` for an unmapped output: first for
+    all leaves at once (the common answer, one trace), then leaf by leaf.
     """
-    n = len(jax.tree.leaves(jax.eval_shape(jax.vmap(fn), batched)))
-    out = []
-    for i in range(n):
 
-        def leaf(x, i=i):
-            return jax.tree.leaves(fn(x))[i]
+    def leaves(x):
+        return jax.tree.leaves(fn(x))
 
+    def unmapped(f) -> bool:
         try:
-            jax.eval_shape(jax.vmap(leaf, out_axes=None), batched)
-            out.append(False)
-        except ValueError:
-            out.append(True)
-    return out
+            jax.eval_shape(jax.vmap(f, out_axes=None), batched)
+            return True
+        except ValueError:  # "vmap has mapped output but out_axes is None"
+            return False
+
+    n = len(jax.eval_shape(jax.vmap(leaves), batched))
+    if unmapped(leaves):
+        return [False] * n
+    return [not unmapped(lambda x, i=i: leaves(x)[i]) for i in range(n)]
 
 
 def pick(stacked, dependent: list[bool]):
@@ -89,9 +92,11 @@ def _support(addr, tr):
     try:
         vals = jnp.asarray(d.enumerate_support(expand=True), tr.value.dtype)
     except Exception as e:  # numpyro needs e.g. a binomial's count as a Python number
+        first = str(e).splitlines()[0] if str(e) else ""
         raise PPLError(
             f"sum_out: the support of {fmt_addr(addr)} ({tr.gen_fn.name}) is not known when the "
-            f"model is staged ({type(e).__name__}: {e}). Pass counts as Python ints."
+            f"model is staged ({type(e).__name__}: {first}). Write counts into the model as "
+            "Python ints (a number passed as an argument is traced)."
         ) from None
     n = int(np.prod(d.batch_shape))
     return vals.reshape((vals.shape[0], n, *d.event_shape))
