@@ -11,12 +11,19 @@ accounts for. Each prints means, standard deviations, Monte Carlo standard
 errors, effective sample sizes and split R-hat, and the effective samples per
 second of its worst-mixing parameter.
 
-    python examples/mcmc_regression.py [--quick]
+Then a posterior predictive check: replicated data sets drawn from the NUTS
+posterior (``ppl.inference.predictive``) are compared with the data through
+test statistics (posterior predictive p-values), and a plot of the replicated
+statistics and of the data against their predictive intervals is saved to
+``<out>/mcmc_regression_ppc.png``.
+
+    python examples/mcmc_regression.py [--quick] [--out out/]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -24,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ppl
-from ppl.inference import chains, mcmc, nuts
+from ppl.inference import chains, mcmc, nuts, predictive
 
 TRUE_W, TRUE_B, TRUE_SIGMA = np.array([1.5, -0.7, 0.3]), 0.5, 0.4
 
@@ -68,12 +75,69 @@ def report(name, result, seconds):
     return worst
 
 
+STATISTICS = {
+    "mean": lambda y: y.mean(-1),
+    "sd": lambda y: y.std(-1),
+    "max": lambda y: y.max(-1),
+}
+
+
+def posterior_predictive_check(result, X, y, out):
+    """Replicated data from the posterior; p-values of test statistics; a plot."""
+    draws = predictive(jax.random.key(2), regression, (X,), posterior=result, addresses="y")
+    y_rep = np.asarray(draws["y"])  # (chains * draws, n_data)
+    y_obs = np.asarray(y)
+    print(f"\n== posterior predictive check ({y_rep.shape[0]} replicated data sets)")
+    p_values = {}
+    for name, stat in STATISTICS.items():
+        rep, obs = stat(y_rep), float(stat(y_obs))
+        p_values[name] = float(np.mean(rep >= obs))
+        print(
+            f"  {name:>4}: observed {obs:7.3f}, replicated {rep.mean():7.3f} +- {rep.std():.3f}, "
+            f"p = {p_values[name]:.2f}"
+        )
+    path = plot_ppc(out, y_obs, y_rep)
+    print(f"  plot: {path}")
+    return p_values
+
+
+def plot_ppc(out, y_obs, y_rep):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out, exist_ok=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, (name, stat) in zip(axes[:2], [("sd", STATISTICS["sd"]), ("max", STATISTICS["max"])]):
+        ax.hist(stat(y_rep), bins=40, color="tab:blue", alpha=0.7, label="replicated")
+        ax.axvline(float(stat(y_obs)), color="k", lw=2, label="observed")
+        ax.set_title(f"test statistic: {name}(y)")
+        ax.legend()
+    order = np.argsort(y_rep.mean(0))
+    lo, hi = np.percentile(y_rep, [5, 95], axis=0)
+    ax = axes[2]
+    idx = np.arange(len(y_obs))
+    ax.vlines(idx, lo[order], hi[order], color="tab:blue", alpha=0.5, label="90% predictive")
+    ax.plot(idx, y_obs[order], "k.", label="observed")
+    inside = np.mean((y_obs >= lo) & (y_obs <= hi))
+    ax.set_title(f"data vs predictive intervals ({inside:.0%} inside)")
+    ax.set_xlabel("data point (by predictive mean)")
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out, "mcmc_regression_ppc.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--quick", action="store_true", help="fewer data and draws (a smoke test)")
     p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--out", default="out", help="directory for the predictive-check plot")
     args = p.parse_args(argv)
     n_data, n_warmup, n_samples = (50, 200, 300) if args.quick else (200, 1000, 2000)
     X, y = make_data(n_data)
@@ -92,6 +156,7 @@ def main(argv=None):
         n_chains=args.chains,
     )
     report("NUTS (numpyro's, on a potential from assess)", result_nuts, time.perf_counter() - t)
+    posterior_predictive_check(result_nuts, X, y, args.out)
 
     kernel = mcmc.repeat_kernel(
         mcmc.cycle(

@@ -7,6 +7,7 @@ and exact enumeration, written against the generative-function interface.
     particle_filter(key, ppl.scan model, args, obs, n, proposal=...)
     mh / mala / hmc / nuts kernels; cycle / mixture_kernel / repeat_kernel; run_mcmc
     enumerate_posterior(model, obs, args)                      -> exact posterior
+    predictive(key, model, args, posterior=..., n=...)         -> prior/posterior predictive
     unconstrained.constrain / unconstrain                      the gradient kernels' coordinates
     vi                                                          variational inference
 
@@ -14,9 +15,10 @@ Modules: ``kernel`` (the kernel interface), ``metropolis``, ``gradient`` (MALA,
 HMC), ``no_u_turn`` (NUTS), ``composition``, ``mcmc`` (all kernels in one
 namespace), ``chains`` (the multi-chain driver), ``importance_sampling``,
 ``smc``, ``particles``, ``filtering``, ``resampling``, ``enumeration``,
-``unconstrained``, ``vi``. Module names differ from the functions they define
-(``importance`` lives in ``importance_sampling``; ``vi.fit`` in ``vi.fit_loop``),
-so ``ppl.inference.importance`` is always the function.
+``predictions``, ``unconstrained``, ``vi``. Module names differ from the
+functions they define (``importance`` lives in ``importance_sampling``,
+``predictive`` in ``predictions``, ``vi.fit`` in ``vi.fit_loop``), so
+``ppl.inference.importance`` is always the function.
 """
 
 from ppl.inference import (
@@ -30,6 +32,7 @@ from ppl.inference import (
     metropolis,
     no_u_turn,
     particles,
+    predictions,
     resampling,
     smc,
     unconstrained,
@@ -60,6 +63,7 @@ from ppl.inference.mcmc import (
     repeat_kernel,
 )
 from ppl.inference.particles import ParticleCollection, SMCInfo
+from ppl.inference.predictions import PredictiveDraws, predictive
 
 __all__ = [
     "Cycle",
@@ -74,6 +78,7 @@ __all__ = [
     "MixtureKernel",
     "NUTS",
     "ParticleCollection",
+    "PredictiveDraws",
     "RepeatKernel",
     "SMCInfo",
     "chains",
@@ -97,6 +102,8 @@ __all__ = [
     "nuts",
     "particle_filter",
     "particles",
+    "predictions",
+    "predictive",
     "repeat_kernel",
     "resampling",
     "run_mcmc",

@@ -24,8 +24,12 @@ def test_hmm_smc_quick(tmp_path):
     assert np.mean(trained[1]) > np.mean(prior[1])  # more effective particles
 
 
-def test_mcmc_regression_quick(capsys):
-    nuts_result, mh_result = _load("examples/mcmc_regression.py").main(["--quick", "--chains", "2"])
+def test_mcmc_regression_quick(capsys, tmp_path):
+    nuts_result, mh_result = _load("examples/mcmc_regression.py").main(
+        ["--quick", "--chains", "2", "--out", str(tmp_path)]
+    )
     out = capsys.readouterr().out
     assert "r_hat" in out and "effective samples per second" in out
+    assert "posterior predictive check" in out and "p = " in out
+    assert (tmp_path / "mcmc_regression_ppc.png").exists()
     assert abs(float(nuts_result.samples["b"].mean()) - float(mh_result.samples["b"].mean())) < 0.1
