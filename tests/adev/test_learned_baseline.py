@@ -136,6 +136,27 @@ def test_signal_in_a_loop_counts_later_costs_only():
         np.testing.assert_allclose(g_b, 4 * (total - 10.0 - 0.5), rtol=1e-5)
 
 
+@ppl.expectation
+def costed(b):
+    x = ppl.reinforce(ppl.flip, baseline=b)(0.4) @ "x"
+    ppl.add_cost(5.0)  # after the choice, but independent of it
+    ppl.add_cost(jnp.where(x, 1.0, 0.0))
+    return jnp.where(x, 2.0, 0.0)
+
+
+def test_signal_follows_rao_blackwellization():
+    """The baseline learns what the score multiplies: with Rao-Blackwellization
+    (the default) the terms that depend on the choice, without it all of them."""
+    for i in range(4):
+        key = jax.random.key(i)
+        x = costed.estimate(key, (0.5,)) > 5.0
+        dependent = 3.0 if x else 0.0
+        (g_rb,) = costed.grad_estimate(key, (0.5,))
+        (g_plain,) = costed.with_rao_blackwell(False).grad_estimate(key, (0.5,))
+        assert float(g_rb) == pytest.approx(dependent - 0.5)
+        assert float(g_plain) == pytest.approx(dependent + 5.0 - 0.5)
+
+
 def test_a_baseline_that_is_not_a_scalar_is_refused():
     @ppl.expectation
     def f(b):

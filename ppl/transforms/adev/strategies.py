@@ -189,7 +189,9 @@ class Reinforce(Strategy):
 
     The baseline ``b`` is subtracted from the value the choice's score
     multiplies (its *continuation*: the value of the expectation plus the
-    costs added after the choice), which leaves every derivative unbiased.
+    costs added after the choice; with Rao-Blackwellization, the default,
+    only those of them that depend on the choice), which leaves every
+    derivative unbiased.
     It is either a Python number, or a traced value given at the call site,
     ``reinforce(flip, baseline=b)(p) @ "a"`` (a parameter, or a network's
     output computed in the program). A traced baseline **learns itself**:
