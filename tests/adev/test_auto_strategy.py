@@ -39,6 +39,11 @@ def flips_in_vmap(theta):
 
 
 @ppl.expectation
+def sqrt_normal(mu):
+    return jnp.sqrt(ppl.normal(mu, 0.1) @ "x")
+
+
+@ppl.expectation
 def two_choices(mu, theta):
     x = ppl.normal(mu, 1.0) @ "x"
     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"
@@ -151,6 +156,9 @@ def test_two_choices_with_refinement_give_an_unbiased_gradient():
 
 def test_choice_addresses_in_program_order():
     assert choice_addresses(two_choices, (0.5, 0.2)) == {("x",): "normal", ("b",): "flip"}
+    # A choice whose strategy a policy of the expectation fixes is found too.
+    fixed = ppl.adev(two_choices, strategies={"b": ppl.enum})
+    assert choice_addresses(fixed, (0.5, 0.2)) == {("x",): "normal", ("b",): "?"}
 
 
 def test_bad_input_is_a_clear_error():
@@ -168,6 +176,8 @@ def test_bad_input_is_a_clear_error():
         ppl.choose_strategies(linear_normal, KEY, (0.5,), addresses=["y"])
     with pytest.raises(ppl.PPLError, match="argnums must be positions"):
         ppl.choose_strategies(linear_normal, KEY, (0.5,), argnums=1)
+    with pytest.raises(ppl.PPLError, match="non-finite gradient estimates"):
+        ppl.choose_strategies(sqrt_normal, KEY, (-1.0,), **PILOT)  # sqrt of negative draws
     with pytest.raises(ppl.PPLError, match="expected a PRNG key"):
         ppl.choose_strategies(linear_normal, "key", (0.5,))
     with pytest.raises(ppl.PPLError, match="choose_strategies"):

@@ -459,7 +459,7 @@ def choose_strategies(
         PPLError: if ``f`` is not an expectation, ``args`` not a tuple, ``n``,
             ``repeats``, ``candidates`` or ``argnums`` invalid, an address in ``addresses``
             is not a random choice of ``f``, or ``f`` as written cannot be
-            estimated.
+            estimated or gives non-finite gradient estimates at ``args``.
 
     Example:
         >>> @ppl.expectation
@@ -483,6 +483,7 @@ def choose_strategies(
             "candidates must be a non-empty sequence of strategies, e.g. "
             f"(ppl.reparam, ppl.reinforce, ppl.enum); got {candidates!r}."
         )
+    nums = _argnums(argnums, as_args(args, f.name))
     found = choice_addresses(f, args)
     if addresses is None:
         paths = list(found)
@@ -501,8 +502,14 @@ def choose_strategies(
                 "e.g. ('model', 'z')."
             )
         paths = list(dict.fromkeys(paths))
-    pilot = _Pilot(f, args, key, n, repeats, _argnums(argnums, args))
-    written = pilot.prepare({})
+    pilot = _Pilot(f, args, key, n, repeats, nums)
+    try:
+        written = pilot.prepare({})
+    except _NonFinite as e:
+        raise PPLError(
+            f"{f.name} as written gives non-finite gradient estimates at these arguments ({e}); "
+            "the pilot compares strategies against it, so fix the program or the arguments first."
+        ) from None
     chosen: dict[tuple, Strategy | None] = {}
     rows: list[PilotRow] = []
     for round_ in (1, 2) if refine else (1,):
@@ -547,9 +554,7 @@ def _choose_one(pilot, path, base, reference, cands, round_, chosen) -> list[Pil
     for s in cands:
         try:
             tried.append((s, pilot.prepare({**base, path: s}), None))
-        except (PPLError, _NonFinite) as e:
-            tried.append((s, None, _reason(e)))
-        except Exception as e:  # a failure while staging or running: skip, saying why
+        except Exception as e:  # refused at staging (PPLError), non-finite, or failed: say why
             tried.append((s, None, _reason(e)))
     pilot.time([reference] + [m for _, m, _ in tried if m is not None])
     same, twin = next(
