@@ -106,6 +106,9 @@ class SumOutScan(SumOut):
     choices and its ``x`` only, so the next step depends on this one through
     the state alone; then the step's log density for every (previous state,
     state) pair is one table, and the sum over paths is the forward recursion.
+
+    Example:
+        >>> ppl.sum_out(ppl.scan(step, length=T), ppl.select("z"))
     """
 
     def _tables(self, kept, args):

@@ -39,6 +39,21 @@ class SumOutTrace(Trace):
         return self.choices
 
     def project(self, selection: Selection):
+        """The log density of the selected choices: all of them (the score) or none.
+
+        Args:
+            selection: a selection.
+
+        Returns:
+            ``score`` if it selects everything, 0 if it selects no remaining choice.
+
+        Raises:
+            PPLError: for any other selection: the summed-out density does not
+                split into per-choice terms.
+
+        Example:
+            >>> tr.project(ppl.select_all()) == tr.score
+        """
         if selection.is_all():
             return self.score
         if self.kept.filter(selection).is_empty():
@@ -52,7 +67,19 @@ class SumOutTrace(Trace):
 class SumOut(GenerativeFunction):
     """``gen_fn`` with the selected finite discrete choices summed out exactly.
 
-    Build with :func:`sum_out`, which picks the kind for ``gen_fn``.
+    Build with :func:`ppl.sum_out`, which picks the kind for ``gen_fn`` (joint,
+    per element of a ``ppl.vmap``, or along a ``ppl.scan``). The kinds differ in
+    ``_marginal`` (the exact log marginal), ``_summed`` (posterior draw or mode
+    of the summed choices) and :meth:`dependent`; the interface is shared.
+
+    Attributes:
+        gen_fn: the original generative function.
+        selection: the summed choices.
+        max_assignments: the most joint assignments one joint sum may have.
+
+    Example:
+        >>> marg = ppl.sum_out(model, ppl.select("z"))
+        >>> marg.assess(ChoiceMap.d({"y": 0.3}), ())[0]   # log sum_z p(y, z)
     """
 
     def __init__(self, gen_fn: GenerativeFunction, selection: Selection, max_assignments: int):
@@ -73,7 +100,17 @@ class SumOut(GenerativeFunction):
         raise NotImplementedError
 
     def dependent(self, args) -> list[bool]:
-        """For each leaf of the return value: whether it depends on the summed choices."""
+        """For each leaf of the return value: whether it depends on the summed choices.
+
+        Args:
+            args: the arguments (arrays, tracers or shapes).
+
+        Returns:
+            One bool per leaf of the return value, decided when traced.
+
+        Example:
+            >>> ppl.sum_out(hmm_scan, ppl.select("z")).dependent((z0, None))  # [True, False]
+        """
         raise NotImplementedError
 
     # -- checks ----------------------------------------------------------------
@@ -87,7 +124,17 @@ class SumOut(GenerativeFunction):
             )
 
     def kept_shape(self, args) -> ChoiceMap:
-        """The remaining choices (as shapes) for ``args``."""
+        """The remaining choices, as shapes, for ``args`` (nothing is run).
+
+        Args:
+            args: the arguments.
+
+        Returns:
+            A :class:`~ppl.ChoiceMap` of ``jax.ShapeDtypeStruct`` leaves.
+
+        Example:
+            >>> marg.kept_shape(args).addresses()
+        """
         return self.gen_fn.trace_shape(args).choices.without(self.selection)
 
     # -- the interface -----------------------------------------------------------

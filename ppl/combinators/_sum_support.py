@@ -26,7 +26,19 @@ def varies(fn, batched) -> list[bool]:
     """For each leaf of ``fn(x)``: whether it depends on ``x`` (mapped over axis 0).
 
     Decided when traced, by asking ``jax.vmap`` for an unmapped output: first for
-    all leaves at once (the common answer, one trace), then leaf by leaf.
+    all leaves at once (the common answer, one trace), then leaf by leaf. It
+    is as conservative as batching: ``0 * x`` counts as depending on ``x``.
+
+    Args:
+        fn: a function of one (pytree) argument.
+        batched: values of that argument stacked along axis 0 (or their shapes).
+
+    Returns:
+        One bool per leaf of ``fn``'s output.
+
+    Example:
+        >>> varies(lambda a: (a * 2.0, 3.0), jnp.arange(3.0))
+        [True, False]
     """
 
     def leaves(x):
@@ -48,7 +60,18 @@ def varies(fn, batched) -> list[bool]:
 def pick(stacked, dependent: list[bool]):
     """One value from a stack of return values: the first where no leaf depends on
     the summed choices, and a marker elsewhere (NaN; -1 for integers, False for
-    booleans), since there the summed choices have no one value."""
+    booleans), since there the summed choices have no one value.
+
+    Args:
+        stacked: return values stacked along axis 0 (one per assignment).
+        dependent: one bool per leaf, from :func:`varies`.
+
+    Returns:
+        One return value.
+
+    Example:
+        >>> pick((jnp.ones(4), jnp.arange(4)), [False, True])   # (1.0, -1)
+    """
     leaves, tree = jax.tree.flatten(stacked)
 
     def one(x, dep):
@@ -63,6 +86,7 @@ def pick(stacked, dependent: list[bool]):
 
 
 def zeros_of(shapes):
+    """Zeros of the given ``jax.ShapeDtypeStruct`` leaves (to trace with)."""
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
@@ -106,8 +130,29 @@ def assignments(gen_fn, paths, kept, args, limit, name) -> ChoiceMap:
     """Every joint assignment of the choices at ``paths``, stacked along axis 0.
 
     The supports are read from the distributions of a run of ``gen_fn`` with
-    ``kept`` given; values per element of a batched choice count as separate
-    choices (mixed-radix digits)."""
+    ``kept`` given (numpyro's ``enumerate_support``); values per element of a
+    batched choice count as separate choices (mixed-radix digits).
+
+    Args:
+        gen_fn: the generative function making the choices.
+        paths: their addresses (through ``@gen`` calls only).
+        kept: the remaining choices.
+        args: the arguments.
+        limit: the most assignments allowed.
+        name: the name for messages.
+
+    Returns:
+        A :class:`~ppl.ChoiceMap` of the ``paths``, each with a leading axis of
+        the number of assignments (empty if there are no paths).
+
+    Raises:
+        PPLError: naming each choice and its count beyond ``limit``; for a
+            choice whose support cannot be enumerated or is not known when staged.
+
+    Example:
+        >>> assignments(model, [("z",)], kept, args, 2**16, "sum_out(model)")["z"]
+        [False, True]
+    """
     if not paths:
         return ChoiceMap.empty()
     tr, _ = gen_fn.generate(jax.random.key(0), kept, args)
@@ -138,7 +183,26 @@ def plan(gen_fn, selection: Selection, args, name):
 
     Choices reached through ``@gen`` calls only are summed jointly here; a
     top-level call whose selected choices are inside a ``ppl.vmap``/``ppl.scan``
-    (at any depth) is summed on its own."""
+    (at any depth) is summed on its own.
+
+    Args:
+        gen_fn: the generative function.
+        selection: the summed choices.
+        args: its arguments.
+        name: the name for messages.
+
+    Returns:
+        ``(paths, calls)``: the addresses summed jointly, and per top-level
+        address summed on its own the selection below it.
+
+    Raises:
+        PPLError: if nothing is selected, or a selected choice is inside a
+            combinator other than ``ppl.vmap``/``ppl.repeat``/``ppl.scan``.
+
+    Example:
+        >>> plan(mixture, ppl.select("g", ("points", "c")), args, "m")
+        ([('g',)], {'points': select('c')})
+    """
     shape = gen_fn.trace_shape(args)
     addrs = shape.choices.filter(selection).addresses()
     if not addrs:
@@ -174,7 +238,8 @@ def plan(gen_fn, selection: Selection, args, name):
 
 
 class Rewritten(StaticGenerativeFunction):
-    """``base`` with the calls at some sites replaced by their ``sum_out``."""
+    """``base`` with the calls at some sites replaced by their ``sum_out``: the
+    same staged program, each of those sites calling another generative function."""
 
     def __init__(self, base: StaticGenerativeFunction, calls: dict):
         super().__init__(base.fn)
@@ -196,7 +261,22 @@ class Rewritten(StaticGenerativeFunction):
 
 def check_contained(rewritten: Rewritten, args, name) -> None:
     """The parts of a separately summed call's return value that depend on its summed
-    choices must not be used by the rest of the function: the sum would not see it."""
+    choices must not be used by the rest of the function: the sum would not see it.
+
+    A value counts as used when any later instruction or the function's return
+    value reads it (conservative: a read whose result is dropped counts too).
+
+    Args:
+        rewritten: the function with its separately summed calls in place.
+        args: its arguments.
+        name: the name for messages.
+
+    Raises:
+        PPLError: naming the call's address and the fix.
+
+    Example:
+        >>> check_contained(Rewritten(model, {"points": ...}), args, "sum_out(model)")
+    """
     prog = rewritten.program(args)
     used = {r for i in prog.instrs for r in i.ins if not isinstance(r, Lit)}
     used |= {r for r in prog.outvars if not isinstance(r, Lit)}

@@ -50,7 +50,15 @@ from ppl.combinators.vmap import Vmap
 
 class SumOutJoint(SumOut):
     """Selected choices summed over their joint support, after any ``ppl.vmap`` /
-    ``ppl.scan`` calls holding selected choices are summed on their own."""
+    ``ppl.scan`` calls holding selected choices are summed on their own.
+
+    The joint sum is one ``jax.vmap`` of ``assess`` over every assignment and a
+    ``logsumexp``; a call summed on its own is the call's ``sum_out`` put in its
+    place in the staged program (checked by :func:`check_contained`).
+
+    Example:
+        >>> ppl.sum_out(model, ppl.select("z", ("points", "c")))   # z jointly, c per point
+    """
 
     def _parts(self, args):
         joint, calls = plan(self.gen_fn, self.selection, args, self.name)
@@ -145,7 +153,14 @@ class SumOutJoint(SumOut):
 
 
 class SumOutVmap(SumOut):
-    """Per-element sums of a ``ppl.vmap`` / ``ppl.repeat``: K per element."""
+    """Per-element sums of a ``ppl.vmap`` / ``ppl.repeat``: K per element.
+
+    The element function's own ``sum_out`` mapped over the elements; their
+    log marginals add, since the elements are independent given the arguments.
+
+    Example:
+        >>> ppl.sum_out(ppl.repeat(point, n), ppl.select("c"))
+    """
 
     def __init__(self, gen_fn: Vmap, selection, max_assignments):
         super().__init__(gen_fn, selection, max_assignments)
