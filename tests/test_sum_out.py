@@ -369,3 +369,25 @@ def test_choices_inside_a_switch_are_refused():
 
     with pytest.raises(ppl.PPLError, match="'s'.*ppl.vmap / ppl.repeat and ppl.scan only"):
         staged(lambda: ppl.sum_out(branchy, ppl.select("s")).assess(ChoiceMap.empty(), (0,)))
+
+
+def test_a_move_elsewhere_in_an_enclosing_model():
+    inner = ppl.sum_out(ppl.repeat(point, 4), ppl.select("c"))
+
+    @ppl.gen
+    def outer():
+        mu = ppl.normal(jnp.zeros(2), 3.0) @ "mu"
+        return inner(mu) @ "points"
+
+    obs = ChoiceMap.d({("points", "x"): jnp.array([0.1, 2.0, -1.0, 1.4])})
+
+    @jax.jit
+    def move(key):
+        k1, k2 = jax.random.split(key)
+        tr, _ = outer.generate(k1, obs | ChoiceMap.d({"mu": jnp.array([0.0, 1.0])}), ())
+        new, w = outer.regenerate(k2, tr, ppl.select("mu"))
+        lik = [inner.assess(obs.get_submap("points"), (t["mu"],))[0] for t in (tr, new)]
+        return w, lik[1] - lik[0]
+
+    w, want = move(jax.random.key(0))
+    np.testing.assert_allclose(w, want, rtol=1e-5)

@@ -180,6 +180,11 @@ class SumOut(GenerativeFunction):
         return SumOutTrace(self, args, inner, retval, score), score - trace.score, discard
 
     def _regenerate(self, key, trace, selection, args):
+        if trace.kept.filter(selection).is_empty():
+            # Nothing here is resampled (a move elsewhere in an enclosing model):
+            # the weight is the change of this density with the arguments.
+            new, w, _ = self._update(key, trace, ChoiceMap.empty(), args)
+            return new, w
         raise PPLError(
             f"{self.name} cannot regenerate: resampling its remaining choices would need their "
             "marginal conditional prior, which has no closed form. Propose new values with "

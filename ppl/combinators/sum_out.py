@@ -214,8 +214,11 @@ def sum_out(
     Returns:
         A generative function over the remaining choices whose ``assess`` is
         the exact log marginal and ``simulate`` samples everything and keeps
-        the remaining choices; ``generate`` needs all or none of them
-        constrained; ``update`` is exact and ``regenerate`` is refused. Its
+        the remaining choices; ``generate`` takes all, none, or some of them
+        constrained (the free ones sampled from their prior, which must not
+        depend on the summed choices); ``update`` is exact; ``regenerate`` of
+        any remaining choice is refused (it is ``update`` when it resamples
+        none, as for a move elsewhere in an enclosing model). Its
         ``posterior_sample`` and ``most_probable`` give the summed choices. Where
         the return value depends on the summed choices, ``assess`` and
         ``generate`` return NaN there (-1 for integers, False for booleans).
