@@ -117,6 +117,17 @@ def test_factor_enters_the_density_inside_objectives():
     b = vi.elbo(with_factor, guide, {}).estimate(KEY, (Y,), (0.2,))
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
+    @ppl.expectation
+    def handwritten(m):
+        mu, log_q = ppl.sim(guide)(m) @ "q"
+        return ppl.density(with_factor)(mu, Y) - log_q
+
+    g = jax.jit(lambda k: handwritten.grad_estimate(k, (0.2,)))(KEY)
+    assert bool(jnp.all(jnp.isfinite(jnp.asarray(g))))
+    # a deterministic site needs no value in the density either
+    c = vi.elbo(scaled, guide_s, {"y": Y}).estimate(KEY, (Y,), (0.0,))
+    assert bool(jnp.isfinite(c))
+
 
 def test_factor_cannot_be_constrained():
     with pytest.raises(ppl.AddressError, match="'y'.*records no random choice"):
@@ -137,6 +148,11 @@ def scaled(y):
     s = ppl.deterministic(jnp.exp(log_s)) @ "s"
     ppl.normal(0.0, s) @ "y"
     return s
+
+
+@ppl.gen
+def guide_s(m):
+    return ppl.normal(m, 1.0) @ "log_s"
 
 
 def test_deterministic_is_recorded_not_chosen():
@@ -239,6 +255,8 @@ def test_improper_uniform_refuses_importance_sampling_and_prior_moves():
 
     r = ppl.inference.importance(KEY, flat_mean, {"y": Y}, (Y,), proposal=proposal, n=10)
     assert r.log_weights.shape == (10,)
+    with pytest.raises(ppl.PPLError, match="'mu' has an improper flat prior"):
+        ppl.inference.smc.init(KEY, flat_mean, {"y": Y}, (Y,), n=10)
     with pytest.raises(ppl.AddressError, match="'mu' cannot be resampled from its prior"):
         ppl.inference.run_mcmc(
             KEY, ppl.inference.mh(), flat_mean, (Y,), {"y": Y}, n_samples=5, n_warmup=0

@@ -100,7 +100,7 @@ def importance(
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
-    _check_proper(model, observations, args, proposal, proposal_args)
+    check_proper(model, observations, args, proposal, proposal_args)
     if is_concrete((key, observations, args, proposal_args)):
         run = _compiled_particles(model, proposal, n)
     else:
@@ -116,11 +116,29 @@ def importance(
     return ImportanceResult(traces, log_w)
 
 
-def _check_proper(model, observations, args, proposal, proposal_args) -> None:
+def check_proper(model, observations, args, proposal=None, proposal_args=()) -> None:
     """Refuse to sample a ``ppl.improper_uniform`` choice from the prior: its
     ``simulate`` gives an initialisation point, not a draw, so the weights would
-    mean nothing."""
-    improper = improper_addresses(model.trace_shape(args))
+    mean nothing.
+
+    Args:
+        model: the generative function.
+        observations: the observed choices (a choice map).
+        args: the model's arguments (a tuple).
+        proposal: the proposal, or ``None`` for the prior.
+        proposal_args: its arguments.
+
+    Raises:
+        PPLError: naming each improper choice that is neither observed nor proposed.
+
+    Example:
+        >>> check_proper(model, ChoiceMap.d({"y": 1.0}), ())
+    """
+    try:
+        shape = model.trace_shape(args)
+    except Exception:  # a model that cannot simulate (an observed choice without a sampler):
+        return  # nothing to check here; generate says what is wrong, if anything
+    improper = improper_addresses(shape)
     if not improper:
         return
     covered = set(observations.addresses())
@@ -129,7 +147,8 @@ def _check_proper(model, observations, args, proposal, proposal_args) -> None:
     left = [a for a in improper if a not in covered]
     if left:
         raise PPLError(
-            f"importance sampling on {model.name}: {fmt_addrs(left)} has an improper flat prior "
+            f"importance sampling (or SMC) on {model.name}: {fmt_addrs(left)} has an improper "
+            "flat prior "
             "(ppl.improper_uniform), which is no distribution to sample from: its simulate only "
             "draws a point to start MCMC from. Give a proposal that proposes it (proposal=...), "
             "use MCMC (ppl.inference.run_mcmc with nuts or hmc), or give it a proper prior."

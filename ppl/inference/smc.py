@@ -35,7 +35,7 @@ from ppl.inference._util import (
     take,
 )
 from ppl.inference.filtering import particle_filter
-from ppl.inference.importance_sampling import propose
+from ppl.inference.importance_sampling import check_proper, propose
 from ppl.inference.particles import ParticleCollection, SMCInfo, wants_resampling
 
 
@@ -56,7 +56,8 @@ def init(key, model, observations, args, n, proposal=None, proposal_args=()) -> 
         A :class:`ParticleCollection` with ``log_z = 0``.
 
     Raises:
-        PPLError: if ``n`` is not a positive int, or the proposal proposes an observed address.
+        PPLError: if ``n`` is not a positive int, the proposal proposes an observed address,
+            or a ``ppl.improper_uniform`` choice is neither observed nor proposed.
 
     Example:
         >>> particles = smc.init(jax.random.key(0), model, {"y0": y0}, (), n=100)
@@ -64,6 +65,7 @@ def init(key, model, observations, args, n, proposal=None, proposal_args=()) -> 
     n = check_count(n, "n", "smc.init: the number of particles")
     key, observations = as_key(key), as_choices(observations)
     args, proposal_args = as_args(args, model.name), as_args(proposal_args, "the proposal")
+    check_proper(model, observations, args, proposal, proposal_args)
 
     def one(k):
         return propose(k, model, observations, args, proposal, proposal_args)
