@@ -83,9 +83,9 @@ W = jnp.array([1.5, 0.7, 2.2, 1.1, 0.9])
 @gen
 def conjugate():
     z = normal(jnp.zeros(3), 1.0) @ "z"
-    normal(z, 0.5) @ "y"
+    y = normal(z, 0.5) @ "y"
     s = ppl.lognormal(0.0, 1.0) @ "s"
-    return ppl.lognormal(jnp.full(5, jnp.log(s)), 0.5) @ "w"
+    return y, ppl.lognormal(jnp.full(5, jnp.log(s)), 0.5) @ "w"
 
 
 OBS = {"y": Y, "w": W}

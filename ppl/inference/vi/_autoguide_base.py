@@ -217,7 +217,9 @@ def program_order(model, args, trace, paths: list) -> list:
     return order + [q for q in paths if q not in order]
 
 
-def make_layout(key, model, observations, args, caller: str, init="median", num_draws: int = 15):
+def make_layout(
+    key, model, observations, args, caller: str, init: Any = "median", num_draws: int = 15
+):
     """The :class:`Layout` of ``model``'s latent choices and an initial flat point.
 
     Args:
@@ -284,7 +286,9 @@ def make_layout(key, model, observations, args, caller: str, init="median", num_
     return layout, jnp.median(us, axis=0)
 
 
-def initial_values(key, model, observations=None, args=(), init="median", num_draws: int = 15):
+def initial_values(
+    key, model, observations=None, args=(), init: Any = "median", num_draws: int = 15
+):
     """A starting point for inference: constrained values of every latent choice.
 
     Shared by the automatic guides (whose location starts there) and usable to

@@ -26,7 +26,7 @@ every objective (``elbo``, ``iwelbo``, ``renyi``, ``rws_wake_q``, ...) and in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +74,7 @@ class AutoGuide:
         self.model, self.args, self.kind = walker.model, walker.args, walker.family.name
         self._covariance = covariance
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.guide, self.guide_args))
 
     def __repr__(self):
@@ -180,7 +180,7 @@ def auto_normal(
     args: tuple = (),
     *,
     key=None,
-    init="median",
+    init: Any = "median",
     num_draws: int = 15,
     init_scale: float = 0.1,
 ) -> AutoGuide:
@@ -310,7 +310,7 @@ def auto_multivariate_normal(
     args: tuple = (),
     *,
     key=None,
-    init="median",
+    init: Any = "median",
     num_draws: int = 15,
     init_scale: float = 0.1,
 ) -> AutoGuide:
@@ -372,7 +372,7 @@ def auto_low_rank_normal(
     *,
     rank: int = 2,
     key=None,
-    init="median",
+    init: Any = "median",
     num_draws: int = 15,
     init_scale: float = 0.1,
 ) -> AutoGuide:
@@ -453,7 +453,13 @@ _DELTA = Family("auto_delta", _no_state, _delta_site, _delta_dist, _keep)
 
 
 def auto_delta(
-    model, observations=None, args: tuple = (), *, key=None, init="median", num_draws: int = 15
+    model,
+    observations=None,
+    args: tuple = (),
+    *,
+    key=None,
+    init: Any = "median",
+    num_draws: int = 15,
 ) -> AutoGuide:
     """A point-mass guide (NumPyro's ``AutoDelta``): ``vi.elbo`` with it is
     ``log p(x, obs)``, so fitting it finds the MAP in constrained space.
