@@ -19,7 +19,14 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHMARKS = ["adev_overhead", "mcmc_numpyro", "vi_numpyro", "vae_step", "air_epoch"]
+BENCHMARKS = [
+    "adev_overhead",
+    "estimator_variance",
+    "mcmc_numpyro",
+    "vi_numpyro",
+    "vae_step",
+    "air_epoch",
+]
 
 
 def run(name: str, quick: bool) -> dict:

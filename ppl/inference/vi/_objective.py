@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax
+
 from ppl._errors import PPLError
 from ppl._gfi import as_choices
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, adev, density, sim
-from ppl.gen import gen
+from ppl.gen import StaticGenerativeFunction, gen
+from ppl.transforms.adev.expectation import Sim
 from ppl.transforms.adev.interpreter import as_path
+from ppl.transforms.adev.terms import DensityTerms, SimTerms
 
 
 class Objective:
@@ -30,6 +34,10 @@ class Objective:
         fn: ``fn(model_args, guide_args) -> scalar``, an expectation program.
         name: the name shown by ``repr``.
         strategies: gradient strategies by address inside ``fn``.
+        rao_blackwell: whether each score-function choice's score multiplies
+            only the terms that depend on it (``True``, the default) or the
+            whole value (``False``: plain REINFORCE); see
+            :meth:`ppl.Expectation.with_rao_blackwell`.
 
     Attributes:
         fn, name: as given.
@@ -51,9 +59,15 @@ class Objective:
         ((), Objective(squared distance))
     """
 
-    def __init__(self, fn: Callable, name: str, strategies: dict | None = None):
+    def __init__(
+        self,
+        fn: Callable,
+        name: str,
+        strategies: dict | None = None,
+        rao_blackwell: bool = True,
+    ):
         self.fn, self.name = fn, name
-        self.expectation: Expectation = adev(fn, strategies or {})
+        self.expectation: Expectation = adev(fn, strategies or {}).with_rao_blackwell(rao_blackwell)
 
     def estimate(self, key, model_args: tuple = (), guide_args: tuple = ()):
         """An unbiased estimate, differentiable in both argument tuples.
@@ -185,6 +199,52 @@ def log_weight(model, guide, obs, model_args, guide_args):
     """
     z, logq = sim(guide)(*guide_args) @ "guide"
     return density(model)(z | obs, *model_args) - logq, z
+
+
+def has_terms(model, guide) -> bool:
+    """Whether the ELBO of ``model`` and ``guide`` can be split into per-choice
+    terms (:func:`elbo_terms`): both are ``@ppl.gen`` functions.
+
+    Args:
+        model, guide: the generative functions.
+
+    Returns:
+        ``True`` when :func:`elbo_terms` applies.
+
+    Example:
+        >>> has_terms(model, guide)  # doctest: +SKIP
+        True
+    """
+    return isinstance(model, StaticGenerativeFunction) and type(sim(guide)) is Sim
+
+
+def elbo_terms(model, guide, obs, model_args, guide_args):
+    """One ``z ~ q`` sampled at ``"guide"``, and ``log p(z, obs) - log q(z)`` added to
+    the value of the enclosing expectation one choice at a time.
+
+    Each ``log p`` of a model choice and each ``-log q`` of a guide choice is its
+    own term, so a score-function choice's score multiplies only the terms that
+    read it (Rao-Blackwellization, as Pyro's ``TraceGraph_ELBO``); the zero-mean
+    ``-d/dtheta log q(z_i; theta)`` of score-function choices is dropped (as in
+    Pyro's ``Trace_ELBO``). Call it inside an expectation program that returns
+    zero (the terms are the value).
+
+    Args:
+        model, guide: ``@ppl.gen`` functions (see :func:`has_terms`).
+        obs: the observations (a choice map).
+        model_args, guide_args: their arguments (tuples).
+
+    Returns:
+        ``z``, the guide's choice map.
+
+    Example:
+        >>> z = elbo_terms(model, guide, obs, model_args, guide_args)  # doctest: +SKIP
+    """
+    z, _ = SimTerms(guide)(*guide_args) @ "guide"
+    # density(model)'s checks (a value for every choice...), by shape, adding nothing
+    jax.eval_shape(lambda cm, args: model.assess(cm, args)[0], z | obs, model_args)
+    DensityTerms(model)(z | obs, *model_args) @ "model"
+    return z
 
 
 def _particle(model, guide):

@@ -87,7 +87,8 @@ class DensityTerms(_AdevOnly):
         return f"density_terms({self.p.name})"
 
     def _shape_fn(self, args):
-        self.p.assess(args[0], tuple(args[1:]))  # the same checks as density(p)
+        # The caller checks the choices as density(p) would (vi's elbo_terms does,
+        # outside this call site, so that errors name the model's own addresses).
         return None
 
 
