@@ -182,6 +182,22 @@ def test_elbo_gradient_with_a_continuous_guide():
     assert np.all(np.abs(g.mean(axis=0) - exact) < 5 * se), (g.mean(axis=0), exact, se)
 
 
+def test_density_inside_an_expectation_is_exact_and_differentiable():
+    marg = ppl.sum_out(mixture, ppl.select(("points", "c")))
+    obs = ChoiceMap.d({("points", "x"): X6})
+
+    @ppl.expectation
+    def log_p(mu):
+        return ppl.density(marg)(obs | ChoiceMap.d({"mu": mu}), 2.0)
+
+    got = log_p.grad_estimate(jax.random.key(0), (0.7,))[0]
+    want = jax.jit(jax.grad(lambda mu: marg.assess(obs | ChoiceMap.d({"mu": mu}), (2.0,))[0]))(0.7)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # and against the hand-summed density, by finite differences
+    fd = (log_marginal_1d(0.7 + 1e-4, X6, 2.0) - log_marginal_1d(0.7 - 1e-4, X6, 2.0)) / 2e-4
+    np.testing.assert_allclose(got, fd, rtol=1e-3)
+
+
 # -- NUTS on a two-component Gaussian mixture, assignments summed out -----------------
 
 N_POINTS = 12
