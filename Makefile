@@ -23,9 +23,12 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 demo: $(STAMP_BASE)
 	$(PY) examples/cone.py
 
-# The tests run after the lint and type checks, which take well under a minute.
+# The tests run after the lint and type checks, which take well under a minute. Two
+# worker processes (the machines this targets have two cores); a file's tests stay
+# on one worker, so the programs it compiles once are shared by its tests.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
 
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .
