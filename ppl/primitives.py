@@ -102,8 +102,8 @@ def _log_weight(args) -> jax.Array:
 def _no_constraint(what: str, verb: str) -> AddressError:
     return AddressError(
         f"{verb} was given a value at {{addr}}, but {what}, so there is nothing to constrain "
-        "there. Remove {addr} from the constraints (to condition on data, observe a random "
-        "choice; to add a term to the density, use ppl.factor)."
+        "there. Remove {addr} from the choice map (to condition on data, observe a random "
+        "choice instead)."
     )
 
 
@@ -121,10 +121,23 @@ class Factor(GenerativeFunction):
     choice (an empty choice map): nothing to move, cover or constrain. It
     returns ``None``.
 
-    >>> @ppl.gen
-    ... def model():
-    ...     mu = ppl.normal(0.0, 10.0) @ "mu"
-    ...     ppl.factor(ppl.normal.log_density(0.5, (mu, 1.0))) @ "lik"
+    Args:
+        log_weight: the log-density term, traced like any argument (it may
+            depend on earlier choices and on parameters being differentiated).
+
+    Returns:
+        An invocation to give an address; the call returns ``None``.
+
+    Raises:
+        AddressError: the log weight is not a real number, or a value is given
+            at its address to ``assess``/``generate``/``update`` (it records no
+            choice).
+
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 10.0) @ "mu"
+        ...     ppl.factor(ppl.normal.log_density(0.5, (mu, 1.0))) @ "lik"
     """
 
     @property
@@ -160,23 +173,6 @@ class Factor(GenerativeFunction):
 
 
 factor = Factor()
-"""``ppl.factor(log_weight) @ "addr"``: add ``log_weight`` (a scalar, or an
-array that is summed) to the model's log density.
-
-Args:
-    log_weight: the log-density term, traced like any argument (it may depend
-        on earlier choices and on parameters being differentiated).
-
-Returns:
-    An invocation to give an address; the call returns ``None``.
-
-Raises:
-    AddressError: the log weight is not a real number, or a value is given at
-        its address to ``assess``/``generate``/``update`` (it records no choice).
-
-Example:
-    >>> ppl.factor(-0.5 * (y - mu) ** 2) @ "lik"
-"""
 
 
 # ---------------------------------------------------------------------------
@@ -220,9 +216,29 @@ _DETERMINISTIC_HAS_NO_CHOICE = (
 
 
 class Deterministic(GenerativeFunction):
-    """``ppl.deterministic(value) @ "addr"``: record ``value`` in the trace and return it.
+    """``ppl.deterministic(value) @ "addr"``: record a value computed from the choices.
 
-    See :data:`deterministic`.
+    The value (any pytree of arrays) is returned, kept in the trace and read with
+    :func:`recorded`; ``ppl.inference.run_mcmc`` (default samples) and
+    ``ppl.inference.predictive`` return it with their draws, and importance and
+    SMC particles hold it in their traces. It has no density (score 0) and is not
+    a random choice: the trace's ``choices`` leave it out, so kernels do not move
+    it and guides need not cover it. ``assess`` ignores a value given at its
+    address (the value is recomputed from the other choices, so
+    ``assess(recorded(tr), args)`` works); ``generate`` and ``update`` refuse one.
+
+    Args:
+        value: the value to record.
+
+    Returns:
+        An invocation to give an address; the call returns ``value``.
+
+    Raises:
+        AddressError: a value is given at its address to ``generate`` or
+            ``update``: it cannot be constrained.
+
+    Example:
+        >>> sigma = ppl.deterministic(jnp.exp(log_sigma)) @ "sigma"
     """
 
     @property
@@ -263,30 +279,6 @@ class Deterministic(GenerativeFunction):
 
 
 deterministic = Deterministic()
-"""``ppl.deterministic(value) @ "addr"``: record a value computed from the choices.
-
-The value (any pytree of arrays) is returned, kept in the trace and read with
-:func:`recorded`; ``ppl.inference.run_mcmc`` (default samples) and
-``ppl.inference.predictive`` return it with their draws, and importance and
-SMC particles hold it in their traces. It has no density (score 0) and is not
-a random choice: the trace's ``choices`` leave it out, so kernels do not move
-it and guides need not cover it. ``assess`` ignores a value given at its
-address (the value is recomputed from the other choices, so
-``assess(recorded(tr), args)`` works); ``generate`` and ``update`` refuse one.
-
-Args:
-    value: the value to record.
-
-Returns:
-    An invocation to give an address; the call returns ``value``.
-
-Raises:
-    AddressError: a value is given at its address to ``generate`` or
-        ``update``: it cannot be constrained.
-
-Example:
-    >>> sigma = ppl.deterministic(jnp.exp(log_sigma)) @ "sigma"
-"""
 
 
 def _is_deterministic(x) -> bool:
@@ -378,11 +370,34 @@ def _improper_uniform(support, shape=()):
 
 
 class ImproperUniform(Distribution):
-    """The improper flat prior of :data:`improper_uniform`: log density 0 on a support.
+    """``ppl.improper_uniform(support, shape=()) @ "x"``: a flat prior, log density 0
+    on a support.
 
     ``simulate`` (and ``generate`` without a constraint) draws an
     initialisation point, uniform in ``[-2, 2]`` in the unconstrained
     coordinates of the support; ``regenerate`` refuses to resample it.
+
+    Args:
+        support: the support: a name (``"real"``, ``"positive"``,
+            ``"unit_interval"``, ``"simplex"``, ``"ordered_vector"``,
+            ``"positive_ordered_vector"``, ``"real_vector"``, ``"corr_cholesky"``,
+            ``"positive_definite"``) or a ``numpyro.distributions.constraints``
+            object.
+        shape: the shape of the value (Python ints; at least the support's event
+            dimensions: ``(k,)`` for an ordered vector of length ``k``).
+
+    Returns:
+        An invocation to give an address. ``simulate`` draws an initialisation
+        point inside the support, not a sample (see the module docstring).
+
+    Raises:
+        AddressError: an unknown support, or a shape with fewer dimensions than
+            the support's; ``regenerate`` of it (``mh`` without a proposal);
+            ``ppl.inference.importance`` and ``smc.init`` refuse a model that
+            would sample one.
+
+    Example:
+        >>> c = ppl.improper_uniform("ordered_vector", (3,)) @ "cutpoints"
     """
 
     def __init__(self):
@@ -418,29 +433,6 @@ class ImproperUniform(Distribution):
 
 
 improper_uniform = ImproperUniform()
-"""``ppl.improper_uniform(support, shape=()) @ "x"``: a flat (log density 0) prior.
-
-Args:
-    support: the support: a name (``"real"``, ``"positive"``,
-        ``"unit_interval"``, ``"simplex"``, ``"ordered_vector"``,
-        ``"positive_ordered_vector"``, ``"real_vector"``, ``"corr_cholesky"``,
-        ``"positive_definite"``) or a ``numpyro.distributions.constraints``
-        object.
-    shape: the shape of the value (Python ints; at least the support's event
-        dimensions: ``(k,)`` for an ordered vector of length ``k``).
-
-Returns:
-    An invocation to give an address. ``simulate`` draws an initialisation
-    point inside the support, not a sample (see the module docstring).
-
-Raises:
-    AddressError: an unknown support, or a shape with fewer dimensions than
-        the support's; ``regenerate`` of it (``mh`` without a proposal);
-        ``ppl.inference.importance`` refuses a model that samples one.
-
-Example:
-    >>> c = ppl.improper_uniform("ordered_vector", (3,)) @ "cutpoints"
-"""
 
 
 def improper_addresses(trace: Trace) -> list:
