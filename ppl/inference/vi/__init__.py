@@ -5,15 +5,10 @@ errors) around the pure pair ``fitter(objective, optimizer, trainable=...) ->
 Fitter(init, step)`` (module ``fit_step``).
 """
 
-from ppl.inference.vi._autoguide_base import initial_values
-from ppl.inference.vi.autoguide import (
-    AutoGuide,
-    auto_delta,
-    auto_low_rank_normal,
-    auto_multivariate_normal,
-    auto_normal,
-)
+from ppl.inference.vi._autoguide_init import initial_values
+from ppl.inference.vi.autoguide import AutoGuide, auto_delta, auto_normal
 from ppl.inference.vi.autoguide_laplace import auto_laplace
+from ppl.inference.vi.autoguide_mvn import auto_low_rank_normal, auto_multivariate_normal
 from ppl.inference.vi.diagnostics import GradientStats, gradient_variance
 from ppl.inference.vi.fit_loop import FitResult, NonFiniteLoss, fit
 from ppl.inference.vi.fit_step import Fitter, FitState, fitter

@@ -22,7 +22,8 @@ import numpyro.distributions as nd
 from numpyro.distributions.transforms import AffineTransform, IndependentTransform
 
 from ppl._errors import PPLError
-from ppl.inference.vi._autoguide_base import Family, Walker, make_layout, pushforward
+from ppl.inference.vi._autoguide_base import Family, Walker, pushforward
+from ppl.inference.vi._autoguide_init import make_layout
 from ppl.inference.vi.autoguide import AutoGuide, inv_softplus
 
 try:  # optional: only this module needs flowjax

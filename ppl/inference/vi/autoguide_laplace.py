@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl._errors import PPLError
-from ppl.inference.vi.autoguide import AutoGuide, multivariate_from
+from ppl.inference.vi.autoguide import AutoGuide
+from ppl.inference.vi.autoguide_mvn import multivariate_from
 
 
 def auto_laplace(
