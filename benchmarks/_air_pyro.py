@@ -17,6 +17,7 @@ import math
 
 import pyro
 import pyro.distributions as pd
+import pyro.optim
 import torch
 from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
 from torch import nn
@@ -121,9 +122,13 @@ def make(presence: str, lr: float = 1e-3):
                 )
                 alive = alive * present
                 where = pyro.sample(
-                    f"where{t}", pd.Normal(WHERE_LOC, WHERE_SD).expand([b, 3]).to_event(1)
+                    f"where{t}",
+                    pd.Normal(WHERE_LOC, WHERE_SD).expand([b, 3]).to_event(1),  # pyright: ignore[reportAttributeAccessIssue]  # pyro's expand returns its torch distribution type, which has to_event
                 )
-                what = pyro.sample(f"what{t}", pd.Normal(0.0, 1.0).expand([b, WHAT]).to_event(1))
+                what = pyro.sample(
+                    f"what{t}",
+                    pd.Normal(0.0, 1.0).expand([b, WHAT]).to_event(1),  # pyright: ignore[reportAttributeAccessIssue]  # as above
+                )
                 canvas = canvas + alive[..., None, None] * place(decoder(what), where)
             pyro.sample(
                 "x", pd.Normal(canvas.reshape(*canvas.shape[:-2], -1), PIXEL_SD).to_event(1), obs=x
@@ -148,7 +153,7 @@ def make(presence: str, lr: float = 1e-3):
                 present = pyro.sample(
                     f"present{t}",
                     pd.Bernoulli(logits=torch.where(alive > 0, net.pres(h)[..., 0], 0.0)),
-                    infer=infer,
+                    infer=infer,  # pyright: ignore[reportArgumentType]  # a plain dict is pyro's InferDict
                 )
                 alive = alive * present
                 loc, sd = where_posterior(net.where(h))
@@ -170,5 +175,6 @@ def make(presence: str, lr: float = 1e-3):
                 present = alive
 
     loss = TraceEnum_ELBO(max_plate_nesting=1) if enumerate_ else TraceGraph_ELBO()
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), loss)
+    adam = pyro.optim.Adam({"lr": lr})  # pyright: ignore[reportAttributeAccessIssue]  # made at import
+    svi = SVI(model, guide, adam, loss)
     return svi, svi.step

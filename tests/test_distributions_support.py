@@ -31,7 +31,7 @@ def test_gamma_draw_is_positive_and_its_density_finite(reparam):
 
 def test_simulate_of_gamma_with_a_small_concentration_has_a_finite_score():
     tr = ppl.gamma.simulate(ZERO_KEY, (0.05, 1.0))
-    assert tr.value > 0 and jnp.isfinite(tr.score)
+    assert tr.retval > 0 and jnp.isfinite(tr.score)
 
     @ppl.gen
     def m(a):

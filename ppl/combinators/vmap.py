@@ -179,16 +179,47 @@ class Vmap(GenerativeFunction):
         return self._trace(args, inner), jnp.sum(w)
 
 
-def vmap(gen_fn: GenerativeFunction, in_axes=0) -> Vmap:
+def vmap(gen_fn: GenerativeFunction, in_axes: int | None | tuple[int | None, ...] = 0) -> Vmap:
     """Map ``gen_fn`` over axis 0 of its arguments; choices stack along axis 0.
 
-    >>> points = ppl.vmap(point)(xs) @ "points"   # points["y"] has shape (len(xs),)
+    Args:
+        gen_fn: the generative function run once per element.
+        in_axes: ``0`` (every argument is mapped over its axis 0), or one entry
+            per argument, ``0`` (mapped) or ``None`` (shared by all elements), as
+            in ``jax.vmap``.
+
+    Returns:
+        A generative function of the same arguments, whose choices and return
+        value have a leading axis with one entry per element.
+
+    Raises:
+        PPLError: when called, if the mapped arguments disagree on the length of
+            axis 0, or if ``gen_fn`` uses a traced value it closes over.
+
+    Example:
+        >>> points = ppl.vmap(point)(xs) @ "points"   # points["y"] has shape (len(xs),)
+        >>> shifted = ppl.vmap(point, in_axes=(0, None))(xs, mu) @ "shifted"
     """
     return Vmap(gen_fn, in_axes)
 
 
 def repeat(gen_fn: GenerativeFunction, n: int) -> Vmap:
-    """Run ``gen_fn`` ``n`` times independently with the same arguments."""
+    """Run ``gen_fn`` ``n`` times independently with the same arguments.
+
+    Args:
+        gen_fn: the generative function to repeat.
+        n: the number of repeats, a positive Python int.
+
+    Returns:
+        A generative function of ``gen_fn``'s arguments whose choices and return
+        value have a leading axis of length ``n``.
+
+    Raises:
+        PPLError: if ``n`` is not a positive int.
+
+    Example:
+        >>> coins = ppl.repeat(ppl.flip, 10)(0.3) @ "coins"   # shape (10,)
+    """
     if not isinstance(n, int) or n < 1:
         raise PPLError(f"ppl.repeat needs a positive int number of repeats, got {n!r}.")
     return Vmap(gen_fn, None, axis_size=n)
