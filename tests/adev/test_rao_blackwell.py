@@ -197,13 +197,13 @@ def test_reparam_only_is_unchanged():
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5)
 
 
-@pytest.mark.parametrize("strategy", [ppl.enum, ppl.mvd])
-def test_enum_and_mvd_guides_stay_unbiased(strategy):
-    obj = vi.elbo(three_model, three_guide, {"y": 0.4}, strategies={"b": strategy})
+def test_enum_and_mvd_guides_stay_unbiased():
+    strategies = {"a": ppl.enum, "b": ppl.mvd}
+    obj = vi.elbo(three_model, three_guide, {"y": 0.4}, strategies=strategies)
     th = jnp.array([0.2, -0.3, 0.4])
     _, exact = _exact_elbo(three_model, three_guide, THREE, {"y": 0.4}, (th,))
     (g,) = _objective_grads(obj, (th,), n=8000)
-    assert_close_mc(g, exact[0], what=f"b by {strategy.name}")
+    assert_close_mc(g, exact[0], what="a by enum, b by mvd, c by reinforce")
 
 
 # ---------------------------------------------------------------------------
