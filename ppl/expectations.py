@@ -64,7 +64,7 @@ def expectation(
         ...     return z**2
         >>> g = loss.grad_estimate(jax.random.key(0), (0.5,))  # unbiased for 2 * mu
     """
-    policy = _adev.check_policy(_not_auto(strategies))
+    policy = _adev.check_policy(strategies)
     if fn is None:
         return lambda f: Expectation(f, policy)
     return Expectation(fn, policy)
@@ -78,20 +78,10 @@ def adev(f, strategies=None) -> Expectation:
 
     ``strategies="auto"`` is an error: choosing needs a pilot run at a key and
     arguments; ``ppl.choose_strategies(f, key, args).policy`` gives the policy."""
-    strategies = _not_auto(strategies)
+    _adev.check_policy(strategies)  # before making an expectation of f
     if not isinstance(f, Expectation):
         f = Expectation(f)
     return f.with_strategies(strategies)
-
-
-def _not_auto(strategies):
-    if isinstance(strategies, str) and strategies == "auto":
-        raise PPLError(
-            'strategies="auto" needs a pilot run, which needs a key and arguments: choose with '
-            "result = ppl.choose_strategies(f, key, args), print(result) for the measured table, "
-            "and pass strategies=result.policy."
-        )
-    return strategies
 
 
 def E(f, n: int, loo: bool = False) -> Expectation:

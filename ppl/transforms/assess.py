@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ppl._errors import at_address
+from ppl._gfi import GenerativeFunction
 from ppl.choices import ChoiceMap
 from ppl.transforms._checks import check_addresses, flag_of, missing_choice
 from ppl.transforms._sites import total
@@ -75,4 +76,6 @@ def _makes_no_choice(gen_fn, args) -> bool:
     >>> _makes_no_choice(ppl.factor, (0.5,))
     True
     """
+    if not isinstance(gen_fn, GenerativeFunction):  # e.g. add_cost: its own assess refuses
+        return False
     return not gen_fn.trace_shape(args).choices.addresses()

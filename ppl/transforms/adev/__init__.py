@@ -13,13 +13,16 @@ The modules, in the order the data flows:
 * one module per kind of callee, each registering its rule: a single choice
   (:mod:`.choice`), an ``@gen`` call (:mod:`.calls`), ``scan``, ``vmap``,
   ``switch``/``cond``/``mix``, expectations with ``sim`` and ``add_cost``
-  (:mod:`.expectation`), and estimated densities (:mod:`.marginal`).
+  (:mod:`.expectation`), estimated densities (:mod:`.marginal`), and the
+  per-choice density terms of Rao-Blackwellized objectives (:mod:`.terms`,
+  with the data flow of scores in :mod:`.dataflow`).
 
 Importing this package registers every rule.
 """
 
 from ppl.transforms.adev import dual, strategies, mvd, interpreter  # noqa: F401  (order: the rules below use them)
 from ppl.transforms.adev import calls, choice, expectation, marginal, scan, switch, vmap  # noqa: F401
+from ppl.transforms.adev import dataflow, terms  # noqa: F401
 from ppl.transforms.adev.interpreter import rule
 
 __all__ = ["rule"]

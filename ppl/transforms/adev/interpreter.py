@@ -40,6 +40,12 @@ def as_path(addr) -> tuple:
 
 def check_policy(strategies) -> dict:
     """A policy ``{address: strategy}`` with addresses as tuples (paths)."""
+    if isinstance(strategies, str) and strategies == "auto":
+        raise PPLError(
+            'strategies="auto" needs a pilot run, which needs a key and arguments: choose with '
+            "result = ppl.choose_strategies(f, key, args), print(result) for the measured table, "
+            "and pass strategies=result.policy."
+        )
     if strategies is not None and not isinstance(strategies, Mapping):
         raise PPLError(
             "strategies must be a dict of address -> strategy, e.g. {'z': ppl.reinforce}; "
