@@ -123,7 +123,8 @@ def test_laws_hold_with_a_traced_and_a_batched_index():
         assert_close(x, score)
     for k in keys[:3]:
         s, lp, w1, _, c = jax.jit(_laws)(k)
-        assert_close(lp, s) and assert_close(w1, s)
+        assert_close(lp, s)
+        assert_close(w1, s)
         assert sorted(c.addresses()) == [("c",), ("s", "b"), ("s", "sh"), ("s", "u"), ("s", "x")]
     # the made flags follow the branch taken, and reading gives NaN where not made
     ci = np.asarray(choices["c"])
