@@ -277,19 +277,25 @@ class Sim(_AdevOnly):
         return tr.choices, tr.score
 
 
+def sim_outputs(st: State, addr) -> list:
+    """What ``sim(q)(...) @ addr`` gives the caller once ``q`` has run: the dual
+    leaves of the recorded choices, then log q; under Rao-Blackwellization each
+    choice depends on what its site's outputs do, and log q on them all."""
+    cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
+    outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq]
+    if not st.rb:
+        return outs
+    deps = _adev.recorded_deps(st.rec, addr)
+    logq_deps = _dual.union(_dataflow.entry_deps(e) for e in st.rec)
+    return [_dual.tainted(o, d) for o, d in zip(outs, deps + [logq_deps], strict=True)]
+
+
 @_adev.rule.register(Sim)
 def _sim_rule(s, ctx, site, key, ins, state, k, addr):
     outer = state.rec
 
     def done(_outs, st):
-        cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
-        outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq]
-        if st.rb:
-            # each choice depends on what its site's outputs do; log q on them all
-            deps = _adev.recorded_deps(st.rec, addr)
-            logq_deps = _dual.union(_dataflow.entry_deps(e) for e in st.rec)
-            outs = [_dual.tainted(o, d) for o, d in zip(outs, deps + [logq_deps], strict=True)]
-        return k(outs, st._replace(rec=outer))
+        return k(sim_outputs(st, addr), st._replace(rec=outer))
 
     program = s.q.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
     return _adev.run(ctx, program, key, ins, state._replace(rec=()), addr, done)

@@ -30,7 +30,7 @@ from ppl.gen import StaticGenerativeFunction
 from ppl.transforms.adev import dataflow as _dataflow
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
-from ppl.transforms.adev.expectation import Sim, _AdevOnly
+from ppl.transforms.adev.expectation import Sim, _AdevOnly, sim_outputs
 from ppl.transforms.adev.strategies import WithStrategy
 
 
@@ -61,13 +61,7 @@ def _sim_terms(s, ctx, site, key, ins, state, k, addr):
                 lt = None  # the score itself: mean zero (see the module docstring)
             term = (-lp, None if lt is None else -lt)
             st = _dataflow.add_term(st, term, _dataflow.entry_deps(entry))
-        cm, tangents, logq = _adev.recorded_choices(st.rec, addr)
-        outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq]
-        if st.rb:
-            deps = _adev.recorded_deps(st.rec, addr)
-            logq_deps = _dual.union(_dataflow.entry_deps(e) for e in st.rec)
-            outs = [_dual.tainted(o, d) for o, d in zip(outs, deps + [logq_deps], strict=True)]
-        return k(outs, st._replace(rec=outer))
+        return k(sim_outputs(st, addr), st._replace(rec=outer))
 
     program = s.q.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
     return _adev.run(ctx, program, key, ins, state._replace(rec=()), addr, done)
