@@ -39,7 +39,8 @@ from ppl.expectations import E, Expectation, add_cost, adev, density, expectatio
 from ppl.gen import gen
 from ppl.marginals import marginal
 from ppl.normalize import normalize
-from ppl.primitives import deterministic, factor, improper_uniform, recorded
+from ppl.improper import improper_uniform
+from ppl.primitives import deterministic, factor, recorded
 from ppl.transforms.adev.auto import StrategyChoice, choose_strategies
 from ppl.transforms.adev.mvd import mvd
 from ppl.transforms.adev.strategies import (

@@ -19,7 +19,7 @@ LAYERS = [
         "interface",
         ["ppl.selections", "ppl.choices", "ppl._gfi", "ppl._distribution_checks"],
     ),
-    ("distributions", ["ppl.distributions", "ppl.primitives"]),
+    ("distributions", ["ppl.distributions", "ppl.primitives", "ppl.improper"]),
     (
         "transforms",
         ["ppl.transforms._", "ppl.transforms.assess", "ppl.transforms.generate"]

@@ -18,7 +18,7 @@ from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
 from ppl.inference import resampling
-from ppl.primitives import improper_addresses
+from ppl.improper import improper_addresses
 from ppl.inference._util import (
     WeightedTraces,
     as_choices,
