@@ -41,7 +41,8 @@ from ppl.marginals import marginal
 from ppl.normalize import normalize
 from ppl.improper import improper_uniform
 from ppl.primitives import deterministic, factor, recorded
-from ppl.transforms.adev.auto import StrategyChoice, choose_strategies
+from ppl.transforms.adev.auto import choose_strategies
+from ppl.transforms.adev.strategy_choice import StrategyChoice
 from ppl.transforms.adev.mvd import mvd
 from ppl.transforms.adev.strategies import (
     Strategy,
