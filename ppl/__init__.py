@@ -44,10 +44,9 @@ from ppl.primitives import deterministic, factor, recorded
 from ppl.transforms.adev.auto import choose_strategies
 from ppl.transforms.adev.strategy_choice import StrategyChoice
 from ppl.transforms.adev.mvd import mvd
+from ppl.transforms.adev.enum_strategy import enum, enum_sequential
 from ppl.transforms.adev.strategies import (
     Strategy,
-    enum,
-    enum_sequential,
     implicit_reparam,
     reinforce,
     reparam,

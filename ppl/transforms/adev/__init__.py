@@ -5,8 +5,9 @@ The modules, in the order the data flows:
 * :mod:`~ppl.transforms.adev.dual`: dual numbers, and the state threaded
   along one sample path (score tangents, costs, recorded choices);
 * :mod:`~ppl.transforms.adev.strategies`: how one random choice is sampled
-  and differentiated (reparam, reinforce, enum, ...), and
-  :mod:`~ppl.transforms.adev.mvd` the measure-valued derivative;
+  and differentiated (reparam, reinforce, ...), with enumeration in
+  :mod:`~ppl.transforms.adev.enum_strategy` and the measure-valued derivative
+  in :mod:`~ppl.transforms.adev.mvd`;
 * :mod:`~ppl.transforms.adev.interpreter`: the continuation-passing walk of
   a staged program, the policy context, and :func:`rule`, the one dispatch
   that finds the rule of each kind of callee;
@@ -20,7 +21,7 @@ The modules, in the order the data flows:
 Importing this package registers every rule.
 """
 
-from ppl.transforms.adev import dual, strategies, mvd, interpreter  # noqa: F401  (order: the rules below use them)
+from ppl.transforms.adev import dual, strategies, enum_strategy, mvd, interpreter  # noqa: F401  (order: the rules below use them)
 from ppl.transforms.adev import calls, choice, expectation, marginal, scan, switch, vmap  # noqa: F401
 from ppl.transforms.adev import dataflow, terms  # noqa: F401
 from ppl.transforms.adev.interpreter import rule

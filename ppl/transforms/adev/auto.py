@@ -37,7 +37,8 @@ from ppl._gfi import as_args, as_key
 from ppl.expectations import Expectation
 from ppl.transforms.adev.interpreter import as_path
 from ppl.transforms.adev.mvd import mvd
-from ppl.transforms.adev.strategies import Strategy, enum, enum_sequential, reinforce, reparam
+from ppl.transforms.adev.enum_strategy import enum, enum_sequential
+from ppl.transforms.adev.strategies import Strategy, reinforce, reparam
 
 from ppl.transforms.adev.choice_addresses import _check_expectation, choice_addresses
 from ppl.transforms.adev.strategy_choice import (

@@ -28,10 +28,9 @@ import numpyro.distributions as nd
 
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import GenerativeFunction, Invocation
-from ppl.core import depends_on, is_concrete
+from ppl.core import depends_on
 from ppl.distributions import Distribution
 from ppl.transforms.adev import dual as _dual
-from ppl.transforms.adev.dual import Result
 
 
 class Strategy:
@@ -311,121 +310,9 @@ def _check_fixed_support(site):
         )
 
 
-# ---------------------------------------------------------------------------
-# Strategies that need the rest of the program as a function of the choice
-# ---------------------------------------------------------------------------
-
-
-def _combine(weights, dweights, results: Result) -> Result:
-    """Sum a result over a finite support with (dual) probability weights."""
-
-    def wsum(w, x):
-        return jnp.tensordot(w, x, axes=(0, 0))
-
-    p = wsum(weights, results.p)
-    t = None if results.t is None else wsum(weights, results.t)
-    u = None if results.u is None else wsum(weights, results.u)
-    if dweights is not None:
-        t = _dual.add(t, wsum(dweights, results.p))
-        u = _dual.add(u, jnp.sum(dweights))
-    return Result(p, t, u)
-
-
-class Enum(Strategy):
-    """Exact enumeration: sums the rest of the program over the whole support,
-    weighted by the (differentiable) probabilities. Zero variance from this
-    choice; valid for scalar choices with finite support (flip, categorical,
-    binomial). ``enum`` evaluates the branches in parallel (vectorised with
-    ``jax.vmap``); ``enum_sequential`` one after another. Not usable inside
-    ``ppl.scan`` (a loop body cannot branch over the rest of the program)."""
-
-    needs_continuation = True
-
-    def __init__(self, parallel=True):
-        self.parallel = parallel
-        self.name = "enum" if parallel else "enum_sequential"
-
-    def check(self, dist, d, addr):
-        if not _is_discrete(d):
-            self._refuse(
-                addr,
-                dist,
-                "it is continuous, so there is no finite support to sum over",
-                "reparam, mvd (normal) or reinforce",
-            )
-        if not getattr(d, "has_enumerate_support", False):
-            self._refuse(addr, dist, "its support is infinite", "reinforce or mvd")
-        count = getattr(d, "total_count", None)
-        if count is not None and not is_concrete(count):
-            self._refuse(
-                addr,
-                dist,
-                "its number of trials is a traced value, so the size of its support "
-                "is not known when the program is staged (pass the count as a Python int, "
-                "e.g. binomial(5, p))",
-                "reinforce",
-            )
-        if not _scalar(d):
-            self._refuse(
-                addr,
-                dist,
-                f"it makes a value of shape {d.batch_shape + d.event_shape}, and enumerating "
-                "a joint support grows exponentially",
-                "one scalar choice per address (ppl.repeat / ppl.vmap), or reinforce",
-            )
-
-    def branch_count(self, d):
-        return int(d.enumerate_support(expand=False).size)
-
-    def with_continuation(self, site, state, k):
-        support = site.dist_fn.dist(*site.args_p).enumerate_support(expand=False).reshape(-1)
-        w, dw = site.jvp(lambda *args: _probabilities(site.dist_fn.dist(*args), support))
-        values = site.dist_fn._to_value(support)
-        if self.parallel:
-            results = jax.vmap(lambda v: k((v, None), state))(values)
-        else:
-            branches = [k((values[i], None), state) for i in range(values.shape[0])]
-            results = jax.tree.map(lambda *xs: jnp.stack(xs), *branches)
-        return _combine(w, dw, results)
-
-
-def _probabilities(d, support: jax.Array) -> jax.Array:
-    """The probability of each value of a finite support, computed so that its
-    derivative is right at the boundary too: ``exp(log_prob)`` of numpyro's
-    clamped probabilities has derivative 0 at p = 0 or 1, where the
-    derivative of ``flip(p)``'s weights is still (-1, 1)."""
-    if isinstance(d, nd.BernoulliProbs):
-        return jnp.where(support > 0, d.probs, 1.0 - jnp.asarray(d.probs))
-    if isinstance(d, nd.BernoulliLogits):
-        logits = jnp.asarray(d.logits)
-        return jax.nn.sigmoid(jnp.where(support > 0, logits, -logits))
-    if isinstance(d, nd.CategoricalProbs):
-        return jnp.asarray(d.probs) / jnp.sum(d.probs)
-    if isinstance(d, nd.CategoricalLogits):
-        return jax.nn.softmax(d.logits)
-    if isinstance(d, nd.BinomialProbs):
-        n, p = jnp.asarray(d.total_count), jnp.asarray(d.probs)
-        ways = jnp.exp(
-            jax.scipy.special.gammaln(n + 1.0)
-            - jax.scipy.special.gammaln(support + 1.0)
-            - jax.scipy.special.gammaln(n - support + 1.0)
-        )
-        return ways * _power(p, support) * _power(1.0 - p, n - support)
-    return jnp.exp(d.log_prob(support))
-
-
-def _power(x, k):
-    """``x ** k`` for integer ``k >= 0`` with a finite derivative at ``x = 0``
-    (``0 ** 0`` has derivative ``0 * 0 ** -1`` otherwise)."""
-    k = jnp.asarray(k, jnp.result_type(x))
-    return jnp.where(k == 0, 1.0, jnp.where(k == 0, 1.0, x) ** k)
-
-
 reparam = Reparam()
 implicit_reparam = ImplicitReparam()
 reinforce = Reinforce()
-enum = Enum(parallel=True)
-enum_sequential = Enum(parallel=False)
 
 
 def default_strategy(d: nd.Distribution) -> Strategy:
