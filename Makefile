@@ -33,7 +33,7 @@ test: lint
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pyright
+	$(VENV)/bin/pyright -p .
 
 bench: $(STAMP_TEST)
 	$(PY) -m pip install --quiet -e ".[bench]"
