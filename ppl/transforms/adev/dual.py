@@ -146,6 +146,22 @@ class Recorded(NamedTuple):
     logp: tuple
 
 
+def sum_leading(t):
+    """A tangent (or ``None``, zero) summed over its leading axis: the elements of a
+    loop or a vectorised call."""
+    return None if t is None else jnp.sum(t, axis=0)
+
+
+def record_stacked(state: "State", addr: tuple, rec: tuple, choices_tree) -> "State":
+    """``state`` with the choices a loop or vectorised call made at ``addr`` recorded
+    for an enclosing ``sim``: ``rec`` is ``(leaves, leaf tangents, (logp, logp
+    tangent))`` stacked along the leading axis, ``choices_tree`` their structure."""
+    leaves, leaves_t, (lp, lt) = rec
+    stacked = jax.tree.unflatten(choices_tree, leaves)
+    entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), sum_leading(lt)))
+    return state._replace(rec=state.rec + (entry,))
+
+
 class State(NamedTuple):
     """Accumulators threaded along one sample path.
 

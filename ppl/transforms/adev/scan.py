@@ -18,7 +18,6 @@ from ppl.core import Continue
 from ppl.gen import StaticGenerativeFunction
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
-from ppl.transforms.adev.dual import Recorded
 
 
 @_adev.rule.register(Scan)
@@ -74,18 +73,11 @@ def scan_rule(ctx, site, key, ins, state, addr):
     state = state._replace(
         s=s,
         c=c,
-        cost_p=_dual.add(state.cost_p, _sum(cost_p)),
-        cost_t=_dual.add(state.cost_t, _sum(cost_t)),
+        cost_p=_dual.add(state.cost_p, _dual.sum_leading(cost_p)),
+        cost_t=_dual.add(state.cost_t, _dual.sum_leading(cost_t)),
     )
     if recording:
         assert rec is not None  # the body records when the caller does
-        leaves, leaves_t, (lp, lt) = rec
-        stacked = jax.tree.unflatten(static["choices"], leaves)
-        entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), _sum(lt)))
-        state = state._replace(rec=state.rec + (entry,))
+        state = _dual.record_stacked(state, addr, rec, static["choices"])
     outs = list(zip(c_p, c_t)) + list(zip(y_p, y_t))
     return Continue(outs, state)
-
-
-def _sum(x):
-    return None if x is None else jnp.sum(x, axis=0)

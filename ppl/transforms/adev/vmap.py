@@ -12,14 +12,12 @@ every element jointly, and are rejected with an error.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from ppl.combinators.vmap import Vmap
 from ppl.core import Continue
 from ppl.distributions import Distribution
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
-from ppl.transforms.adev.dual import Recorded
 from ppl.transforms.adev.strategies import WithStrategy
 
 
@@ -67,21 +65,17 @@ def vmap_rule(ctx, site, key, ins, state, addr):
         keys, ps, ts
     )
 
-    def total(x):
-        return None if x is None else jnp.sum(x, axis=0)
-
-    cost_p = total(cost_p)
+    cost_p = _dual.sum_leading(cost_p)
     state = state._replace(
-        s=_dual.add(state.s, total(s)),
-        c=_dual.add(state.c, total(c)),
+        s=_dual.add(state.s, _dual.sum_leading(s)),
+        c=_dual.add(state.c, _dual.sum_leading(c)),
         cost_p=_dual.add(state.cost_p, cost_p),
         # the costs also meet the score tangents of the choices made before the call
-        cost_t=_dual.add(state.cost_t, _dual.add(total(cost_t), _dual.mul(cost_p, state.s))),
+        cost_t=_dual.add(
+            state.cost_t, _dual.add(_dual.sum_leading(cost_t), _dual.mul(cost_p, state.s))
+        ),
     )
     if recording:
         assert rec is not None  # the body records when the caller does
-        leaves, leaves_t, (lp, lt) = rec
-        stacked = jax.tree.unflatten(static["choices"], leaves)
-        entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), total(lt)))
-        state = state._replace(rec=state.rec + (entry,))
+        state = _dual.record_stacked(state, addr, rec, static["choices"])
     return Continue(list(zip(out_p, out_t)), state)
