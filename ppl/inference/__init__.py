@@ -6,6 +6,7 @@ and exact enumeration, written against the generative-function interface.
     smc.init / extend / reweight / resample / maybe_resample / rejuvenate / run
     particle_filter(key, ppl.scan model, args, obs, n, proposal=...)
     mh / mala / hmc / nuts kernels; cycle / mixture_kernel / repeat_kernel; run_mcmc
+    diagnostics.rhat / ess_bulk / ess_tail / mcse_mean / bfmi  convergence of MCMC draws
     enumerate_posterior(model, obs, args)                      -> exact posterior
     predictive(key, model, args, posterior=..., n=...)         -> prior/posterior predictive
     unconstrained.constrain / unconstrain                      the gradient kernels' coordinates
@@ -13,7 +14,8 @@ and exact enumeration, written against the generative-function interface.
 
 Modules: ``kernel`` (the kernel interface), ``metropolis``, ``gradient`` (MALA,
 HMC), ``no_u_turn`` (NUTS), ``composition``, ``mcmc`` (all kernels in one
-namespace), ``chains`` (the multi-chain driver), ``importance_sampling``,
+namespace), ``chains`` (the multi-chain driver), ``mcmc_result`` (its draws
+and warnings), ``diagnostics``, ``importance_sampling``,
 ``smc``, ``particles``, ``filtering``, ``resampling``, ``enumeration``,
 ``predictions``, ``unconstrained``, ``vi``. Module names differ from the
 functions they define (``importance`` lives in ``importance_sampling``,
@@ -24,11 +26,13 @@ functions they define (``importance`` lives in ``importance_sampling``,
 from ppl.inference import (
     chains,
     composition,
+    diagnostics,
     enumeration,
     filtering,
     gradient,
     kernel,
     mcmc,
+    mcmc_result,
     metropolis,
     no_u_turn,
     particles,
@@ -39,7 +43,7 @@ from ppl.inference import (
     vi,
 )
 from ppl.inference._util import ess, log_mean_exp
-from ppl.inference.chains import MCMCResult
+from ppl.inference.mcmc_result import MCMCResult, SamplerWarning
 from ppl.inference.chains import run as run_mcmc
 from ppl.inference.enumeration import Enumeration, enumerate_posterior
 from ppl.inference.filtering import particle_filter
@@ -73,6 +77,7 @@ __all__ = [
     "Kernel",
     "MALA",
     "MCMCResult",
+    "SamplerWarning",
     "MCMCState",
     "MH",
     "MixtureKernel",
@@ -83,6 +88,7 @@ __all__ = [
     "SMCInfo",
     "chains",
     "composition",
+    "diagnostics",
     "cycle",
     "enumerate_posterior",
     "enumeration",
@@ -95,6 +101,7 @@ __all__ = [
     "log_mean_exp",
     "mala",
     "mcmc",
+    "mcmc_result",
     "metropolis",
     "mh",
     "mixture_kernel",

@@ -1,193 +1,27 @@
-"""The MCMC driver: several chains under ``vmap``, warm-up, and diagnostics.
+"""The MCMC driver: several chains under ``vmap``, warm-up, progress and warnings.
 
 Chains start from ``model.generate(key, observations, args)`` (or given
 traces), run ``n_warmup`` adaptation steps and ``n_samples`` kept steps inside
-one ``lax.scan`` each, and record ``collect(trace)`` (by default the latent
-choices) at every kept step. Diagnostics use numpyro's split R-hat and
-effective sample size.
+``lax.scan``, and record ``collect(trace)`` (by default the latent choices)
+and the kernel's statistics at every kept step. The draws and their
+diagnostics are an :class:`~ppl.inference.mcmc_result.MCMCResult`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
 from ppl._caches import store_of
-from ppl._errors import PPLError, fmt_addr
+from ppl._errors import PPLError
 from ppl._gfi import as_args
-from ppl.choices import ChoiceMap
+from ppl.inference._progress import progress_bar
 from ppl.inference._util import as_choices, as_key, selection_of
+from ppl.inference.mcmc_result import MCMCResult, SamplerWarning, check
 from ppl.primitives import has_deterministic, recorded
-
-
-class MCMCResult(eqx.Module):
-    """The draws of :func:`run`.
-
-    Attributes:
-        samples: a pytree (by default a :class:`~ppl.ChoiceMap` of the latent
-            choices and the ``ppl.deterministic`` values) whose leaves have
-            leading axes ``(chains, draws)``.
-        accept_prob: the acceptance probability of each step, ``(chains, draws)``.
-        final: the last state of each chain (batched along chains).
-
-    The diagnostics (:meth:`ess`, :meth:`rhat`, :meth:`summary`) are keyed by
-    the addresses as written in the model: ``"mu"`` for a top-level choice,
-    the tuple ``("sub", "z")`` for a choice made inside a call at ``"sub"``.
-    For samples from a custom ``collect``, the keys are the pytree's own keys
-    (dict keys, tuple indices, attribute names; a tuple of them for nested
-    leaves, ``"value"`` for a bare array).
-    """
-
-    samples: Any
-    accept_prob: jax.Array
-    final: Any
-
-    def _flat(self):
-        if isinstance(self.samples, ChoiceMap):
-            return {
-                _key_of_address(a): np.asarray(self.samples[a]) for a in self.samples.addresses()
-            }
-        leaves = jax.tree_util.tree_leaves_with_path(self.samples)
-        return {_key_of_path(p): np.asarray(x) for p, x in leaves}
-
-    @property
-    def acceptance_rate(self):
-        """Mean acceptance probability per chain (an array of shape ``(chains,)``)."""
-        return np.asarray(self.accept_prob).mean(axis=1)
-
-    def ess(self) -> dict:
-        """Effective sample size per address (numpyro's estimator, over all chains).
-
-        Returns:
-            A dict from address (``"mu"``, ``("sub", "z")``) to an array with the
-            shape of one draw of that choice.
-
-        Example:
-            >>> result.ess()["mu"]
-        """
-        return {k: effective_sample_size(_float(v)) for k, v in self._flat().items()}
-
-    def rhat(self) -> dict:
-        """Split Gelman-Rubin R-hat per address (numpyro's estimator).
-
-        Returns:
-            A dict from address to an array with the shape of one draw.
-
-        Raises:
-            AssertionError: from numpyro, with fewer than 2 draws per chain.
-
-        Example:
-            >>> max(float(np.max(r)) for r in result.rhat().values()) < 1.01
-        """
-        return {k: split_gelman_rubin(_float(v)) for k, v in self._flat().items()}
-
-    def summary(self) -> dict:
-        """Per address: mean, sd, MCSE of the mean (sd / sqrt(ESS)), ESS and R-hat.
-
-        Returns:
-            A dict from address to ``dict(mean=, sd=, mcse=, ess=, rhat=)``,
-            each an array with the shape of one draw.
-
-        Example:
-            >>> s = result.summary()["mu"]
-            >>> abs(s["mean"] - exact) < 5 * s["mcse"]
-        """
-        out = {}
-        for k, v in self._flat().items():
-            v = _float(v)
-            ess = effective_sample_size(v)
-            sd = v.std(axis=(0, 1))
-            out[k] = dict(
-                mean=v.mean(axis=(0, 1)),
-                sd=sd,
-                mcse=sd / np.sqrt(ess),
-                ess=ess,
-                rhat=split_gelman_rubin(v),
-            )
-        return out
-
-    def print_summary(self, file=None) -> None:
-        """Print :meth:`summary` as a table (one row per scalar element) and the
-        acceptance rate per chain.
-
-        Args:
-            file: where to print (default ``sys.stdout``).
-        """
-        rows = []
-        for k, s in self.summary().items():
-            for j in np.ndindex(np.shape(s["mean"])):
-                name = _show(k) + (str(list(j)) if j else "")
-                rows.append(
-                    (
-                        name,
-                        *(
-                            float(np.asarray(s[c])[j])
-                            for c in ("mean", "sd", "mcse", "ess", "rhat")
-                        ),
-                    )
-                )
-        width = max([len(r[0]) for r in rows] + [8])
-        print(
-            f"{'':{width}} {'mean':>10} {'sd':>10} {'mcse':>10} {'ess':>9} {'r_hat':>7}", file=file
-        )
-        for name, m, sd, se, e, r in rows:
-            print(f"{name:{width}} {m:10.4f} {sd:10.4f} {se:10.4f} {e:9.1f} {r:7.3f}", file=file)
-        print(f"acceptance rate per chain: {np.round(self.acceptance_rate, 3).tolist()}", file=file)
-
-    def to_arviz(self):
-        """An ``arviz.InferenceData`` of the draws; a nested address becomes the
-        variable ``"sub/z"``.
-
-        Returns:
-            ``arviz.InferenceData`` with ``posterior`` and ``sample_stats`` groups.
-
-        Raises:
-            ImportError: if arviz (an optional dependency) is not installed.
-        """
-        try:
-            # an optional dependency, not installed where the checker runs
-            import arviz  # pyright: ignore[reportMissingImports]
-        except ImportError as e:
-            raise ImportError("to_arviz needs arviz: pip install arviz") from e
-        posterior = {_show(k, "/"): _float(v) for k, v in self._flat().items()}
-        stats = {"acceptance_rate": np.asarray(self.accept_prob)}
-        # ArviZ 1.x takes {group: {variable: array}}; 0.x took the groups as keywords.
-        if int(arviz.__version__.split(".")[0]) >= 1:
-            return arviz.from_dict({"posterior": posterior, "sample_stats": stats})
-        return arviz.from_dict(posterior=posterior, sample_stats=stats)
-
-
-def _key_of_address(addr: tuple):
-    return addr[0] if len(addr) == 1 else tuple(addr)
-
-
-def _key_of_path(path):
-    parts = []
-    for entry in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(entry, attr):
-                parts.append(getattr(entry, attr))
-                break
-        else:
-            parts.append(str(entry))
-    if not parts:
-        return "value"
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def _show(key, sep=None) -> str:
-    if isinstance(key, tuple):
-        return sep.join(str(p) for p in key) if sep else fmt_addr(key)
-    return str(key)
-
-
-def _float(v):
-    return np.asarray(v, dtype=np.float64)
 
 
 class _Latent:
@@ -229,59 +63,92 @@ class _UserCollect:
         return hash(self.collect)
 
 
-def _compiled(kernel, model, n_samples, n_warmup, thin, collect, observed, from_prior):
-    # Kept in the model's cache store: the compiled chain calls the model, so it goes with it.
-    key = (
-        "chains.run",
-        kernel,
-        n_samples,
-        n_warmup,
-        thin,
-        collect,
-        tuple(observed.addresses()),
-        from_prior,
-    )
-    fn = store_of(model).get(key)
-    if fn is not None:
-        return fn
+def _chunk_length(total: int, progress: bool) -> int:
+    """Steps per compiled call: all of them, or about a twentieth (a divisor of
+    ``total`` when there is one near, so no step is padded) for a progress bar."""
+    if not progress or total <= 20:
+        return max(total, 1)
+    low = -(-total // 20)
+    for c in range(low, 2 * low):
+        if total % c == 0:
+            return c
+    return low
 
-    def chain(key, latent, observations, args):
+
+def _compiled(kernel, model, settings, collect, observed, from_prior):
+    """``(start, advance)``: the chains' initial states and record buffers, and
+    ``chunk`` steps of every chain from a given step index, each compiled once."""
+    n_samples, n_warmup, thin, chunk = settings
+    # Kept in the model's cache store: the compiled chain calls the model, so it goes with it.
+    key = ("chains.run", kernel, settings, collect, tuple(observed.addresses()), from_prior)
+    fns = store_of(model).get(key)
+    if fns is not None:
+        return fns
+    total = n_warmup + n_samples * thin
+
+    def record(state):
+        return collect(kernel, state), state.accept_prob, kernel.stats(state)
+
+    def start(key, latent, observations, args):
         # Building the trace inside the vmapped chain keeps the arguments and
         # observations unbatched: one copy shared by all chains, as in numpyro,
         # rather than one copy per chain carried through the loop. From the
-        # prior, the start is drawn here too, so a run is one call.
-        k_gen, key = jax.random.split(key)
+        # prior, the start is drawn here too.
         constraints = observations if from_prior else latent | observations
-        trace, _ = model.generate(k_gen, constraints, args)
-        init_score = trace.score
-        # One scan over warm-up and kept steps (one compiled copy of the kernel):
-        # every step writes its record at the slot of the kept sample it belongs
-        # to, so warm-up writes land in slot 0 and are overwritten by later steps.
+        trace, _ = model.generate(key, constraints, args)
         state = kernel.init(trace, n_warmup, selection_of(observed))
-        record = (collect(kernel, state), state.accept_prob)
         buffers = jax.tree.map(
-            lambda x: jnp.zeros((n_samples,) + jnp.shape(x), jnp.result_type(x)), record
+            lambda x: jnp.zeros((n_samples,) + jnp.shape(x), jnp.result_type(x)), record(state)
         )
+        return state, buffers, trace.score
 
-        def body(carry, inp):
+    def advance(key, state, buffers, first):
+        # Step i uses the key fold_in(key, i), so the draws do not depend on how
+        # the run is cut into chunks. Every step writes its record at the slot of
+        # the kept sample it belongs to: warm-up writes land in slot 0 and are
+        # overwritten by later steps.
+        def one_step(carry, i):
             state, buffers = carry
-            i, k = inp
-            state = kernel.step(k, state)
+            state = kernel.step(jax.random.fold_in(key, i), state)
             slot = jnp.clip((i - n_warmup) // thin, 0, n_samples - 1)
-            rec = (collect(kernel, state), state.accept_prob)
             buffers = jax.tree.map(
-                lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0), buffers, rec
+                lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, slot, 0),
+                buffers,
+                record(state),
             )
-            return (state, buffers), None
+            return state, buffers
 
-        total = n_warmup + n_samples * thin
-        steps = (jnp.arange(total), jax.random.split(key, total))
-        (state, (samples, accept)), _ = jax.lax.scan(body, (state, buffers), steps)
-        return kernel.materialize(state), samples, accept, init_score
+        def body(carry, i):
+            if total % chunk == 0:
+                return one_step(carry, i), None
+            # The last chunk runs past the end: its extra steps do nothing (the
+            # index is the same for every chain, so this stays a branch under vmap).
+            return jax.lax.cond(i < total, one_step, lambda c, _: c, carry, i), None
 
-    fn = jax.jit(jax.vmap(chain, in_axes=(0, None if from_prior else 0, None, None)))
-    store_of(model)[key] = fn
-    return fn
+        (state, buffers), _ = jax.lax.scan(body, (state, buffers), first + jnp.arange(chunk))
+        return state, buffers, kernel.materialize(state)
+
+    fns = (
+        jax.jit(jax.vmap(start, in_axes=(0, None if from_prior else 0, None, None))),
+        jax.jit(jax.vmap(advance, in_axes=(0, 0, 0, None)), donate_argnums=(1, 2)),
+    )
+    store_of(model)[key] = fns
+    return fns
+
+
+def _sample(advance, keys, state, buffers, total, chunk, progress):
+    """Run the compiled chains chunk by chunk, advancing a progress bar."""
+    bar = progress_bar(total, progress, "mcmc")
+    final = state
+    for first in range(0, total, chunk):
+        state, buffers, final = advance(keys, state, buffers, first)
+        if bar is not None:
+            jax.block_until_ready(buffers)
+            bar.update(min(chunk, total - first))
+    if bar is not None:
+        bar.close()
+    samples, accept, stats = buffers
+    return MCMCResult(samples, accept, final, stats)
 
 
 def init_traces(key, model, observations, args, n_chains, attempts=20):
@@ -345,12 +212,16 @@ def run(
     thin=1,
     collect: Callable | None = None,
     traces=None,
+    progress: bool = True,
+    warn: bool = True,
 ) -> MCMCResult:
     """Run ``n_chains`` chains of ``kernel`` on ``model`` given ``observations``.
 
-    The chains run under ``vmap`` inside one compiled function (compiled once
-    per kernel, model, settings and shapes): ``n_warmup`` adaptation steps,
-    then ``n_samples * thin`` steps of which every ``thin``-th is kept.
+    The chains run under ``vmap`` in compiled functions (compiled once per
+    kernel, model, settings and shapes): ``n_warmup`` adaptation steps, then
+    ``n_samples * thin`` steps of which every ``thin``-th is kept. With a
+    progress bar, the steps run in about twenty compiled chunks (the host only
+    counts between them); without, in one.
 
     Args:
         key: a ``jax.random`` key.
@@ -369,14 +240,21 @@ def run(
         traces: starting traces batched along chains (only their latent
             choices are used); default: draws from the prior, redrawn where the
             density is zero.
+        progress: show a progress bar (tqdm) of the steps.
+        warn: after the run, warn (:class:`SamplerWarning`) about divergent
+            transitions, R-hat above 1.01 and E-BFMI below 0.3, naming the
+            addresses (see :func:`ppl.inference.mcmc_result.check`).
 
     Returns:
-        An :class:`MCMCResult`.
+        An :class:`MCMCResult`: the draws, acceptance probabilities, sampler
+        statistics (``result.stats``; for NUTS divergences, tree depth, step
+        size, energy) and final states.
 
     Raises:
         PPLError: if the kernel cannot move the model's choices (empty or
             observed selection, discrete choices under a gradient kernel, ...),
-            or no starting trace of finite density is found.
+            no starting trace of finite density is found, or a count is not a
+            positive int.
 
     Example:
         >>> result = run(jax.random.key(0), nuts(), model, (xs,), {"y": ys}, n_samples=500)
@@ -384,21 +262,44 @@ def run(
     """
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
-    k_init, k_run = jax.random.split(key)
+    _check_counts(n_samples=n_samples, n_warmup=n_warmup, n_chains=n_chains, thin=thin)
+    total = n_warmup + n_samples * thin
+    chunk = _chunk_length(total, progress)
+    settings = (n_samples, n_warmup, thin, chunk)
+    k_init, k_start, k_steps = jax.random.split(key, 3)
     collect = _Latent(observations) if collect is None else _UserCollect(collect)
+    state = None
     if traces is None:
-        fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations, True)
-        final, samples, accept, init_score = fn(
-            jax.random.split(k_run, n_chains), None, observations, args
+        start, advance = _compiled(kernel, model, settings, collect, observations, True)
+        state, buffers, init_score = start(
+            jax.random.split(k_start, n_chains), None, observations, args
         )
-        if np.all(np.isfinite(np.asarray(init_score))):
-            return MCMCResult(samples, accept, final)
-        # Some chain started where the density is zero: redraw starts on the host.
-        traces = init_traces(k_init, model, observations, args, n_chains)
-    n_chains = jax.tree.leaves(traces)[0].shape[0]
-    fn = _compiled(kernel, model, n_samples, n_warmup, thin, collect, observations, False)
-    obs_sel = selection_of(observations)
-    # Per chain under vmap: some traces (ppl.switch's) read their choices per element.
-    latent = jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces)
-    final, samples, accept, _ = fn(jax.random.split(k_run, n_chains), latent, observations, args)
-    return MCMCResult(samples, accept, final)
+        if not np.all(np.isfinite(np.asarray(init_score))):
+            # Some chain starts where the density is zero: redraw starts on the host.
+            traces, state = init_traces(k_init, model, observations, args, n_chains), None
+    if state is None:
+        n_chains = jax.tree.leaves(traces)[0].shape[0]
+        start, advance = _compiled(kernel, model, settings, collect, observations, False)
+        obs_sel = selection_of(observations)
+        # Per chain under vmap: some traces (ppl.switch's) read their choices per element.
+        latent = jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces)
+        keys = jax.random.split(k_start, n_chains)
+        state, buffers, _ = start(keys, latent, observations, args)
+    keys = jax.random.split(k_steps, n_chains)
+    result = _sample(advance, keys, state, buffers, total, chunk, progress)
+    if warn:
+        check(result)
+    return result
+
+
+def _check_counts(**counts):
+    for name, n in counts.items():
+        low = 0 if name == "n_warmup" else 1
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < low:
+            raise PPLError(
+                f"run_mcmc: {name} must be an int of at least {low}; got {n!r}. Pass it as a "
+                f"Python int (e.g. {name}={max(low, 1) * 100})."
+            )
+
+
+__all__ = ["MCMCResult", "SamplerWarning", "init_traces", "run"]

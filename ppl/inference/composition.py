@@ -2,8 +2,9 @@
 at random (:func:`mixture_kernel`), or one several times (:func:`repeat_kernel`).
 
 A composition holds only its parts (and the mixture its weights); the state of
-each part travels in the composed state's ``aux`` (a tuple, one entry per
-part, for :class:`Cycle` and :class:`MixtureKernel`), so compositions are
+each part travels in the composed state's ``aux`` (a tuple, one entry per part,
+for :class:`Cycle`; a :class:`MixtureAux` or :class:`RepeatAux` that also
+says which part moved or whether a repetition diverged), so compositions are
 values like any kernel. The names say what they act on: ``ppl.repeat`` and
 ``ppl.mix`` build generative functions, ``repeat_kernel`` and
 ``mixture_kernel`` build kernels.
@@ -11,8 +12,12 @@ values like any kernel. The names say what they act on: ``ppl.repeat`` and
 
 from __future__ import annotations
 
+import collections
 import functools
 import operator
+from typing import Any
+
+import equinox as eqx
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +33,21 @@ def _init_parts(kernels, trace, n_warmup, observed):
     """The composed initial state: every part initialised as sharing the trace."""
     states = [k.init(trace, n_warmup, observed, shared=True) for k in kernels]
     return MCMCState(trace, one(), tuple(s.aux for s in states))
+
+
+def _merged_stats(kernels, state, auxs, took_step):
+    """The parts' statistics in one dict. A name reported by several parts is
+    suffixed with the part's index (``diverging[0]``, ``diverging[1]``). A part that
+    did not step reports a divergence as ``False`` (its state is from an older step)."""
+    per_part = [k.stats(_sub(state, a)) for k, a in zip(kernels, auxs)]
+    counts = collections.Counter(name for stats in per_part for name in stats)
+    out = {}
+    for i, stats in enumerate(per_part):
+        for name, value in stats.items():
+            if name == "diverging":
+                value = value & took_step[i]
+            out[name if counts[name] == 1 else f"{name}[{i}]"] = value
+    return out
 
 
 class Cycle(Kernel):
@@ -58,6 +78,23 @@ class Cycle(Kernel):
         total = functools.reduce(operator.add, probs)
         return MCMCState(state.trace, total / len(probs), tuple(auxs))
 
+    def stats(self, state):
+        """The parts' statistics (see :func:`_merged_stats`): every part steps each time."""
+        everyone = [jnp.ones((), bool)] * len(self.kernels)
+        return _merged_stats(self.kernels, state, state.aux, everyone)
+
+
+class MixtureAux(eqx.Module):
+    """The state of a :class:`MixtureKernel` beyond the trace.
+
+    Attributes:
+        parts: each part's own ``aux`` (a tuple, in the order of the kernels).
+        last: the index of the part applied in the last step.
+    """
+
+    parts: tuple
+    last: jax.Array
+
 
 class MixtureKernel(Kernel):
     """Apply one kernel chosen at random with probabilities ``weights``.
@@ -79,27 +116,47 @@ class MixtureKernel(Kernel):
         super().__init__(kernels=kernels, logits=logits)
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
-        return _init_parts(self.kernels, trace, n_warmup, observed)
+        parts = _init_parts(self.kernels, trace, n_warmup, observed)
+        return _sub(parts, MixtureAux(parts.aux, jnp.zeros((), jnp.int32)))
 
     def step(self, key, state):
         k1, k2 = jax.random.split(key)
 
         def branch(i):
             def run(state):
-                sub = self.kernels[i].step(k2, _sub(state, state.aux[i]))
-                auxs = tuple(sub.aux if j == i else a for j, a in enumerate(state.aux))
-                return MCMCState(sub.trace, sub.accept_prob, auxs)
+                sub = self.kernels[i].step(k2, _sub(state, state.aux.parts[i]))
+                auxs = tuple(sub.aux if j == i else a for j, a in enumerate(state.aux.parts))
+                return MCMCState(sub.trace, sub.accept_prob, MixtureAux(auxs, jnp.int32(i)))
 
             return run
 
         i = jax.random.categorical(k1, self.logits)
         return jax.lax.switch(i, [branch(i) for i in range(len(self.kernels))], state)
 
+    def stats(self, state):
+        """The parts' statistics (see :func:`_merged_stats`); only the part chosen in
+        the last step can report a divergence."""
+        aux = state.aux
+        chosen = [aux.last == i for i in range(len(self.kernels))]
+        return _merged_stats(self.kernels, state, aux.parts, chosen)
+
+
+class RepeatAux(eqx.Module):
+    """The state of a :class:`RepeatKernel` beyond the trace.
+
+    Attributes:
+        inner: the repeated kernel's own ``aux``.
+        diverging: whether any repetition of the last step diverged.
+    """
+
+    inner: Any
+    diverging: jax.Array
+
 
 class RepeatKernel(Kernel):
     """Apply ``kernel`` ``n`` times; the acceptance probability is the mean.
 
-    Build with :func:`repeat_kernel`. Its state is the repeated kernel's own.
+    Build with :func:`repeat_kernel`.
 
     Attributes:
         kernel: the kernel repeated.
@@ -113,21 +170,34 @@ class RepeatKernel(Kernel):
         super().__init__(kernel=kernel, n=n)
 
     def current_choices(self, state):
-        return self.kernel.current_choices(state)
+        return self.kernel.current_choices(_sub(state, state.aux.inner))
 
     def materialize(self, state):
-        return self.kernel.materialize(state)
+        inner = self.kernel.materialize(_sub(state, state.aux.inner))
+        return _sub(inner, RepeatAux(inner.aux, state.aux.diverging))
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
-        return self.kernel.init(trace, n_warmup, observed, shared=shared)
+        inner = self.kernel.init(trace, n_warmup, observed, shared=shared)
+        return _sub(inner, RepeatAux(inner.aux, jnp.zeros((), bool)))
 
     def step(self, key, state):
         def body(state, k):
             state = self.kernel.step(k, state)
-            return state, state.accept_prob
+            diverging = self.kernel.stats(state).get("diverging", jnp.zeros((), bool))
+            return state, (state.accept_prob, diverging)
 
-        state, probs = jax.lax.scan(body, state, jax.random.split(key, self.n))
-        return MCMCState(state.trace, jnp.mean(probs), state.aux)
+        keys = jax.random.split(key, self.n)
+        inner, (probs, diverging) = jax.lax.scan(body, _sub(state, state.aux.inner), keys)
+        return MCMCState(inner.trace, jnp.mean(probs), RepeatAux(inner.aux, jnp.any(diverging)))
+
+    def stats(self, state):
+        """The repeated kernel's statistics of its last repetition, except
+        ``diverging``, which says whether any repetition diverged (see
+        :meth:`Kernel.stats`)."""
+        stats = self.kernel.stats(_sub(state, state.aux.inner))
+        if "diverging" in stats:
+            stats["diverging"] = state.aux.diverging
+        return stats
 
 
 def cycle(*kernels) -> Cycle:
@@ -191,4 +261,13 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
     return RepeatKernel(kernel, n)
 
 
-__all__ = ["Cycle", "MixtureKernel", "RepeatKernel", "cycle", "mixture_kernel", "repeat_kernel"]
+__all__ = [
+    "Cycle",
+    "MixtureAux",
+    "MixtureKernel",
+    "RepeatAux",
+    "RepeatKernel",
+    "cycle",
+    "mixture_kernel",
+    "repeat_kernel",
+]

@@ -46,6 +46,8 @@ class GradientAux(eqx.Module):
         z: the current position in unconstrained coordinates.
         log_density: the log density of ``z`` (with the Jacobian term).
         grad: its gradient.
+        diverging: whether the last proposal's log acceptance ratio was below
+            ``-1000`` or NaN (its energy error blew up, as numpyro counts divergences).
         selection: the choices moved, resolved at ``init`` (static).
         shared: whether other kernels move the trace too (static); if so,
             ``z``, ``log_density`` and ``grad`` are recomputed from the trace
@@ -56,8 +58,13 @@ class GradientAux(eqx.Module):
     z: Any
     log_density: jax.Array
     grad: Any
+    diverging: jax.Array
     selection: Selection = eqx.field(static=True)
     shared: bool = eqx.field(static=True)
+
+
+# numpyro's threshold: an energy error above this makes a transition divergent
+_DIVERGENCE = 1000.0
 
 
 def _init_step_size(step_size, n_warmup):
@@ -115,7 +122,8 @@ class _Gradient(Kernel):
         z = unconstrain(trace, selection, self.name)
         (logp, _), g = self._grad_fn(trace, selection)(z)
         step = _init_step_size(self.step_size, n_warmup)
-        return MCMCState(trace, one(), GradientAux(step, z, logp, g, selection, shared))
+        no = jnp.zeros((), bool)
+        return MCMCState(trace, one(), GradientAux(step, z, logp, g, no, selection, shared))
 
     def _grad_fn(self, trace, selection):
         """``z -> ((log density of z, constrained choices), gradient)``."""
@@ -142,10 +150,14 @@ class _Gradient(Kernel):
         accepted, prob = accept(k2, log_alpha)
         proposed, _, _ = trace.gen_fn.update(jax.random.key(0), trace, x1)
         z, logp, g = select_where(accepted, (z1, logp1, g1), (z, logp, g))
-        new_aux = GradientAux(
-            _adapt(aux.step, prob, self.target_accept), z, logp, g, aux.selection, aux.shared
-        )
+        diverging = jnp.isnan(log_alpha) | (log_alpha < -_DIVERGENCE)
+        step = _adapt(aux.step, prob, self.target_accept)
+        new_aux = GradientAux(step, z, logp, g, diverging, aux.selection, aux.shared)
         return MCMCState(select_where(accepted, proposed, trace), prob, new_aux)
+
+    def stats(self, state):
+        """``diverging`` and ``step_size`` of the last step (see :meth:`Kernel.stats`)."""
+        return dict(diverging=state.aux.diverging, step_size=state.aux.step.step_size)
 
 
 class MALA(_Gradient):

@@ -225,6 +225,27 @@ class Kernel(abc.ABC):
         """
         return state.trace.choices
 
+    def stats(self, state: MCMCState) -> dict:
+        """Statistics of the step that produced ``state``, recorded by the driver.
+
+        :func:`ppl.inference.chains.run` records them at every kept step in
+        :attr:`~ppl.inference.chains.MCMCResult.stats`. NUTS reports
+        ``diverging``, ``tree_depth``, ``num_steps``, ``step_size`` and
+        ``energy``; HMC and MALA report ``diverging`` and ``step_size``;
+        Metropolis-Hastings reports nothing beyond the acceptance probability.
+
+        Args:
+            state: a state of this kernel (after at least ``init``).
+
+        Returns:
+            A dict from a statistic's name to a scalar array (empty by default).
+
+        Example:
+            >>> state = kernel.step(key, kernel.init(trace, observed=ppl.select("y")))
+            >>> kernel.stats(state)["diverging"]
+        """
+        return {}
+
     def materialize(self, state: MCMCState) -> MCMCState:
         """``state`` with its trace brought up to date with the chain's position.
 

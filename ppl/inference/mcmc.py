@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from ppl.inference.composition import (
     Cycle,
+    MixtureAux,
     MixtureKernel,
+    RepeatAux,
     RepeatKernel,
     cycle,
     mixture_kernel,
@@ -36,8 +38,10 @@ __all__ = [
     "Kernel",
     "MCMCState",
     "MHAux",
+    "MixtureAux",
     "MixtureKernel",
     "NUTSAux",
+    "RepeatAux",
     "RepeatKernel",
     "StepSize",
     "cycle",

@@ -160,6 +160,22 @@ class NUTS(Kernel):
         # unchanged); materialize() brings it up to date when it is needed.
         return self.materialize(state) if aux.shared else state
 
+    def stats(self, state):
+        """``diverging``, ``tree_depth``, ``num_steps`` (leapfrog steps), ``step_size``
+        and ``energy`` (the Hamiltonian) of the last step (see :meth:`Kernel.stats`)."""
+        hs = state.aux.hmc_state
+        n = jnp.asarray(hs.num_steps)
+        # A trajectory of depth d has at most 2**d - 1 leapfrog steps, and more than
+        # 2**(d - 1) - 1 of them (the last doubling stops early on a U-turn).
+        depth = jnp.ceil(jnp.log2(n.astype(jnp.result_type(float)) + 1.0)).astype(jnp.int32)
+        return dict(
+            diverging=jnp.asarray(hs.diverging),
+            tree_depth=depth,
+            num_steps=n,
+            step_size=jnp.asarray(hs.adapt_state.step_size),
+            energy=jnp.asarray(hs.energy),
+        )
+
     def current_choices(self, state):
         x = constrain(state.trace, state.aux.selection, state.aux.hmc_state.z, "nuts").choices
         return state.trace.choices | x
