@@ -425,7 +425,8 @@ def plot_ppc(out, y_nuts, y_vi):
     ax.set_xlabel("school")
     ax.set_ylabel("estimated effect")
     ax.set_title("observed effects against posterior predictive intervals")
-    ax.legend(fontsize=8)
+    ax.set_ylim(-40, 55)
+    ax.legend(loc="upper left", ncol=3, fontsize=8)
     fig.tight_layout()
     return _save(fig, out, "eight_schools_ppc.png")
 
