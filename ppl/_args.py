@@ -143,7 +143,7 @@ def call(fn, args: tuple, name: str):
 
     Raises:
         PPLError: ``fn`` used a traced value where Python needs a concrete one
-            (``if``/``while`` on a random choice, ``int()``, NumPy); the message
+            (``if``/``while`` on a random choice, ``int()``, NumPy, a shape); the message
             names ``fn`` and the combinator to use instead, with JAX's error as
             the cause.
 
@@ -154,6 +154,10 @@ def call(fn, args: tuple, name: str):
     try:
         return hold(fn(*release(args)), name)
     except _CONCRETIZATION as e:
+        raise _concretization_error(name, e) from e
+    except TypeError as e:
+        if _TRACED_SHAPE not in str(e):
+            raise
         raise _concretization_error(name, e) from e
     finally:
         _staging.reset(token)
@@ -166,8 +170,18 @@ _CONCRETIZATION = (
 )
 
 
+# JAX raises a bare TypeError with this text for a traced value used as a shape.
+_TRACED_SHAPE = "Shapes must be 1D sequences of concrete values of integer type"
+
+
 def _concretization_error(name: str, e: Exception) -> PPLError:
-    if isinstance(e, jax.errors.TracerArrayConversionError):
+    if _TRACED_SHAPE in str(e):
+        what, fix = (
+            "used a traced value as a shape (jnp.zeros(n), jnp.full(n, x), a reshape)",
+            "Shapes must be known when the function is staged: read them from an array "
+            "argument (xs.shape[0] is static), or make the size a setting as below.",
+        )
+    elif isinstance(e, jax.errors.TracerArrayConversionError):
         what, fix = (
             "converted a traced value to a NumPy array (np.asarray, a NumPy function)",
             "Use jax.numpy (jnp) functions on it instead.",

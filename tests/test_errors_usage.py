@@ -4,6 +4,7 @@ control flow on traced values, and a random choice inside a JAX callback."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -124,6 +125,19 @@ def test_python_loops_on_a_random_choice():
         loopy.simulate(KEY, ())
     with raises(ppl.PPLError, "whiley", "ppl.scan"):
         whiley.simulate(KEY, ())
+
+
+def test_an_argument_used_as_a_shape():
+    @gen
+    def sized(n):
+        mu = normal(0.0, 1.0) @ "mu"
+        return normal(jnp.full(n, mu), 1.0) @ "y"
+
+    with raises(ppl.PPLError, "sized", "as a shape", "xs.shape[0]", "functools.partial"):
+        sized.simulate(KEY, (3,))
+    # the fix the message names: the size as a setting
+    sized3 = gen(functools.partial(sized.fn, 3))
+    assert sized3.simulate(KEY, ()).retval.shape == (3,)
 
 
 def test_numpy_on_a_random_choice():

@@ -176,13 +176,13 @@ class MCMCResult(eqx.Module):
         n_chains, n_draws = np.shape(self.accept_prob)[:2]
         div = self.divergences
         print(f"divergences: {int(div.sum())} of {n_chains * n_draws} draws", file=file)
-        print(f"acceptance rate per chain: {np.round(self.acceptance_rate, 3).tolist()}", file=file)
+        print(f"acceptance rate per chain: {_rounded(self.acceptance_rate, 3)}", file=file)
         if "tree_depth" in self.stats:
             depth = np.asarray(self.stats["tree_depth"]).mean(axis=1)
-            print(f"mean tree depth per chain: {np.round(depth, 2).tolist()}", file=file)
+            print(f"mean tree depth per chain: {_rounded(depth, 2)}", file=file)
         if "energy" in self.stats and n_draws > 1:
             e_bfmi = diagnostics.bfmi(self.stats["energy"])
-            print(f"E-BFMI per chain: {np.round(e_bfmi, 3).tolist()}", file=file)
+            print(f"E-BFMI per chain: {_rounded(e_bfmi, 3)}", file=file)
 
     def to_arviz(self):
         """An ``arviz.InferenceData`` of the draws; a nested address becomes the
@@ -264,6 +264,10 @@ def check(result: MCMCResult, stacklevel: int = 3) -> None:
                 SamplerWarning,
                 stacklevel=stacklevel,
             )
+
+
+def _rounded(values, digits: int) -> list:
+    return [round(float(v), digits) for v in np.asarray(values)]
 
 
 def _or_nan(fn, v):
