@@ -8,6 +8,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+from jax.extend.core import jaxprs_in_params
 import numpy as np
 from jax.scipy.special import logsumexp
 
@@ -252,4 +253,37 @@ def test_nuts_on_a_gaussian_mixture_with_assignments_summed_out():
         s["mean"],
         exact,
         s["mcse"],
+    )
+
+
+# -- the work posterior_sample and most_probable stage ----------------------------------
+
+
+def _n_scans(jaxpr):
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == "scan"
+        n += sum(_n_scans(sub) for sub in jaxprs_in_params(eqn.params))
+    return n
+
+
+def test_paths_of_a_wrapped_chain_build_no_unused_tables():
+    # A @gen function whose only summed choices are in a scan: the draw is the
+    # chain's own FFBS (or Viterbi) plus one forward pass for the call's return
+    # value, not also a joint table over no top-level choices, thrown away.
+    marg = ppl.sum_out(hmm, ppl.select(("chain", "z")))
+    chain = ppl.sum_out(ppl.scan(step, length=T), ppl.select("z"))
+    obs, direct = ChoiceMap.d({("chain", "x"): XS}), ChoiceMap.d({"x": XS})
+
+    def n_scans(fn):
+        return _n_scans(jax.make_jaxpr(fn)().jaxpr)
+
+    key = jax.random.key(0)
+    one_pass = n_scans(lambda: chain.assess(direct, (0, None)))
+    draw = n_scans(lambda: chain.posterior_sample(key, direct, (0, None)))
+    assert n_scans(lambda: marg.posterior_sample(key, obs, (0,))) <= draw + one_pass
+    mode = n_scans(lambda: chain.most_probable(direct, (0, None)))
+    assert n_scans(lambda: marg.most_probable(obs, (0,))) <= mode + one_pass
+    np.testing.assert_array_equal(
+        marg.most_probable(obs, (0,))["chain", "z"], chain.most_probable(direct, (0, None))["z"]
     )

@@ -97,10 +97,12 @@ class SumOutJoint(SumOut):
 
     def _summed(self, key, kept, args, mode):
         k_top, k_calls = jax.random.split(key)
-        assign, logps, _, _ = self._table(kept, args)
-        i = jnp.argmax(logps) if mode else jax.random.categorical(k_top, logps)
-        top = jax.tree.map(lambda v: v[i], assign)
-        fn, _ = self._parts(args)
+        fn, joint = self._parts(args)
+        top = ChoiceMap.empty()
+        if joint:  # without choices of its own to draw, the table would only be thrown away
+            assign, logps, _, _ = self._table(kept, args)
+            i = jnp.argmax(logps) if mode else jax.random.categorical(k_top, logps)
+            top = jax.tree.map(lambda v: v[i], assign)
         if not isinstance(fn, Rewritten):
             return top
         # Given the top-level assignment, each separately summed call draws its own.
