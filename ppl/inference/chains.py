@@ -18,7 +18,7 @@ import numpy as np
 from ppl._caches import store_of
 from ppl._errors import PPLError
 from ppl._gfi import as_args
-from ppl.inference._progress import progress_bar
+from ppl.inference._progress import chunk_length, progress_bar
 from ppl.inference._util import as_choices, as_key, selection_of
 from ppl.inference.mcmc_result import MCMCResult, SamplerWarning, check
 from ppl.primitives import has_deterministic, recorded
@@ -61,18 +61,6 @@ class _UserCollect:
 
     def __hash__(self):
         return hash(self.collect)
-
-
-def _chunk_length(total: int, progress: bool) -> int:
-    """Steps per compiled call: all of them, or about a twentieth (a divisor of
-    ``total`` when there is one near, so no step is padded) for a progress bar."""
-    if not progress or total <= 20:
-        return max(total, 1)
-    low = -(-total // 20)
-    for c in range(low, 2 * low):
-        if total % c == 0:
-            return c
-    return low
 
 
 def _compiled(kernel, model, settings, collect, observed, from_prior):
@@ -264,7 +252,7 @@ def run(
     args = as_args(args, model.name)
     _check_counts(n_samples=n_samples, n_warmup=n_warmup, n_chains=n_chains, thin=thin)
     total = n_warmup + n_samples * thin
-    chunk = _chunk_length(total, progress)
+    chunk = chunk_length(total, progress)
     settings = (n_samples, n_warmup, thin, chunk)
     k_init, k_start, k_steps = jax.random.split(key, 3)
     collect = _Latent(observations) if collect is None else _UserCollect(collect)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from ppl._gfi import as_args
 from ppl.choices import Selection
-from ppl.inference import resampling
+from ppl.inference import _progress, resampling
 from ppl.inference._util import (
     as_choices,
     as_key,
@@ -337,6 +337,7 @@ def run(
     rejuvenation_steps=1,
     observed=None,
     check=True,
+    progress=True,
 ):
     """:func:`step` through a sequence of targets of the same model, under ``lax.scan``.
 
@@ -352,6 +353,8 @@ def run(
             observed: as for :func:`step`.
         proposal_args_seq: the proposal's extra arguments per step, stacked.
         check: raise on NaN or impossible weights at the end (concrete values only).
+        progress: show a progress bar of the steps (only outside ``jit``: the steps
+            then run in about twenty compiled chunks, with the same result).
 
     Returns:
         ``(particles, SMCInfo)``, the info with a leading step axis.
@@ -385,7 +388,7 @@ def run(
     n_steps = jax.tree.leaves(args_seq)[0].shape[0]
     keys = jax.random.split(as_key(key), n_steps)
     inputs = (keys, args_seq, observations_seq, proposal_args_seq)
-    particles, info = jax.lax.scan(body, particles, inputs)
+    particles, info = _progress.scan(body, particles, inputs, progress=progress, desc="smc")
     if check:
         particles.check("smc.run")
     return particles, info

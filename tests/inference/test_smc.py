@@ -151,6 +151,22 @@ def test_run_is_a_scan_of_the_pure_step():
     np.testing.assert_allclose(p.traces["mu"], ran.traces["mu"], rtol=1e-5)
 
 
+def test_the_progress_bar_leaves_the_run_unchanged():
+    # 23 steps run as chunks of 2 with one padding step, which must change nothing.
+    n = 23
+    data = jnp.linspace(-1.0, 1.0, n)
+    masks = jnp.arange(n)[None, :] < jnp.arange(1, n + 1)[:, None]
+    obs = ppl.ChoiceMap.d({"y": data})
+    start = smc.init(jax.random.key(1), annealed, obs, (jnp.zeros(n, bool),), 20)
+    runs = [smc.run(jax.random.key(2), start, (masks,), progress=p) for p in (False, True)]
+    (quiet, quiet_info), (shown, shown_info) = runs
+    assert shown_info.ess.shape == (n,)
+    np.testing.assert_allclose(
+        quiet_info.log_marginal_likelihood, shown_info.log_marginal_likelihood, rtol=1e-6
+    )
+    np.testing.assert_allclose(quiet.traces["mu"], shown.traces["mu"], rtol=1e-6)
+
+
 def _unrolled(t):
     @ppl.gen
     def model():
