@@ -103,7 +103,8 @@ def scan(body, init, xs, *, progress: bool, desc: str):
     pad = n_chunks * chunk - total
     # Padding steps read copies of the last input; their outputs are cut below.
     padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), xs)
-    bar, carry, outs = progress_bar(total, True, desc), init, []
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+    carry, outs = init, []
     for j in range(n_chunks):
         first = j * chunk
         carry, ys = run(carry, jax.tree.map(lambda x: x[first : first + chunk], padded), first)
