@@ -3,22 +3,29 @@
 What is trained is explicit: the guide's arguments by default, the model's
 only when ``trainable=`` says so; everything else (data, integer arrays,
 settings) goes through unchanged. Resolving ``trainable=`` is
-:mod:`ppl.inference.vi._trainable`'s job, one optimizer step (with the guard
-against non-finite estimates) is :func:`ppl.inference.vi.fit_step.step`'s;
-this module is the loop around it: chunks, progress bar, history, errors.
+:mod:`ppl.inference.vi._trainable`'s job, one optimizer step is
+:func:`ppl.inference.vi.fit_step.advance`'s; this module is the loop around
+it: chunks, progress bar, history, errors.
 
-Steps run in jitted ``lax.scan`` chunks, so the host only wakes once per chunk
-(to advance the progress bar and check that the loss stayed finite). The chunk
-function is one module-level ``jax.jit`` whose static arguments are the
-objective, the optimizer and the chunk length (the layout of the arguments is
-static in the state), so JAX's own cache compiles it once per shape and dtype:
-a second identical ``fit`` compiles nothing.
+Steps run in a jitted ``while`` loop, a chunk at a time, so the host only
+wakes once per chunk (to advance the progress bar and record the history).
+The loop stops at the first step whose estimate or gradient is not finite, so
+the steps themselves carry no guard; the last finite parameters are
+recomputed from the chunk's start when that happens. The number of steps is
+an argument of the loop, chosen by time (a few calls a second); the keys come
+in blocks of a fixed size (one ``split`` each), so the result does not depend
+on how the blocks are grouped into calls. The chunk function is one
+module-level ``jax.jit`` whose static arguments are the objective, the
+optimizer, the block and the most steps a call runs (the layout of the
+arguments is static in the state), so JAX's own cache compiles it once per
+shape and dtype: a second identical ``fit`` compiles nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -31,7 +38,7 @@ from ppl._errors import PPLError
 from ppl._gfi import as_key
 from ppl.inference.vi._data import check_data
 from ppl.inference.vi._trainable import split
-from ppl.inference.vi.fit_step import FitState, Spec, make_spec, start, step
+from ppl.inference.vi.fit_step import FitState, Spec, advance, make_spec, start
 
 
 class FitResult(NamedTuple):
@@ -110,8 +117,9 @@ def fit(
     and maximises the mean over the minibatch. That is the amortised inference
     of a VAE; models with latents shared across examples need their own scaling.
 
-    **Compilation.** The steps run in jitted chunks of ``chunk`` steps (the last
-    one padded, so it reuses the same program). A later ``fit`` with the same
+    **Compilation.** The steps run in one jitted loop, called once per chunk
+    of steps (the number of steps is an argument, so every chunk reuses the
+    same program). A later ``fit`` with the same
     objective object, the same optimizer object, the same options and arguments
     of the same shapes and dtypes reuses the compiled program; the default
     optimizer is one shared object. Python numbers among the arguments are
@@ -133,8 +141,11 @@ def fit(
             example with ``data``).
         trainable: which leaves are trained, as described above.
         progress: show a progress bar.
-        chunk: steps per compiled chunk (default about ``steps / 100``, at
-            least 10).
+        chunk: steps per call of the compiled loop (the host wakes between
+            calls) and per split of keys. Default: keys split for about
+            ``steps / 100`` steps at a time (at least 10), and calls of as many
+            of those blocks as run in about a quarter of a second (at most
+            4096 steps).
 
     Returns:
         A :class:`FitResult` ``(model_args, guide_args, history)``.
@@ -187,30 +198,34 @@ def fit(
     spec = make_spec(objective, optimizer, num_samples, "fit")
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
     state = start(spec, params, frozen, layout, data, n_data, batch_size)
-    compiled = _Chunk(spec, chunk or max(1, min(steps, max(steps // 100, 10))))
+    block = chunk or max(1, min(steps, max(steps // 100, 10)))
+    compiled = _Chunk(spec, block, block if chunk else block * max(1, MAX_CHUNK // block))
+    sizes = _Sizes(compiled)
     history = []
     bar = _progress_bar(steps, progress)
-    done = 0
+    done, before = 0, (state, 0)  # the start of the chunk before this one, for recovery
     try:
         while done < steps:
-            n = min(compiled.length, steps - done)
-            moved, (values, failed) = _run_chunk(
+            n = sizes.next(steps - done)
+            moved, values, ran, failed = _run_chunk(
                 state, key, np.int32(done), np.int32(n), chunk=compiled
             )
-            # The arrays passed in (frozen leaves, data) stay the very objects given.
-            state = _moved(state, moved)
-            values, failed = np.asarray(values)[:n], np.asarray(failed)[:n]
-            if failed.any():
-                bad = int(np.argmax(failed))
+            values, ran = np.asarray(values), int(ran)
+            sizes.took(n)
+            if bool(failed):
+                bad = ran - 1  # the loop stopped after the first step that was not finite
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
-                err.model_args, err.guide_args = state.arguments(last_good=True)
+                good = _last_good(state, done, bad, before, key, compiled)
+                err.model_args, err.guide_args = good.arguments()
                 raise err
-            history.extend(values.tolist())
+            history.extend(values[:n].tolist())
+            # The arrays passed in (frozen leaves, data) stay the very objects given.
+            before, state = (state, done), _moved(state, moved)
             done += n
             if bar is not None:
                 bar.update(n)
-                bar.set_postfix(objective=f"{np.mean(values[-max(1, n // 4) :]):.4g}")
+                bar.set_postfix(objective=f"{np.mean(values[max(0, n - max(1, n // 4)) : n]):.4g}")
     finally:
         if bar is not None:
             bar.close()
@@ -275,44 +290,112 @@ def _is_int(x) -> bool:
 # ---------------------------------------------------------------------------
 
 
+# The most steps one call of the compiled chunk runs by default (its history buffer).
+MAX_CHUNK = 4096
+# How long the host lets a default chunk run: progress and the loss shown update this often.
+CHUNK_SECONDS = 0.25
+
+
 class _Chunk(NamedTuple):
-    """The static argument of the compiled chunk: the step's spec and the chunk length."""
+    """The static argument of the compiled chunk: the step's spec, the steps that
+    share one split of keys (``block``) and the most steps a call runs (a multiple)."""
 
     spec: Spec
+    block: int
     length: int
 
 
+class _Sizes:
+    """Steps per call of the chunk, a multiple of its block: one block with
+    ``chunk=``, else chosen by time.
+
+    The number of steps is an argument of the compiled chunk, not a constant,
+    so changing it compiles nothing, and the keys depend on the step's index
+    alone, so neither does the result. The first call (which compiles) runs
+    one block; later ones grow (at most eightfold) towards
+    :data:`CHUNK_SECONDS` each.
+    """
+
+    def __init__(self, chunk: _Chunk):
+        self.block, self.length = chunk.block, chunk.length
+        self.n, self.calls, self.clock = chunk.block, 0, time.perf_counter()
+
+    def next(self, remaining: int) -> int:
+        return min(self.n, remaining)
+
+    def took(self, n: int) -> None:
+        now = time.perf_counter()
+        elapsed, self.clock, self.calls = now - self.clock, now, self.calls + 1
+        # the first call's time is mostly compilation
+        wanted = 8 * n if self.calls == 1 else int(n * CHUNK_SECONDS / max(elapsed, 1e-6))
+        wanted = min(self.length, 8 * n, wanted)
+        self.n = max(self.block, wanted - wanted % self.block)
+
+
 def _dynamic(state: FitState) -> tuple:
-    """What a step changes: the chunk's ``lax.scan`` carries only this."""
-    return state.params, state.opt_state, state.last_good, state.failed
+    """What a step changes: the chunk's loop carries only this."""
+    return state.params, state.opt_state
 
 
 def _moved(state: FitState, dynamic: tuple) -> FitState:
-    params, opt_state, last_good, failed = dynamic
-    return dataclasses.replace(
-        state, params=params, opt_state=opt_state, last_good=last_good, failed=failed
-    )
+    params, opt_state = dynamic
+    return dataclasses.replace(state, params=params, opt_state=opt_state, last_good=params)
+
+
+def _last_good(state: FitState, done: int, bad: int, before: tuple, key, chunk: _Chunk):
+    """The state at the last finite step before step ``done + bad``, recomputed.
+
+    ``state`` is the start of the chunk that failed (at step ``done``) and
+    ``before`` ``(state, done)`` of the chunk before it; their steps are rerun
+    with the same keys, so the parameters are those the fit passed through.
+    """
+    if bad == 0:
+        state, prev = before
+        bad = done - prev
+        done = prev
+    if bad <= 1:
+        return state
+    moved, *_ = _run_chunk(state, key, np.int32(done), np.int32(bad - 1), chunk=chunk)
+    return _moved(state, moved)
 
 
 @functools.partial(jax.jit, static_argnames="chunk")
 def _run_chunk(state: FitState, key, done, n, chunk: _Chunk):
-    """``chunk.length`` steps from ``state``; steps from the ``n``-th on are padding.
+    """Up to ``n`` (at most ``chunk.length``) steps from ``state``, the ``done``-th first.
 
-    Frozen arrays and data come in with the state as arguments (not constants
-    baked into the program) and are not carried or returned: the result is
-    the moved part of the state (:func:`_dynamic`) and, per step, the
-    objective estimate and whether the guard has tripped.
+    ``done`` is a multiple of ``chunk.block``; the steps of each block take
+    their keys from one ``split(fold_in(key, first step of the block))``. A
+    ``while`` loop, stopping after the first step whose estimate or gradient is
+    not finite. Frozen arrays and data come in with the state as arguments (not
+    constants baked into the program) and are not carried or returned: the
+    result is the moved part of the state (:func:`_dynamic`), the objective
+    estimates in a buffer of ``chunk.length``, the number of steps run and
+    whether the last one was not finite.
     """
-    keys = jax.random.split(jax.random.fold_in(key, done), chunk.length)
-    active = jnp.arange(chunk.length) < n
 
-    def body(carry, inputs):
-        k, on = inputs
-        new, value = step(chunk.spec, k, _moved(state, carry))
-        carry = jax.tree.map(lambda a, b: jnp.where(on, a, b), _dynamic(new), carry)
-        return carry, (value, carry[3])
+    def going(carry):
+        i, _, failed, _ = carry
+        return (i < n) & ~failed
 
-    return jax.lax.scan(body, _dynamic(state), (keys, active))
+    def block(carry):
+        first = carry[0]
+        keys = jax.random.split(jax.random.fold_in(key, done + first), chunk.block)
+        end = jnp.minimum(first + chunk.block, n)
+
+        def one(carry):
+            i, dynamic, _, values = carry
+            params, opt_state, value, finite = advance(
+                chunk.spec, keys[i - first], _moved(state, dynamic)
+            )
+            values = values.at[i].set(value.astype(values.dtype))
+            return i + 1, (params, opt_state), ~finite, values
+
+        return jax.lax.while_loop(lambda c: (c[0] < end) & ~c[2], one, carry)
+
+    values = jnp.zeros(chunk.length, jnp.result_type(float))
+    init = (jnp.int32(0), _dynamic(state), jnp.array(False), values)
+    ran, dynamic, failed, values = jax.lax.while_loop(going, block, init)
+    return dynamic, values, ran, failed
 
 
 # its cache holds specs (objectives, models); jax's stub of a jitted function omits clear_cache

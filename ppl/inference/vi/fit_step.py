@@ -312,6 +312,8 @@ def _averaged(objective, num_samples: int) -> Callable:
 
     def mean_estimate(key, model_args, guide_args):
         keys = jax.random.split(key, num_samples)
+        if num_samples == 1:  # the same key and estimate, without a batch axis of one
+            return estimate(keys[0], model_args, guide_args)
         return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
 
     return mean_estimate
@@ -355,10 +357,7 @@ def step(spec: Spec, key, state: FitState) -> tuple:
         (-1.0, 0.2)
     """
     p, opt_state = state.params, state.opt_state
-    value, grads = jax.value_and_grad(lambda q, k: _loss(spec, state, q, k))(p, key)
-    finite = jnp.isfinite(value) & _all_finite(grads)
-    updates, new_opt_state = spec.optimizer.value.update(grads, opt_state, p)
-    new_p = optax.apply_updates(p, updates)
+    new_p, new_opt_state, value, finite = advance(spec, key, state)
     go = finite & ~state.failed
 
     def keep(new, old):
@@ -371,7 +370,41 @@ def step(spec: Spec, key, state: FitState) -> tuple:
         last_good=jax.tree.map(keep, p, state.last_good),
         failed=state.failed | ~finite,
     )
-    return new, -value
+    return new, value
+
+
+def advance(spec: Spec, key, state: FitState) -> tuple:
+    """One optimizer step on the objective estimated with ``key``, unguarded.
+
+    The step :func:`step` guards; ``fit`` runs it as is (its compiled loop stops
+    at the first step that is not finite and recomputes the last finite
+    parameters, so the steady state pays for no selects).
+
+    Args:
+        spec: the fit's :class:`Spec`.
+        key: a ``jax.random`` key.
+        state: the :class:`FitState` (its ``params`` and ``opt_state`` are used).
+
+    Returns:
+        ``(params, opt_state, value, finite)``: the updated parameters and
+        optimizer state, the objective estimate at ``state.params``, and
+        whether the estimate and the gradient were finite (when not, the
+        updates are not meaningful).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> spec = make_spec(lambda key, m, g: -((g[0] - 1.0) ** 2), optax.sgd(0.1), 1, "fit")
+        >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
+        >>> state = start(spec, params, frozen, layout, None, None, None)
+        >>> new_params, _, value, finite = advance(spec, jax.random.key(0), state)
+        >>> float(value), round(float(new_params[1][0]), 6), bool(finite)
+        (-1.0, 0.2, True)
+    """
+    p = state.params
+    loss, grads = jax.value_and_grad(lambda q, k: _loss(spec, state, q, k))(p, key)
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    updates, opt_state = spec.optimizer.value.update(grads, state.opt_state, p)
+    return optax.apply_updates(p, updates), opt_state, -loss, finite
 
 
 def _all_finite(tree) -> jax.Array:
