@@ -17,7 +17,7 @@ from ppl.combinators import repeat
 from ppl.expectations import Expectation, adev, density, sim
 from ppl.gen import StaticGenerativeFunction, gen
 from ppl.transforms.adev.expectation import Sim
-from ppl.transforms.adev.interpreter import as_path
+from ppl.transforms.adev.interpreter import Ctx, as_path
 from ppl.transforms.adev.terms import DensityTerms, SimTerms
 
 
@@ -38,6 +38,10 @@ class Objective:
             only the terms that depend on it (``True``, the default) or the
             whole value (``False``: plain REINFORCE); see
             :meth:`ppl.Expectation.with_rao_blackwell`.
+        expectation: the :class:`~ppl.Expectation` to estimate with instead of
+            the one ADEV builds from ``fn`` (``elbo`` passes
+            :func:`rao_blackwellized`'s); ``strategies`` and ``rao_blackwell``
+            are applied to it.
 
     Attributes:
         fn, name: as given.
@@ -65,9 +69,13 @@ class Objective:
         name: str,
         strategies: dict | None = None,
         rao_blackwell: bool = True,
+        expectation: Expectation | None = None,
     ):
         self.fn, self.name = fn, name
-        self.expectation: Expectation = adev(fn, strategies or {}).with_rao_blackwell(rao_blackwell)
+        base = adev(fn) if expectation is None else expectation
+        self.expectation: Expectation = adev(base, strategies or {}).with_rao_blackwell(
+            rao_blackwell
+        )
 
     def estimate(self, key, model_args: tuple = (), guide_args: tuple = ()):
         """An unbiased estimate, differentiable in both argument tuples.
@@ -245,6 +253,78 @@ def elbo_terms(model, guide, obs, model_args, guide_args):
     jax.eval_shape(lambda cm, args: model.assess(cm, args)[0], z | obs, model_args)
     DensityTerms(model)(z | obs, *model_args) @ "model"
     return z
+
+
+class _TermsIfScored(Expectation):
+    """``plain``'s estimate, or ``terms``'s when a choice of ``probe`` has a score.
+
+    Rao-Blackwellization only moves score-function terms, so without one the
+    two programs estimate the same value with the same derivative; the plain
+    one is cheaper to trace and to run. Whether there is one is read from an
+    abstract ADEV pass over ``probe`` (the guide alone, sampled as both
+    sample it) with the same policy and the same tangents: a score-function
+    choice whose parameters carry no tangent has a zero score and needs no
+    terms either.
+    """
+
+    def __init__(self, plain: Expectation, terms: Expectation, probe: Expectation):
+        self.plain = plain.with_rao_blackwell(False)
+        self.terms, self.probe = terms, probe.with_rao_blackwell(False)
+        super().__init__(None)
+
+    @property
+    def name(self) -> str:
+        return self.plain.name
+
+    def _result(self, ctx, key, duals, tree, path):
+        ctx = ctx.nested(self.policy, path)
+        if not self.rao_blackwell or not self._scored(ctx, key, duals, tree, path):
+            return self.plain._result(ctx, key, duals, tree, path)
+        return self.terms._result(ctx, key, duals, tree, path)
+
+    def _scored(self, ctx, key, duals, tree, path) -> bool:
+        found = []
+
+        def run():  # a separate context: its policy checks are the real pass's
+            probe_ctx = Ctx(dict(ctx.policy), forced=ctx.forced)
+            r = self.probe._result(probe_ctx, key, duals, tree, path)
+            found.append(r.u is not None)
+            return r.p
+
+        jax.eval_shape(run)
+        return found[0]
+
+
+def rao_blackwellized(model, guide, observe) -> Expectation:
+    """The ELBO's expectation: per-choice terms (:func:`elbo_terms`) when a guide
+    choice has a score-function derivative, the plain log weight otherwise.
+
+    Args:
+        model, guide: ``@ppl.gen`` functions (see :func:`has_terms`).
+        observe: ``observe(*model_args) -> observations`` (see :func:`observer`).
+
+    Returns:
+        An :class:`~ppl.Expectation` over ``(model_args, guide_args)`` without a
+        policy (give it one with ``adev(e, strategies)``, as :class:`Objective`
+        does; the probe reads the same); with Rao-Blackwellization off it is
+        always the plain one.
+
+    Example:
+        >>> e = rao_blackwellized(model, guide, observer({"y": 1.0}))  # doctest: +SKIP
+    """
+
+    def plain(model_args, guide_args):
+        return log_weight(model, guide, observe(*model_args), model_args, guide_args)[0]
+
+    def by_terms(model_args, guide_args):
+        elbo_terms(model, guide, observe(*model_args), model_args, guide_args)
+        return 0.0
+
+    def probe(model_args, guide_args):
+        sim(guide)(*guide_args) @ "guide"
+        return 0.0
+
+    return _TermsIfScored(adev(plain), adev(by_terms), adev(probe))
 
 
 def _particle(model, guide):

@@ -20,12 +20,12 @@ from ppl.inference.vi._objective import (
     PARTICLES,
     Objective,
     check_n,
-    elbo_terms,
     guide_policy,
     has_terms,
     log_weight,
     log_weights,
     observer,
+    rao_blackwellized,
 )
 
 
@@ -41,6 +41,10 @@ def elbo(
     ``TraceGraph_ELBO``; the zero-mean ``-d/dtheta log q(z; theta)`` of those
     choices is dropped. ``rao_blackwell=False`` is plain REINFORCE on the whole
     bound. Both are unbiased; reparam, enum and mvd choices are unaffected.
+    When no guide choice has a score-function derivative (a reparameterized
+    guide, as the automatic guides are), the terms would change nothing, and
+    the default computes the plain bound: the same estimate and gradient as
+    ``rao_blackwell=False``, at its cost.
 
     Args:
         model: the model, a generative function called with ``*model_args``.
@@ -74,17 +78,14 @@ def elbo(
     """
     observe = observer(observations)
     policy = guide_policy(strategies, ("guide",))
-    if rao_blackwell and has_terms(model, guide):
-
-        def by_terms(model_args, guide_args):
-            elbo_terms(model, guide, observe(*model_args), model_args, guide_args)
-            return 0.0
-
-        return Objective(by_terms, "elbo", policy)
 
     def objective(model_args, guide_args):
         return log_weight(model, guide, observe(*model_args), model_args, guide_args)[0]
 
+    if rao_blackwell and has_terms(model, guide):
+        # per-choice terms only where a guide choice has a score to multiply them
+        terms = rao_blackwellized(model, guide, observe)
+        return Objective(objective, "elbo", policy, expectation=terms)
     return Objective(objective, "elbo", policy, rao_blackwell=rao_blackwell)
 
 
