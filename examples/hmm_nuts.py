@@ -91,6 +91,23 @@ samples per second of the levels ``mu`` are compared with the marginalized
 sampler's below (compile time included for both; the full run also reports
 the time of a second, compiled, run).
 
+What it shows
+-------------
+With T = 300 and 4 chains of 1000 draws (after 1000 warm-up steps), NUTS on
+the marginal has no divergences, R-hat at most 1.003 and a bulk ESS of about
+4000 for every parameter; the posterior means of the levels are (-1.97,
+-0.03, 2.49) with posterior sd 0.05-0.06, sigma 0.55 +- 0.02 (true 0.6), and
+the most probable state under the posterior is the true one at 98% of the
+times. The forward algorithm and sum_out agree to 1e-4 in a log likelihood of
+-409.8, and the Viterbi paths are identical. The alternative, with 150 path
+moves per NUTS step, has R-hat 1.5 and an ESS of about 7 for the levels: one
+of its four chains stays where two regimes share one level (mu_0 near -1.1,
+see its trace), which the sampler, moving the path a few sites at a time
+given the levels, cannot leave. Per second it gives thousands of times fewer
+effective samples. The gap is structural, not a matter of tuning: summing the
+states out removes the coupling between the path and the parameters that
+makes the Gibbs-like sampler slow.
+
 Run it:
 
     python examples/hmm_nuts.py [--quick] [--no-alternative] [--out out/]
@@ -384,7 +401,9 @@ def plot_states(out, y, z_true, probs, path, levels):
     colors = ["tab:blue", "tab:orange", "tab:green"]
     t = np.arange(len(y))
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
-    ax0.scatter(t, y, c=[colors[k] for k in z_true], s=12, label="data (coloured by true state)")
+    for k in range(K):
+        at = z_true == k
+        ax0.scatter(t[at], y[at], color=colors[k], s=12, label=f"data, true state {k}")
     ax0.step(
         t, levels[path], where="mid", color="k", lw=1, label="Viterbi path (posterior-mean levels)"
     )
