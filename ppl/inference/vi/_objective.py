@@ -13,11 +13,13 @@ import jax
 
 from ppl._errors import PPLError
 from ppl._gfi import as_choices
+from ppl.distributions import Distribution
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, adev, density, sim
 from ppl.gen import StaticGenerativeFunction, gen
 from ppl.transforms.adev.expectation import Sim
-from ppl.transforms.adev.interpreter import Ctx, as_path
+from ppl.transforms.adev.interpreter import as_path
+from ppl.transforms.adev.strategies import Reparam, WithStrategy, default_strategy
 from ppl.transforms.adev.terms import DensityTerms, SimTerms
 
 
@@ -255,21 +257,26 @@ def elbo_terms(model, guide, obs, model_args, guide_args):
     return z
 
 
+class _Scored(Exception):
+    """A guide choice that may have a score-function derivative: stop looking."""
+
+
 class _TermsIfScored(Expectation):
-    """``plain``'s estimate, or ``terms``'s when a choice of ``probe`` has a score.
+    """``plain``'s estimate, or ``terms``'s when a choice of ``guide`` may be scored.
 
     Rao-Blackwellization only moves score-function terms, so without one the
     two programs estimate the same value with the same derivative; the plain
-    one is cheaper to trace and to run. Whether there is one is read from an
-    abstract ADEV pass over ``probe`` (the guide alone, sampled as both
-    sample it) with the same policy and the same tangents: a score-function
-    choice whose parameters carry no tangent has a zero score and needs no
-    terms either.
+    one is cheaper to trace and to run. The guide's program is read at the
+    arguments (abstractly, primal values only): when every site is a
+    distribution whose strategy (the policy's, the call site's, else the
+    default) is a reparameterization, there is no score. Anything else (a
+    REINFORCE, enum or mvd choice, a call of another generative function, a
+    policy for the whole guide) takes the per-choice terms, as before; so
+    does nothing when no argument carries a tangent (the value is the same).
     """
 
-    def __init__(self, plain: Expectation, terms: Expectation, probe: Expectation):
-        self.plain = plain.with_rao_blackwell(False)
-        self.terms, self.probe = terms, probe.with_rao_blackwell(False)
+    def __init__(self, plain: Expectation, terms: Expectation, guide):
+        self.plain, self.terms, self.guide = plain.with_rao_blackwell(False), terms, guide
         super().__init__(None)
 
     @property
@@ -278,26 +285,42 @@ class _TermsIfScored(Expectation):
 
     def _result(self, ctx, key, duals, tree, path):
         ctx = ctx.nested(self.policy, path)
-        if not self.rao_blackwell or not self._scored(ctx, key, duals, tree, path):
-            return self.plain._result(ctx, key, duals, tree, path)
-        return self.terms._result(ctx, key, duals, tree, path)
+        if self.rao_blackwell and not self._reparameterized(ctx, duals, tree, path):
+            return self.terms._result(ctx, key, duals, tree, path)
+        return self.plain._result(ctx, key, duals, tree, path)
 
-    def _scored(self, ctx, key, duals, tree, path) -> bool:
-        found = []
+    def _reparameterized(self, ctx, duals, tree, path) -> bool:
+        if all(t is None for _, t in duals):
+            return True
+        root = (*path, "guide")
+        if root in ctx.policy or ctx.lookup_forced(root) is not None:
+            return False
+        _, guide_args = jax.tree.unflatten(tree, [p for p, _ in duals])
 
-        def run():  # a separate context: its policy checks are the real pass's
-            probe_ctx = Ctx(dict(ctx.policy), forced=ctx.forced)
-            r = self.probe._result(probe_ctx, key, duals, tree, path)
-            found.append(r.u is not None)
-            return r.p
+        def on_site(site, args):
+            g, addr = site.gen_fn, (*root, site.addr)
+            if isinstance(g, WithStrategy):
+                (dist_fn, chosen), params = (g.dist_fn, g.strategy), g.params_and_extra(args)[0]
+            elif isinstance(g, Distribution):
+                dist_fn, chosen, params = g, None, args
+            else:
+                raise _Scored
+            d = dist_fn.dist(*params)
+            chosen = ctx.policy.get(addr) or ctx.lookup_forced(addr) or chosen
+            if not isinstance(chosen or default_strategy(d), Reparam):
+                raise _Scored
+            return d.sample(jax.random.key(0))  # a value of the right shape, for what follows
 
-        jax.eval_shape(run)
-        return found[0]
+        try:
+            jax.eval_shape(lambda: self.guide.program(guide_args).run(guide_args, on_site))
+        except _Scored:
+            return False
+        return True
 
 
 def rao_blackwellized(model, guide, observe) -> Expectation:
     """The ELBO's expectation: per-choice terms (:func:`elbo_terms`) when a guide
-    choice has a score-function derivative, the plain log weight otherwise.
+    choice may have a score-function derivative, the plain log weight otherwise.
 
     Args:
         model, guide: ``@ppl.gen`` functions (see :func:`has_terms`).
@@ -306,8 +329,8 @@ def rao_blackwellized(model, guide, observe) -> Expectation:
     Returns:
         An :class:`~ppl.Expectation` over ``(model_args, guide_args)`` without a
         policy (give it one with ``adev(e, strategies)``, as :class:`Objective`
-        does; the probe reads the same); with Rao-Blackwellization off it is
-        always the plain one.
+        does; the check of the guide's choices reads the same); with
+        Rao-Blackwellization off it is always the plain one.
 
     Example:
         >>> e = rao_blackwellized(model, guide, observer({"y": 1.0}))  # doctest: +SKIP
@@ -320,11 +343,7 @@ def rao_blackwellized(model, guide, observe) -> Expectation:
         elbo_terms(model, guide, observe(*model_args), model_args, guide_args)
         return 0.0
 
-    def probe(model_args, guide_args):
-        sim(guide)(*guide_args) @ "guide"
-        return 0.0
-
-    return _TermsIfScored(adev(plain), adev(by_terms), adev(probe))
+    return _TermsIfScored(adev(plain), adev(by_terms), guide)
 
 
 def _particle(model, guide):
