@@ -89,6 +89,17 @@ class Selection(abc.ABC):
     def __invert__(self) -> "Selection":
         return _Complement(self)
 
+    def _parts(self) -> tuple:
+        """What makes this selection what it is; equal parts, equal selections."""
+        return ()
+
+    def __eq__(self, other):
+        # By value: a kernel built twice with select("mu") is the same kernel.
+        return type(other) is type(self) and other._parts() == self._parts()
+
+    def __hash__(self):
+        return hash((type(self).__name__, self._parts()))
+
     def _names(self) -> bool:
         """Whether built by naming addresses: ``select("x", ...)`` with at least
         one, or a union holding one (not ``select()``, all, none or a complement)."""
@@ -127,6 +138,9 @@ class _Static(Selection):
     def child(self, key):
         return self._children.get(key, _NONE)
 
+    def _parts(self):
+        return tuple(sorted(self._children.items(), key=lambda kv: kv[0]))
+
     def _names(self):
         return bool(self._children)
 
@@ -150,6 +164,9 @@ class _Complement(Selection):
     def __invert__(self):
         return self.inner
 
+    def _parts(self):
+        return (self.inner,)
+
     def selects_value(self):
         return not self.inner.selects_value()
 
@@ -163,6 +180,9 @@ class _Union(Selection):
 
     def child(self, key):
         return self.a.child(key) | self.b.child(key)
+
+    def _parts(self):
+        return (self.a, self.b)
 
     def is_all(self):
         return self.a.is_all() or self.b.is_all()

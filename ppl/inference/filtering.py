@@ -31,6 +31,7 @@ from ppl.inference._util import (
     log_mean_exp,
     take,
 )
+from ppl.inference.importance_sampling import check_proper
 from ppl.inference.particles import ParticleCollection, SMCInfo, wants_resampling
 
 
@@ -81,7 +82,8 @@ def particle_filter(
 
     Raises:
         PPLError: if ``model`` is not a ``ppl.scan``, ``n`` is not a positive
-            int, or an observation lacks the time axis; with ``check``, if at
+            int, an observation lacks the time axis, or (without a proposal) a
+            ``ppl.improper_uniform`` choice of the step is not observed; with ``check``, if at
             some time step every particle has weight zero (the error names the
             step and the observed addresses: those observations have zero
             probability under every particle) or a weight is NaN or +inf.
@@ -112,6 +114,8 @@ def particle_filter(
                 f"particle_filter: the observations of {model.name} are stacked along time, so the "
                 f"value at {addr} needs a leading axis of length {T}; it has shape {shape}."
             )
+    if proposal is None:  # the step's prior proposes every latent choice
+        check_proper(model, observations, (init_carry, xs))
     opts = dict(
         model=model,
         n=n,

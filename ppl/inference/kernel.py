@@ -10,14 +10,17 @@ number of models and chains at once, under ``jit``, ``vmap`` and ``lax.scan``.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import Trace, as_selection
+from ppl.core import is_tracer
 
 
 class MCMCState(eqx.Module):
@@ -134,6 +137,22 @@ def resolve_selection(name: str, given, trace, observed):
     return given
 
 
+def _hashable(value):
+    """A hashable stand-in for a kernel setting, equal for equal settings."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, *(_hashable(v) for v in value))
+    if isinstance(value, (np.ndarray, jax.Array)) and not is_tracer(value):
+        array = np.asarray(value)
+        return ("array", array.dtype.str, array.shape, array.tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return value
+
+
 class Kernel(abc.ABC):
     """Base class of MCMC kernels: subclasses implement ``init`` and ``step``.
 
@@ -142,7 +161,10 @@ class Kernel(abc.ABC):
     error, so nothing a run learns (a selection, transforms, adaptation) can
     be written onto the kernel: it travels in the :class:`MCMCState`. One
     kernel object therefore serves any number of models and chains at once.
-    Kernels compare and hash by identity.
+    Kernels compare and hash by value: two kernels of the same type and
+    settings are equal, so ``run_mcmc(key, nuts(), ...)`` written twice reuses
+    the first call's compiled chains (settings that are functions or
+    generative functions, like a proposal, compare by identity).
 
     Args:
         **settings: the kernel's settings (its selection, step size, ...),
@@ -166,6 +188,15 @@ class Kernel(abc.ABC):
 
     def __setattr__(self, name, value):
         raise AttributeError(_frozen(self, name))
+
+    def _identity(self):
+        return (type(self), _hashable(vars(self)))
+
+    def __eq__(self, other):
+        return isinstance(other, Kernel) and self._identity() == other._identity()
+
+    def __hash__(self):
+        return hash(self._identity())
 
     def __delattr__(self, name):
         raise AttributeError(_frozen(self, name))

@@ -213,13 +213,28 @@ def _latents(key, model, posterior, n, observations):
         guide, guide_args = posterior
         n = _required(n, "draws from a guide")
         guide_args = as_args(guide_args, guide.name)
-        keys = jax.random.split(key, n)
-        return jax.vmap(lambda k: guide.simulate(k, guide_args).choices)(keys), n
+        draw = store_of(guide).cached(("predictive.guide", n), lambda: _guide_draws(guide, n))
+        return draw(key, guide_args), n
+    if hasattr(posterior, "guide") and hasattr(posterior, "guide_args"):
+        raise PPLError(
+            f"predictive: got a {type(posterior).__name__}, whose guide_args are the guide's "
+            "initial parameters, not fitted ones. Pass the guide with the parameters vi.fit "
+            "returned: posterior=(auto.guide, result.guide_args)."
+        )
     raise PPLError(
         f"predictive: the posterior must be None (the prior), an MCMCResult, an ImportanceResult "
         f"or ParticleCollection, a (guide, guide_args) pair or a ChoiceMap of draws; got "
         f"{type(posterior).__name__}."
     )
+
+
+def _guide_draws(guide, n: int):
+    # Compiled once per guide and count, kept with the guide (it calls the guide).
+    def draw(key, guide_args):
+        keys = jax.random.split(key, n)
+        return jax.vmap(lambda k: guide.simulate(k, guide_args).choices)(keys)
+
+    return jax.jit(draw)
 
 
 def _required(n, what) -> int:

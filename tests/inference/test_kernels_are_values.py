@@ -113,6 +113,30 @@ def test_kernels_are_frozen(name):
     assert all(vars(kernel)[k] is v for k, v in before.items())
 
 
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_kernels_built_alike_are_equal(name):
+    # so run_mcmc(key, nuts(), ...) written twice reuses the compiled chains
+    a, b = KERNELS[name](), KERNELS[name]()
+    assert a == b and hash(a) == hash(b)
+
+
+def test_kernels_with_other_settings_differ():
+    s = ppl.select("mu")
+    assert nuts() != nuts(target_accept=0.9)
+    assert mcmc.hmc(s) != mcmc.hmc(ppl.select("z")) and mcmc.hmc(s) != mcmc.mala(s)
+    assert mcmc.mixture_kernel([mcmc.mh(), mcmc.mala()], [0.3, 0.7]) != mcmc.mixture_kernel(
+        [mcmc.mh(), mcmc.mala()], [0.4, 0.6]
+    )
+    assert mcmc.repeat_kernel(mcmc.mh(), 2) != mcmc.repeat_kernel(mcmc.mh(), 3)
+
+    @ppl.gen
+    def walk(trace):
+        return ppl.normal(trace["mu"], 0.1) @ "mu"
+
+    # a proposal is a generative function: compared by identity
+    assert mcmc.mh(proposal=walk) == mcmc.mh(proposal=walk) != mcmc.mh(s)
+
+
 def test_nuts_options_are_read_only():
     kernel = nuts(target_accept=0.9)
     assert kernel.options["target_accept_prob"] == 0.9

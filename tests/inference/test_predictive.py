@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ppl
-from ppl.inference import predictive
+from ppl.inference import predictive, vi
 
 KEY = jax.random.key(1)
 Y = 0.5
@@ -116,3 +116,8 @@ def test_predictive_errors():
         predictive(KEY, model, (), posterior=3.0)
     with pytest.raises(ppl.PPLError, match="no meaning"):
         predictive(KEY, model, (), posterior=ppl.ChoiceMap.d({"mu": jnp.zeros(2)}), n=2)
+    auto = vi.auto_normal(model, {"y": 0.5})
+    with pytest.raises(
+        ppl.PPLError, match=r"initial parameters.*\(auto.guide, result.guide_args\)"
+    ):
+        predictive(KEY, model, (), posterior=auto, n=3)

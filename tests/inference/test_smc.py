@@ -222,6 +222,16 @@ def test_errors_name_the_problem():
     with pytest.raises(ppl.PPLError, match="NaN"):
         bad.check()
 
+    @ppl.gen
+    def flat_scale_step(z, _):
+        s = ppl.improper_uniform("positive") @ "scale"
+        z = ppl.normal(z, s) @ "z"
+        return z, ppl.normal(z, 1.0) @ "y"
+
+    with pytest.raises(ppl.PPLError, match="'scale' has an improper flat prior"):
+        flat = ppl.scan(flat_scale_step, length=T)
+        smc.particle_filter(jax.random.key(0), flat, (0.0, None), {"y": YS}, 10)
+
 
 @ppl.gen
 def _positive_step(z_prev, _):
