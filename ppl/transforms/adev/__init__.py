@@ -14,7 +14,8 @@ The modules, in the order the data flows:
 * one module per kind of callee, each registering its rule: a single choice
   (:mod:`.choice`), an ``@gen`` call (:mod:`.calls`), ``scan``, ``vmap``,
   ``switch``/``cond``/``mix``, expectations with ``sim`` and ``add_cost``
-  (:mod:`.expectation`), estimated densities (:mod:`.marginal`), and the
+  (:mod:`.expectation`), estimated densities (:mod:`.marginal`),
+  ``ppl.deterministic`` and ``ppl.factor`` (:mod:`.recorded_sites`), and the
   per-choice density terms of Rao-Blackwellized objectives (:mod:`.terms`,
   with the data flow of scores in :mod:`.dataflow`).
 
@@ -22,7 +23,16 @@ Importing this package registers every rule.
 """
 
 from ppl.transforms.adev import dual, strategies, enum_strategy, mvd, interpreter  # noqa: F401  (order: the rules below use them)
-from ppl.transforms.adev import calls, choice, expectation, marginal, scan, switch, vmap  # noqa: F401
+from ppl.transforms.adev import (  # noqa: F401  (each registers its rules)
+    calls,
+    choice,
+    expectation,
+    marginal,
+    recorded_sites,
+    scan,
+    switch,
+    vmap,
+)
 from ppl.transforms.adev import dataflow, terms  # noqa: F401
 from ppl.transforms.adev.interpreter import rule
 
