@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl._caches import store_of
-from ppl._errors import PPLError
+from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import as_args
 from ppl.inference._progress import chunk_length, progress_bar
 from ppl.inference._util import as_choices, as_key, selection_of
@@ -200,6 +200,7 @@ def run(
     thin=1,
     collect: Callable | None = None,
     traces=None,
+    init=None,
     progress: bool = True,
     warn: bool = True,
 ) -> MCMCResult:
@@ -228,6 +229,11 @@ def run(
         traces: starting traces batched along chains (only their latent
             choices are used); default: draws from the prior, redrawn where the
             density is zero.
+        init: a starting point for every chain instead: a dict or choice map of
+            values of some latent choices (the others drawn from the prior per
+            chain), e.g. ``vi.initial_values(key, model, observations, args)``
+            (the median of prior draws, as the automatic guides start) or a
+            fitted guide's point.
         progress: show a progress bar (tqdm) of the steps.
         warn: after the run, warn (:class:`SamplerWarning`) about divergent
             transitions, R-hat above 1.01 and E-BFMI below 0.3, naming the
@@ -241,8 +247,8 @@ def run(
     Raises:
         PPLError: if the kernel cannot move the model's choices (empty or
             observed selection, discrete choices under a gradient kernel, ...),
-            no starting trace of finite density is found, or a count is not a
-            positive int.
+            no starting trace of finite density is found, ``init`` has zero
+            density or is given with ``traces``, or a count is not a positive int.
 
     Example:
         >>> result = run(jax.random.key(0), nuts(), model, (xs,), {"y": ys}, n_samples=500)
@@ -257,6 +263,8 @@ def run(
     k_init, k_start, k_steps = jax.random.split(key, 3)
     collect = _Latent(observations) if collect is None else _UserCollect(collect)
     state = None
+    if init is not None:
+        traces = _traces_at(k_init, model, observations, args, n_chains, init, traces)
     if traces is None:
         start, advance = _compiled(kernel, model, settings, collect, observations, True)
         state, buffers, init_score = start(
@@ -278,6 +286,31 @@ def run(
     if warn:
         check(result)
     return result
+
+
+def _traces_at(key, model, observations, args, n_chains, init, traces):
+    """Starting traces at the point ``init`` (the rest drawn per chain)."""
+    if traces is not None:
+        raise PPLError(
+            "run_mcmc: pass either traces= (one per chain) or init= (a point), not both."
+        )
+    point = as_choices(init)
+    clash = [a for a in point.addresses() if a in selection_of(observations)]
+    if clash:
+        raise PPLError(
+            f"run_mcmc: init gives a value for the observed choice {fmt_addrs(clash)}; an observed "
+            "value comes from observations. Give init values of latent choices only."
+        )
+    keys = jax.random.split(key, n_chains)
+    traces, _ = jax.vmap(lambda k: model.generate(k, point | observations, args))(keys)
+    if not np.all(np.isfinite(np.asarray(traces.score))):
+        raise PPLError(
+            f"run_mcmc: the starting point init has zero density (or NaN) under {model.name} "
+            f"(at {fmt_addrs(point.addresses())}, with the other latent choices from the prior). "
+            "Give values inside the supports, e.g. "
+            "vi.initial_values(key, model, observations, args)."
+        )
+    return traces
 
 
 def _check_counts(**counts):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ppl
-from ppl.inference import SamplerWarning, chains, diagnostics, mcmc, nuts
+from ppl.inference import SamplerWarning, chains, diagnostics, mcmc, nuts, vi
 from ppl.inference.mcmc_result import MCMCResult, check
 
 from _models import NN_DATA, normal_normal
@@ -205,3 +205,44 @@ def test_counts_must_be_positive_ints():
             chains.run(
                 jax.random.key(0), nuts(), normal_normal, (jnp.zeros(5),), {"y": NN_DATA}, **options
             )
+
+
+def test_chains_start_at_a_given_point():
+    point = vi.initial_values(jax.random.key(0), non_centred, {"y": Y}, (SIGMA,))
+    result = chains.run(
+        jax.random.key(1),
+        mcmc.mh(ppl.select("mu")),
+        non_centred,
+        (SIGMA,),
+        {"y": Y},
+        n_samples=5,
+        n_warmup=0,
+        n_chains=3,
+        init=point,
+        progress=False,
+        warn=False,
+    )
+    # mh moves mu only: tau and eta stay at the point in every chain
+    np.testing.assert_allclose(result.samples["tau"], float(point["tau"]), rtol=1e-6)
+    assert result.samples["eta"].shape == (3, 5, 8)
+
+    def start(init, **options):
+        return chains.run(
+            jax.random.key(1),
+            nuts(),
+            non_centred,
+            (SIGMA,),
+            {"y": Y},
+            n_samples=5,
+            n_warmup=0,
+            init=init,
+            progress=False,
+            **options,
+        )
+
+    with pytest.raises(ppl.PPLError, match="'tau' is outside the support"):
+        start({"tau": -1.0})
+    with pytest.raises(ppl.PPLError, match="observed choice 'y'"):
+        start({"y": Y})
+    with pytest.raises(ppl.PPLError, match="either traces= .* or init="):
+        start({"tau": 1.0}, traces=result.final.trace)
