@@ -23,22 +23,17 @@ shape and dtype: a second identical ``fit`` compiles nothing.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import time
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ppl._caches import register as register_cache
 from ppl._errors import PPLError
 from ppl._gfi import as_key
 from ppl.inference.vi._data import check_data
 from ppl.inference.vi._trainable import split
-from ppl.inference.vi.fit_step import FitState, Spec, advance, make_spec, start
+from ppl.inference.vi._chunks import MAX_CHUNK, Chunk, Sizes, _run_chunk, last_good, with_carried
+from ppl.inference.vi.fit_step import make_spec, start
 
 
 class FitResult(NamedTuple):
@@ -199,15 +194,15 @@ def fit(
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
     state = start(spec, params, frozen, layout, data, n_data, batch_size)
     block = chunk or max(1, min(steps, max(steps // 100, 10)))
-    compiled = _Chunk(spec, block, block if chunk else block * max(1, MAX_CHUNK // block))
-    sizes = _Sizes(compiled)
+    compiled = Chunk(spec, block, block if chunk else block * max(1, MAX_CHUNK // block))
+    sizes = Sizes(compiled)
     history = []
     bar = _progress_bar(steps, progress)
     done, before = 0, (state, 0)  # the start of the chunk before this one, for recovery
     try:
         while done < steps:
             n = sizes.next(steps - done)
-            moved, values, ran, failed = _run_chunk(
+            carry, values, ran, failed = _run_chunk(
                 state, key, np.int32(done), np.int32(n), chunk=compiled
             )
             values, ran = np.asarray(values), int(ran)
@@ -216,12 +211,12 @@ def fit(
                 bad = ran - 1  # the loop stopped after the first step that was not finite
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
-                good = _last_good(state, done, bad, before, key, compiled)
+                good = last_good(state, done, bad, before, key, compiled)
                 err.model_args, err.guide_args = good.arguments()
                 raise err
             history.extend(values[:n].tolist())
             # The arrays passed in (frozen leaves, data) stay the very objects given.
-            before, state = (state, done), _moved(state, moved)
+            before, state = (state, done), with_carried(state, carry)
             done += n
             if bar is not None:
                 bar.update(n)
@@ -283,123 +278,6 @@ class NonFiniteLoss(PPLError):
 
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-# ---------------------------------------------------------------------------
-# The compiled chunk
-# ---------------------------------------------------------------------------
-
-
-# The most steps one call of the compiled chunk runs by default (its history buffer).
-MAX_CHUNK = 4096
-# How long the host lets a default chunk run: progress and the loss shown update this often.
-CHUNK_SECONDS = 0.25
-
-
-class _Chunk(NamedTuple):
-    """The static argument of the compiled chunk: the step's spec, the steps that
-    share one split of keys (``block``) and the most steps a call runs (a multiple)."""
-
-    spec: Spec
-    block: int
-    length: int
-
-
-class _Sizes:
-    """Steps per call of the chunk, a multiple of its block: one block with
-    ``chunk=``, else chosen by time.
-
-    The number of steps is an argument of the compiled chunk, not a constant,
-    so changing it compiles nothing, and the keys depend on the step's index
-    alone, so neither does the result. The first call (which compiles) runs
-    one block; later ones grow (at most eightfold) towards
-    :data:`CHUNK_SECONDS` each.
-    """
-
-    def __init__(self, chunk: _Chunk):
-        self.block, self.length = chunk.block, chunk.length
-        self.n, self.calls, self.clock = chunk.block, 0, time.perf_counter()
-
-    def next(self, remaining: int) -> int:
-        return min(self.n, remaining)
-
-    def took(self, n: int) -> None:
-        now = time.perf_counter()
-        elapsed, self.clock, self.calls = now - self.clock, now, self.calls + 1
-        # the first call's time is mostly compilation
-        wanted = 8 * n if self.calls == 1 else int(n * CHUNK_SECONDS / max(elapsed, 1e-6))
-        wanted = min(self.length, 8 * n, wanted)
-        self.n = max(self.block, wanted - wanted % self.block)
-
-
-def _dynamic(state: FitState) -> tuple:
-    """What a step changes: the chunk's loop carries only this."""
-    return state.params, state.opt_state
-
-
-def _moved(state: FitState, dynamic: tuple) -> FitState:
-    params, opt_state = dynamic
-    return dataclasses.replace(state, params=params, opt_state=opt_state, last_good=params)
-
-
-def _last_good(state: FitState, done: int, bad: int, before: tuple, key, chunk: _Chunk):
-    """The state at the last finite step before step ``done + bad``, recomputed.
-
-    ``state`` is the start of the chunk that failed (at step ``done``) and
-    ``before`` ``(state, done)`` of the chunk before it; their steps are rerun
-    with the same keys, so the parameters are those the fit passed through.
-    """
-    if bad == 0:
-        state, prev = before
-        bad = done - prev
-        done = prev
-    if bad <= 1:
-        return state
-    moved, *_ = _run_chunk(state, key, np.int32(done), np.int32(bad - 1), chunk=chunk)
-    return _moved(state, moved)
-
-
-@functools.partial(jax.jit, static_argnames="chunk")
-def _run_chunk(state: FitState, key, done, n, chunk: _Chunk):
-    """Up to ``n`` (at most ``chunk.length``) steps from ``state``, the ``done``-th first.
-
-    ``done`` is a multiple of ``chunk.block``; the steps of each block take
-    their keys from one ``split(fold_in(key, first step of the block))``. A
-    ``while`` loop, stopping after the first step whose estimate or gradient is
-    not finite. Frozen arrays and data come in with the state as arguments (not
-    constants baked into the program) and are not carried or returned: the
-    result is the moved part of the state (:func:`_dynamic`), the objective
-    estimates in a buffer of ``chunk.length``, the number of steps run and
-    whether the last one was not finite.
-    """
-
-    def going(carry):
-        i, _, failed, _ = carry
-        return (i < n) & ~failed
-
-    def block(carry):
-        first = carry[0]
-        keys = jax.random.split(jax.random.fold_in(key, done + first), chunk.block)
-        end = jnp.minimum(first + chunk.block, n)
-
-        def one(carry):
-            i, dynamic, _, values = carry
-            params, opt_state, value, finite = advance(
-                chunk.spec, keys[i - first], _moved(state, dynamic)
-            )
-            values = values.at[i].set(value.astype(values.dtype))
-            return i + 1, (params, opt_state), ~finite, values
-
-        return jax.lax.while_loop(lambda c: (c[0] < end) & ~c[2], one, carry)
-
-    values = jnp.zeros(chunk.length, jnp.result_type(float))
-    init = (jnp.int32(0), _dynamic(state), jnp.array(False), values)
-    ran, dynamic, failed, values = jax.lax.while_loop(going, block, init)
-    return dynamic, values, ran, failed
-
-
-# its cache holds specs (objectives, models); jax's stub of a jitted function omits clear_cache
-register_cache(_run_chunk.clear_cache)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def _progress_bar(total: int, enabled: bool):

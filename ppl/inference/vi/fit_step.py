@@ -285,29 +285,9 @@ def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) 
 
 
 def _averaged(objective, num_samples: int) -> Callable:
-    """The mean of ``num_samples`` independent estimates of ``objective``, as one function.
-
-    Each estimate gets its own key, split from the one given; the estimates
-    run vectorised (``jax.vmap``), so the result stays jittable and
-    differentiable.
-
-    Args:
-        objective: a variational objective or a function
-            ``(key, model_args, guide_args) -> scalar``.
-        num_samples: how many estimates to average (a positive int).
-
-    Returns:
-        A function ``(key, model_args, guide_args) -> scalar``: the mean.
-
-    Raises:
-        PPLError: if ``objective`` is neither an objective nor a function.
-
-    Example:
-        >>> noisy = lambda key, model_args, guide_args: guide_args[0] + jax.random.normal(key)
-        >>> mean = _averaged(noisy, 10_000)
-        >>> bool(abs(mean(jax.random.key(0), (), (jnp.array(3.0),)) - 3.0) < 0.05)
-        True
-    """
+    """The mean of ``num_samples`` independent estimates of ``objective`` (each with
+    its own key split from the one given, vectorised), as one function
+    ``(key, model_args, guide_args) -> scalar``; raises as :func:`estimator`."""
     estimate = estimator(objective)
 
     def mean_estimate(key, model_args, guide_args):
@@ -376,9 +356,8 @@ def step(spec: Spec, key, state: FitState) -> tuple:
 def advance(spec: Spec, key, state: FitState) -> tuple:
     """One optimizer step on the objective estimated with ``key``, unguarded.
 
-    The step :func:`step` guards; ``fit`` runs it as is (its compiled loop stops
-    at the first step that is not finite and recomputes the last finite
-    parameters, so the steady state pays for no selects).
+    :func:`step` guards it; ``fit`` runs it as is (its loop stops at the first
+    step that is not finite and recomputes the last finite parameters).
 
     Args:
         spec: the fit's :class:`Spec`.
