@@ -43,7 +43,8 @@ INVALID = [
     ("enum", lambda t: gamma(jnp.exp(t), 1.0), enum, "continuous"),
     ("enum", lambda t: poisson(jnp.exp(t)), enum, "infinite"),
     ("enum", lambda t: geometric(jax.nn.sigmoid(t)), enum, "infinite"),
-    ("enum", lambda t: flip(jax.nn.sigmoid(t) * jnp.ones(3)), enum, "shape"),
+    # a batched flip is enumerated over its joint support, up to 1024 values
+    ("enum", lambda t: flip(jax.nn.sigmoid(t) * jnp.ones(11)), enum, "2048 values"),
     ("mvd", lambda t: gamma(jnp.exp(t), 1.0), mvd, "flip, categorical, poisson"),
     ("mvd", lambda t: uniform(t, t + 1.0), mvd, "flip, categorical, poisson"),
     ("mvd", lambda t: normal(t * jnp.ones(2), 1.0), mvd, "scalar"),

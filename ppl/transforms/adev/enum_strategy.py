@@ -4,8 +4,11 @@ one after another)."""
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as nd
 
 from ppl.core import is_concrete
@@ -29,11 +32,18 @@ def _combine(weights, dweights, results: Result) -> Result:
     return Result(p, t, u)
 
 
+# A batched choice (flip of shape (3,)) is enumerated over the product of its
+# elements' supports, up to this many joint values.
+MAX_JOINT_SUPPORT = 1024
+
+
 class Enum(Strategy):
     """Exact enumeration: sums the rest of the program over the whole support,
     weighted by the (differentiable) probabilities. Zero variance from this
-    choice; valid for scalar choices with finite support (flip, categorical,
-    binomial). ``enum`` evaluates the branches in parallel (vectorised with
+    choice; valid for choices with finite support (flip, categorical,
+    binomial); a batched choice (``flip`` of shape ``(3,)``) is enumerated over
+    the product of its elements' supports, up to :data:`MAX_JOINT_SUPPORT`
+    joint values. ``enum`` evaluates the branches in parallel (vectorised with
     ``jax.vmap``); ``enum_sequential`` one after another. Not usable inside
     ``ppl.scan`` (a loop body cannot branch over the rest of the program)."""
 
@@ -63,28 +73,61 @@ class Enum(Strategy):
                 "e.g. binomial(5, p))",
                 "reinforce",
             )
-        if not _scalar(d):
+        if _scalar(d):
+            return
+        if d.event_shape != ():
             self._refuse(
                 addr,
                 dist,
-                f"it makes a value of shape {d.batch_shape + d.event_shape}, and enumerating "
-                "a joint support grows exponentially",
+                f"each of its values is a vector of shape {d.event_shape}",
+                "reinforce",
+            )
+        joint = self.branch_count(d)
+        if joint > MAX_JOINT_SUPPORT:
+            self._refuse(
+                addr,
+                dist,
+                f"it makes a value of shape {d.batch_shape}, whose joint support has {joint} "
+                f"values, more than the {MAX_JOINT_SUPPORT} enum evaluates the program at",
                 "one scalar choice per address (ppl.repeat / ppl.vmap), or reinforce",
             )
 
     def branch_count(self, d):
-        return int(d.enumerate_support(expand=False).size)
+        per_element = int(d.enumerate_support(expand=False).shape[0])
+        return per_element ** int(np.prod(d.batch_shape, dtype=int))
 
     def with_continuation(self, site, state, k):
-        support = site.dist_fn.dist(*site.args_p).enumerate_support(expand=False).reshape(-1)
-        w, dw = site.jvp(lambda *args: _probabilities(site.dist_fn.dist(*args), support))
-        values = site.dist_fn._to_value(support)
+        d = site.dist_fn.dist(*site.args_p)
+        support = d.enumerate_support(expand=False).reshape(-1)
+        if _scalar(d):
+            w, dw = site.jvp(lambda *args: _probabilities(site.dist_fn.dist(*args), support))
+            values = site.dist_fn._to_value(support)
+        else:
+            w, dw, values = _joint(site, d.batch_shape, support)
         if self.parallel:
             results = jax.vmap(lambda v: k((v, None), state))(values)
         else:
             branches = [k((values[i], None), state) for i in range(values.shape[0])]
             results = jax.tree.map(lambda *xs: jnp.stack(xs), *branches)
         return _combine(w, dw, results)
+
+
+def _joint(site, batch_shape, support):
+    """The probabilities (and their tangents) and the values of every joint value
+    of a batched choice: element ``i`` takes ``support[index[j, i]]`` in the
+    ``j``-th joint value (the indices are static)."""
+    m = int(np.prod(batch_shape, dtype=int))
+    index = np.array(list(itertools.product(range(support.shape[0]), repeat=m)), np.int32)
+
+    def probabilities(*args):
+        d = site.dist_fn.dist(*args)
+        grid = support.reshape((-1,) + (1,) * len(batch_shape))
+        per = _probabilities(d, grid).reshape(support.shape[0], m)  # value x element
+        return jnp.prod(per[index, np.arange(m)], axis=1)
+
+    w, dw = site.jvp(probabilities)
+    values = site.dist_fn._to_value(support[index].reshape((-1,) + tuple(batch_shape)))
+    return w, dw, values
 
 
 def _probabilities(d, support: jax.Array) -> jax.Array:
@@ -97,10 +140,13 @@ def _probabilities(d, support: jax.Array) -> jax.Array:
     if isinstance(d, nd.BernoulliLogits):
         logits = jnp.asarray(d.logits)
         return jax.nn.sigmoid(jnp.where(support > 0, logits, -logits))
+    # A categorical's support is 0..K-1 in order: its probabilities, value axis first
+    # (for a batched choice, one column per element).
     if isinstance(d, nd.CategoricalProbs):
-        return jnp.asarray(d.probs) / jnp.sum(d.probs)
+        probs = jnp.asarray(d.probs)
+        return jnp.moveaxis(probs / jnp.sum(probs, axis=-1, keepdims=True), -1, 0)
     if isinstance(d, nd.CategoricalLogits):
-        return jax.nn.softmax(d.logits)
+        return jnp.moveaxis(jax.nn.softmax(d.logits, axis=-1), -1, 0)
     if isinstance(d, nd.BinomialProbs):
         n, p = jnp.asarray(d.total_count), jnp.asarray(d.probs)
         ways = jnp.exp(
