@@ -213,8 +213,7 @@ def _latents(key, model, posterior, n, observations):
         guide, guide_args = posterior
         n = _required(n, "draws from a guide")
         guide_args = as_args(guide_args, guide.name)
-        draw = store_of(guide).cached(("predictive.guide", n), lambda: _guide_draws(guide, n))
-        return draw(key, guide_args), n
+        return compiled_draws(guide, n)(key, guide_args), n
     if hasattr(posterior, "guide") and hasattr(posterior, "guide_args"):
         raise PPLError(
             f"predictive: got a {type(posterior).__name__}, whose guide_args are the guide's "
@@ -228,13 +227,31 @@ def _latents(key, model, posterior, n, observations):
     )
 
 
-def _guide_draws(guide, n: int):
-    # Compiled once per guide and count, kept with the guide (it calls the guide).
-    def draw(key, guide_args):
-        keys = jax.random.split(key, n)
-        return jax.vmap(lambda k: guide.simulate(k, guide_args).choices)(keys)
+def compiled_draws(gen_fn, n: int):
+    """``draw(key, args)``: the choices of ``n`` independent runs of ``gen_fn``,
+    vectorised and compiled once per generative function and ``n`` (kept in its
+    cache store, so ``ppl.clear_caches`` frees it).
 
-    return jax.jit(draw)
+    Args:
+        gen_fn: a generative function (a guide, a model).
+        n: the number of draws (a Python int).
+
+    Returns:
+        A compiled function of a key and ``gen_fn``'s arguments returning a
+        :class:`~ppl.ChoiceMap` whose values have a leading axis of ``n``.
+
+    Example:
+        >>> draws = compiled_draws(guide, 1000)(jax.random.key(0), guide_args)
+    """
+
+    def build():
+        def draw(key, args):
+            keys = jax.random.split(key, n)
+            return jax.vmap(lambda k: gen_fn.simulate(k, args).choices)(keys)
+
+        return jax.jit(draw)
+
+    return store_of(gen_fn).cached(("compiled_draws", n), build)
 
 
 def _required(n, what) -> int:

@@ -35,6 +35,7 @@ import numpyro.distributions as nd
 
 from ppl._errors import PPLError
 from ppl.choices import ChoiceMap
+from ppl.inference.predictions import compiled_draws
 from ppl.inference.vi._autoguide_base import Family, Layout, Walker, pushforward
 from ppl.inference.vi._autoguide_init import make_layout
 
@@ -107,7 +108,8 @@ class AutoGuide:
         return self.layout.constrain(self._params(guide_args)["loc"])
 
     def sample(self, key, guide_args: tuple | None = None, n: int = 1000) -> ChoiceMap:
-        """``n`` draws of the latent choices from the guide.
+        """``n`` draws of the latent choices from the guide (vectorised, compiled once
+        per guide and ``n``).
 
         Args:
             key: a ``jax.random`` key.
@@ -120,8 +122,7 @@ class AutoGuide:
         Raises:
             PPLError: if ``guide_args`` is not ``(params,)``.
         """
-        args = (self._params(guide_args),)
-        return jax.vmap(lambda k: self.guide.simulate(k, args).choices)(jax.random.split(key, n))
+        return compiled_draws(self.guide, n)(key, (self._params(guide_args),))
 
     def covariance(self, guide_args: tuple | None = None):
         """The covariance of the unconstrained coordinates, ``(size, size)`` (zeros for a delta).
