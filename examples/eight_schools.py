@@ -292,11 +292,9 @@ def fit_guides(key, steps, nuts_result, n_draws, families):
             progress=False,
         )
         # Draws of the guide's latents (mu, tau, eta), pushed through the model
-        # for the deterministic theta and a replicated y. The guide's draws are
-        # compiled here: auto.sample and predictive(posterior=(guide,
-        # guide_args), n=...) run the vmapped guide uncompiled, 3-4 times slower.
-        latents = jax.jit(lambda k, ga: auto.sample(k, ga, n=n_draws))(k_draw, result.guide_args)
-        draws = predictive(k_draw, non_centred, args, posterior=latents)
+        # for the deterministic theta and a replicated y.
+        posterior = (auto.guide, result.guide_args)
+        draws = predictive(k_draw, non_centred, args, posterior=posterior, n=n_draws)
         mu, tau = np.asarray(draws["mu"]), np.asarray(draws["tau"])
         # one-sample ELBO estimates are noisy: average the last tenth of the run
         elbo = float(np.mean(np.asarray(result.history)[-max(steps // 10, 1) :]))
