@@ -1,0 +1,113 @@
+"""hypothesis: ``ppl.sum_out`` on random programs mixing flips, categoricals and
+binomials (top level, nested calls, ppl.repeat / ppl.vmap / ppl.scan bodies) with
+continuous choices, against brute-force enumeration of the reference density
+(``_reference``, no ppl interpreter): the log marginal (``assess``, full and
+partial ``generate``), the most probable assignment, refusal of a free choice
+whose prior depends on a summed one, and ``posterior_sample`` against the exact
+conditional (a chi-square test with fixed seeds)."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from scipy import stats
+
+import ppl
+
+from _strategies import build
+from adev._discrete_programs import (
+    SumOutCase,
+    assignment_index,
+    brute_force,
+    free_logp,
+    n_assignments,
+    random_values,
+    sum_out_cases,
+    to_choice_map,
+)
+
+cases = sum_out_cases().filter(lambda c: n_assignments(c.spec, c.summed) <= 1500)
+
+
+def _close(a, b, what):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-4, err_msg=what)
+
+
+def check_case(case: SumOutCase, n_posterior: int = 0):
+    g = build(case.spec)
+    args = (case.arg,)
+    marg = ppl.sum_out(g, ppl.select(*case.summed))
+    key = jax.random.key(case.seed)
+    values = random_values(case.spec, case.seed)
+    kept = to_choice_map(values, skip=case.summed)
+
+    @jax.jit
+    def laws(kept, k):
+        lp, _ = marg.assess(kept, args)
+        new, w = marg.generate(k, kept, args)
+        return lp, new.score, w, marg.most_probable(kept, args)
+
+    lp, score, w, mode = laws(kept, key)
+    lps, want = brute_force(case.spec, values, case.summed, case.arg)
+    _close(lp, want, f"assess of {case}")
+    _close(score, want, f"generate score of {case}")
+    _close(w, want, f"generate weight (all given) of {case}")
+    got_mode = assignment_index(
+        case.spec, case.summed, {p: np.asarray(mode[p])[None] for p in case.summed}
+    )[0]
+    # ties (or float32 near-ties) may pick another assignment of the same density
+    assert lps[got_mode] >= lps.max() - 1e-4 * (1 + abs(float(lps.max()))), (
+        f"most_probable of {case}: {got_mode} (logp {lps[got_mode]}) vs {int(np.argmax(lps))}"
+        f" (logp {lps.max()})"
+    )
+
+    if case.free:
+        # the free top-level choices drawn from their prior (which no summed choice reaches)
+        obs = ppl.ChoiceMap.d({p: kept[p] for p in kept.addresses() if p not in set(case.free)})
+        ptr, pw = jax.jit(lambda k: marg.generate(k, obs, args))(jax.random.fold_in(key, 1))
+        vals = dict(values)
+        for p in case.free:
+            vals[p[0]] = np.asarray(ptr.choices[p])
+        _, want_p = brute_force(case.spec, vals, case.summed, case.arg)
+        _close(ptr.score, want_p, f"partial generate score of {case}")
+        _close(pw, want_p - free_logp(case.spec, vals, case.free, case.arg), f"partial w {case}")
+    for p in case.refused_free:
+        obs = ppl.ChoiceMap.d({q: kept[q] for q in kept.addresses() if q != p})
+        if not obs.addresses():
+            continue  # nothing given: generate is simulate, and the weight is 0
+        with pytest.raises(ppl.PPLError, match=re.escape(repr(p[0]))):
+            jax.eval_shape(lambda k: marg.generate(k, obs, args), key)
+
+    if n_posterior:
+        keys = jax.random.split(jax.random.fold_in(key, 2), n_posterior)
+        draws = jax.jit(jax.vmap(lambda k: marg.posterior_sample(k, kept, args)))(keys)
+        idx = assignment_index(case.spec, case.summed, {p: draws[p] for p in case.summed})
+        probs = np.exp(np.asarray(lps, np.float64) - float(want))
+        probs = probs / probs.sum()
+        counts = np.bincount(idx, minlength=len(probs))
+        # pool the cells expected to hold fewer than 5 draws
+        small = probs * n_posterior < 5
+        exp_counts = np.append(probs[~small], probs[small].sum()) * n_posterior
+        obs_counts = np.append(counts[~small], counts[small].sum())
+        keep = exp_counts > 0
+        assert obs_counts[~keep].sum() == 0, f"draws of zero probability in {case}"
+        if keep.sum() >= 2:
+            p_value = stats.chisquare(obs_counts[keep], exp_counts[keep]).pvalue
+            assert p_value > 1e-4, (
+                f"posterior_sample of {case}: counts {counts} vs expected {probs * n_posterior}"
+                f" (p = {p_value})"
+            )
+
+
+@settings(max_examples=12)
+@given(cases)
+def test_sum_out_matches_brute_force(case):
+    check_case(case)
+
+
+@settings(max_examples=4)
+@given(cases.filter(lambda c: n_assignments(c.spec, c.summed) <= 24))
+def test_posterior_sample_matches_the_exact_conditional(case):
+    check_case(case, n_posterior=3000)
