@@ -9,6 +9,7 @@ conditional (a chi-square test with fixed seeds)."""
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,11 +17,14 @@ from scipy import stats
 
 import ppl
 
-from _strategies import build
+from _strategies import XS, build
 from adev._discrete_programs import (
+    ChainCase,
     SumOutCase,
     assignment_index,
     brute_force,
+    chain_cases,
+    chain_scan,
     free_logp,
     n_assignments,
     random_values,
@@ -35,13 +39,11 @@ def _close(a, b, what):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-4, err_msg=what)
 
 
-def check_case(case: SumOutCase, n_posterior: int = 0):
-    g = build(case.spec)
-    args = (case.arg,)
-    marg = ppl.sum_out(g, ppl.select(*case.summed))
-    key = jax.random.key(case.seed)
-    values = random_values(case.spec, case.seed)
-    kept = to_choice_map(values, skip=case.summed)
+def check_laws(marg, args, kept, key, spec, summed, ppl_paths, values, arg, n_posterior=0):
+    """assess, generate (all given) and most_probable against brute force; with
+    ``n_posterior``, a chi-square test of that many posterior_sample draws.
+    ``summed``: the summed paths in ``spec`` (for the reference), ``ppl_paths``
+    the same in ``marg``. Returns the reference log joints and log marginal."""
 
     @jax.jit
     def laws(kept, k):
@@ -50,19 +52,51 @@ def check_case(case: SumOutCase, n_posterior: int = 0):
         return lp, new.score, w, marg.most_probable(kept, args)
 
     lp, score, w, mode = laws(kept, key)
-    lps, want = brute_force(case.spec, values, case.summed, case.arg)
-    _close(lp, want, f"assess of {case}")
-    _close(score, want, f"generate score of {case}")
-    _close(w, want, f"generate weight (all given) of {case}")
-    got_mode = assignment_index(
-        case.spec, case.summed, {p: np.asarray(mode[p])[None] for p in case.summed}
+    lps, want = brute_force(spec, values, summed, arg)
+    what = f"{spec!r} summing {summed} at {arg}"
+    _close(lp, want, f"assess of {what}")
+    _close(score, want, f"generate score of {what}")
+    _close(w, want, f"generate weight (all given) of {what}")
+    got = assignment_index(
+        spec, summed, {p: np.asarray(mode[q])[None] for p, q in zip(summed, ppl_paths)}
     )[0]
     # ties (or float32 near-ties) may pick another assignment of the same density
-    assert lps[got_mode] >= lps.max() - 1e-4 * (1 + abs(float(lps.max()))), (
-        f"most_probable of {case}: {got_mode} (logp {lps[got_mode]}) vs {int(np.argmax(lps))}"
+    assert lps[got] >= lps.max() - 1e-4 * (1 + abs(float(lps.max()))), (
+        f"most_probable of {what}: {got} (logp {lps[got]}) vs {int(np.argmax(lps))}"
         f" (logp {lps.max()})"
     )
+    if n_posterior:
+        keys = jax.random.split(jax.random.fold_in(key, 2), n_posterior)
+        draws = jax.jit(jax.vmap(lambda k: marg.posterior_sample(k, kept, args)))(keys)
+        idx = assignment_index(spec, summed, {p: draws[q] for p, q in zip(summed, ppl_paths)})
+        probs = np.exp(np.asarray(lps, np.float64) - float(want))
+        probs = probs / probs.sum()
+        counts = np.bincount(idx, minlength=len(probs))
+        # pool the cells expected to hold fewer than 5 draws
+        small = probs * n_posterior < 5
+        exp_counts = np.append(probs[~small], probs[small].sum()) * n_posterior
+        obs_counts = np.append(counts[~small], counts[small].sum())
+        keep = exp_counts > 0
+        assert obs_counts[~keep].sum() == 0, f"draws of zero probability in {what}"
+        if keep.sum() >= 2:
+            p_value = stats.chisquare(obs_counts[keep], exp_counts[keep]).pvalue
+            assert p_value > 1e-4, (
+                f"posterior_sample of {what}: counts {counts} vs expected {probs * n_posterior}"
+                f" (p = {p_value})"
+            )
+    return lps, want
 
+
+def check_case(case: SumOutCase, n_posterior: int = 0):
+    g = build(case.spec)
+    args = (case.arg,)
+    marg = ppl.sum_out(g, ppl.select(*case.summed))
+    key = jax.random.key(case.seed)
+    values = random_values(case.spec, case.seed)
+    kept = to_choice_map(values, skip=case.summed)
+    check_laws(
+        marg, args, kept, key, case.spec, case.summed, case.summed, values, case.arg, n_posterior
+    )
     if case.free:
         # the free top-level choices drawn from their prior (which no summed choice reaches)
         obs = ppl.ChoiceMap.d({p: kept[p] for p in kept.addresses() if p not in set(case.free)})
@@ -80,34 +114,40 @@ def check_case(case: SumOutCase, n_posterior: int = 0):
         with pytest.raises(ppl.PPLError, match=re.escape(repr(p[0]))):
             jax.eval_shape(lambda k: marg.generate(k, obs, args), key)
 
-    if n_posterior:
-        keys = jax.random.split(jax.random.fold_in(key, 2), n_posterior)
-        draws = jax.jit(jax.vmap(lambda k: marg.posterior_sample(k, kept, args)))(keys)
-        idx = assignment_index(case.spec, case.summed, {p: draws[p] for p in case.summed})
-        probs = np.exp(np.asarray(lps, np.float64) - float(want))
-        probs = probs / probs.sum()
-        counts = np.bincount(idx, minlength=len(probs))
-        # pool the cells expected to hold fewer than 5 draws
-        small = probs * n_posterior < 5
-        exp_counts = np.append(probs[~small], probs[small].sum()) * n_posterior
-        obs_counts = np.append(counts[~small], counts[small].sum())
-        keep = exp_counts > 0
-        assert obs_counts[~keep].sum() == 0, f"draws of zero probability in {case}"
-        if keep.sum() >= 2:
-            p_value = stats.chisquare(obs_counts[keep], exp_counts[keep]).pvalue
-            assert p_value > 1e-4, (
-                f"posterior_sample of {case}: counts {counts} vs expected {probs * n_posterior}"
-                f" (p = {p_value})"
-            )
+
+def check_chain(case: ChainCase, n_posterior: int = 0):
+    marg = ppl.sum_out(chain_scan(case), ppl.select(*case.summed))
+    args = (jnp.float32(case.arg), XS[: case.n])
+    values = random_values(case.spec, case.seed)
+    kept = to_choice_map(values["s"], skip=case.summed)
+    key = jax.random.key(case.seed)
+    check_laws(
+        marg,
+        args,
+        kept,
+        key,
+        case.spec,
+        case.spec_summed,
+        case.summed,
+        values,
+        case.arg,
+        n_posterior,
+    )
 
 
-@settings(max_examples=12)
+@settings(max_examples=4)
 @given(cases)
 def test_sum_out_matches_brute_force(case):
     check_case(case)
 
 
-@settings(max_examples=4)
+@settings(max_examples=2)
 @given(cases.filter(lambda c: n_assignments(c.spec, c.summed) <= 24))
 def test_posterior_sample_matches_the_exact_conditional(case):
     check_case(case, n_posterior=3000)
+
+
+@settings(max_examples=3)
+@given(chain_cases())
+def test_sum_out_of_a_chain_matches_brute_force(case):
+    check_chain(case, n_posterior=3000 if n_assignments(case.spec, case.spec_summed) <= 36 else 0)

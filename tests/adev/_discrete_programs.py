@@ -38,7 +38,7 @@ from jax.scipy.stats import norm
 import ppl
 
 from _reference import layout, reference_slots
-from _strategies import FAMILY, OFFSETS, XS, Call, Leaf, Repeat, Scan, Spec
+from _strategies import FAMILY, OFFSETS, XS, Call, Leaf, Repeat, Scan, Spec, build
 
 sig = jax.nn.sigmoid
 
@@ -53,8 +53,8 @@ MAX_BRUTE = 1500  # joint assignments enumerated by the reference
 
 
 @st.composite
-def _leaves(draw, n_max: int, families):
-    n = draw(st.integers(1, n_max))
+def _leaves(draw, n_max: int, families, n_min: int = 1):
+    n = draw(st.integers(n_min, n_max))
     return Spec(
         tuple(
             Leaf(
@@ -586,3 +586,59 @@ def loop_exact(spec: LoopSpec, theta):
         value = spec.w_sq * total**2 + spec.w_lin * total + spec.w_th * theta + cost
         total_e = total_e + jnp.exp(logp) * value
     return total_e
+
+
+# ---------------------------------------------------------------------------
+# 1b. sum_out of a ppl.scan whose carry is its step's summed choice (an HMM)
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainCase:
+    """``ppl.sum_out(ppl.scan(step, length=n), summed)`` called with ``(arg, XS[:n])``,
+    where ``step(c, x)`` makes ``build(body)(c + x) @ "body"`` and returns it twice
+    (as a ``_strategies.Scan`` node does); the body's last choice is summed, so
+    the carry is a function of it: the forward recursion runs over a chain."""
+
+    body: Spec
+    n: int
+    summed: tuple  # paths inside the step, under "body"
+    arg: float
+    seed: int
+
+    @property
+    def spec(self) -> Spec:
+        """The same chain as a one-node ``_strategies`` spec, for ``_reference``."""
+        return Spec((Scan("s", self.body, -1, 0.0, self.n),))
+
+    @property
+    def spec_summed(self) -> tuple:
+        return tuple(("s", *p) for p in self.summed)
+
+
+@st.composite
+def chain_cases(draw):
+    body = draw(_leaves(3, SUMMABLE[:3] + CONTINUOUS, n_min=2))
+    last = body.nodes[-1]
+    if last.family not in SUPPORT:
+        last = dataclasses.replace(last, family=draw(st.sampled_from(SUMMABLE[:3])))
+    body = Spec((*body.nodes[:-1], last))
+    discrete = [("body", m.addr) for m in body.nodes[:-1] if m.family in SUPPORT]
+    summed = [("body", last.addr), *(p for p in discrete if draw(st.booleans()))]
+    return ChainCase(
+        body,
+        draw(st.integers(1, 3)),
+        tuple(summed),
+        draw(st.sampled_from([-1.0, 0.0, 0.4, 1.3])),
+        draw(st.integers(0, 2**20)),
+    )
+
+
+def chain_scan(case: ChainCase) -> ppl.GenerativeFunction:
+    sub = build(case.body)
+
+    def step(c, x):
+        r = sub(c + x) @ "body"
+        return r, r
+
+    return ppl.scan(ppl.gen(step), length=case.n)
