@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from scipy import stats
 
 import ppl
 
-from _strategies import XS, build
+from _strategies import XS, Call, Leaf, Repeat, Scan, Spec, build
 from adev._discrete_programs import (
     ChainCase,
     SumOutCase,
@@ -135,8 +135,54 @@ def check_chain(case: ChainCase, n_posterior: int = 0):
     )
 
 
-@settings(max_examples=4)
+# every kind at once: joint sums (top level and in a call), per-element sums in a
+# vmap, the forward recursion in a scan, a free choice, and one refused as free
+RICH = SumOutCase(
+    Spec(
+        (
+            Call(
+                "a0",
+                Spec(
+                    (
+                        Leaf("a0", "categorical", -1, 0.3),
+                        Leaf("a1", "laplace", 0, 0.0),
+                        Leaf("a2", "binomial", 0, 0.3),
+                    )
+                ),
+                -1,
+                1.0,
+            ),
+            Repeat(
+                "a1",
+                Spec((Leaf("a0", "flip", -1, 0.3), Leaf("a1", "normal", 0, 0.0))),
+                -1,
+                0.0,
+                3,
+                True,
+            ),
+            Scan(
+                "a2",
+                Spec((Leaf("a0", "categorical", -1, 0.3), Leaf("a1", "normal", 0, 0.0))),
+                1,
+                0.0,
+                3,
+            ),
+            Leaf("a3", "normal", 2, -0.5),
+            Leaf("a4", "flip_logits", -1, 0.3),
+            Leaf("a5", "normal_vec", 0, 0.0),
+        )
+    ),
+    summed=(("a0", "a0"), ("a0", "a2"), ("a1", "a0"), ("a2", "body", "a0"), ("a4",)),
+    free=(("a3",),),
+    refused_free=(("a5",),),
+    arg=0.4,
+    seed=3,
+)
+
+
+@settings(max_examples=2)
 @given(cases)
+@example(RICH)
 def test_sum_out_matches_brute_force(case):
     check_case(case)
 

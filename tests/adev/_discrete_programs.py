@@ -136,11 +136,17 @@ def sum_out_cases(draw, max_nodes: int = 4):
     assume(discrete)
     summed = [p for p in discrete if draw(st.booleans())] or [discrete[0]]
     summed_set = set(summed)
+    # Which nodes' values vary with the summed choices, as ppl decides it (by
+    # batching): a scan's carry does whenever its initial value does.
+    tainted: list[bool] = []
+    for node in spec.nodes:
+        reads = node.dep >= 0 and tainted[node.dep]
+        tainted.append(_value_depends(node, summed_set) or (isinstance(node, Scan) and reads))
     free, refused = [], []
     for node in spec.nodes:
         if isinstance(node, Leaf) and node.family in CONTINUOUS:
-            tainted = node.dep >= 0 and _value_depends(spec.nodes[node.dep], summed_set)
-            (refused if tainted else free).append((node.addr,))
+            reads = node.dep >= 0 and tainted[node.dep]
+            (refused if reads else free).append((node.addr,))
     free = [p for p in free if draw(st.booleans())]
     arg = draw(st.sampled_from([-1.0, 0.0, 0.4, 1.3]))
     return SumOutCase(

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import ppl
@@ -27,6 +27,9 @@ from ppl.inference import vi
 from _adev_util import assert_close_mc, grad_samples
 from _discrete_programs import (
     LOOP_ADDRESS,
+    LoopSpec,
+    RBNode,
+    RBSpec,
     exact_elbo,
     loop_exact,
     loop_program,
@@ -46,8 +49,22 @@ def _elbo_grads(obj, theta, n, seed):
     return np.asarray(g, np.float64)
 
 
-@settings(max_examples=3)
+# dependent discrete latents, a reparameterized normal whose guide reads a discrete
+# one, and observations reading latents of each kind
+RICH = RBSpec(
+    (
+        RBNode("cat", None, -1, 0.5, 0.4, -1, 1.0),
+        RBNode("flip", None, 0, -1.0, 0.0, 0, 0.5),
+        RBNode("normal", None, 1, 1.0, -0.5, 0, -0.5),
+        RBNode("normal", 1.2, 2, 1.0, 0.4, -1, 1.0),
+        RBNode("flip", False, 1, -0.5, 0.0, -1, 1.0),
+    )
+)
+
+
+@settings(max_examples=1)
 @given(rb_specs(), thetas)
+@example(RICH, 0.2)
 def test_rao_blackwellized_elbo_gradient_matches_enumeration(spec, t):
     model, guide, obs = rb_model(spec), rb_guide(spec), rb_observations(spec)
     theta = t + 0.3 * jnp.arange(len(spec.latent), dtype=jnp.float32)
@@ -60,8 +77,9 @@ def test_rao_blackwellized_elbo_gradient_matches_enumeration(spec, t):
     assert variances[True] <= 1.15 * variances[False] + 1e-6, (spec, variances)
 
 
-@settings(max_examples=4)
+@settings(max_examples=2)
 @given(loop_specs, thetas)
+@example(LoopSpec("scan", "cat", 4, 1.0, 0.5, 0.5, 1.0, 0.5, 1.0, 1.0, "baseline", True), -0.6)
 def test_reinforce_in_loops_matches_the_sum_over_paths(spec, theta):
     exact = jax.grad(lambda th: loop_exact(spec, th))(jnp.float32(theta))
     g = grad_samples(loop_program(spec), (theta,), n=6000, seed=3)
