@@ -104,12 +104,11 @@ def test_nuts_reports_divergences_on_the_centred_funnel():
     assert np.all(np.asarray(result.stats["step_size"]) > 0)
     # warm-up is over: every kept draw has the adapted step size of its chain
     assert np.ptp(np.asarray(result.stats["step_size"]), axis=1).max() == 0
-    reparameterized, _ = _eight_schools(non_centred, 0)
-    assert int(reparameterized.divergences.sum()) < n_div
+    # (tests/examples/test_eight_schools.py checks that the non-centred form does not diverge)
 
 
 def test_arviz_reads_the_sampler_statistics():
-    result, _ = _eight_schools(non_centred, 0)
+    result, _ = _eight_schools(centred, 0)
     data = result.to_arviz()
     sample_stats = getattr(data, "sample_stats")  # a group ArviZ adds at run time
     assert {"diverging", "tree_depth", "n_steps", "step_size", "energy"} <= set(
@@ -165,12 +164,12 @@ def test_a_divergence_of_any_repetition_is_reported():
 
 def test_chunks_of_the_progress_bar_do_not_change_the_draws():
     hmc = mcmc.hmc(ppl.select("mu"), n_steps=2)
-    for n_samples, n_warmup in ((40, 20), (37, 4)):  # 60 steps divide in chunks; 41 do not
-        quiet = _run(hmc, n_samples, n_warmup, progress=False)
-        shown = _run(hmc, n_samples, n_warmup, progress=True)
-        np.testing.assert_array_equal(quiet.samples["mu"], shown.samples["mu"])
-        np.testing.assert_array_equal(quiet.stats["step_size"], shown.stats["step_size"])
-        np.testing.assert_array_equal(quiet.final.trace["mu"], shown.final.trace["mu"])
+    # 41 steps: chunks of 3, the last one padded
+    quiet = _run(hmc, 37, 4, progress=False)
+    shown = _run(hmc, 37, 4, progress=True)
+    np.testing.assert_array_equal(quiet.samples["mu"], shown.samples["mu"])
+    np.testing.assert_array_equal(quiet.stats["step_size"], shown.stats["step_size"])
+    np.testing.assert_array_equal(quiet.final.trace["mu"], shown.final.trace["mu"])
 
 
 def test_warnings_name_the_addresses_and_can_be_turned_off():
@@ -190,12 +189,12 @@ def test_warnings_name_the_addresses_and_can_be_turned_off():
 
 
 def test_print_summary_reports_the_sampler(capsys):
-    result, _ = _eight_schools(non_centred, 0)
+    result, _ = _eight_schools(centred, 0)
     result.print_summary()
     out = capsys.readouterr().out
     for text in ("ess_bulk", "ess_tail", "r_hat", "5%", "divergences:", "tree depth", "E-BFMI"):
         assert text in out, text
-    assert "\ntheta" not in out and "\neta[7]" in out
+    assert "\ntheta " not in out and "\ntheta[7]" in out
 
 
 def test_counts_must_be_positive_ints():
