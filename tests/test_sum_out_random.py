@@ -39,8 +39,10 @@ def _close(a, b, what):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-4, err_msg=what)
 
 
-def check_laws(marg, args, kept, key, spec, summed, ppl_paths, values, arg, n_posterior=0):
-    """assess, generate (all given) and most_probable against brute force; with
+def check_laws(
+    marg, args, kept, key, spec, summed, ppl_paths, values, arg, n_posterior=0, mode=True
+):
+    """assess, generate (all given) and (with ``mode``) most_probable against brute force; with
     ``n_posterior``, a chi-square test of that many posterior_sample draws.
     ``summed``: the summed paths in ``spec`` (for the reference), ``ppl_paths``
     the same in ``marg``. Returns the reference log joints and log marginal."""
@@ -49,17 +51,19 @@ def check_laws(marg, args, kept, key, spec, summed, ppl_paths, values, arg, n_po
     def laws(kept, k):
         lp, _ = marg.assess(kept, args)
         new, w = marg.generate(k, kept, args)
-        return lp, new.score, w, marg.most_probable(kept, args)
+        return lp, new.score, w, marg.most_probable(kept, args) if mode else None
 
-    lp, score, w, mode = laws(kept, key)
+    lp, score, w, best = laws(kept, key)
     lps, want = brute_force(spec, values, summed, arg)
     what = f"{spec!r} summing {summed} at {arg}"
     _close(lp, want, f"assess of {what}")
     _close(score, want, f"generate score of {what}")
     _close(w, want, f"generate weight (all given) of {what}")
-    got = assignment_index(
-        spec, summed, {p: np.asarray(mode[q])[None] for p, q in zip(summed, ppl_paths)}
-    )[0]
+    got = int(np.argmax(lps))
+    if mode:
+        got = assignment_index(
+            spec, summed, {p: np.asarray(best[q])[None] for p, q in zip(summed, ppl_paths)}
+        )[0]
     # ties (or float32 near-ties) may pick another assignment of the same density
     assert lps[got] >= lps.max() - 1e-4 * (1 + abs(float(lps.max()))), (
         f"most_probable of {what}: {got} (logp {lps[got]}) vs {int(np.argmax(lps))}"
@@ -94,8 +98,19 @@ def check_case(case: SumOutCase, n_posterior: int = 0):
     key = jax.random.key(case.seed)
     values = random_values(case.spec, case.seed)
     kept = to_choice_map(values, skip=case.summed)
+    # most_probable only with the posterior draws (staging it costs as much as assess)
     check_laws(
-        marg, args, kept, key, case.spec, case.summed, case.summed, values, case.arg, n_posterior
+        marg,
+        args,
+        kept,
+        key,
+        case.spec,
+        case.summed,
+        case.summed,
+        values,
+        case.arg,
+        n_posterior,
+        mode=bool(n_posterior),
     )
     if case.free:
         # the free top-level choices drawn from their prior (which no summed choice reaches)
@@ -157,7 +172,7 @@ RICH = SumOutCase(
                 Spec((Leaf("a0", "flip", -1, 0.3), Leaf("a1", "normal", 0, 0.0))),
                 -1,
                 0.0,
-                3,
+                2,
                 True,
             ),
             Scan(
@@ -165,7 +180,7 @@ RICH = SumOutCase(
                 Spec((Leaf("a0", "categorical", -1, 0.3), Leaf("a1", "normal", 0, 0.0))),
                 1,
                 0.0,
-                3,
+                2,
             ),
             Leaf("a3", "normal", 2, -0.5),
             Leaf("a4", "flip_logits", -1, 0.3),
@@ -180,20 +195,20 @@ RICH = SumOutCase(
 )
 
 
-@settings(max_examples=2)
+@settings(max_examples=1)
 @given(cases)
 @example(RICH)
 def test_sum_out_matches_brute_force(case):
     check_case(case)
 
 
-@settings(max_examples=2)
+@settings(max_examples=1)
 @given(cases.filter(lambda c: n_assignments(c.spec, c.summed) <= 24))
 def test_posterior_sample_matches_the_exact_conditional(case):
     check_case(case, n_posterior=3000)
 
 
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(chain_cases())
 def test_sum_out_of_a_chain_matches_brute_force(case):
     check_chain(case, n_posterior=3000 if n_assignments(case.spec, case.spec_summed) <= 36 else 0)
