@@ -2,24 +2,13 @@
 does not and agrees with the quadrature reference within 5 Monte Carlo
 standard errors."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _load(rel):
-    spec = importlib.util.spec_from_file_location(pathlib.Path(rel).stem, ROOT / rel)
-    assert spec is not None and spec.loader is not None  # a .py path always has both
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _examples import load_example
 
 
 def test_eight_schools_quick(capsys, tmp_path):
-    out = _load("examples/eight_schools.py").main(["--quick", "--out", str(tmp_path)])
+    out = load_example("examples/eight_schools.py").main(["--quick", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     for name in ("eight_schools_funnel.png", "eight_schools_tau.png", "eight_schools_ppc.png"):
         assert (tmp_path / name).exists(), name

@@ -1,12 +1,10 @@
 """The HMM-under-NUTS example at its --quick size: the exact checks hold, the plots
 are written, and the posterior of the levels agrees with a long reference run."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from _examples import load_example
+
 
 # Posterior of the levels mu for the --quick data (T = 100, seed 0), from
 # 4 chains x 5000 draws of the same sampler (1000 warm-up): mean and MCSE.
@@ -14,18 +12,11 @@ REFERENCE_MEAN = np.array([-1.9941, 0.0044, 2.4457])
 REFERENCE_MCSE = np.array([0.0008, 0.0009, 0.0007])
 
 
-def _load():
-    path = ROOT / "examples" / "hmm_nuts.py"
-    spec = importlib.util.spec_from_file_location("hmm_nuts", path)
-    assert spec is not None and spec.loader is not None  # a .py path always has both
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_hmm_nuts_quick(tmp_path):
     # Without the NUTS + MH comparison (a second NUTS compilation, ~25 s more).
-    out = _load().main(["--quick", "--no-alternative", "--out", str(tmp_path)])
+    out = load_example("examples/hmm_nuts.py").main(
+        ["--quick", "--no-alternative", "--out", str(tmp_path)]
+    )
     checks = out["checks"]
     assert abs(checks["log_lik"] - checks["log_lik_numpy"]) < 1e-5 * abs(checks["log_lik_numpy"])
     assert checks["ffbs_worst_z"] < 5.0 and checks["ffbs_p_value"] > 1e-3
