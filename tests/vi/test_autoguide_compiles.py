@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import ppl
-from ppl.inference import chains, nuts, vi
+from ppl.inference import chains, mcmc, vi
 from ppl.inference.vi import autoguide_flow
 
 from test_fit_compile import compiles
@@ -71,7 +71,7 @@ def test_run_mcmc_compiles_once_per_setting():
             warnings.simplefilter("ignore")  # short chains: R-hat warnings are expected
             return chains.run(
                 jax.random.key(seed),
-                nuts(),
+                mcmc.hmc(n_steps=3),  # a fresh kernel each run, equal to the last
                 schools,
                 (SIGMA,),
                 OBS,
@@ -86,5 +86,5 @@ def test_run_mcmc_compiles_once_per_setting():
     # the chains' start and their chunk of steps, once each (besides key splitting)
     assert first["jit(start)"] == 1 and first["jit(advance)"] == 1, dict(first)
     with compiles() as second:
-        run(1)  # a new key and a new nuts() with the same settings: nothing to compile
+        run(1)  # a new key and a new kernel with the same settings: nothing to compile
     assert sum(second.values()) == 0, dict(second)
