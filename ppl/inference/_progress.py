@@ -30,8 +30,10 @@ def progress_bar(total: int, enabled: bool, desc: str):
     Example:
         >>> bar = progress_bar(1000, True, "mcmc")
     """
-    if not enabled:
-        return None
+    return _bar(total, desc) if enabled else None
+
+
+def _bar(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
 
 
@@ -103,7 +105,7 @@ def scan(body, init, xs, *, progress: bool, desc: str):
     pad = n_chunks * chunk - total
     # Padding steps read copies of the last input; their outputs are cut below.
     padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), xs)
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+    bar = _bar(total, desc)
     carry, outs = init, []
     for j in range(n_chunks):
         first = j * chunk

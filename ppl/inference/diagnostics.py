@@ -34,12 +34,35 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     return z.reshape(x.shape)
 
 
+# Split chains of fewer than 2 draws have no autocorrelation to estimate.
+MIN_DRAWS = 4
+
+
+def enough_draws(x) -> bool:
+    """Whether ``x`` has the axes ``(chains, draws, ...)`` and at least
+    :data:`MIN_DRAWS` draws per chain, as every diagnostic here needs.
+
+    Args:
+        x: an array of draws.
+
+    Returns:
+        A bool.
+
+    Example:
+        >>> enough_draws(np.zeros((2, 3)))
+        False
+    """
+    shape = np.shape(x)
+    return len(shape) >= 2 and shape[1] >= MIN_DRAWS
+
+
 def _checked(x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim < 2 or x.shape[1] < 4:
+    if not enough_draws(x):
         raise ValueError(
-            f"the diagnostics need draws with axes (chains, draws, ...) and at least 4 draws "
-            f"per chain; got an array of shape {x.shape}. Run more samples (n_samples >= 4)."
+            f"the diagnostics need draws with axes (chains, draws, ...) and at least {MIN_DRAWS} "
+            f"draws per chain; got an array of shape {x.shape}. Run more samples "
+            f"(n_samples >= {MIN_DRAWS})."
         )
     return x
 
@@ -169,4 +192,4 @@ def bfmi(energy) -> np.ndarray:
         return np.square(np.diff(e, axis=1)).mean(axis=1) / e.var(axis=1, ddof=1)
 
 
-__all__ = ["bfmi", "ess_bulk", "ess_tail", "mcse_mean", "rhat"]
+__all__ = ["MIN_DRAWS", "bfmi", "enough_draws", "ess_bulk", "ess_tail", "mcse_mean", "rhat"]

@@ -240,7 +240,7 @@ def check(result: MCMCResult, stacklevel: int = 3) -> None:
             SamplerWarning,
             stacklevel=stacklevel,
         )
-    if n_chains >= 2 and n_draws >= 4:
+    if n_chains >= 2 and n_draws >= diagnostics.MIN_DRAWS:
         worst = {k: float(np.nanmax(r)) for k, r in result.rhat().items() if np.size(r)}
         bad = sorted(((r, k) for k, r in worst.items() if r > RHAT_LIMIT), key=lambda t: -t[0])
         if bad:
@@ -272,7 +272,7 @@ def _rounded(values, digits: int) -> list:
 
 def _or_nan(fn, v):
     v = np.asarray(v, dtype=np.float64)
-    if v.ndim < 2 or v.shape[1] < 4:
+    if not diagnostics.enough_draws(v):
         return np.full(v.shape[2:], np.nan)
     return fn(v)
 

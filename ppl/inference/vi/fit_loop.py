@@ -30,6 +30,7 @@ import optax
 
 from ppl._errors import PPLError
 from ppl._gfi import as_key
+from ppl.inference._progress import progress_bar
 from ppl.inference.vi._data import check_data
 from ppl.inference.vi._trainable import split
 from ppl.inference.vi._chunks import MAX_CHUNK, Chunk, Sizes, _run_chunk, last_good, with_carried
@@ -197,7 +198,7 @@ def fit(
     compiled = Chunk(spec, block, block if chunk else block * max(1, MAX_CHUNK // block))
     sizes = Sizes(compiled)
     history = []
-    bar = _progress_bar(steps, progress)
+    bar = progress_bar(steps, progress, "fit")
     done, before = 0, (state, 0)  # the start of the chunk before this one, for recovery
     try:
         while done < steps:
@@ -278,11 +279,3 @@ class NonFiniteLoss(PPLError):
 
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="fit", unit="step", dynamic_ncols=True)
