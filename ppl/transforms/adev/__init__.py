@@ -14,7 +14,8 @@ The modules, in the order the data flows:
 * one module per kind of callee, each registering its rule: a single choice
   (:mod:`.choice`), an ``@gen`` call (:mod:`.calls`), ``scan``, ``vmap``,
   ``switch``/``cond``/``mix``, expectations with ``sim`` and ``add_cost``
-  (:mod:`.expectation`), estimated densities (:mod:`.marginal`),
+  (:mod:`.expectation`), estimated densities (:mod:`.marginal`), exactly summed ones
+  (:mod:`.summed`),
   ``ppl.deterministic`` and ``ppl.factor`` (:mod:`.recorded_sites`), and the
   per-choice density terms of Rao-Blackwellized objectives (:mod:`.terms`,
   with the data flow of scores in :mod:`.dataflow`).
@@ -30,6 +31,7 @@ from ppl.transforms.adev import (  # noqa: F401  (each registers its rules)
     marginal,
     recorded_sites,
     scan,
+    summed,
     switch,
     vmap,
 )
