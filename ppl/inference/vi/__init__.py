@@ -10,8 +10,24 @@ from ppl.inference.vi.autoguide import AutoGuide, auto_delta, auto_normal
 from ppl.inference.vi.autoguide_laplace import auto_laplace
 from ppl.inference.vi.autoguide_mvn import auto_low_rank_normal, auto_multivariate_normal
 from ppl.inference.vi.diagnostics import GradientStats, gradient_variance
+from ppl.inference.vi.fbgvi import (
+    FBGVI,
+    FBGVIResult,
+    GaussianState,
+    base_points,
+    entropy_prox,
+    fbgvi,
+    fit_fbgvi,
+    gaussian_elbo,
+)
 from ppl.inference.vi.fit_loop import FitResult, NonFiniteLoss, fit
 from ppl.inference.vi.fit_step import Fitter, FitState, fitter
+from ppl.inference.vi.implicit import (
+    ImplicitFamily,
+    g_and_jacobian,
+    implicit_family,
+    linearized_log_density,
+)
 from ppl.inference.vi.objectives import (
     Objective,
     cubo,
@@ -35,6 +51,18 @@ __all__ = [
     "auto_multivariate_normal",
     "auto_normal",
     "initial_values",
+    "FBGVI",
+    "FBGVIResult",
+    "GaussianState",
+    "ImplicitFamily",
+    "base_points",
+    "entropy_prox",
+    "fbgvi",
+    "fit_fbgvi",
+    "g_and_jacobian",
+    "gaussian_elbo",
+    "implicit_family",
+    "linearized_log_density",
     "FitResult",
     "FitState",
     "Fitter",
