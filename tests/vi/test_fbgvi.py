@@ -84,7 +84,8 @@ def test_iterates_stay_symmetric_positive_definite():
         new, _ = solver.step(k, state)
         return new, new.cov
 
-    _, covs = jax.lax.scan(body, solver.init(jnp.zeros(2)), jax.random.split(jax.random.key(0), 200))
+    keys = jax.random.split(jax.random.key(0), 200)
+    _, covs = jax.lax.scan(body, solver.init(jnp.zeros(2)), keys)
     covs = np.asarray(covs)
     np.testing.assert_allclose(covs, np.swapaxes(covs, 1, 2), atol=1e-6)
     assert np.linalg.eigvalsh(covs).min() >= h * (1 - 1e-4)
