@@ -106,9 +106,10 @@ def test_entropy_prox_is_the_jko_step_of_the_negative_entropy():
     # For 1-d Gaussians with one mean, W2 is the difference of the scales s:
     # the step minimizes -log s' + (s' - s)^2 / (2h).
     s, h = 0.7, 0.3
-    best = scipy.optimize.minimize_scalar(
+    found = scipy.optimize.minimize_scalar(
         lambda t: -np.log(t) + (t - s) ** 2 / (2 * h), bounds=(1e-3, 10), method="bounded"
-    ).x
+    )
+    best = float(found["x"])  # pyright: ignore[reportIndexIssue]
     got = float(vi.entropy_prox(jnp.array([[s**2]]), h)[0, 0])
     assert abs(np.sqrt(got) - best) < 1e-4
 
@@ -121,7 +122,7 @@ def test_errors_say_what_to_pass():
     with pytest.raises(ppl.PPLError, match="positive number"):
         vi.fbgvi(lambda x: x @ x, -1.0)
     result = vi.fit_fbgvi(
-        lambda x: x @ x, jax.random.key(0), steps=2, init=vi.GaussianState(jnp.zeros(1), None)
+        lambda x: x @ x, jax.random.key(0), steps=2, init=vi.GaussianState(jnp.zeros(1), jnp.eye(1))
     )
     with pytest.raises(ppl.PPLError, match="bare potential"):
         result.auto_guide()

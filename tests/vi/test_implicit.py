@@ -27,8 +27,8 @@ def log_evidence():
 
 
 def test_affine_sampler_density_is_exact():
-    family = vi.implicit_family(normal_normal, {"y": Y}, depth=0, noise_scale=0.3)
-    linear = family.sampler().layers[0]
+    linear = eqx.nn.Linear(2, 3, key=jax.random.key(4))  # k = 2 < d = 3: a singular J J^T
+    family = vi.implicit_family(normal_normal, {"y": Y}, sampler=linear, noise_scale=0.3)
     exact = nd.MultivariateNormal(linear.bias, linear.weight @ linear.weight.T + 0.09 * jnp.eye(3))
     simulate = jax.jit(jax.vmap(lambda k: family.guide.simulate(k, family.guide_args)))
     traces = simulate(jax.random.split(jax.random.key(0), 20))

@@ -37,26 +37,21 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ppl._errors import PPLError
+from ppl.inference.vi._bures_wasserstein import (
+    GaussianState,
+    base_points,
+    entropy,
+    entropy_prox,
+    gaussian_elbo,
+    sym,
+)
 from ppl.inference.vi.autoguide import AutoGuide
 from ppl.inference.vi.autoguide_mvn import multivariate_from, raw_of
 
 VARIANTS = ("deterministic", "stochastic")
 HESSIANS = ("autodiff", "stein")
-
-
-class GaussianState(NamedTuple):
-    """A Gaussian ``N(mean, cov)``, the iterate of :func:`fbgvi` (a pytree).
-
-    Attributes:
-        mean: the mean, shape ``(d,)``.
-        cov: the covariance, shape ``(d, d)``, symmetric positive definite.
-    """
-
-    mean: jax.Array
-    cov: jax.Array
 
 
 class FBGVI(NamedTuple):
@@ -93,108 +88,6 @@ def _check(step_size, variant, hessian, num_points):
             "fbgvi: Stein's estimator of the Hessian from one point has rank one; use "
             "num_points >= 2 (or hessian='autodiff')."
         )
-
-
-def base_points(dim: int, num_points: int, key=None) -> tuple[jax.Array, jax.Array]:
-    """Fixed standard-normal base points and weights for the deterministic variant.
-
-    A Gauss-Hermite product rule when one of at least 3 nodes per axis fits in
-    ``num_points`` (exact for polynomials of degree ``2 * nodes - 1`` in each
-    coordinate, so for a quadratic potential at any mean and covariance);
-    otherwise ``num_points`` antithetic draws (``eps`` and ``-eps``, so odd
-    moments vanish), equally weighted.
-
-    Args:
-        dim: the dimension ``d``.
-        num_points: the largest number of points to use.
-        key: a ``jax.random`` key for the draws (default ``key(0)``).
-
-    Returns:
-        ``(eps, weights)``: shapes ``(n, d)`` and ``(n,)``, weights summing to one.
-
-    Raises:
-        PPLError: if ``dim`` or ``num_points`` is not a positive int.
-
-    Example:
-        >>> eps, w = base_points(2, 100)
-        >>> eps.shape, round(float(w.sum()), 6)
-        ((100, 2), 1.0)
-    """
-    if not isinstance(dim, int) or dim < 1 or not isinstance(num_points, int) or num_points < 1:
-        raise PPLError(
-            f"base_points: dim and num_points must be positive ints, got {dim!r}, {num_points!r}."
-        )
-    nodes = int(np.floor(num_points ** (1.0 / dim) + 1e-9))
-    if nodes >= 3:
-        x, w = np.polynomial.hermite_e.hermegauss(nodes)
-        grid = np.stack(np.meshgrid(*([x] * dim), indexing="ij"), -1).reshape(-1, dim)
-        wgrid = np.prod(np.stack(np.meshgrid(*([w] * dim), indexing="ij"), -1), -1).reshape(-1)
-        dtype = jnp.result_type(float)
-        return jnp.asarray(grid, dtype), jnp.asarray(wgrid / wgrid.sum(), dtype)
-    half = jax.random.normal(
-        jax.random.key(0) if key is None else key, ((num_points + 1) // 2, dim)
-    )
-    eps = jnp.concatenate([half, -half])[:num_points]
-    return eps, jnp.full(eps.shape[0], 1.0 / eps.shape[0], eps.dtype)
-
-
-def gaussian_elbo(potential: Callable, state: GaussianState, eps, weights=None):
-    """``-E_q[V] + H(q)`` for ``q = N(state.mean, state.cov)``, the expectation over
-    the base points ``x_i = mean + L eps_i`` (``L L^T = cov``).
-
-    With ``potential`` an automatic guide's :meth:`Layout.potential`, this is the
-    ELBO of the full-rank guide with those parameters (``log p(obs)`` minus the KL).
-
-    Args:
-        potential: ``V(x)``, a scalar function on ``(d,)``.
-        state: a :class:`GaussianState`.
-        eps: base points, shape ``(n, d)`` (e.g. from :func:`base_points`, or
-            ``jax.random.normal`` draws).
-        weights: their weights, shape ``(n,)`` (default: equal).
-
-    Returns:
-        A scalar.
-
-    Example:
-        >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
-        >>> value = gaussian_elbo(lambda x: 0.5 * x @ x, state, *base_points(2, 64))
-        >>> round(float(value), 4)   # minus the log normalizer of N(0, I): log(2 pi)
-        1.8379
-    """
-    n = eps.shape[0]
-    w = jnp.full(n, 1.0 / n, eps.dtype) if weights is None else weights
-    x = state.mean + eps @ jnp.linalg.cholesky(state.cov).T
-    return -jnp.sum(w * jax.vmap(potential)(x)) + _entropy(state.cov)
-
-
-def _entropy(cov):
-    d = cov.shape[0]
-    return 0.5 * (d * jnp.log(2 * jnp.pi * jnp.e) + jnp.linalg.slogdet(cov)[1])
-
-
-def _sym(a):
-    return (a + a.T) / 2
-
-
-def entropy_prox(cov, step_size):
-    """The backward step: the JKO step of the negative entropy at a Gaussian's
-    covariance, ``(cov + 2h I + [cov (cov + 4h I)]^{1/2}) / 2`` (by eigenvalues).
-
-    Args:
-        cov: a symmetric positive semi-definite ``(d, d)`` matrix.
-        step_size: ``h > 0``.
-
-    Returns:
-        The new covariance; its eigenvalues are at least ``h``.
-
-    Example:
-        >>> float(entropy_prox(jnp.eye(1), 0.5)[0, 0])   # (1 + 1 + sqrt(3)) / 2
-        1.8660254...
-    """
-    lam, u = jnp.linalg.eigh(_sym(cov))
-    lam = jnp.maximum(lam, 0.0)
-    new = 0.5 * (lam + 2 * step_size + jnp.sqrt(lam * (lam + 4 * step_size)))
-    return _sym((u * new) @ u.T)
 
 
 def fbgvi(
@@ -256,7 +149,7 @@ def fbgvi(
             raise PPLError(
                 f"fbgvi: the covariance must have shape {(mean.shape[0],) * 2}, got {cov.shape}."
             )
-        return GaussianState(mean, _sym(cov.astype(mean.dtype)))
+        return GaussianState(mean, sym(cov.astype(mean.dtype)))
 
     def points(k, d, dtype):
         if variant == "deterministic":
@@ -276,10 +169,10 @@ def fbgvi(
         else:
             # Stein: Sigma^{-1} E[(x - m) g^T] = L^{-T} E[eps g^T]
             e_hess = jax.scipy.linalg.solve_triangular(chol.T, (w[:, None] * eps).T @ g)
-        a = jnp.eye(m.shape[0], dtype=m.dtype) - h * _sym(e_hess)
-        half = _sym(a @ cov @ a)
+        a = jnp.eye(m.shape[0], dtype=m.dtype) - h * sym(e_hess)
+        half = sym(a @ cov @ a)
         new = GaussianState(m - h * (w @ g), entropy_prox(half, h))
-        return new, -jnp.sum(w * v) + _entropy(cov)
+        return new, -jnp.sum(w * v) + entropy(cov)
 
     return FBGVI(init, step)
 
