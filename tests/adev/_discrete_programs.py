@@ -478,6 +478,9 @@ class LoopSpec:
     w_th: float
     wrap: str  # how the choice gets reinforce: "default" | "call_site" | "policy" | "baseline"
     rao_blackwell: bool
+    # The choice feeds only costs added inside the body, not its outputs (where enum
+    # and mvd sum it against the rest of the body)
+    local: bool = False
 
 
 loop_specs = st.builds(
@@ -494,6 +497,7 @@ loop_specs = st.builds(
     w_th=st.sampled_from([0.0, 1.0]),
     wrap=st.sampled_from(["default", "call_site", "policy", "baseline"]),
     rao_blackwell=st.booleans(),
+    local=st.booleans(),
 )
 
 LOOP_ADDRESS = ("loop", "b")
@@ -536,6 +540,9 @@ def loop_program(spec: LoopSpec, strategy=None):
         def step(carry, x):
             b = choice(spec.a * x[0] + spec.c * carry + x[1]) @ "b"
             r = real(spec.kind, b)
+            if spec.local:
+                ppl.add_cost(_local_cost(spec, r, carry))
+                return spec.decay * carry + x[1], carry
             if spec.cost:
                 ppl.add_cost(spec.cost * r * carry)
             return spec.decay * carry + r, r
@@ -551,7 +558,11 @@ def loop_program(spec: LoopSpec, strategy=None):
 
         @ppl.gen
         def element(u):
-            return real(spec.kind, choice(u) @ "b")
+            r = real(spec.kind, choice(u) @ "b")
+            if spec.local:
+                ppl.add_cost(_local_cost(spec, r, u))
+                return u
+            return r
 
         comb = ppl.vmap(element) if spec.loop == "vmap" else ppl.repeat(element, spec.n)
 
@@ -570,6 +581,12 @@ def loop_program(spec: LoopSpec, strategy=None):
     return f
 
 
+def _local_cost(spec: LoopSpec, r, other):
+    """The cost a local choice feeds: ``r`` its real value, ``other`` the carry or
+    the element's parameter."""
+    return (spec.cost or 1.0) * r * (1.0 + other) + spec.w_sq * r**2
+
+
 def loop_exact(spec: LoopSpec, theta):
     """The expected value of ``loop_program(spec)`` by a sum over every path."""
     k = 2 if spec.kind == "flip" else 3
@@ -584,6 +601,11 @@ def loop_exact(spec: LoopSpec, theta):
             else:
                 logp = logp + jax.nn.log_softmax(jnp.stack([u, -u, jnp.zeros_like(u)]))[v]
             r = real(spec.kind, jnp.asarray(value))
+            if spec.local:
+                cost = cost + _local_cost(spec, r, carry if spec.loop == "scan" else u)
+                ys = ys + (carry if spec.loop == "scan" else u)
+                carry = spec.decay * carry + XS[t] if spec.loop == "scan" else carry
+                continue
             if spec.loop == "scan":
                 cost = cost + spec.cost * r * carry
                 carry = spec.decay * carry + r

@@ -8,8 +8,10 @@ enumeration (``_discrete_programs``).
   Rao-Blackwellized variance is not larger than the plain one's (with slack).
 * Loops: ``ppl.scan`` / ``ppl.repeat`` / ``ppl.vmap`` bodies making a flip or
   categorical under REINFORCE (by default, at the call site, by policy, with a
-  baseline); the gradient mean is the exact derivative summed over every path,
-  and ``enum`` / ``mvd`` for the loop's choice are refused, naming its address.
+  baseline); the gradient mean is the exact derivative summed over every path.
+  ``enum`` / ``mvd`` for the loop's choice match it too where the choice feeds
+  only costs added inside the body (``local``), and are refused, naming its
+  address, where its value leaves the body.
 """
 
 import re
@@ -89,7 +91,14 @@ def test_reinforce_in_loops_matches_the_sum_over_paths(spec, theta):
 @pytest.mark.parametrize("strategy", [ppl.enum, ppl.enum_sequential, ppl.mvd], ids=lambda s: s.name)
 @settings(max_examples=1)
 @given(loop_specs)
-def test_enum_and_mvd_in_loops_are_refused_naming_the_address(strategy, spec):
+@example(LoopSpec("scan", "cat", 3, 1.0, 0.5, 0.5, 1.0, 0.5, 1.0, 1.0, "default", True, True))
+def test_enum_and_mvd_in_loops_are_exact_for_local_choices_and_refused_otherwise(strategy, spec):
+    """A choice that feeds only costs inside the body is summed against the rest of
+    the body; one whose value leaves the body is refused, naming its address."""
     f = loop_program(spec, strategy)
-    with pytest.raises(ppl.PPLError, match=re.escape(repr(LOOP_ADDRESS))):
-        jax.eval_shape(lambda k: f.grad_estimate(k, (0.3,)), jax.random.key(0))
+    if not spec.local:
+        with pytest.raises(ppl.PPLError, match=re.escape(repr(LOOP_ADDRESS))):
+            jax.eval_shape(lambda k: f.grad_estimate(k, (0.3,)), jax.random.key(0))
+        return
+    exact = jax.grad(lambda th: loop_exact(spec, th))(jnp.float32(0.3))
+    assert_close_mc(grad_samples(f, (0.3,), n=3000, seed=4), exact, what=f"{strategy} {spec}")

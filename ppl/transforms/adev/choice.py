@@ -21,6 +21,7 @@ from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, State
 from ppl.transforms.adev.interpreter import SiteCall, rule
 from ppl.transforms.adev.strategies import WithStrategy, default_strategy
+from ppl.transforms.adev.within_body import with_rest_of_body
 
 
 @rule.register(Distribution)
@@ -43,17 +44,14 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
     if not strategy.needs_continuation:
         value, state = strategy.sample(call, state)
         return Continue([value], _record_choice(state, call, value))
-    if ctx.loop is not None:
-        raise PPLError(
-            f"strategy {strategy.name} at {fmt_addr(addr)} needs the rest of the program as a "
-            "function "
-            f"of the choice, but the choice is inside {fmt_addr(ctx.loop[0])} ({ctx.loop[1]}), "
-            f"{ctx.loop[2]}."
-        )
+
+    def rest(v, st):
+        return k([v], _record_choice(st, call, v))
+
     with _branching(ctx, addr, strategy.branch_count(d)):
-        return strategy.with_continuation(
-            call, state, lambda v, st: k([v], _record_choice(st, call, v))
-        )
+        if ctx.loop is not None:
+            return with_rest_of_body(strategy, call, state, rest, ctx.loop)
+        return strategy.with_continuation(call, state, rest)
 
 
 class _ChoiceCall(SiteCall):

@@ -44,8 +44,9 @@ class Enum(Strategy):
     binomial); a batched choice (``flip`` of shape ``(3,)``) is enumerated over
     the product of its elements' supports, up to :data:`MAX_JOINT_SUPPORT`
     joint values. ``enum`` evaluates the branches in parallel (vectorised with
-    ``jax.vmap``); ``enum_sequential`` one after another. Not usable inside
-    ``ppl.scan`` (a loop body cannot branch over the rest of the program)."""
+    ``jax.vmap``); ``enum_sequential`` one after another. Inside a loop body
+    or a branch with a run-time index it sums the rest of the body only, so
+    the choice's value must stay inside the body (an error otherwise)."""
 
     needs_continuation = True
 

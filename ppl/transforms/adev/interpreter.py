@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ from ppl.transforms.adev import dataflow as _dataflow
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, Result, State
 from ppl.transforms.adev.strategies import Reinforce, Strategy
+from ppl.transforms.adev.within_body import BodyEnd
 
 
 def as_path(addr) -> tuple:
@@ -103,14 +104,11 @@ class Ctx:
         """The same pass with another policy (the used/wanted checks stay shared)."""
         return self._with(policy=policy)
 
-    def in_loop(self, addr, kind="ppl.scan", why=None) -> "Ctx":
+    def in_loop(self, addr, kind="ppl.scan") -> "Ctx":
         """Inside a body traced once for many runs (a loop, a traced branch):
-        strategies that need the rest of the program are refused there."""
-        why = why or (
-            f"whose body is traced once for all its elements. Use reinforce or reparam for "
-            f"choices inside {kind}, or unroll it (a Python for loop with distinct addresses)"
-        )
-        return self._with(loop=(addr, kind, why))
+        strategies that need the rest of the program get the rest of the body
+        (:mod:`.within_body`)."""
+        return self._with(loop=(addr, kind))
 
     def forcing(self, addr, strategy) -> "Ctx":
         return self._with(forced={**self.forced, addr: strategy})
@@ -246,13 +244,8 @@ def open_call(ctx, gen_fn, key, duals, tree, state, addr):
     strategies that need the continuation (``ctx.in_loop``)."""
     site = Site(0, addr[-1] if addr else "", gen_fn, tree, (), ())
     # Not a Continue: a walk that meets a Continue from a continuation would go on.
-    res = dispatch(ctx, site, key, duals, state, lambda outs, st: _Ended(list(outs), st), addr)
+    res = dispatch(ctx, site, key, duals, state, lambda outs, st: BodyEnd(list(outs), st), addr)
     return res.outs, res.state
-
-
-class _Ended(NamedTuple):
-    outs: list
-    state: State
 
 
 def _is_cost(x) -> bool:

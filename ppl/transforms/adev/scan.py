@@ -5,7 +5,9 @@ after the loop, which a ``lax.scan`` body cannot call. Reparam needs no
 continuation, and reinforce only needs its final value, so the body carries
 the accumulated score tangents (``State.s``, ``State.c``) and the end of the
 program multiplies them by its value. Strategies that need the continuation
-as a function (enum, mvd) are rejected inside the loop with an error.
+as a function (enum, mvd) get the rest of the step's body
+(:mod:`.within_body`): exact where the choice's value stays inside the step,
+an error otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ppl.core import Continue
 from ppl.gen import StaticGenerativeFunction
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
+from ppl.transforms.adev.within_body import BodyEnd
 
 
 @_adev.rule.register(Scan)
@@ -49,7 +52,7 @@ def scan_rule(ctx, site, key, ins, state, addr):
         (c_p, c_t, s, c), (k_t, x_p, x_t) = carry, inputs
         duals = list(zip(c_p, c_t)) + list(zip(x_p, x_t))
         st0 = _dual.State(s=s, c=c, rec=() if recording else None)
-        outs, st = _adev.run(body_ctx, program, k_t, duals, st0, addr, lambda o, st: (o, st))
+        outs, st = _adev.run(body_ctx, program, k_t, duals, st0, addr, BodyEnd)
         c_out, y_out = outs[:n_carry], outs[n_carry:]
         new_carry = ([p for p, _ in c_out], [inst(p, t) for p, t in c_out], st.s, st.c)
         rec = None

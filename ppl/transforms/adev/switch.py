@@ -10,7 +10,9 @@ inside a branch keep their own strategies, exactly as outside a switch:
 * a traced index runs ``lax.switch`` over the branches, each walked on dual
   numbers to its end. Like a loop body, a branch then cannot call the rest of
   the program, so reparam and reinforce work inside it and strategies that
-  need the continuation as a function (enum, mvd) are refused with an error.
+  need the continuation as a function (enum, mvd) get the rest of the branch
+  (:mod:`.within_body`): exact where the choice's value stays inside it, an
+  error otherwise.
   Each branch returns its values, score tangents and costs; a branch that
   carries no tangent where another does contributes zeros.
 
@@ -54,13 +56,7 @@ def switch_rule(switch, ctx, site, key, ins, state, k, addr):
 
 
 def _traced(ctx, switch, index, key, ins, tree, state, addr):
-    body_ctx = ctx.in_loop(
-        addr,
-        f"{switch.name} with an index known only at run time",
-        "whose branches are traced without the rest of the program. Use reinforce or reparam for "
-        "choices inside the branches; strategies such as enum belong on the choice that makes the "
-        "index",
-    )
+    body_ctx = ctx.in_loop(addr, f"{switch.name} with an index known only at run time")
     ps, ts = _dual.primals(ins), [t for _, t in ins]
 
     def branch(j):

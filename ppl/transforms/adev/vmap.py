@@ -5,8 +5,9 @@ Each element runs its own sample path; reparam and reinforce need no
 continuation, so every element returns its score tangents and costs, which
 are summed. Elements are independent, so counting one element's costs as
 coming before another's choices keeps the estimate unbiased. Strategies that
-need the continuation as a function (enum, mvd) would have to branch over
-every element jointly, and are rejected with an error.
+need the continuation as a function (enum, mvd) get the rest of the element's
+body (:mod:`.within_body`): exact where the choice's value stays inside it,
+an error otherwise.
 """
 
 from __future__ import annotations
