@@ -153,6 +153,91 @@ def mixture_vectorised(n_data):
     return adev, jax.grad(hand, argnums=(0, 1, 2)), _mixture_args()
 
 
+def branch(n_data):
+    """A reinforced flip choosing between two branches whose choices are
+    reparameterized (``ppl.cond`` with an index known only at run time), against
+    both branches computed by hand and selected."""
+    y = jnp.linspace(-1.0, 1.0, n_data)
+
+    @ppl.gen
+    def near(theta):
+        m = normal(theta[1], 1.0) @ "m"
+        return jnp.sum(-0.5 * (y - m) ** 2)
+
+    @ppl.gen
+    def far(theta):
+        m = normal(theta[2], 2.0) @ "m"
+        return jnp.sum(-0.5 * (y - jnp.sin(m)) ** 2)
+
+    @ppl.expectation
+    def adev(theta):
+        b = flip(jax.nn.sigmoid(theta[0])) @ "b"  # default strategy: reinforce
+        return ppl.cond(near, far)(b, theta) @ "s"
+
+    def hand(theta, key):
+        d = nd.BernoulliProbs(jax.nn.sigmoid(theta[0]))
+        b = d.sample(jax.random.fold_in(key, 0)).astype(bool)
+        k_m = jax.random.fold_in(jax.random.fold_in(key, 1), 0)
+        v_near = jnp.sum(-0.5 * (y - nd.Normal(theta[1], 1.0).rsample(k_m)) ** 2)
+        v_far = jnp.sum(-0.5 * (y - jnp.sin(nd.Normal(theta[2], 2.0).rsample(k_m))) ** 2)
+        v = jnp.where(b, v_near, v_far)
+        logp = d.log_prob(b)
+        return v + jax.lax.stop_gradient(v) * (logp - jax.lax.stop_gradient(logp))
+
+    return adev, jax.grad(hand), (jnp.array([0.2, 0.5, -0.5]),)
+
+
+HMM_STATES = 3
+
+
+def enumerated_hmm(length):
+    """The log likelihood of an HMM with its states summed out (``ppl.sum_out``
+    over a ``ppl.scan``: the forward algorithm) at reparameterized state means,
+    against the forward algorithm written with ``jax.lax.scan``."""
+    K = HMM_STATES
+    init = jnp.full(K, 1.0 / K)
+    ys = jnp.sin(0.3 * jnp.arange(length)) * 2.0
+
+    @ppl.gen
+    def step(z_prev, x):
+        t, means, trans = x
+        z = categorical(jnp.where(t == 0, init, trans[z_prev])) @ "z"
+        normal(means[z], 1.0) @ "y"
+        return z, None
+
+    @ppl.gen
+    def hmm(means, trans):
+        xs = (
+            jnp.arange(length),
+            jnp.broadcast_to(means, (length, K)),
+            jnp.broadcast_to(trans, (length, K, K)),
+        )
+        ppl.scan(step)(0, xs) @ "chain"
+
+    marginal = ppl.sum_out(hmm, ppl.select(("chain", "z")))
+    observed = ppl.ChoiceMap.d({("chain", "y"): ys})
+
+    @ppl.expectation
+    def adev(mu, logits):
+        means = normal(mu, 0.1) @ "means"
+        return ppl.density(marginal)(observed, means, jax.nn.softmax(logits, axis=-1))
+
+    def hand(mu, logits, key):
+        means = nd.Normal(mu, 0.1).rsample(jax.random.fold_in(key, 0))
+        log_trans = jax.nn.log_softmax(logits, axis=-1)
+        log_obs = nd.Normal(means, 1.0).log_prob(ys[:, None])  # (T, K)
+
+        def forward(alpha, log_obs_t):
+            alpha = jax.scipy.special.logsumexp(alpha[:, None] + log_trans, axis=0) + log_obs_t
+            return alpha, None
+
+        alpha, _ = jax.lax.scan(forward, jnp.log(init) + log_obs[0], log_obs[1:])
+        return jax.scipy.special.logsumexp(alpha)
+
+    args = (jnp.linspace(-1.0, 1.0, K), jnp.eye(K) * 2.0)
+    return adev, jax.grad(hand, argnums=(0, 1)), args
+
+
 # ---------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------
@@ -227,8 +312,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small programs and few repetitions")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     opts = parser.parse_args()
-    depth, length, n_data, reps, batch = (
-        (10, 20, 10, 20, 64) if opts.quick else (40, 200, 50, 200, 256)
+    depth, length, n_data, hmm_length, reps, batch = (
+        (10, 20, 10, 20, 20, 64) if opts.quick else (40, 200, 50, 100, 200, 256)
     )
     programs = [
         (f"normal chain, depth {depth}", *deep_chain(depth)),
@@ -236,6 +321,8 @@ def main():
         (f"mixture, enum + {n_data} reinforce", *mixture(n_data)),
         ("  same, hand-optimised", *mixture(n_data, hoisted=True)),
         (f"mixture, enum + repeat({n_data})", *mixture_vectorised(n_data)),
+        ("branch: reinforce index, reparam in", *branch(n_data)),
+        (f"HMM summed out, T={hmm_length}, K={HMM_STATES}", *enumerated_hmm(hmm_length)),
     ]
     rows = [measure(name, f, g, args, batch, reps) for name, f, g, args in programs]
     print_table(
