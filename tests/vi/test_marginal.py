@@ -153,3 +153,25 @@ def test_marginal_errors_are_clear():
         ppl.marginal(hier, keep=ppl.select("nothing")).simulate(jax.random.key(0), (A, S))
     with pytest.raises(ppl.PPLError, match="n >= 1"):
         ppl.marginal(hier, keep=ppl.select("x"), n=0)
+
+
+def test_strategies_by_the_familys_own_addresses_reach_every_particle():
+    @gen
+    def shifted(a, s):  # u's distribution has a parameter, so its strategy matters
+        u = normal(a, 1.0) @ "u"
+        return normal(u, s) @ "x"
+
+    obs = ppl.ChoiceMap.d({"y": 1.0})
+    family = ppl.marginal(shifted, ppl.select("x"), n=3)
+    internal = {(p, "u"): ppl.reinforce for p in ("joint", "aux1", "aux2")}
+
+    def grads(strategies):
+        obj = vi.elbo(toy, family, obs, strategies=strategies)
+        return np.asarray(draws(lambda k: obj.grad_estimate(k, (), (A, S))[1][0], n=64))
+
+    by_own = grads({"u": ppl.reinforce})
+    np.testing.assert_allclose(by_own, grads(internal), rtol=1e-6)
+    assert not np.allclose(by_own, grads(None))  # the default, reparam, is another estimator
+    obj = vi.elbo(toy, family, obs, strategies={"w": ppl.reinforce})
+    with pytest.raises(ppl.PPLError, match=r"strategies were given for \('guide', 'joint', 'w'\)"):
+        obj.estimate(jax.random.key(0), (), (A, S))

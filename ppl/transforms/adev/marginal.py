@@ -130,8 +130,11 @@ class _Subprogram(_AdevOnly):
 
     addressless = True
 
-    def __init__(self, fn, name):
-        self.fn, self._name = fn, name
+    def __init__(self, fn, name, parts=()):
+        # The names of the calls inside under which the family's own choices sit
+        # (one per particle): a strategy given by the family's own address applies
+        # under each of them.
+        self.fn, self._name, self.parts = fn, name, tuple(parts)
         self._programs = program_cache()
 
     @property
@@ -146,7 +149,28 @@ class _Subprogram(_AdevOnly):
 def _subprogram(sub, ctx, site, key, ins, state, k, addr):
     args_p = jax.tree.unflatten(site.in_tree, _dual.primals(ins))
     program = sub._programs(sub.fn, args_p, sub.name)
-    return _adev.run(ctx, program, key, ins, state, addr, k)
+    return _adev.run(_by_own_addresses(ctx, sub.parts, addr), program, key, ins, state, addr, k)
+
+
+def _by_own_addresses(ctx, parts, addr):
+    """The policy with each strategy given at ``addr + a`` (``a`` an address of the
+    family's own choices) also given at ``addr + (part,) + a`` for every particle's
+    call; a choice the family does not make is reported under the first part."""
+    if not parts:
+        return ctx
+    n = len(addr)
+    own = {
+        a: s for a, s in ctx.policy.items() if a[:n] == addr and len(a) > n and a[n] not in parts
+    }
+    if not own:
+        return ctx
+    policy = dict(ctx.policy)
+    for a, s in own.items():
+        for part in parts:
+            policy.setdefault(addr + (part,) + a[n:], s)
+        ctx.used.add(a)
+        ctx.wanted.add(addr + (parts[0],) + a[n:])
+    return ctx.with_policy(policy)
 
 
 @sim_of.register(Marginal)
@@ -168,7 +192,7 @@ def marginal_sim(m):
                 ws.append(density(q)(x | u, *args) - logr)
         return x, log_mean_exp(ws)
 
-    return _Subprogram(family, f"sim({m.name})")
+    return _Subprogram(family, f"sim({m.name})", ("joint", *(f"aux{i}" for i in range(1, n))))
 
 
 @density_of.register(Marginal)
@@ -186,7 +210,7 @@ def marginal_density(m):
                 ws.append(density(q)(x | u, *args) - logr)
         return log_mean_exp(ws)
 
-    sub = _Subprogram(model_density, f"density({m.name})")
+    sub = _Subprogram(model_density, f"density({m.name})", tuple(f"aux{i}" for i in range(n)))
 
     def log_density(choices, *args):
         return (
