@@ -16,10 +16,11 @@ inside a branch keep their own strategies, exactly as outside a switch:
   Each branch returns its values, score tangents and costs; a branch that
   carries no tangent where another does contributes zeros.
 
-Inside ``sim`` (choices recorded for a density) under a traced index, the
-recorded choice map must be the switch's own union of branch addresses, so
-the call is estimated as a whole: every choice in it by the score function,
-with the return value's direct dependence on the arguments kept.
+Inside ``sim`` (choices recorded for a density) under a traced index, every
+branch runs and records its choices, which meet in the switch's own choice
+map (every branch's addresses, masked where only some make them; the taken
+branch's values and log density), so the choices inside keep their own
+strategies there too.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ppl.combinators._union import union_by_index
 from ppl.combinators.switch import Switch
 from ppl.core import Continue, Site, is_concrete
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev import interpreter as _adev
+from ppl.transforms.adev.dual import Recorded
 
 
 @_adev.rule.register(Switch)
@@ -46,8 +49,6 @@ def switch_rule(switch, ctx, site, key, ins, state, k, addr):
         branch = switch.branches[int(index)]
         inner = Site(site.index, site.addr, branch, inner_tree, (), ())
         return _adev.dispatch(ctx, inner, key, inner_ins, state, k, addr)
-    if state.rec is not None:
-        return _adev.whole_call(ctx, site, key, ins, state, addr, ctx.lookup_forced(addr))
     if valid is not True:
         # An index out of range runs no branch: the estimate is NaN, as the switch's score is.
         nan_if_invalid = jnp.where(valid, 0.0, jnp.nan).astype(jnp.result_type(float))
@@ -58,20 +59,33 @@ def switch_rule(switch, ctx, site, key, ins, state, k, addr):
 def _traced(ctx, switch, index, key, ins, tree, state, addr):
     body_ctx = ctx.in_loop(addr, f"{switch.name} with an index known only at run time")
     ps, ts = _dual.primals(ins), [t for _, t in ins]
+    recording = state.rec is not None
+    recorded = []
 
     def branch(j):
         def run(ps, ts):
+            st0 = _dual.State(rec=() if recording else None)
             outs, st = _adev.open_call(
-                body_ctx, switch.branches[j], key, list(zip(ps, ts)), tree, _dual.State(), addr
+                body_ctx, switch.branches[j], key, list(zip(ps, ts)), tree, st0, addr
             )
+            if recording:
+                recorded.append(_adev.recorded_choices(st.rec, addr))
             return [p for p, _ in outs], [t for _, t in outs], (st.s, st.c, st.cost_p, st.cost_t)
 
         return run
 
-    branches = _aligned([branch(j) for j in range(len(switch.branches))], ps, ts)
-    if all(t is None for t in ts):
+    if recording:
+        # Every branch runs, so that their recorded choices meet in the switch's own
+        # choice map (every branch's addresses, masked where only some make them).
+        mains = [branch(j)(ps, ts) for j in range(len(switch.branches))]
+        branches = _aligned([(lambda *_, m=m: m) for m in mains], ps, ts)
+        out_p, out_t, (s, c, cost_p, cost_t) = _select(index, [b(ps, ts) for b in branches])
+        state = state._replace(rec=state.rec + (_union_record(switch, index, recorded, addr),))
+    elif all(t is None for t in ts):
+        branches = _aligned([branch(j) for j in range(len(switch.branches))], ps, ts)
         out_p, out_t, (s, c, cost_p, cost_t) = jax.lax.switch(index, branches, ps, ts)
     else:
+        branches = _aligned([branch(j) for j in range(len(switch.branches))], ps, ts)
         out_p, out_t, (s, c, cost_p, cost_t) = _select(index, [b(ps, ts) for b in branches])
     state = state._replace(
         s=_dual.add(state.s, s),
@@ -81,6 +95,35 @@ def _traced(ctx, switch, index, key, ins, tree, state, addr):
         cost_t=_dual.add(state.cost_t, _dual.add(cost_t, _dual.mul(cost_p, state.s))),
     )
     return Continue(list(zip(out_p, out_t)), state)
+
+
+def _union_record(switch, index, recorded, addr) -> Recorded:
+    """One recorded entry for the switch: the branches' choices in the switch's
+    union choice map (the taken branch's values), their tangents alike, and the
+    taken branch's log density."""
+    maps = [cm for cm, _, _ in recorded]
+    tangent_maps = [
+        jax.tree.unflatten(
+            jax.tree.structure(cm),
+            [jnp.zeros_like(p) if t is None else t for p, t in zip(jax.tree.leaves(cm), ts)],
+        )
+        for cm, ts, _ in recorded
+    ]
+    choices = union_by_index(index, maps, switch.name)
+    tangent_leaves = jax.tree.leaves(union_by_index(index, tangent_maps, switch.name))
+    any_tangent = any(t is not None for _, ts, _ in recorded for t in ts)
+    tangents = [
+        t if any_tangent and _dual.is_float(p) else None
+        for p, t in zip(jax.tree.leaves(choices), tangent_leaves, strict=True)
+    ]
+    logps = [lp for _, _, (lp, _) in recorded]
+    dlogps = [dl for _, _, (_, dl) in recorded]
+    dlogp = None
+    if any(d is not None for d in dlogps):
+        dlogp = jax.lax.select_n(
+            index, *[jnp.zeros_like(lp) if d is None else d for lp, d in zip(logps, dlogps)]
+        )
+    return Recorded(addr, choices, tangents, (jax.lax.select_n(index, *logps), dlogp))
 
 
 def _select(index, outs):
