@@ -64,14 +64,14 @@ def test_elbo_lies_below_the_log_evidence():
         (),
         family.guide_args,
         optimizer=optax.adam(0.02),
-        steps=300,
+        steps=200,
         num_samples=8,
         progress=False,
     )
     estimates = jax.jit(jax.vmap(lambda k: objective.estimate(k, (), fitted.guide_args)))(
-        jax.random.split(jax.random.key(3), 2000)
+        jax.random.split(jax.random.key(3), 1000)
     )
-    mean, se = float(jnp.mean(estimates)), float(jnp.std(estimates) / np.sqrt(2000))
+    mean, se = float(jnp.mean(estimates)), float(jnp.std(estimates) / np.sqrt(1000))
     assert mean - 5 * se < log_evidence()  # below, up to Monte Carlo error
     assert mean > log_evidence() - 0.5  # and the fit got close
 
@@ -84,7 +84,7 @@ def test_errors_name_the_latent_and_the_fix():
 
     with pytest.raises(ppl.PPLError, match="'s' has support"):
         vi.implicit_family(positive, {"y": 1.0})
-    with pytest.raises(ppl.PPLError, match="must return shape"):
+    with pytest.raises(ppl.PPLError, match="must return shape"):  # the layout is cached
         vi.implicit_family(
             normal_normal, {"y": Y}, sampler=eqx.nn.Linear(2, 4, key=jax.random.key(0))
         )

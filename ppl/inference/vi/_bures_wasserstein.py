@@ -19,6 +19,11 @@ class GaussianState(NamedTuple):
     Attributes:
         mean: the mean, shape ``(d,)``.
         cov: the covariance, shape ``(d, d)``, symmetric positive definite.
+
+    Example:
+        >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
+        >>> state.cov.shape
+        (2, 2)
     """
 
     mean: jax.Array
@@ -85,6 +90,9 @@ def gaussian_elbo(potential: Callable, state: GaussianState, eps, weights=None):
     Returns:
         A scalar.
 
+    Raises:
+        Nothing of its own: a covariance that is not positive definite gives NaN.
+
     Example:
         >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
         >>> value = gaussian_elbo(lambda x: 0.5 * x @ x, state, *base_points(2, 64))
@@ -118,6 +126,9 @@ def entropy_prox(cov, step_size):
 
     Returns:
         The new covariance; its eigenvalues are at least ``h``.
+
+    Raises:
+        Nothing of its own: negative eigenvalues of ``cov`` (rounding) count as zero.
 
     Example:
         >>> float(entropy_prox(jnp.eye(1), 0.5)[0, 0])   # (1 + 1 + sqrt(3)) / 2

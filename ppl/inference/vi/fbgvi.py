@@ -65,6 +65,10 @@ class FBGVI(NamedTuple):
             from a schedule); ``elbo`` is ``-E_q[V] + H(q)`` at the state it
             was given, estimated with the step's base points. Jittable; the
             key is unused by the deterministic variant.
+
+    Example:
+        >>> init, step = fbgvi(lambda x: 0.5 * x @ x, 0.1)
+        >>> state, elbo = step(jax.random.key(0), init(jnp.ones(2)))
     """
 
     init: Callable
@@ -186,6 +190,10 @@ class FBGVIResult(NamedTuple):
             automatic guide).
         history: the ELBO estimate before each step, shape ``(steps,)``.
         auto: the automatic guide it was fitted from, or ``None``.
+
+    Example:
+        >>> result = fit_fbgvi(auto, jax.random.key(0))   # doctest: +SKIP
+        >>> guide, guide_args = result.auto_guide()       # doctest: +SKIP
     """
 
     state: GaussianState
@@ -199,6 +207,9 @@ class FBGVIResult(NamedTuple):
             ``({"loc": mean, "raw_tril": raw},)``, ``raw`` such that the guide's
             Cholesky factor is that of ``state.cov``; pass it with any automatic
             full-rank guide of the same model (``vi.elbo``, ``predictive``, ...).
+
+        Raises:
+            Nothing of its own: the state's covariance is positive definite.
 
         Example:
             >>> (params,) = result.guide_args()   # doctest: +SKIP

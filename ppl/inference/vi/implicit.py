@@ -53,6 +53,7 @@ from ppl.choices import select
 from ppl.distributions import distribution, normal
 from ppl.gen import gen
 from ppl.inference._sites import sites
+from ppl.inference.predictions import compiled_draws
 from ppl.inference.vi._autoguide_init import make_layout
 from ppl.marginals import marginal
 
@@ -69,6 +70,9 @@ def linearized_log_density(sampler, noise_scale, z, eps):
 
     Returns:
         A scalar; exactly ``log q(z)`` when ``g`` is affine.
+
+    Raises:
+        Nothing of its own: shapes that do not match fail in ``jax.numpy``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -98,6 +102,9 @@ def g_and_jacobian(sampler, eps):
 
     Returns:
         ``(out, jac)`` of shapes ``(d,)`` and ``(d, k)``.
+
+    Raises:
+        Nothing of its own.
 
     Example:
         >>> out, jac = g_and_jacobian(lambda e: 3.0 * e, jnp.ones(2))
@@ -156,7 +163,8 @@ class ImplicitFamily:
         noise_dim: ``k``, the dimension of ``eps``.
 
     Example:
-        >>> guide, guide_args = family   # doctest: +SKIP
+        >>> family = vi.implicit_family(model, {"y": 1.0})   # doctest: +SKIP
+        >>> guide, guide_args = family                       # doctest: +SKIP
     """
 
     def __init__(self, guide, guide_args: tuple, latents: dict, noise_dim: int, joint, static):
@@ -181,6 +189,9 @@ class ImplicitFamily:
         Returns:
             The equinox module ``g``.
 
+        Raises:
+            KeyError: if ``guide_args`` are not this family's ``(params,)``.
+
         Example:
             >>> g = family.sampler(result.guide_args)   # doctest: +SKIP
         """
@@ -195,6 +206,9 @@ class ImplicitFamily:
 
         Returns:
             A scalar array.
+
+        Raises:
+            KeyError: if ``guide_args`` are not this family's ``(params,)``.
 
         Example:
             >>> float(family.noise_scale())   # doctest: +SKIP
@@ -214,16 +228,15 @@ class ImplicitFamily:
         Returns:
             ``{address: array}``, each with a leading axis of ``n``.
 
+        Raises:
+            KeyError: if ``guide_args`` are not this family's ``(params,)``.
+
         Example:
             >>> draws = family.sample(jax.random.key(0), result.guide_args, 500)  # doctest: +SKIP
         """
         args = self.guide_args if guide_args is None else guide_args
-
-        def one(k):
-            choices = self._joint.simulate(k, args).choices
-            return {a: choices[a] for a in self.latents}
-
-        return jax.jit(jax.vmap(one))(jax.random.split(key, n))
+        choices = compiled_draws(self._joint, n)(key, args)
+        return {a: choices[a] for a in self.latents}
 
 
 def _real_latents(layout, caller):
