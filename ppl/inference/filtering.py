@@ -20,7 +20,7 @@ from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_args
 from ppl.combinators import Scan
 from ppl.core import is_concrete
-from ppl.inference import resampling
+from ppl.inference import _progress, resampling
 from ppl.inference._util import (
     as_choices,
     as_key,
@@ -51,6 +51,7 @@ def particle_filter(
     scheme="systematic",
     return_traces=True,
     check=True,
+    progress=False,
 ):
     """A particle filter for a ``ppl.scan(step, length=T)`` model called with ``(init, xs)``.
 
@@ -74,6 +75,10 @@ def particle_filter(
         scheme: the resampling scheme.
         return_traces: whether to rebuild each final particle's full scan trace.
         check: raise on impossible or non-finite weights (concrete values only).
+        progress: show a progress bar of the time steps (outside ``jit`` only).
+            The steps then run in about twenty compiled chunks, compiled for
+            this call; without it the whole filter is compiled once per model
+            and options and reused, which is faster for repeated calls.
 
     Returns:
         ``(ParticleCollection of full scan traces, SMCInfo per step)``; the
@@ -126,10 +131,11 @@ def particle_filter(
         return_traces=return_traces,
         T=T,
     )
-    if is_concrete((key, observations, args)):
+    concrete = is_concrete((key, observations, args))
+    if concrete and not progress:
         run = _compiled_filter(opts)
     else:
-        run = functools.partial(_filter, **opts)
+        run = functools.partial(_filter, **opts, progress=progress and concrete)
     particles, info, health = run(key, args, observations)
     if check:
         _check_steps(health, model, observations)
@@ -174,7 +180,19 @@ def _check_steps(health, model, observations):
 
 
 def _filter(
-    key, args, observations, *, model, n, proposal, pa, ess_threshold, scheme, return_traces, T
+    key,
+    args,
+    observations,
+    *,
+    model,
+    n,
+    proposal,
+    pa,
+    ess_threshold,
+    scheme,
+    return_traces,
+    T,
+    progress=False,
 ):
     init_carry, xs = args
     step = model.step
@@ -216,10 +234,14 @@ def _filter(
     dtype = jnp.result_type(float)
     state0 = (carry0, jnp.zeros((n,), dtype), jnp.zeros((), dtype))
     keys = jax.random.split(key, T + 1)
-    (_, log_w, log_z), (choices, ancestors, info, health) = jax.lax.scan(
-        body, state0, (keys[:T], xs_t, observations)
+    (_, log_w, log_z), (choices, ancestors, info, health) = _progress.scan(
+        body, state0, (keys[:T], xs_t, observations), progress=progress, desc="particle_filter"
     )
-    traces = _lineages(keys[T], model, args, choices, ancestors, n) if return_traces else None
+    traces = None
+    if return_traces:
+        lineages = functools.partial(_lineages, model=model, args=args, n=n)
+        # Run eagerly (with a bar), the reconstruction would dispatch op by op.
+        traces = (jax.jit(lineages) if progress else lineages)(keys[T], choices, ancestors)
     return ParticleCollection(traces, log_w, log_z), info, health
 
 
@@ -243,7 +265,7 @@ def _horizon(model, xs) -> int:
     return lengths.pop()
 
 
-def _lineages(key, model, args, choices, ancestors, n):
+def _lineages(key, choices, ancestors, *, model, args, n):
     """Full scan traces along each final particle's ancestry."""
 
     def back(idx, inp):

@@ -94,6 +94,18 @@ def test_particle_filter_traces_follow_ancestry():
     assert abs(float(info.log_marginal_likelihood[-1]) - float(p.log_marginal_likelihood)) < 1e-4
 
 
+def test_particle_filter_with_a_progress_bar_gives_the_same_run():
+    args = (jax.random.key(3), lgssm(T), (0.0, None), OBS, 64)
+    (quiet, quiet_info), (shown, shown_info) = (
+        smc.particle_filter(*args, progress=p) for p in (False, True)
+    )
+    np.testing.assert_allclose(quiet.log_weights, shown.log_weights, rtol=1e-6)
+    np.testing.assert_allclose(quiet.traces.choices["z"], shown.traces.choices["z"], rtol=1e-6)
+    np.testing.assert_allclose(
+        quiet_info.log_marginal_likelihood, shown_info.log_marginal_likelihood, rtol=1e-6
+    )
+
+
 def test_discrete_hmm_against_forward_algorithm():
     TH = 12
     ys = hmm_data(TH)
