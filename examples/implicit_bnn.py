@@ -14,9 +14,11 @@ inputs). Three posteriors over the same network:
 Printed: the held-out log likelihood (the log of the posterior predictive
 density of each test point, averaged over points), and the posterior
 correlations between the first layer's weights and the second's (the mean
-absolute correlation; mean-field VI has none by construction, NUTS's is per
-chain, each chain staying in one of the network's symmetric modes). The plot
-shows the predictive bands and the correlation matrices.
+absolute correlation, after flipping each unit's signs so that its output
+weight is positive: the network is unchanged by such a flip, and NUTS moves
+between those modes; mean-field VI has no correlation by construction;
+NUTS's is per chain). The plot shows the predictive bands and the
+correlation matrices.
 
 ``--quick`` fits a tiny network with the two VI methods only (no NUTS).
 
@@ -81,10 +83,25 @@ def held_out_log_likelihood(draws, x_test, y_test):
     return jnp.mean(jax.scipy.special.logsumexp(log_p, 0) - jnp.log(log_p.shape[0]))
 
 
+def sign_canonical(draws):
+    """Each draw with every hidden unit's signs flipped so that its output weight
+    is positive. ``tanh`` is odd, so flipping a unit's w1, b1 and w2 leaves the
+    network unchanged: the posterior has a mode per sign pattern, and a sampler
+    that moves between them (NUTS does) averages every correlation to zero."""
+    s = jnp.sign(draws["w2"])
+    return {
+        "w1": draws["w1"] * s[:, None, :],
+        "b1": draws["b1"] * s,
+        "w2": draws["w2"] * s,
+        "b2": draws["b2"],
+    }
+
+
 def cross_layer_correlation(draws, hidden):
     """Mean |correlation| between the first layer's weights (w1, b1) and the
-    second's (w2, b2), and the whole correlation matrix."""
-    corr = np.corrcoef(np.asarray(flat(draws)).T)
+    second's (w2, b2), and the whole correlation matrix, of the sign-canonical
+    draws (:func:`sign_canonical`)."""
+    corr = np.corrcoef(np.asarray(flat(sign_canonical(draws))).T)
     first = 2 * hidden
     return float(np.mean(np.abs(corr[:first, first:]))), corr
 

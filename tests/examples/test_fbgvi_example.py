@@ -12,7 +12,7 @@ def test_fbgvi_example_quick(capsys, tmp_path):
     rows = load_example("examples/fbgvi_logistic.py").main(["--quick", "--out", str(out)])
     assert out.exists()
     assert "FB-GVI deterministic" in capsys.readouterr().out
-    by = {(target, method): kl for target, method, _, _, kl, _ in rows}
+    by = {(target, method): kl for target, method, _, _, kl, _, _ in rows}
     gaussian = [k for k in by if k[0].startswith("Gaussian")]
     assert gaussian
     assert by[("Gaussian (linear regression)", "FB-GVI deterministic")] < 1e-3

@@ -171,8 +171,13 @@ def fbgvi(
         if hessian == "autodiff":
             e_hess = jnp.einsum("n,nij->ij", w, hess(x))
         else:
-            # Stein: Sigma^{-1} E[(x - m) g^T] = L^{-T} E[eps g^T]
-            e_hess = jax.scipy.linalg.solve_triangular(chol.T, (w[:, None] * eps).T @ g)
+            # Stein: Sigma^{-1} E[(x - m) g^T] = L^{-T} E[eps g^T]. The mean
+            # gradient is subtracted (E[eps] = 0): without it the estimate's noise
+            # grows with |E grad V| / scale, far from the mode.
+            centred = (w[:, None] * eps).T @ (g - w @ g)
+            if variant == "stochastic":  # each g_i is in its own mean: unbias
+                centred = centred * (num_points / (num_points - 1))
+            e_hess = jax.scipy.linalg.solve_triangular(chol.T, centred)
         a = jnp.eye(m.shape[0], dtype=m.dtype) - h * sym(e_hess)
         half = sym(a @ cov @ a)
         new = GaussianState(m - h * (w @ g), entropy_prox(half, h))
