@@ -1,6 +1,6 @@
-"""The implicit-VI BNN example at its quick size: it runs the two VI methods,
-prints its table and saves its plot; mean-field VI has no cross-layer
-correlation beyond Monte Carlo noise, and the implicit family has some."""
+"""The implicit-VI BNN example at its quick size (the implicit family only):
+it fits, prints its table and saves its plot, and the family correlates the
+layers beyond the Monte Carlo noise of independent draws."""
 
 import numpy as np
 
@@ -12,8 +12,8 @@ def test_implicit_bnn_quick(capsys, tmp_path):
     table = load_example("examples/implicit_bnn.py").main(["--quick", "--out", str(out)])
     assert out.exists()
     assert "held-out LL" in capsys.readouterr().out
-    by = {name: (ll, cross) for name, _, ll, cross, _, _ in table}
-    assert set(by) == {"mean-field VI", "implicit VI (linearized ELBO)"}  # no NUTS when quick
-    assert all(np.isfinite(ll) for ll, _ in by.values())
-    assert by["mean-field VI"][1] < 0.1
-    assert by["implicit VI (linearized ELBO)"][1] > by["mean-field VI"][1]
+    [(name, elbo, ll, cross, _, corr)] = table
+    assert name == "implicit VI (linearized ELBO)"
+    assert np.isfinite(elbo) and np.isfinite(ll)
+    assert corr.shape == (10, 10)  # 3 hidden units: 3 + 3 + 3 + 1 weights
+    assert cross > 3 * np.sqrt(2 / (np.pi * 500))  # independent draws' |corr| is about that

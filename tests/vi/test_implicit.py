@@ -64,7 +64,7 @@ def test_elbo_lies_below_the_log_evidence():
         (),
         family.guide_args,
         optimizer=optax.adam(0.02),
-        steps=200,
+        steps=150,
         num_samples=8,
         progress=False,
     )
