@@ -28,6 +28,10 @@ of their parameters, and nothing else changes for them.
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax.numpy as jnp
+
 from ppl.core import Continue
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Recorded, State
@@ -40,12 +44,18 @@ class Tagged(Recorded):
 
     deps: frozenset | None = None
     scored: bool = False
+    # A vectorised call's entry: its per-element log densities, and the ids whose
+    # scores it depends on element by element (its own).
+    per_element: Any = None
+    aligned: frozenset = frozenset()
 
 
-def tag(entry, deps, scored: bool) -> Tagged:
+def tag(entry, deps, scored: bool, aligned: frozenset = frozenset()) -> Tagged:
     """``entry`` tagged with ``deps`` and ``scored`` (see :class:`Tagged`)."""
     out = Tagged(*entry)
     out.deps, out.scored = deps, scored
+    out.per_element = getattr(entry, "per_element", None)
+    out.aligned = aligned if out.per_element is not None else frozenset()
     return out
 
 
@@ -72,6 +82,25 @@ def add_term(state: State, term, deps) -> State:
     return state
 
 
+def add_term_per_element(state: State, term, deps, aligned: frozenset) -> State:
+    """Add ``term`` (a dual of per-element values along axis 0) to the value: each
+    element times the element-wise scores of ``aligned``, all of it times the
+    scores of the other ``deps``. Falls back to :func:`add_term` of the sum when
+    an id in ``aligned`` has no element-wise scores of that length."""
+    c, dc = term
+    n = jnp.shape(c)[0]
+    own = _dual.per_element_scores(state, aligned, n)
+    whole = (jnp.sum(c), None if dc is None else jnp.sum(dc))
+    if own is None or deps is None:
+        return add_term(state, whole, deps)
+    cost_t = _dual.add(whole[1], jnp.sum(c * own))
+    cost_t = _dual.add(cost_t, _dual.mul(whole[0], _dual.score_of(state, deps - aligned)))
+    state = state._replace(
+        cost_p=_dual.add(state.cost_p, whole[0]), cost_t=_dual.add(state.cost_t, cost_t)
+    )
+    return state._replace(priced=_dual.add(state.priced, whole[0]))
+
+
 def _attribute(state: State, own):
     """Give the score ``own`` an id; ``(state, frozenset of that id)``."""
     if own is None:
@@ -79,7 +108,7 @@ def _attribute(state: State, own):
     return state._replace(table=state.table + (own,)), frozenset((len(state.table),))
 
 
-def _tag_new(state: State, n_rec, deps, scored) -> State:
+def _tag_new(state: State, n_rec, deps, scored, aligned=frozenset()) -> State:
     """Tag the entries recorded since ``n_rec`` that no inner site tagged."""
     if state.rec is None or n_rec is None:
         return state
@@ -87,7 +116,7 @@ def _tag_new(state: State, n_rec, deps, scored) -> State:
     for i in range(n_rec, len(rec)):
         if not isinstance(rec[i], Tagged):
             no_tangent = all(t is None for t in rec[i].tangents)
-            rec[i] = tag(rec[i], deps, scored and no_tangent)
+            rec[i] = tag(rec[i], deps, scored and no_tangent, aligned)
     return state._replace(rec=tuple(rec))
 
 
@@ -138,8 +167,12 @@ def attributed(dispatch, site, ins, state: State, k):
     if unpriced is not None:
         extra = _dual.mul(unpriced, _dual.score_of(before, ins_deps))
         st = st._replace(cost_t=_dual.add(st.cost_t, extra), priced=_dual.add(st.priced, unpriced))
+    # A vectorised call with one score per element: its outputs' element j depends
+    # on its element j's score alone.
+    aligned = own_id if own is not None and jnp.ndim(own) == 1 else frozenset()
     # A value the rule passed through (held at a policy) keeps what it carries.
     outs = [
-        _dual.tainted(o, _dual.union([deps, _dual.deps_of(o) or frozenset()])) for o in res.outs
+        _dual.tainted(o, _dual.union([deps, _dual.deps_of(o) or frozenset()]), aligned)
+        for o in res.outs
     ]
-    return Continue(outs, _tag_new(st, n_rec, deps, own is not None))
+    return Continue(outs, _tag_new(st, n_rec, deps, own is not None, aligned))

@@ -34,10 +34,13 @@ class Dual(tuple):
     always a sound answer."""
 
     deps: frozenset
+    # Ids of vectorised calls (``ppl.vmap``) with one score per element whose
+    # element j this value's element j (along axis 0) depends on alone.
+    aligned: frozenset
 
-    def __new__(cls, p, t, deps: frozenset):
+    def __new__(cls, p, t, deps: frozenset, aligned: frozenset = frozenset()):
         self = super().__new__(cls, (p, t))
-        self.deps = deps
+        self.deps, self.aligned = deps, aligned
         return self
 
 
@@ -56,9 +59,15 @@ def union(deps_list):
     return out
 
 
-def tainted(x, deps):
-    """``x`` as a dual that depends on ``deps`` (a plain pair for ``None``)."""
-    return (x[0], x[1]) if deps is None else Dual(x[0], x[1], deps)
+def aligned_of(x) -> frozenset:
+    """The ids ``x`` depends on element by element (see :class:`Dual`)."""
+    return getattr(x, "aligned", frozenset())
+
+
+def tainted(x, deps, aligned: frozenset = frozenset()):
+    """``x`` as a dual that depends on ``deps`` (a plain pair for ``None``), element
+    by element on the ids in ``aligned``."""
+    return (x[0], x[1]) if deps is None else Dual(x[0], x[1], deps, aligned & deps)
 
 
 def lift_known(x):
@@ -152,13 +161,21 @@ def sum_leading(t):
     return None if t is None else jnp.sum(t, axis=0)
 
 
+class StackedRecord(Recorded):
+    """The entry of a loop or vectorised call, which also keeps the log density
+    of each element (``per_element``: the stacked ``(logp, logp tangent)``)."""
+
+    per_element: Any = None
+
+
 def record_stacked(state: "State", addr: tuple, rec: tuple, choices_tree) -> "State":
     """``state`` with the choices a loop or vectorised call made at ``addr`` recorded
     for an enclosing ``sim``: ``rec`` is ``(leaves, leaf tangents, (logp, logp
     tangent))`` stacked along the leading axis, ``choices_tree`` their structure."""
     leaves, leaves_t, (lp, lt) = rec
     stacked = jax.tree.unflatten(choices_tree, leaves)
-    entry = Recorded(addr, stacked, list(leaves_t), (jnp.sum(lp), sum_leading(lt)))
+    entry = StackedRecord(addr, stacked, list(leaves_t), (jnp.sum(lp), sum_leading(lt)))
+    entry.per_element = (lp, lt)
     return state._replace(rec=state.rec + (entry,))
 
 
@@ -177,6 +194,9 @@ class State(NamedTuple):
     site's own score goes from ``s`` to ``table`` (its id is its position),
     and each term multiplies only the scores of the ids it depends on;
     ``priced`` is the part of ``cost_p`` whose tangent already has its scores.
+    A ``ppl.vmap``'s entry is the vector of its elements' scores, which a term
+    made element by element multiplies element by element (:func:`score_of`
+    sums it for any other term).
     """
 
     s: Any = None
@@ -196,11 +216,28 @@ def score_of(state: State, deps):
     if deps is None:
         total = state.s
         for t in state.table:
-            total = add(total, t)
+            total = add(total, _whole(t))
         return total
     total = None
     for i in sorted(deps):
-        total = add(total, state.table[i])
+        total = add(total, _whole(state.table[i]))
+    return total
+
+
+def _whole(score):
+    """A score as one number: a per-element entry summed."""
+    return score if score is None or jnp.ndim(score) == 0 else jnp.sum(score)
+
+
+def per_element_scores(state: State, aligned: frozenset, n: int):
+    """The summed element-wise scores (a vector of ``n``) of the ids in ``aligned``,
+    or ``None`` if an id's entry is not such a vector."""
+    total = None
+    for i in sorted(aligned):
+        t = state.table[i] if i < len(state.table) else None
+        if t is None or jnp.shape(t) != (n,):
+            return None
+        total = add(total, t)
     return total
 
 

@@ -285,9 +285,10 @@ def sim_outputs(st: State, addr) -> list:
     outs = list(zip(jax.tree.leaves(cm), tangents, strict=True)) + [logq]
     if not st.rb:
         return outs
-    deps = _adev.recorded_deps(st.rec, addr)
+    tags = _adev.recorded_deps(st.rec, addr)
     logq_deps = _dual.union(_dataflow.entry_deps(e) for e in st.rec)
-    return [_dual.tainted(o, d) for o, d in zip(outs, deps + [logq_deps], strict=True)]
+    tags.append((logq_deps, frozenset()))
+    return [_dual.tainted(o, d, a) for o, (d, a) in zip(outs, tags, strict=True)]
 
 
 @_adev.rule.register(Sim)

@@ -309,13 +309,14 @@ def recorded_choices(entries, root: tuple):
 
 
 def recorded_deps(entries, root: tuple) -> list:
-    """What each leaf of :func:`recorded_choices`'s choice map depends on (its
-    entry's tag, see :mod:`.dataflow`), in the same order."""
+    """What each leaf of :func:`recorded_choices`'s choice map depends on: its
+    entry's tag ``(deps, aligned)`` (see :mod:`.dataflow`), in the same order."""
     ids, deps = ChoiceMap.empty(), []
     for entry in entries:
         rel = entry.addr[len(root) :]
         start = len(deps)
-        deps.extend([_dataflow.entry_deps(entry)] * len(jax.tree.leaves(entry.choices)))
+        tag = (_dataflow.entry_deps(entry), getattr(entry, "aligned", frozenset()))
+        deps.extend([tag] * len(jax.tree.leaves(entry.choices)))
         numbered = jax.tree.unflatten(
             jax.tree.structure(entry.choices), list(range(start, len(deps)))
         )

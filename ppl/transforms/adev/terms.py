@@ -23,7 +23,9 @@ multiply which part changes.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
+from ppl.combinators.vmap import Vmap
 from ppl.core import Continue
 from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
@@ -57,10 +59,17 @@ def _sim_terms(s, ctx, site, key, ins, state, k, addr):
     def done(_outs, st):
         for entry in st.rec:
             lp, lt = entry.logp
+            aligned = getattr(entry, "aligned", frozenset())
+            if aligned:  # a vectorised call's entry: element by element
+                lp, lt = entry.per_element
             if isinstance(entry, _dataflow.Tagged) and entry.scored:
                 lt = None  # the score itself: mean zero (see the module docstring)
             term = (-lp, None if lt is None else -lt)
-            st = _dataflow.add_term(st, term, _dataflow.entry_deps(entry))
+            deps = _dataflow.entry_deps(entry)
+            if aligned:
+                st = _dataflow.add_term_per_element(st, term, deps, aligned)
+            else:
+                st = _dataflow.add_term(st, term, deps)
         return k(sim_outputs(st, addr), st._replace(rec=outer))
 
     program = s.q.program(jax.tree.unflatten(site.in_tree, _dual.primals(ins)))
@@ -114,8 +123,13 @@ def _terms(gen_fn, ids, choice_duals, arg_duals, args_tree, state):
             deps = _dual.union([_dual.deps_of(value)] + [_dual.deps_of(x) for x in s_ins])
             return Continue([value], _dataflow.add_term(st, (lp, lt), deps))
         leaves = [choice_duals[i] for i in jax.tree.leaves(sub)]
-        (lp, lt), outs = _assessed(g, sub, leaves, s_ins, site.in_tree)
         deps = _dual.union([_dual.deps_of(x) for x in leaves + list(s_ins)])
+        aligned = _aligned_elements(g, sub, leaves, s_ins, site.in_tree, deps, st)
+        if aligned:
+            (lp, lt), outs = _assessed_per_element(g, sub, leaves, s_ins, site.in_tree)
+            st = _dataflow.add_term_per_element(st, (lp, lt), deps, aligned)
+            return Continue([_dual.tainted(o, deps, aligned) for o in outs], st)
+        (lp, lt), outs = _assessed(g, sub, leaves, s_ins, site.in_tree)
         return Continue(
             [_dual.tainted(o, deps) for o in outs], _dataflow.add_term(st, (lp, lt), deps)
         )
@@ -138,6 +152,45 @@ def _assessed(gen_fn, sub_ids, sub_duals, arg_duals, args_tree):
         cm = jax.tree.unflatten(sub_tree, flat[:n])
         score, retval = gen_fn.assess(cm, jax.tree.unflatten(args_tree, flat[n:]))
         return [score, *jax.tree.leaves(retval)]
+
+    outs = _dual.apply(assess, [(p, t) for p, t in list(sub_duals) + list(arg_duals)])
+    return outs[0], outs[1:]
+
+
+def _aligned_elements(gen_fn, sub_ids, leaves, arg_duals, args_tree, deps, state) -> frozenset:
+    """The ids a ``ppl.vmap`` site of the model may meet element by element: those
+    with one score per element (a vectorised guide call) that every input depending
+    on them carries element-aligned and mapped along axis 0 (its choices always
+    are; an argument when its ``in_axes`` is 0). Empty for any other site."""
+    if not isinstance(gen_fn, Vmap) or not deps:
+        return frozenset()
+    args_p = jax.tree.unflatten(args_tree, _dual.primals(arg_duals))
+    axes = gen_fn._axes(args_p)
+    arg_axes = [ax for a, ax in zip(args_p, axes) for _ in jax.tree.leaves(a)]
+    n = gen_fn._size(args_p)
+    inputs = [(x, 0) for x in leaves] + list(zip(arg_duals, arg_axes))
+    out = set()
+    for i in deps:
+        entry = state.table[i] if i < len(state.table) else None
+        if entry is None or jnp.shape(entry) != (n,):
+            continue
+        readers = [(x, ax) for x, ax in inputs if i in (_dual.deps_of(x) or ())]
+        if readers and all(i in _dual.aligned_of(x) and ax == 0 for x, ax in readers):
+            out.add(i)
+    return frozenset(out)
+
+
+def _assessed_per_element(vm, sub_ids, sub_duals, arg_duals, args_tree):
+    """``vm``'s log density element by element on duals: ``(per-element log p dual,
+    retval duals)``."""
+    sub_tree, n = jax.tree.structure(sub_ids), len(sub_duals)
+
+    def assess(*flat):
+        args = jax.tree.unflatten(args_tree, flat[n:])
+        cm = vm._check_batched(jax.tree.unflatten(sub_tree, flat[:n]), args)
+        keys = vm._keys(jax.random.key(0), args)
+        logp, retval = vm._map(lambda _, c, a: vm.gen_fn.assess(c, a), (keys, cm), args)
+        return [logp, *jax.tree.leaves(retval)]
 
     outs = _dual.apply(assess, [(p, t) for p, t in list(sub_duals) + list(arg_duals)])
     return outs[0], outs[1:]

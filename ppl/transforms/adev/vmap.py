@@ -67,8 +67,11 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     )
 
     cost_p = _dual.sum_leading(cost_p)
+    # Under Rao-Blackwellization the call's own score stays one per element, so
+    # that terms made element by element meet only their element's score.
+    own = s if state.rb and state.s is None else _dual.sum_leading(s)
     state = state._replace(
-        s=_dual.add(state.s, _dual.sum_leading(s)),
+        s=_dual.add(state.s, own),
         c=_dual.add(state.c, _dual.sum_leading(c)),
         cost_p=_dual.add(state.cost_p, cost_p),
         # the costs also meet the score tangents of the choices made before the call
