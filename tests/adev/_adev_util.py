@@ -3,11 +3,14 @@ tolerances computed from the samples themselves."""
 
 from __future__ import annotations
 
+import itertools
 from typing import overload
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import ppl
 
 
 @overload
@@ -46,3 +49,20 @@ def assert_close_mc(samples, exact, k=5.0, what=""):
 
 def exact_grad(fn, theta):
     return float(jax.grad(fn)(jnp.asarray(theta, jnp.float32)))
+
+
+def brute_force_elbo(model, guide, model_args, guide_args, flips, obs):
+    """The ELBO of a guide of flips, summed over every joint value of them (``flips``:
+    their addresses with their shapes), by the model's and guide's ``assess``."""
+    shapes = [(a, int(np.prod(s))) for a, s in flips]
+    total = 0.0
+    for bits in itertools.product([False, True], repeat=sum(n for _, n in shapes)):
+        values, i = {}, 0
+        for (a, n), (_, s) in zip(shapes, flips):
+            values[a] = jnp.asarray(bits[i : i + n]).reshape(s)
+            i += n
+        cm = ppl.ChoiceMap.d(values)
+        log_q, _ = guide.assess(cm, guide_args)
+        log_p, _ = model.assess(cm | obs, model_args)
+        total = total + jnp.exp(log_q) * (log_p - log_q)
+    return total

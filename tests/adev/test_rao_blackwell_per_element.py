@@ -6,8 +6,6 @@ still meets all their scores."""
 
 from __future__ import annotations
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +13,7 @@ import numpy as np
 import ppl
 from ppl.inference import vi
 
-from _adev_util import assert_close_mc
+from _adev_util import assert_close_mc, brute_force_elbo as brute_elbo
 
 sig = jax.nn.sigmoid
 N = 4
@@ -44,23 +42,6 @@ def guide(theta):
     ppl.vmap(assignment, in_axes=(0, None))(theta, 0.0) @ "pts"
 
 
-def brute_elbo(model, guide, model_args, guide_args, flips, obs=OBS):
-    """The ELBO summed over every joint value of the guide's flips (addresses with
-    their shapes)."""
-    shapes = [(a, int(np.prod(s))) for a, s in flips]
-    total = 0.0
-    for bits in itertools.product([False, True], repeat=sum(n for _, n in shapes)):
-        values, i = {}, 0
-        for (a, n), (_, s) in zip(shapes, flips):
-            values[a] = jnp.asarray(bits[i : i + n]).reshape(s)
-            i += n
-        cm = ppl.ChoiceMap.d(values)
-        log_q, _ = guide.assess(cm, guide_args)
-        log_p, _ = model.assess(cm | obs, model_args)
-        total = total + jnp.exp(log_q) * (log_p - log_q)
-    return total
-
-
 def _grads(objective, model_args, guide_args, n=4000, seed=0):
     keys = jax.random.split(jax.random.key(seed), n)
     run = jax.vmap(lambda k: objective.grad_estimate(k, model_args, guide_args)[1][0])
@@ -72,7 +53,9 @@ THETA = jnp.linspace(-0.5, 0.5, N)
 
 def test_each_assignment_meets_only_its_own_points_term():
     flips = [(("pts", "z"), (N,))]
-    exact = jax.jit(jax.grad(lambda th: brute_elbo(mixture, guide, (XS,), (th,), flips)))(THETA)
+    exact = jax.jit(jax.grad(lambda th: brute_elbo(mixture, guide, (XS,), (th,), flips, OBS)))(
+        THETA
+    )
     per_element = _grads(vi.elbo(mixture, guide, OBS), (XS,), (THETA,))
     plain = _grads(vi.elbo(mixture, guide, OBS, rao_blackwell=False), (XS,), (THETA,), seed=1)
     assert_close_mc(per_element, exact, what="per-element Rao-Blackwellized")
