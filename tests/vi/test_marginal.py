@@ -175,3 +175,10 @@ def test_strategies_by_the_familys_own_addresses_reach_every_particle():
     obj = vi.elbo(toy, family, obs, strategies={"w": ppl.reinforce})
     with pytest.raises(ppl.PPLError, match=r"strategies were given for \('guide', 'joint', 'w'\)"):
         obj.estimate(jax.random.key(0), (), (A, S))
+
+
+@pytest.mark.parametrize("objective", [vi.vimco, vi.rws_wake_q])
+def test_objectives_needing_the_exact_guide_density_refuse_a_marginal_family(objective):
+    family = ppl.marginal(hier, ppl.select("x"), n=2)
+    with pytest.raises(ppl.PPLError, match=r"needs the exact log density.*vi.elbo, vi.iwelbo"):
+        objective(toy, family, ppl.ChoiceMap.d({"y": 1.0}))

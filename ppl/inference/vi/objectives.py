@@ -19,6 +19,7 @@ from ppl.expectations import add_cost, density
 from ppl.inference.vi._objective import (
     PARTICLES,
     Objective,
+    check_exact_density,
     check_n,
     guide_policy,
     has_terms,
@@ -196,8 +197,8 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
     Args:
         model: the model, a generative function called with ``*model_args``.
         guide: the variational family, called with ``*guide_args``; its
-            addresses are latent addresses of ``model`` (a ``ppl.marginal``
-            family works too).
+            addresses are latent addresses of ``model``. Its density must be
+            exact (not a ``ppl.marginal`` or ``ppl.normalize`` family).
         observations: a choice map (or dict) of observed values, or a function
             of the model's arguments returning one (data that change per call,
             e.g. the example appended by ``vi.fit(..., data=)``).
@@ -209,7 +210,8 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
         An :class:`Objective`.
 
     Raises:
-        PPLError: if ``n`` is not an int of at least 2.
+        PPLError: if ``n`` is not an int of at least 2, or the guide's density is
+            only estimated.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -228,6 +230,7 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
     """
     if check_n(n) < 2:
         raise PPLError("vimco needs n >= 2 particles (its baselines leave one out).")
+    check_exact_density(guide, "vimco", "for the score of each particle")
     observe = observer(observations)
 
     def objective(model_args, guide_args):
@@ -254,8 +257,8 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
     Args:
         model: the model, a generative function called with ``*model_args``.
         guide: the variational family, called with ``*guide_args``; its
-            addresses are latent addresses of ``model`` (a ``ppl.marginal``
-            family works too).
+            addresses are latent addresses of ``model``. Its density must be
+            exact (not a ``ppl.marginal`` or ``ppl.normalize`` family).
         observations: a choice map (or dict) of observed values, or a function
             of the model's arguments returning one (data that change per call,
             e.g. the example appended by ``vi.fit(..., data=)``).
@@ -265,7 +268,8 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
         An :class:`Objective` (a surrogate: its value is not a bound).
 
     Raises:
-        PPLError: if ``n`` is not an int of at least 1.
+        PPLError: if ``n`` is not an int of at least 1, or the guide's density is
+            only estimated.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -303,8 +307,8 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
     Args:
         model: the model, a generative function called with ``*model_args``.
         guide: the variational family, called with ``*guide_args``; its
-            addresses are latent addresses of ``model`` (a ``ppl.marginal``
-            family works too).
+            addresses are latent addresses of ``model``. Its density must be
+            exact (not a ``ppl.marginal`` or ``ppl.normalize`` family).
         observations: a choice map (or dict) of observed values, or a function
             of the model's arguments returning one (data that change per call,
             e.g. the example appended by ``vi.fit(..., data=)``).
@@ -314,7 +318,8 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
         An :class:`Objective` (a surrogate: its value is not a bound).
 
     Raises:
-        PPLError: if ``n`` is not an int of at least 1.
+        PPLError: if ``n`` is not an int of at least 1, or the guide's density is
+            only estimated.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -332,6 +337,7 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
         ()
     """
     observe, n = observer(observations), check_n(n)
+    check_exact_density(guide, "rws_wake_q (forward_kl)", "for the gradient of log q")
 
     def objective(model_args, guide_args):
         log_w, zs = log_weights(
