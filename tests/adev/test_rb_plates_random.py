@@ -89,7 +89,7 @@ def build(spec: PlateSpec):
         ppl.vmap(assignment, in_axes=(0, None))(theta[: spec.n], shift) @ "pts"
 
     x = jnp.linspace(-1.5, 1.5, spec.n)
-    obs = {("pts", "x"): x if spec.observed == "normal" else x > 0}
+    obs: dict = {("pts", "x"): x if spec.observed == "normal" else x > 0}
     if spec.across == "sum":
         obs["total"] = 1.0
     elif spec.across == "reversed":
