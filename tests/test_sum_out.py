@@ -367,13 +367,17 @@ def test_a_count_that_is_traced_is_refused():
         staged(lambda n: marg.assess(ChoiceMap.d({"y": 1.0}), (n,)), 3)
 
 
-def test_choices_inside_a_switch_are_refused():
+def test_a_switch_of_distributions_is_summed_per_branch():
     @ppl.gen
     def branchy(i):
         ppl.switch(ppl.flip, ppl.flip)(i, 0.5) @ "s"
+        ppl.normal(0.0, 1.0) @ "y"
 
-    with pytest.raises(ppl.PPLError, match="'s'.*ppl.vmap / ppl.repeat and ppl.scan only"):
-        staged(lambda: ppl.sum_out(branchy, ppl.select("s")).assess(ChoiceMap.empty(), (0,)))
+    marg = ppl.sum_out(branchy, ppl.select("s"))
+    exact = float(jax.scipy.stats.norm.logpdf(0.3))  # each branch's flip sums to one
+    for i in (0, 1):
+        logp = marg.assess(ChoiceMap.d({"y": 0.3}), (i,))[0]
+        np.testing.assert_allclose(float(logp), exact, rtol=1e-6)
 
 
 def test_a_move_elsewhere_in_an_enclosing_model():

@@ -13,6 +13,7 @@ import numpy as np
 from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap, Selection
 from ppl.combinators.scan import ScanTrace
+from ppl.combinators.switch import SwitchTrace
 from ppl.combinators.vmap import VmapTrace
 from ppl.core.program import Lit
 from ppl.distributions import DistributionTrace
@@ -183,7 +184,7 @@ def plan(gen_fn, selection: Selection, args, name):
 
     Choices reached through ``@gen`` calls only are summed jointly here; a
     top-level call whose selected choices are inside a ``ppl.vmap``/``ppl.scan``
-    (at any depth) is summed on its own.
+    or ``ppl.switch`` (at any depth) is summed on its own.
 
     Args:
         gen_fn: the generative function.
@@ -197,7 +198,7 @@ def plan(gen_fn, selection: Selection, args, name):
 
     Raises:
         PPLError: if nothing is selected, or a selected choice is inside a
-            combinator other than ``ppl.vmap``/``ppl.repeat``/``ppl.scan``.
+            combinator other than ``ppl.vmap``/``ppl.repeat``/``ppl.scan``/``ppl.switch``.
 
     Example:
         >>> plan(mixture, ppl.select("g", ("points", "c")), args, "m")
@@ -222,11 +223,14 @@ def plan(gen_fn, selection: Selection, args, name):
             joint += paths
             continue
         for t, at in ends:
-            if not isinstance(t, (VmapTrace, ScanTrace, StaticTrace, DistributionTrace)):
+            if not isinstance(
+                t, (VmapTrace, ScanTrace, SwitchTrace, StaticTrace, DistributionTrace)
+            ):
                 raise PPLError(
                     f"{name}: the selected choices under {fmt_addr(at)} are made inside "
                     f"{t.gen_fn.name}; sum_out sums choices of @gen functions, ppl.vmap / "
-                    "ppl.repeat and ppl.scan only. Leave them out of the selection."
+                    "ppl.repeat, ppl.scan and ppl.switch / ppl.cond only. Leave them out of "
+                    "the selection."
                 )
         if not isinstance(gen_fn, StaticGenerativeFunction):
             raise PPLError(

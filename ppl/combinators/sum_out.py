@@ -12,7 +12,10 @@ on where the choices are made:
   per element (cost K per element, not K^n);
 * inside a ``ppl.scan``: the forward (sum-product) recursion, O(T K^2), for a
   chain whose step passes on a carry that is a function of the step's
-  summed choices (an HMM), see :mod:`ppl.combinators._forward`.
+  summed choices (an HMM), see :mod:`ppl.combinators._forward`;
+* inside a ``ppl.switch`` / ``ppl.cond``: each branch's own sum (the index
+  is an argument; when it is itself a summed choice, the joint sum above
+  runs over it).
 
 Such a call is summed on its own, which is exact only if the rest of ``g``
 does not use the parts of its return value that depend on the summed
@@ -40,8 +43,11 @@ from ppl.combinators._sum_support import (
     varies,
     zeros_of,
 )
+from ppl.combinators._union import union_by_index
 from ppl.combinators.scan import Scan
+from ppl.combinators.switch import Switch
 from ppl.combinators.vmap import Vmap
+from ppl.core import is_concrete
 
 # ---------------------------------------------------------------------------
 # the kinds
@@ -196,6 +202,56 @@ class SumOutVmap(SumOut):
         return self.element.dependent(element)
 
 
+class SumOutSwitch(SumOut):
+    """Per-branch sums of a ``ppl.switch`` / ``ppl.cond``: the switch of its branches'
+    ``sum_out`` (a branch that makes none of the selected choices is left as it is).
+
+    The branch index is an argument, so the density of the branch taken, summed
+    over its own selected choices, is the marginal; a known index runs that
+    branch, one known only at run time runs them all and keeps the one taken.
+
+    Example:
+        >>> ppl.sum_out(ppl.cond(mixture_a, mixture_b), ppl.select("z"))
+    """
+
+    def _parts(self, args) -> Switch:
+        switch = self.gen_fn
+        assert isinstance(switch, Switch)  # sum_out makes this kind for a switch only
+        inner_args = args[1:]
+
+        def summed(b):
+            made = b.trace_shape(inner_args).choices.filter(self.selection)
+            return b if made.is_empty() else sum_out(b, self.selection, self.max_assignments)
+
+        return Switch(*[summed(b) for b in switch.branches])
+
+    def _marginal(self, kept, args):
+        return self._parts(args).assess(kept, args)
+
+    def _summed(self, key, kept, args, mode):
+        parts = self._parts(args)
+        index, _, inner_args = parts._split(args)
+        restricted, _ = parts._route(kept, inner_args, "posterior_sample")
+        keys = jax.random.split(key, len(parts.branches))
+        maps = [
+            b._summed(k, r, inner_args, mode) if isinstance(b, SumOut) else ChoiceMap.empty()
+            for b, k, r in zip(parts.branches, keys, restricted)
+        ]
+        if is_concrete(index) and jnp.ndim(index) == 0:
+            return maps[int(index)]
+        return union_by_index(index, maps, self.name)
+
+    def dependent(self, args):
+        parts = self._parts(args)
+        inner_args = args[1:]
+        n = len(jax.tree.leaves(parts.branches[0].retval_abstract(inner_args)))
+        deps = [
+            b.dependent(inner_args) if isinstance(b, SumOut) else [False] * n
+            for b in parts.branches
+        ]
+        return [any(d[i] for d in deps) for i in range(n)]
+
+
 def sum_out(
     gen_fn: GenerativeFunction, selection: Selection, max_assignments: int = MAX_ASSIGNMENTS
 ) -> SumOut:
@@ -248,7 +304,9 @@ def sum_out(
         return SumOutVmap(gen_fn, selection, max_assignments)
     if isinstance(gen_fn, Scan):
         return SumOutScan(gen_fn, selection, max_assignments)
+    if isinstance(gen_fn, Switch):
+        return SumOutSwitch(gen_fn, selection, max_assignments)
     return SumOutJoint(gen_fn, selection, max_assignments)
 
 
-__all__ = ["SumOut", "SumOutScan", "SumOutTrace", "sum_out"]
+__all__ = ["SumOut", "SumOutScan", "SumOutSwitch", "SumOutTrace", "sum_out"]
