@@ -6,7 +6,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PAGES = ["README.md", "docs/tutorial.md", "docs/dgm.md"]
+PAGES = ["README.md", "docs/tutorial.md", "docs/dgm.md", "docs/estimators.md"]
 
 
 def _blocks(path):
