@@ -1,12 +1,17 @@
 """``sum_out`` of choices inside ``ppl.switch`` / ``ppl.cond`` branches, with the
 branch index an argument (known, or known only at run time) or itself a summed
-choice: densities against brute-force sums, and the summed choices afterwards."""
+choice: densities against brute-force sums, and the summed choices afterwards;
+and (hypothesis) random switches of small branches against brute force."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 
 import ppl
 
@@ -93,3 +98,108 @@ def test_the_summed_choices_afterwards_follow_the_exact_posterior():
     ]
     se = np.sqrt(post * (1 - post) / len(keys))
     assert np.all(np.abs(np.array(freq) - post) < 5 * se + 1e-3), (freq, post)
+
+
+# hypothesis: random switches of small branches (a categorical or flip latent, or
+# none, and an observed normal), their index an argument or a summed choice
+
+
+@dataclasses.dataclass(frozen=True)
+class BranchSpec:
+    latent: str  # "cat" | "flip" | "none"
+    weight: float  # the latent's pull on the observation's mean
+    shift: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SwitchCase:
+    branches: tuple
+    summed_index: bool  # the index is a categorical choice that is summed too
+    index: int  # otherwise, the index given (as a traced argument when traced=True)
+    traced: bool
+
+
+branch_specs = st.builds(
+    BranchSpec,
+    latent=st.sampled_from(["cat", "flip", "none"]),
+    weight=st.sampled_from([-1.0, 0.5, 2.0]),
+    shift=st.sampled_from([-0.5, 0.0, 1.0]),
+)
+
+
+@st.composite
+def switch_cases(draw):
+    branches = tuple(draw(st.lists(branch_specs, min_size=2, max_size=3)))
+    assume(any(b.latent != "none" for b in branches))
+    return SwitchCase(
+        branches,
+        draw(st.booleans()),
+        draw(st.integers(0, len(branches) - 1)),
+        draw(st.booleans()),
+    )
+
+
+def _branch(spec: BranchSpec, j: int):
+    @ppl.gen
+    def branch(y_scale):
+        v = 0.0
+        if spec.latent == "cat":
+            v = ppl.categorical(jnp.array([0.2, 0.3, 0.5])) @ f"c{j}"
+        elif spec.latent == "flip":
+            v = jnp.where(ppl.flip(0.35) @ f"f{j}", 1.0, 0.0)
+        return ppl.normal(spec.shift + spec.weight * v, y_scale) @ "y"
+
+    return branch
+
+
+def _latent_values(spec: BranchSpec, j: int):
+    if spec.latent == "cat":
+        return [{("s", f"c{j}"): v} for v in range(3)]
+    if spec.latent == "flip":
+        return [{("s", f"f{j}"): b} for b in (False, True)]
+    return [{}]
+
+
+def _build(case: SwitchCase):
+    branches = [_branch(b, j) for j, b in enumerate(case.branches)]
+    k = len(branches)
+
+    @ppl.gen
+    def model(i, y_scale):
+        if case.summed_index:
+            i = ppl.categorical(jnp.full(k, 1.0 / k)) @ "i"
+        return ppl.switch(*branches)(i, y_scale) @ "s"
+
+    latents = [("s", f"c{j}") for j, b in enumerate(case.branches) if b.latent == "cat"]
+    latents += [("s", f"f{j}") for j, b in enumerate(case.branches) if b.latent == "flip"]
+    summed = ppl.select(*latents, *(["i"] if case.summed_index else []))
+    return model, summed
+
+
+@settings(max_examples=3)
+@given(switch_cases())
+@example(
+    SwitchCase(
+        (BranchSpec("cat", 2.0, 0.0), BranchSpec("none", 1.0, -0.5), BranchSpec("flip", -1.0, 1.0)),
+        True,
+        0,
+        True,
+    )
+)
+def test_random_switches_sum_out_to_the_brute_force_marginal(case):
+    model, summed = _build(case)
+    kept = ppl.ChoiceMap.d({("s", "y"): 0.4})
+    indices = range(len(case.branches)) if case.summed_index else [case.index]
+    terms = []
+    for j in indices:
+        for values in _latent_values(case.branches[j], j):
+            extra = {"i": j} if case.summed_index else {}
+            cm = kept | ppl.ChoiceMap.d({**values, **extra})
+            terms.append(float(model.assess(cm, (case.index, 0.8))[0]))
+    exact = np.logaddexp.reduce(terms)
+    marginal = ppl.sum_out(model, summed)
+    if case.traced:
+        logp = jax.jit(lambda i: marginal.assess(kept, (i, 0.8))[0])(jnp.int32(case.index))
+    else:
+        logp = marginal.assess(kept, (case.index, 0.8))[0]
+    np.testing.assert_allclose(float(logp), exact, rtol=1e-5, err_msg=str(case))
