@@ -25,7 +25,7 @@ from torch import nn
 CANVAS, OBJ, WHAT, HIDDEN, STEPS = 50, 28, 50, 200, 2
 PIXEL_SD, RHO = 0.3, 0.01
 RHO_LOGIT = math.log(RHO) - math.log1p(-RHO)
-WHERE_LOC = torch.tensor([math.log(28 / 50), 0.0, 0.0])
+WHERE_LOC = torch.tensor([math.log(22 / 50), 0.0, 0.0])  # airlib.data.SIZE / CANVAS
 WHERE_SD = torch.tensor([0.2, 0.6, 0.6])
 
 

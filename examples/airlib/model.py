@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 import ppl
 from airlib import stn
-from airlib.data import CANVAS, DIGIT, MAX_DIGITS
+from airlib.data import CANVAS, DIGIT, MAX_DIGITS, SIZE
 
 STEPS = MAX_DIGITS
 WHAT, HIDDEN, OBJ = (
@@ -46,8 +46,8 @@ WHAT, HIDDEN, OBJ = (
 )  # latent code, GRU state, decoded object side (as sharp as a digit)
 PIXEL_SD = 0.3
 RHO = 0.01  # prior probability of one more object: small, so an object must earn its place
-# where = (log s, tx, ty): a 28-pixel digit on a 50-pixel canvas has s = 28 / 50.
-WHERE_LOC = jnp.array([jnp.log(DIGIT / CANVAS), 0.0, 0.0])
+# where = (log s, tx, ty): a SIZE-pixel digit on a 50-pixel canvas has s = SIZE / 50.
+WHERE_LOC = jnp.array([jnp.log(SIZE / CANVAS), 0.0, 0.0])
 WHERE_SD = jnp.array([0.2, 0.6, 0.6])
 PRESENCE = ("reinforce", "enum", "mvd")
 PRES_BIAS = -3.0
