@@ -1,8 +1,9 @@
 """Multi-digit canvases: 0 to 2 MNIST digits (28 x 28, drawn SIZE x SIZE)
 pasted at random places on a 50 x 50 canvas, overlaps combined by maximum.
 Two digits' boxes are offset by at least half a digit in some direction: they
-may overlap, but one never hides the other (which would make "how many?" moot). Made from a seed,
-so every run (and the Pyro benchmark) sees the same canvases."""
+may overlap, but one never hides the other (which would make "how many?"
+moot). Made from a seed, so every run (and the Pyro benchmark) sees the same
+canvases."""
 
 from __future__ import annotations
 
