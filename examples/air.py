@@ -21,10 +21,8 @@ explains each single digit with two objects, each drawing part of it
 with REINFORCE and with enum alike, after 7,800 steps): a digit has so many
 pixels that two 50-d codes draw it more sharply than one by more than the
 count prior charges for the second object (also with ``--rho`` down to 1e-60,
-138 nats an object). At 22 pixels one object per digit is the better optimum
-of the bound (held-out bound 621 to 629 nats, against about 615 for two
-objects per single digit and 458 for no objects at all), but training
-reaches it in some runs only. Held-out count accuracy on 500 canvases after
+138 nats an object). At 22 pixels training reaches one object per digit in
+some runs only. Held-out count accuracy on 500 canvases after
 100 epochs (7,800 steps; REINFORCE about 2.5 minutes on one core, enum about
 5.5), with the baseline network's own Adam step ``--baseline-lr`` (larger
 than ``--lr`` 1e-3, as in published AIR runs):
@@ -35,10 +33,12 @@ than ``--lr`` 1e-3, as in published AIR runs):
                                                   (seed 0 also with --rho 1e-4: 0.674)
 
 At 0.672 and 0.674 every single digit is read as two objects; at 0.328 no
-object is ever switched on. Empty canvases are always recognised. Since the
-held-out bound ranks the optima correctly, restarts kept by their bound (no
-labels needed) pick a counting run. Enum, with the exact presence gradient,
-settled in the two-objects optimum in every run so far.
+object is ever switched on. Empty canvases are always recognised. The
+REINFORCE runs that count have the higher held-out bound (621 to 629 nats,
+against 616 to 618 for two objects per single digit, 458 for none), so
+restarts kept by their bound (no labels needed) pick a counting run; the enum
+runs, with the exact presence gradient, settled in the two-objects optimum
+(held-out bound 615 and 622) every time.
 
     python examples/air.py [--presence reinforce|enum|mvd] [--objective elbo|iwelbo]
                            [--k 2] [--epochs 100] [--out out/] [--quick] [--pilot 32]
