@@ -28,7 +28,7 @@ demo: $(STAMP_BASE)
 # on one worker, so the programs it compiles once are shared by its tests.
 PYTEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=25 tests
 
 lint: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .

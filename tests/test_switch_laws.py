@@ -136,7 +136,7 @@ def _generate_law(g, spec, lay, paths, extra):
     return run, [sorted({*paths, (on.addr,)}) for on in indices for _ in _support(on.family)]
 
 
-@settings(max_examples=6, phases=NO_SHRINK)
+@settings(max_examples=4, phases=NO_SHRINK)
 @given(spec=branchy_specs, seed=seeds, a=args, a2=args, data=st.data())
 def test_simulate_assess_generate_against_the_reference(spec, seed, a, a2, data):
     lay = layout(spec)
