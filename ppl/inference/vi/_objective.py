@@ -17,8 +17,6 @@ from ppl.distributions import Distribution
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, adev, density, sim
 from ppl.gen import StaticGenerativeFunction, gen
-from ppl.marginals import Marginal
-from ppl.normalize import Normalized
 from ppl.transforms.adev.expectation import Sim
 from ppl.transforms.adev.interpreter import as_path
 from ppl.transforms.adev.strategies import Reparam, WithStrategy, default_strategy
@@ -168,30 +166,6 @@ def check_n(n: int) -> int:
 
 # Particles are one vectorised ppl.repeat: compile time does not grow with n.
 PARTICLES = ("particles", "guide")
-
-
-def check_exact_density(guide, objective: str, why: str) -> None:
-    """Refuse a guide whose density is only estimated (``ppl.marginal``,
-    ``ppl.normalize``) for an objective that needs its exact log density.
-
-    Args:
-        guide: the variational family.
-        objective: the objective's name, for the message.
-        why: what the objective needs the exact density for.
-
-    Raises:
-        PPLError: naming the objective, the guide and the objectives that work.
-
-    Example:
-        >>> check_exact_density(guide, "vimco", "its leave-one-out baselines")
-    """
-    if isinstance(guide, (Marginal, Normalized)):
-        raise PPLError(
-            f"{objective} needs the exact log density of the guide at its own samples ({why}), "
-            f"but {guide.name} has only an unbiased estimate of its density. Use vi.elbo, "
-            "vi.iwelbo or vi.renyi with this family (their bounds stay valid with the "
-            "estimate), or a guide whose density is exact."
-        )
 
 
 def observer(observations) -> Callable:

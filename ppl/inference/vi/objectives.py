@@ -16,10 +16,10 @@ import jax.numpy as jnp
 from ppl._errors import PPLError
 from ppl._numerics import log_mean_exp
 from ppl.expectations import add_cost, density
+from ppl.inference.vi._guide_checks import check_exact_density
 from ppl.inference.vi._objective import (
     PARTICLES,
     Objective,
-    check_exact_density,
     check_n,
     guide_policy,
     has_terms,
