@@ -121,7 +121,7 @@ thetas = st.tuples(
 )
 
 
-@settings(max_examples=2)
+@settings(max_examples=1)
 @given(theta=thetas)
 def test_random_models_with_dependent_supports_under_every_gradient_kernel(theta):
     theta32 = tuple(jnp.float32(t) for t in theta)
