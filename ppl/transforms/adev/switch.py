@@ -81,12 +81,12 @@ def _traced(ctx, switch, index, key, ins, tree, state, addr):
         branches = _aligned([(lambda *_, m=m: m) for m in mains], ps, ts)
         out_p, out_t, (s, c, cost_p, cost_t) = _select(index, [b(ps, ts) for b in branches])
         state = state._replace(rec=state.rec + (_union_record(switch, index, recorded, addr),))
-    elif all(t is None for t in ts):
-        branches = _aligned([branch(j) for j in range(len(switch.branches))], ps, ts)
-        out_p, out_t, (s, c, cost_p, cost_t) = jax.lax.switch(index, branches, ps, ts)
     else:
         branches = _aligned([branch(j) for j in range(len(switch.branches))], ps, ts)
-        out_p, out_t, (s, c, cost_p, cost_t) = _select(index, [b(ps, ts) for b in branches])
+        if all(t is None for t in ts):
+            out_p, out_t, (s, c, cost_p, cost_t) = jax.lax.switch(index, branches, ps, ts)
+        else:
+            out_p, out_t, (s, c, cost_p, cost_t) = _select(index, [b(ps, ts) for b in branches])
     state = state._replace(
         s=_dual.add(state.s, s),
         c=_dual.add(state.c, c),
