@@ -3,11 +3,12 @@
 ``compiled_flops`` reads XLA's own cost analysis. That analysis visits every
 HLO computation once, so a ``while`` body (a ``lax.scan`` or ``fori_loop``,
 and on CPU the rolled loop of every threefry hash behind ``jax.random``) is
-counted once, not once per trip. ``loop_flops`` finds each loop with a trip
-count XLA knows and estimates, from the compiled HLO text, the FLOPs its body
-is missing for the other trips, following XLA's conventions: a ``dot`` is 2
-FLOPs per multiply-add, a non-transcendental elementwise op 1 per element of
-its output, data movement 0. ``step_flops`` is the two together.
+counted once, not once per trip. ``loop_flops`` finds each loop (and refuses
+one whose trip count XLA does not know) and estimates, from the compiled HLO
+text, the FLOPs its body is missing for the other trips, following XLA's
+conventions: a ``dot`` is 2 FLOPs per multiply-add, a non-transcendental
+elementwise op 1 per element of its output, data movement 0. ``step_flops``
+is the two together.
 
 ``matmul_timer`` and ``matmul_peak`` time a jitted float32 ``jnp.dot``: the
 rate the machine reaches on matrix products under the current process's
@@ -177,7 +178,13 @@ def _cost(name: str, computations: dict, unrolled: bool, dots_only: bool, memo: 
             continue  # _instr_flops charged the reducer already
         called = sum(_cost(c, computations, unrolled, dots_only, memo) for c in _called(instr.rest))
         trips = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', instr.rest)
-        if instr.opcode == "while" and unrolled and trips:
+        if instr.opcode == "while" and unrolled:
+            if trips is None:
+                # Counting the body once would understate the work by an unknown factor.
+                raise ValueError(
+                    f"the loop {instr.name} has a trip count XLA does not know, so its FLOPs "
+                    "cannot be counted; analyse a version with the loop unrolled."
+                )
             called *= int(trips.group(1))
         total += called
     memo[key] = total

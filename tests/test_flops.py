@@ -45,6 +45,14 @@ def test_a_loop_counts_once_per_trip():
     assert extra == pytest.approx(6 * body, rel=1e-3)
 
 
+def test_a_loop_of_unknown_length_is_refused():
+    def f(x):
+        return jax.lax.while_loop(lambda c: c[0] < c[1], lambda c: (c[0] + 1.0, c[1]), (0.0, x))[0]
+
+    with pytest.raises(ValueError, match="trip count"):
+        _flops.step_flops(_compile(f, jnp.float32(3.0)))
+
+
 def test_the_estimate_without_loops_is_xlas_count():
     def f(x, key):
         h = jax.nn.relu(x @ jnp.ones((50, 20)) + 1.0)
