@@ -4,7 +4,10 @@ Chains start from ``model.generate(key, observations, args)`` (or given
 traces), run ``n_warmup`` adaptation steps and ``n_samples`` kept steps inside
 ``lax.scan``, and record ``collect(trace)`` (by default the latent choices)
 and the kernel's statistics at every kept step. The draws and their
-diagnostics are an :class:`~ppl.inference.mcmc_result.MCMCResult`.
+diagnostics are an :class:`~ppl.inference.mcmc_result.MCMCResult`. With
+``mesh=``, the chains are split over the devices of a one-axis mesh (each
+device runs its share of the chains; the model's arguments and observations
+are replicated), with the same draws as on one device for the same key.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ppl._caches import store_of
 from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import as_args
 from ppl.inference._progress import chunk_length, progress_bar
+from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.inference._util import as_choices, as_key, selection_of
 from ppl.inference.mcmc_result import MCMCResult, SamplerWarning, check
 from ppl.primitives import has_deterministic, recorded
@@ -63,12 +67,14 @@ class _UserCollect:
         return hash(self.collect)
 
 
-def _compiled(kernel, model, settings, collect, observed, from_prior):
+def _compiled(kernel, model, settings, collect, observed, from_prior, mesh):
     """``(start, advance)``: the chains' initial states and record buffers, and
-    ``chunk`` steps of every chain from a given step index, each compiled once."""
+    ``chunk`` steps of every chain from a given step index, each compiled once.
+    On a mesh, their outputs are constrained to the chains' layout, so each
+    chunk's output is laid out as its input and one compilation serves all."""
     n_samples, n_warmup, thin, chunk = settings
     # Kept in the model's cache store: the compiled chain calls the model, so it goes with it.
-    key = ("chains.run", kernel, settings, collect, tuple(observed.addresses()), from_prior)
+    key = ("chains.run", kernel, settings, collect, tuple(observed.addresses()), from_prior, mesh)
     fns = store_of(model).get(key)
     if fns is not None:
         return fns
@@ -116,10 +122,14 @@ def _compiled(kernel, model, settings, collect, observed, from_prior):
         (state, buffers), _ = jax.lax.scan(body, (state, buffers), first + jnp.arange(chunk))
         return state, buffers, kernel.materialize(state)
 
-    fns = (
-        jax.jit(jax.vmap(start, in_axes=(0, None if from_prior else 0, None, None))),
-        jax.jit(jax.vmap(advance, in_axes=(0, 0, 0, None)), donate_argnums=(1, 2)),
-    )
+    def start_chains(*inputs):
+        starts = jax.vmap(start, in_axes=(0, None if from_prior else 0, None, None))
+        return shard(starts(*inputs), mesh)
+
+    def advance_chains(*inputs):
+        return shard(jax.vmap(advance, in_axes=(0, 0, 0, None))(*inputs), mesh)
+
+    fns = (jax.jit(start_chains), jax.jit(advance_chains, donate_argnums=(1, 2)))
     store_of(model)[key] = fns
     return fns
 
@@ -203,6 +213,7 @@ def run(
     init=None,
     progress: bool = True,
     warn: bool = True,
+    mesh=None,
 ) -> MCMCResult:
     """Run ``n_chains`` chains of ``kernel`` on ``model`` given ``observations``.
 
@@ -238,6 +249,10 @@ def run(
         warn: after the run, warn (:class:`SamplerWarning`) about divergent
             transitions, R-hat above 1.01 and E-BFMI below 0.3, naming the
             addresses (see :func:`ppl.inference.mcmc_result.check`).
+        mesh: a one-axis ``jax.sharding.Mesh`` to split the chains over (the
+            number of chains a multiple of its size), or ``None`` (one device).
+            The draws equal the one-device run's for the same key, within float
+            rounding; the result's arrays are split over the mesh's devices.
 
     Returns:
         An :class:`MCMCResult`: the draws, acceptance probabilities, sampler
@@ -248,15 +263,22 @@ def run(
         PPLError: if the kernel cannot move the model's choices (empty or
             observed selection, discrete choices under a gradient kernel, ...),
             no starting trace of finite density is found, ``init`` has zero
-            density or is given with ``traces``, or a count is not a positive int.
+            density or is given with ``traces``, a count is not a positive int,
+            or ``mesh`` is not a one-axis mesh whose size divides the number of
+            chains (``n_chains``, or the number of ``traces``).
 
     Example:
         >>> result = run(jax.random.key(0), nuts(), model, (xs,), {"y": ys}, n_samples=500)
         >>> result.summary()["mu"]["mean"]
+        >>> mesh = jax.make_mesh((jax.device_count(),), ("chains",))
+        >>> result = run(jax.random.key(0), nuts(), model, (xs,), {"y": ys}, n_chains=8, mesh=mesh)
     """
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     _check_counts(n_samples=n_samples, n_warmup=n_warmup, n_chains=n_chains, thin=thin)
+    mesh = particle_mesh(mesh, "run_mcmc")
+    if traces is None:
+        check_divisible(n_chains, mesh, "n_chains", "run_mcmc")
     total = n_warmup + n_samples * thin
     chunk = chunk_length(total, progress)
     settings = (n_samples, n_warmup, thin, chunk)
@@ -266,22 +288,24 @@ def run(
     if init is not None:
         traces = _traces_at(k_init, model, observations, args, n_chains, init, traces)
     if traces is None:
-        start, advance = _compiled(kernel, model, settings, collect, observations, True)
+        start, advance = _compiled(kernel, model, settings, collect, observations, True, mesh)
+        observations, args = replicate((observations, args), mesh)
         state, buffers, init_score = start(
-            jax.random.split(k_start, n_chains), None, observations, args
+            split_keys(k_start, n_chains, mesh), None, observations, args
         )
         if not np.all(np.isfinite(np.asarray(init_score))):
             # Some chain starts where the density is zero: redraw starts on the host.
             traces, state = init_traces(k_init, model, observations, args, n_chains), None
     if state is None:
         n_chains = jax.tree.leaves(traces)[0].shape[0]
-        start, advance = _compiled(kernel, model, settings, collect, observations, False)
+        check_divisible(n_chains, mesh, "the number of starting traces", "run_mcmc")
+        start, advance = _compiled(kernel, model, settings, collect, observations, False, mesh)
         obs_sel = selection_of(observations)
         # Per chain under vmap: some traces (ppl.switch's) read their choices per element.
-        latent = jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces)
-        keys = jax.random.split(k_start, n_chains)
-        state, buffers, _ = start(keys, latent, observations, args)
-    keys = jax.random.split(k_steps, n_chains)
+        latent = shard(jax.vmap(lambda tr: tr.choices.without(obs_sel))(traces), mesh)
+        observations, args = replicate((observations, args), mesh)
+        state, buffers, _ = start(split_keys(k_start, n_chains, mesh), latent, observations, args)
+    keys = split_keys(k_steps, n_chains, mesh)
     result = _sample(advance, keys, state, buffers, total, chunk, progress)
     if warn:
         check(result)

@@ -4,20 +4,27 @@ With the prior as proposal, each particle is ``model.generate(key, obs, args)``.
 With a custom proposal ``q``, the proposal's choices are merged into the
 constraints and the weight is ``generate``'s weight minus ``q``'s score, so ``q``
 may propose some latent choices and leave the rest to the prior.
+
+With ``mesh=`` the particles are split over the devices of a one-axis mesh
+(see :mod:`ppl.inference._sharding`); the estimates equal the one-device run's
+for the same key.
 """
 
 from __future__ import annotations
 
 import functools
 
+import equinox as eqx
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from ppl._caches import store_of
 from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
 from ppl.inference import resampling
+from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.improper import improper_addresses
 from ppl.inference._util import (
     WeightedTraces,
@@ -33,7 +40,20 @@ from ppl.inference._util import (
 
 class ImportanceResult(WeightedTraces):
     """Weighted particles: ``traces`` (batched along a leading axis of size n) and
-    their unnormalised ``log_weights``."""
+    their unnormalised ``log_weights``.
+
+    Attributes:
+        traces: the traces, batched along a leading particle axis.
+        log_weights: their unnormalised log weights, shape ``(n,)``.
+        mesh: the one-axis ``jax.sharding.Mesh`` the particles are split over
+            (``importance(..., mesh=mesh)``), or ``None``. Static.
+
+    Example:
+        >>> result = importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
+        >>> result.log_marginal_likelihood, result.ess
+    """
+
+    mesh: Mesh | None = eqx.field(static=True, default=None)
 
     @property
     def log_marginal_likelihood(self):
@@ -41,9 +61,30 @@ class ImportanceResult(WeightedTraces):
         return log_mean_exp(self.log_weights)
 
     def resample(self, key, n=None, scheme="multinomial"):
-        """Unweighted traces drawn in proportion to the weights."""
+        """Unweighted traces drawn in proportion to the weights.
+
+        Args:
+            key: a ``jax.random`` key.
+            n: how many traces to draw (default: the number of particles).
+            scheme: ``"multinomial"``, ``"stratified"``, ``"systematic"``,
+                ``"residual"``, or a function ``(key, log_weights, n) -> indices``.
+
+        Returns:
+            The ``n`` traces, batched along a leading axis; on the result's mesh,
+            split over its devices.
+
+        Raises:
+            PPLError: for an unknown scheme, or, on a mesh, an ``n`` that is not a
+                multiple of the mesh's size.
+
+        Example:
+            >>> traces = result.resample(jax.random.key(1), 100, "systematic")
+        """
+        if n is not None:
+            n = check_count(n, "n", "ImportanceResult.resample: the number of traces", "100")
+            check_divisible(n, self.mesh, "n", "ImportanceResult.resample")
         idx = resampling.get_scheme(scheme)(as_key(key), self.log_weights, n)
-        return take(self.traces, idx)
+        return shard(take(self.traces, idx), self.mesh)
 
 
 def propose(key, model: GenerativeFunction, observations, args, proposal=None, proposal_args=()):
@@ -66,6 +107,7 @@ def importance(
     proposal_args=(),
     n: int | np.integer = 1000,
     check=True,
+    mesh=None,
 ):
     """Importance sampling with ``n`` particles.
 
@@ -79,10 +121,15 @@ def importance(
         proposal_args: the proposal's arguments (a tuple).
         n: the number of particles, a positive int.
         check: raise on non-finite weights when the result is concrete.
+        mesh: a one-axis ``jax.sharding.Mesh`` to split the particles over
+            (``n`` a multiple of its size; arguments and observations are
+            replicated), or ``None`` (one device). The estimates equal the
+            one-device run's for the same key, within float rounding.
 
     Returns:
         An :class:`ImportanceResult`: the traces, the log weights, the log
-        marginal-likelihood estimate and the effective sample size.
+        marginal-likelihood estimate and the effective sample size (on the
+        mesh, the traces and weights split over its devices).
 
     Raises:
         PPLError: if ``n`` is not a positive int; if the proposal proposes an
@@ -90,21 +137,27 @@ def importance(
             observed nor proposed (a flat prior cannot be sampled); with
             ``check`` and concrete values, if a weight is NaN or +inf or every
             weight is -inf (pass ``check=False`` to get
-            them back instead; under ``jit`` they are returned as they are).
+            them back instead; under ``jit`` they are returned as they are);
+            if ``mesh`` is not a one-axis mesh or its size does not divide ``n``.
 
     Example:
         >>> result = importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
         >>> result.log_marginal_likelihood
+        >>> mesh = jax.make_mesh((jax.device_count(),), ("particles",))
+        >>> importance(jax.random.key(0), model, {"y": 1.0}, (), n=1024, mesh=mesh)
     """
     n = check_count(n, "n", "importance: the number of particles")
+    mesh = particle_mesh(mesh, "importance")
+    check_divisible(n, mesh, "n", "importance")
     key, observations = as_key(key), as_choices(observations)
     args = as_args(args, model.name)
     proposal_args = as_args(proposal_args, "the proposal")
     check_proper(model, observations, args, proposal, proposal_args)
     if is_concrete((key, observations, args, proposal_args)):
-        run = _compiled_particles(model, proposal, n)
+        run = _compiled_particles(model, proposal, n, mesh)
+        observations, args, proposal_args = replicate((observations, args, proposal_args), mesh)
     else:
-        run = functools.partial(_particles, model=model, proposal=proposal, n=n)
+        run = functools.partial(_particles, model=model, proposal=proposal, n=n, mesh=mesh)
     traces, log_w = run(key, observations, args, proposal_args)
     if check:
         check_weights(
@@ -113,7 +166,7 @@ def importance(
             "Check that the observations are in the support of their distributions and that "
             "the proposal's support covers the posterior.",
         )
-    return ImportanceResult(traces, log_w)
+    return ImportanceResult(traces, log_w, mesh)
 
 
 def check_proper(model, observations, args, proposal=None, proposal_args=()) -> None:
@@ -155,20 +208,22 @@ def check_proper(model, observations, args, proposal=None, proposal_args=()) -> 
         )
 
 
-def _particles(key, observations, args, proposal_args, *, model, proposal, n):
+def _particles(key, observations, args, proposal_args, *, model, proposal, n, mesh):
     def one(k):
         return propose(k, model, observations, args, proposal, proposal_args)
 
-    return jax.vmap(one)(jax.random.split(key, n))
+    return shard(jax.vmap(one)(split_keys(key, n, mesh)), mesh)
 
 
-def _compiled_particles(model, proposal, n):
+def _compiled_particles(model, proposal, n, mesh):
     """Called outside jit, importance sampling runs compiled (eager vmap would
     dispatch op by op). The compiled sampler lives in the model's cache store, so
     it goes with the model (a module-level jit would keep every model alive)."""
     return store_of(model).cached(
-        ("importance", proposal, n),
-        lambda: jax.jit(functools.partial(_particles, model=model, proposal=proposal, n=n)),
+        ("importance", proposal, n, mesh),
+        lambda: jax.jit(
+            functools.partial(_particles, model=model, proposal=proposal, n=n, mesh=mesh)
+        ),
     )
 
 
@@ -182,6 +237,7 @@ def sir(
     n=1000,
     m=1,
     scheme="multinomial",
+    mesh=None,
 ):
     """Sampling/importance resampling: ``m`` traces (stacked) resampled from ``n``
     weighted particles; approximately posterior samples for large ``n``.
@@ -191,17 +247,21 @@ def sir(
         m: the number of traces to return, a positive int.
         scheme: the resampling scheme (``"multinomial"``, ``"stratified"``,
             ``"systematic"``, ``"residual"``).
+        mesh: as for :func:`importance` (``n`` and ``m`` multiples of its size).
 
     Returns:
-        The ``m`` traces, batched along a leading axis.
+        The ``m`` traces, batched along a leading axis (on the mesh, split over
+        its devices).
 
     Raises:
-        PPLError: if ``n`` or ``m`` is not a positive int, and as :func:`importance`.
+        PPLError: if ``n`` or ``m`` is not a positive int (or, on a mesh, not a
+            multiple of its size), and as :func:`importance`.
 
     Example:
         >>> traces = sir(jax.random.key(0), model, {"y": 1.0}, (), n=2000, m=10)
     """
     m = check_count(m, "m", "sir: the number of traces returned", "10")
+    check_divisible(m, particle_mesh(mesh, "sir"), "m", "sir")
     k1, k2 = jax.random.split(as_key(key))
-    result = importance(k1, model, observations, args, proposal, proposal_args, n)
+    result = importance(k1, model, observations, args, proposal, proposal_args, n, mesh=mesh)
     return result.resample(k2, m, scheme)

@@ -3,7 +3,9 @@
 A :class:`ParticleCollection` holds batched traces, their log weights and
 ``log_z``, the log marginal-likelihood mass absorbed by past resamplings, so
 ``log_z + log mean exp(log_weights)`` is always the current estimate of
-``log p(observations so far)`` (unbiased in exp-space). :class:`SMCInfo` is
+``log p(observations so far)`` (unbiased in exp-space). A collection made on
+a device mesh (``smc.init(..., mesh=mesh)``) remembers it, and every step keeps
+its particles split over the mesh's devices. :class:`SMCInfo` is
 what the drivers (:func:`ppl.inference.smc.run`,
 :func:`ppl.inference.filtering.particle_filter`) report per step.
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
+from ppl.inference._sharding import shard
 from ppl.inference._util import WeightedTraces, check_weights, ess, log_mean_exp
 
 
@@ -24,6 +28,10 @@ class ParticleCollection(WeightedTraces):
         traces: traces batched along a leading axis of size ``n``.
         log_weights: their unnormalised log weights, shape ``(n,)``.
         log_z: the log marginal likelihood absorbed by past resamplings.
+        mesh: the one-axis ``jax.sharding.Mesh`` whose devices share the
+            particles (``traces`` and ``log_weights`` split along their leading
+            axis, ``log_z`` replicated), or ``None`` (one device). Static: it is
+            part of the collection's structure, not data.
 
     Example:
         >>> particles = smc.init(key, model, obs, args, n=100)
@@ -31,6 +39,30 @@ class ParticleCollection(WeightedTraces):
     """
 
     log_z: jax.Array
+    mesh: Mesh | None = eqx.field(static=True, default=None)
+
+    def moved(self, traces, log_weights, log_z=None) -> "ParticleCollection":
+        """A collection of new values on this one's mesh: what every SMC step returns.
+
+        On a mesh, the particle arrays are constrained to stay split over its
+        devices (under ``jit`` the partitioner would otherwise be free to
+        gather them, e.g. after resampling's gather), so a step's output is
+        laid out as its input and a compiled step is reused.
+
+        Args:
+            traces: the new traces, batched along the particle axis.
+            log_weights: their log weights, shape ``(n,)``.
+            log_z: the new ``log_z`` (default: this collection's).
+
+        Returns:
+            A :class:`ParticleCollection` with this collection's ``mesh``.
+
+        Example:
+            >>> particles = particles.moved(particles.traces, particles.log_weights + w)
+        """
+        log_z = self.log_z if log_z is None else log_z
+        traces, log_weights, log_z = shard((traces, log_weights, log_z), self.mesh)
+        return ParticleCollection(traces, log_weights, log_z, self.mesh)
 
     @property
     def n(self) -> int:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from ppl._gfi import as_args
 from ppl.choices import Selection
 from ppl.inference import _progress, resampling
+from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.inference._util import (
     as_choices,
     as_key,
@@ -39,7 +40,9 @@ from ppl.inference.importance_sampling import check_proper, propose
 from ppl.inference.particles import ParticleCollection, SMCInfo, wants_resampling
 
 
-def init(key, model, observations, args, n, proposal=None, proposal_args=()) -> ParticleCollection:
+def init(
+    key, model, observations, args, n, proposal=None, proposal_args=(), mesh=None
+) -> ParticleCollection:
     """``n`` particles by importance sampling from ``proposal`` (default: the prior).
 
     Args:
@@ -51,27 +54,37 @@ def init(key, model, observations, args, n, proposal=None, proposal_args=()) -> 
         proposal: a generative function run with ``proposal_args`` whose choices
             are latent addresses of ``model`` (default: the prior).
         proposal_args: the proposal's arguments (a tuple).
+        mesh: a one-axis ``jax.sharding.Mesh`` to split the particles over
+            (``n`` a multiple of its size), or ``None`` (one device). The
+            collection keeps it: every later step keeps the particles split,
+            with the same results as on one device for the same keys.
 
     Returns:
         A :class:`ParticleCollection` with ``log_z = 0``.
 
     Raises:
         PPLError: if ``n`` is not a positive int, the proposal proposes an observed address,
-            or a ``ppl.improper_uniform`` choice is neither observed nor proposed.
+            a ``ppl.improper_uniform`` choice is neither observed nor proposed, or
+            ``mesh`` is not a one-axis mesh whose size divides ``n``.
 
     Example:
         >>> particles = smc.init(jax.random.key(0), model, {"y0": y0}, (), n=100)
+        >>> smc.init(key, model, obs, (), n=1024, mesh=jax.make_mesh((8,), ("particles",)))
     """
     n = check_count(n, "n", "smc.init: the number of particles")
+    mesh = particle_mesh(mesh, "smc.init")
+    check_divisible(n, mesh, "n", "smc.init")
     key, observations = as_key(key), as_choices(observations)
     args, proposal_args = as_args(args, model.name), as_args(proposal_args, "the proposal")
     check_proper(model, observations, args, proposal, proposal_args)
+    observations, args, proposal_args = replicate((observations, args, proposal_args), mesh)
 
     def one(k):
         return propose(k, model, observations, args, proposal, proposal_args)
 
-    traces, log_w = jax.vmap(one)(jax.random.split(key, n))
-    return ParticleCollection(traces, log_w, jnp.zeros((), log_w.dtype))
+    traces, log_w = jax.vmap(one)(split_keys(key, n, mesh))
+    traces, log_w, log_z = shard((traces, log_w, jnp.zeros((), log_w.dtype)), mesh)
+    return ParticleCollection(traces, log_w, log_z, mesh)
 
 
 def _extend_one(key, trace, args, observations, model, proposal, proposal_args):
@@ -134,8 +147,9 @@ def extend(
     def one(k, tr):
         return _extend_one(k, tr, args, observations, model, proposal, proposal_args)
 
-    traces, w = jax.vmap(one)(jax.random.split(as_key(key), particles.n), particles.traces)
-    return ParticleCollection(traces, particles.log_weights + w, particles.log_z)
+    keys = split_keys(as_key(key), particles.n, particles.mesh)
+    traces, w = jax.vmap(one)(keys, particles.traces)
+    return particles.moved(traces, particles.log_weights + w)
 
 
 def change_target(key, particles, args, observations=None, model=None) -> ParticleCollection:
@@ -170,9 +184,7 @@ def reweight(particles: ParticleCollection, log_increments) -> ParticleCollectio
     Example:
         >>> particles = smc.reweight(particles, jax.vmap(log_likelihood)(particles.traces))
     """
-    return ParticleCollection(
-        particles.traces, particles.log_weights + log_increments, particles.log_z
-    )
+    return particles.moved(particles.traces, particles.log_weights + log_increments)
 
 
 def resample(key, particles: ParticleCollection, scheme="systematic") -> ParticleCollection:
@@ -197,7 +209,7 @@ def resample(key, particles: ParticleCollection, scheme="systematic") -> Particl
     """
     idx = resampling.get_scheme(scheme)(as_key(key), particles.log_weights, particles.n)
     lw = particles.log_weights
-    return ParticleCollection(
+    return particles.moved(
         take(particles.traces, idx), jnp.zeros_like(lw), particles.log_z + log_mean_exp(lw)
     )
 
@@ -262,8 +274,8 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
         )
         return kernel.materialize(state).trace
 
-    traces = jax.vmap(one)(jax.random.split(as_key(key), particles.n), particles.traces)
-    return ParticleCollection(traces, particles.log_weights, particles.log_z)
+    keys = split_keys(as_key(key), particles.n, particles.mesh)
+    return particles.moved(jax.vmap(one)(keys, particles.traces), particles.log_weights)
 
 
 def step(
@@ -368,22 +380,11 @@ def run(
         ...                           (masks,), rejuvenation=mcmc.mh())
     """
     observations_seq = as_choices(observations_seq)
+    opts = (ess_threshold, scheme, rejuvenation, rejuvenation_steps, observed)
 
     def body(p, inp):
         k, a, o, pa = inp
-        return step(
-            k,
-            p,
-            a,
-            o,
-            proposal,
-            pa,
-            ess_threshold,
-            scheme,
-            rejuvenation,
-            rejuvenation_steps,
-            observed,
-        )
+        return step(k, p, a, o, proposal, pa, *opts)
 
     n_steps = jax.tree.leaves(args_seq)[0].shape[0]
     keys = jax.random.split(as_key(key), n_steps)
