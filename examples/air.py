@@ -58,6 +58,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Hashable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -71,6 +73,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _dgm import evaluate, load_mnist, train  # noqa: E402
 from airlib import data as D  # noqa: E402
+from airlib import figures  # noqa: E402
 from airlib import model as M  # noqa: E402
 
 
@@ -92,22 +95,61 @@ def count_accuracy(air, images, counts, key) -> tuple[float, np.ndarray]:
     return float(np.mean(guessed == counts)), confusion
 
 
-def optimizer(air, lr: float, baseline_lr: float | None = None):
-    """Adam; the guide's baseline network with its own step size when ``baseline_lr`` is given."""
-    if baseline_lr is None or air.guide.baseline is None:
-        return optax.adam(lr)
+class AnnealState(NamedTuple):
+    count: jax.Array
+
+
+def anneal(start: float, end: float, steps: int) -> optax.GradientTransformation:
+    """Moves a parameter from ``start`` to ``end`` linearly over ``steps`` updates,
+    then holds it; the gradient is ignored. For the log prior probability of one
+    more object: a per-object charge that grows as training goes on."""
+    schedule = optax.linear_schedule(start, end, max(steps, 1))
+
+    def init(params):
+        del params
+        return AnnealState(jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params=None):
+        del updates
+        target = schedule(state.count + 1)
+        return jax.tree.map(lambda p: target - p, params), AnnealState(state.count + 1)
+
+    return optax.GradientTransformation(init, update)
+
+
+def optimizer(
+    air,
+    lr: float,
+    baseline_lr: float | None = None,
+    rho_end: float | None = None,
+    anneal_steps: int = 0,
+):
+    """Adam for AIR's networks. The guide's baseline network gets its own step
+    size when ``baseline_lr`` is given; the prior's log rho moves from its value
+    in ``air`` to ``log(rho_end)`` over ``anneal_steps`` steps when ``rho_end`` is
+    given, and is held fixed otherwise."""
+    start = float(air.log_rho)
+    end = start if rho_end is None else float(np.log(rho_end))
+    groups: dict[Hashable, optax.GradientTransformation] = {
+        "air": optax.adam(lr),
+        "prior": anneal(start, end, anneal_steps),
+    }
+    with_baseline = baseline_lr is not None and air.guide.baseline is not None
+    if baseline_lr is not None and with_baseline:
+        groups["baseline"] = optax.adam(baseline_lr)
 
     def labels(params):
         marks = jax.tree.map(lambda _: "air", params)
-        return eqx.tree_at(
-            lambda a: a.guide.baseline,
-            marks,
-            jax.tree.map(lambda _: "baseline", params.guide.baseline),
-        )
+        marks = eqx.tree_at(lambda a: a.log_rho, marks, "prior")
+        if with_baseline:
+            marks = eqx.tree_at(
+                lambda a: a.guide.baseline,
+                marks,
+                jax.tree.map(lambda _: "baseline", params.guide.baseline),
+            )
+        return marks
 
-    return optax.multi_transform(
-        {"air": optax.adam(lr), "baseline": optax.adam(baseline_lr)}, labels
-    )
+    return optax.multi_transform(groups, labels)
 
 
 def objective_values(objective):
@@ -134,61 +176,6 @@ def presence_pilot(objective, air, image, key, n: int):
     )
 
 
-def plots(air, history, images, held_out, tag, out, key):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    os.makedirs(out, exist_ok=True)
-    n = 8
-    traces = jax.vmap(lambda k, x: M.guide.simulate(k, (air.guide, x)).choices)(
-        jax.random.split(key, n), jnp.asarray(images[:n])
-    )
-    recon = jax.vmap(lambda c: M.render(air.decoder, c))(traces)
-    fig, axes = plt.subplots(2, n, figsize=(2 * n, 4.2))
-    for i in range(n):
-        axes[0, i].imshow(images[i].reshape(D.CANVAS, D.CANVAS), cmap="gray", vmin=0, vmax=1)
-        axes[1, i].imshow(np.asarray(recon[i]), cmap="gray", vmin=0, vmax=1)
-        alive = True
-        for t in range(M.STEPS):
-            alive = alive and bool(traces[f"present{t}"][i])
-            if alive:  # the window in pixels: centre (tx, ty), half-width s, in [-1, 1] units
-                s, tx, ty = np.asarray(M.window(traces[f"where{t}"][i]))
-                half = D.CANVAS / 2
-                axes[0, i].add_patch(
-                    Rectangle(
-                        ((tx - s + 1) * half - 0.5, (ty - s + 1) * half - 0.5),
-                        2 * s * half,
-                        2 * s * half,
-                        fill=False,
-                        color="rgb"[t],
-                        lw=1.5,
-                    )
-                )
-        for a in axes[:, i]:
-            a.axis("off")
-    axes[0, 0].set_title("held-out canvases, inferred windows", loc="left")
-    axes[1, 0].set_title("reconstructions", loc="left")
-    fig.savefig(os.path.join(out, f"air_{tag}_reconstructions.png"), dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    w = max(1, len(history) // 50)
-    plt.figure(figsize=(6, 4))
-    plt.plot(history, alpha=0.3, label="minibatch estimate")
-    plt.plot(
-        np.arange(w - 1, len(history)),
-        np.convolve(history, np.ones(w) / w, "valid"),
-        label="moving average",
-    )
-    plt.axhline(held_out, color="k", ls="--", label=f"held-out {held_out:.1f}")
-    plt.xlabel("step")
-    plt.ylabel("bound (nats per canvas)")
-    plt.legend()
-    plt.savefig(os.path.join(out, f"air_{tag}_objective.png"), dpi=90, bbox_inches="tight")
-    plt.close()
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -203,7 +190,18 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--rho", type=float, default=M.RHO, help="prior probability of one more object")
+    ap.add_argument(
+        "--rho", type=float, default=M.RHO, help="prior probability of one more object, at the end"
+    )
+    ap.add_argument(
+        "--rho-start",
+        type=float,
+        default=None,
+        help="rho at the start (default: --rho)",
+    )
+    ap.add_argument(
+        "--anneal-epochs", type=int, default=0, help="epochs over which rho moves to --rho"
+    )
     ap.add_argument(
         "--baseline-lr", type=float, default=1e-2, help="Adam step of the baseline network"
     )
@@ -214,6 +212,12 @@ def main(argv=None):
         "--digit-size", type=int, default=D.SIZE, help="side of a digit on the canvas, pixels"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="training runs from fresh inits; the one with the highest train bound is kept",
+    )
     ap.add_argument("--out", default="out")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-plots", action="store_true")
@@ -226,35 +230,36 @@ def main(argv=None):
         args.epochs, args.n_train = min(args.epochs, 2), min(args.n_train, 1000)
 
     # read by the model when it is traced
-    M.RHO, M.PIXEL_SD = args.rho, args.pixel_sd
+    M.PIXEL_SD = args.pixel_sd
     M.WHERE_LOC = M.WHERE_LOC.at[0].set(np.log(args.digit_size / D.CANVAS))
     (train_x, _), (test_x, test_counts) = datasets(
         args.n_train, args.n_test, args.seed, args.digit_size
     )
     objective = M.bound(args.objective, args.k, args.presence)
-    loss = M.loss_function(objective)
     name = "elbo" if args.objective == "elbo" else f"iwelbo(k={args.k})"
     tag = f"{args.objective}{args.k if args.objective == 'iwelbo' else ''}_{args.presence}"
-    key = jax.random.key(args.seed)
-    start = time.perf_counter()
-    air = M.AIR(jax.random.fold_in(key, 0), baseline=args.presence == "reinforce")
-    air, history = train(
-        loss,
-        air,
-        jnp.asarray(train_x),
-        jax.random.fold_in(key, 1),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=optimizer(air, args.lr, args.baseline_lr),
-        progress=not args.no_progress,
-        desc=f"air {tag}",
-    )
-    seconds = time.perf_counter() - start
     values = objective_values(objective)
-    train_value = evaluate(values, air, jnp.asarray(train_x[:1000]), jax.random.key(100))
+    start = time.perf_counter()
+    runs = []
+    for r in range(args.restarts):
+        air, history = fit(objective, train_x, restart_key(args.seed, r), args, f"air {tag}")
+        # The restart is kept by its bound on training canvases: no labels are used.
+        train_value = evaluate(values, air, jnp.asarray(train_x[:1000]), jax.random.key(100))
+        runs.append((train_value, r, air, history))
+        if args.restarts > 1:
+            accuracy, _ = count_accuracy(air, test_x, test_counts, jax.random.key(102))
+            print(
+                f"  restart {r}: train {name} {train_value:9.2f}"
+                f"   (held-out count accuracy {accuracy:.3f}, not used to choose)"
+            )
+    seconds = time.perf_counter() - start
+    train_value, best, air, history = max(runs, key=lambda run: run[0])
     test_value = evaluate(values, air, jnp.asarray(test_x), jax.random.key(101))
     accuracy, confusion = count_accuracy(air, test_x, test_counts, jax.random.key(102))
-    print(f"AIR, {name} with presence by {args.presence}: {len(history)} steps in {seconds:.1f} s")
+    steps = len(history) * args.restarts
+    print(f"AIR, {name} with presence by {args.presence}: {steps} steps in {seconds:.1f} s")
+    if args.restarts > 1:
+        print(f"  kept restart {best} of {args.restarts}, the highest train {name}")
     print(f"  train {name}:    {train_value:9.2f} nats per canvas")
     print(f"  held-out {name}: {test_value:9.2f} nats per canvas")
     print(f"  held-out count accuracy: {accuracy:.3f} ({len(test_x)} canvases)")
@@ -268,7 +273,9 @@ def main(argv=None):
         print("  presence strategies by ppl.choose_strategies (one held-out canvas):")
         print("    " + str(pilot).replace("\n", "\n    "))
     if not args.no_plots:
-        plots(air, history, test_x, test_value, tag, args.out, jax.random.key(103))
+        figures.write_all(
+            air, history, test_x, confusion, test_value, tag, args.out, jax.random.key(103)
+        )
         print(f"  pictures in {args.out}/air_{tag}_*.png")
     return {
         "history": history,
@@ -277,7 +284,32 @@ def main(argv=None):
         "accuracy": accuracy,
         "confusion": confusion,
         "seconds": seconds,
+        "restart": best,
     }
+
+
+def restart_key(seed: int, restart: int):
+    """Restart 0 is the run of ``--seed`` itself; the others fold in their number."""
+    key = jax.random.key(seed)
+    return key if restart == 0 else jax.random.fold_in(key, 1000 + restart)
+
+
+def fit(objective, train_x, key, args, desc: str):
+    """One training run from a fresh AIR: its init and its minibatches from ``key``."""
+    rho_start = args.rho if args.rho_start is None else args.rho_start
+    air = M.AIR(jax.random.fold_in(key, 0), baseline=args.presence == "reinforce", rho=rho_start)
+    anneal_steps = args.anneal_epochs * (len(train_x) // args.batch_size)
+    return train(
+        M.loss_function(objective),
+        air,
+        jnp.asarray(train_x),
+        jax.random.fold_in(key, 1),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=optimizer(air, args.lr, args.baseline_lr, args.rho, anneal_steps),
+        progress=not args.no_progress,
+        desc=desc,
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Per canvas, for steps t = 0, 1 (at most two objects):
 
-  model   present_t ~ flip(rho) while every earlier step was present;
+  model   present_t ~ flip(rho) while every earlier step was present (rho may be
+          annealed during training: AIR.log_rho);
           where_t ~ normal(prior);  what_t ~ normal(0, I);
           canvas += [present so far] * place(decoder(what_t), where_t);
           x ~ normal(canvas, 0.3)
@@ -101,10 +102,15 @@ class Guide(eqx.Module):
 class AIR(eqx.Module):
     decoder: Decoder
     guide: Guide
+    # log rho, the model's prior log probability of one more object. An array
+    # rather than a constant so that a schedule can anneal it during training
+    # without a recompilation; the model stops its gradient, so it is never learned.
+    log_rho: jax.Array
 
-    def __init__(self, key, baseline: bool = True):
+    def __init__(self, key, baseline: bool = True, rho: float = RHO):
         kd, kg = jax.random.split(key)
         self.decoder, self.guide = Decoder(kd), Guide(kg, baseline)
+        self.log_rho = jnp.array(math.log(rho), jnp.float32)
 
 
 def window(where):
@@ -126,13 +132,13 @@ def render(decoder, choices):
 
 
 @ppl.gen
-def model(decoder):
+def model(decoder, log_rho):
+    log_rho = jax.lax.stop_gradient(log_rho)
+    more = log_rho - jnp.log1p(-jnp.exp(log_rho))  # the log-odds of one more object
     canvas = jnp.zeros((CANVAS, CANVAS))
     alive = jnp.array(True)
     for t in range(STEPS):
-        present = (
-            ppl.flip(logits=jnp.where(alive, math.log(RHO) - math.log1p(-RHO), 0.0)) @ f"present{t}"
-        )
+        present = ppl.flip(logits=jnp.where(alive, more, 0.0)) @ f"present{t}"
         alive = alive & present
         where = ppl.normal(WHERE_LOC, WHERE_SD) @ f"where{t}"
         what = ppl.normal(jnp.zeros(WHAT), 1.0) @ f"what{t}"
@@ -193,7 +199,7 @@ def bound(objective: str = "elbo", k: int = 2, presence: str = "reinforce") -> p
         log_w = []
         for p in particles:
             z, log_q = ppl.sim(guide)(air.guide, x) @ p
-            log_w.append(ppl.density(model)(z | obs, air.decoder) - log_q)
+            log_w.append(ppl.density(model)(z | obs, air.decoder, air.log_rho) - log_q)
         return jax.nn.logsumexp(jnp.stack(log_w)) - jnp.log(float(k))
 
     if presence == "reinforce":  # the guide's call site already says so
