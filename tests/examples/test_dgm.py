@@ -4,10 +4,13 @@ baselines compute the same objective as ppl, and the spatial transformer is righ
 import pathlib
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import ppl
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -156,3 +159,30 @@ def test_air_trains_and_reports_counts(tmp_path):
     assert history[-3:].mean() > history[:3].mean()
     assert 0.0 <= out["accuracy"] <= 1.0 and out["confusion"].sum() == 64
     assert any(tmp_path.glob("air_*_reconstructions.png"))
+
+
+def test_air_count_prior_is_annealed_by_the_optimizer_and_never_learned():
+    from airlib import model as air_model
+
+    net = air_model.AIR(jax.random.key(0), rho=[0.01, 1e-20])
+    opt = air.optimizer(net, 1e-3, 1e-2, rho_end=0.01, anneal_steps=4)
+    params = eqx.filter(net, eqx.is_inexact_array)
+    state = opt.init(params)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    seen = []
+    for _ in range(6):
+        updates, state = opt.update(zero, state, params)
+        params = eqx.apply_updates(params, updates)
+        seen.append(np.asarray(params.log_rho))
+    # linear in log rho for step 1 (from 1e-20 to 1e-2 in four steps), then held
+    expected = np.log(1e-20) + (np.log(1e-2) - np.log(1e-20)) * np.minimum(np.arange(1, 7) / 4, 1)
+    np.testing.assert_allclose(np.stack(seen)[:, 1], expected, rtol=1e-5)
+    np.testing.assert_allclose(np.stack(seen)[:, 0], np.log(0.01), rtol=1e-6)
+
+    # The model reads rho through a stopped gradient: plain Adam on AIR cannot learn it.
+    choices = air_model.guide.simulate(jax.random.key(1), (net.guide, jnp.zeros(2500))).choices
+    obs = ppl.ChoiceMap.d({"x": jnp.zeros(2500)})
+    grad = jax.grad(lambda lr: air_model.model.assess(choices | obs, (net.decoder, lr))[0])(
+        net.log_rho
+    )
+    assert np.all(np.asarray(grad) == 0.0)
