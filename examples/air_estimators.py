@@ -114,6 +114,7 @@ def chunk_function(objective, static, data, opt):
     loss = M.loss_function(objective)
 
     def step(carry, inputs):
+        """One Adam step on one minibatch; the minibatch's mean bound comes out."""
         p, s = carry
         k, idx = inputs
         (_, value), grads = jax.value_and_grad(
@@ -124,6 +125,7 @@ def chunk_function(objective, static, data, opt):
 
     @jax.jit
     def chunk(p, s, keys, indices):
+        """The steps of one chunk under one scan, so the host wakes once per chunk."""
         (p, s), values = jax.lax.scan(step, (p, s), (keys, indices))
         return p, s, values
 
@@ -155,6 +157,7 @@ def run(name, args, train_x, test_x, test_counts, key):
     step_keys = jax.random.fold_in(key, 1)
 
     def inputs(i):
+        """The keys and minibatch indices of chunk ``i``."""
         keys = jax.random.split(jax.random.fold_in(step_keys, i), args.chunk)
         return keys, jnp.asarray(np.stack([next(batches) for _ in range(args.chunk)]))
 
@@ -171,6 +174,7 @@ def run(name, args, train_x, test_x, test_counts, key):
     checkpoints = []
 
     def checkpoint(params, steps):
+        """Held-out accuracy and ELBO, recorded at the training clock's current time."""
         # Without the baseline network (the bound's value and the counts do not read
         # it), every estimator's AIR has one structure, so evaluation compiles once.
         current = eqx.tree_at(lambda a: a.guide.baseline, eqx.combine(params, static), None)
@@ -206,7 +210,7 @@ def run(name, args, train_x, test_x, test_counts, key):
         if clock >= marks[0] or clock >= args.budget:
             checkpoint(trainable, steps)
             marks = [m for m in marks if m > clock] or [args.budget]
-    if diverged or checkpoints[-1]["steps"] != steps:
+    if checkpoints[-1]["steps"] != steps:
         checkpoint(trainable, steps)
     return {
         "estimator": name,
