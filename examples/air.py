@@ -99,7 +99,7 @@ class AnnealState(NamedTuple):
     count: jax.Array
 
 
-def anneal(start: float, end: float, steps: int) -> optax.GradientTransformation:
+def anneal(start, end, steps: int) -> optax.GradientTransformation:
     """Moves a parameter from ``start`` to ``end`` linearly over ``steps`` updates,
     then holds it; the gradient is ignored. For the log prior probability of one
     more object: a per-object charge that grows as training goes on."""
@@ -128,8 +128,8 @@ def optimizer(
     size when ``baseline_lr`` is given; the prior's log rho moves from its value
     in ``air`` to ``log(rho_end)`` over ``anneal_steps`` steps when ``rho_end`` is
     given, and is held fixed otherwise."""
-    start = float(air.log_rho)
-    end = start if rho_end is None else float(np.log(rho_end))
+    start = air.log_rho
+    end = start if rho_end is None else jnp.log(jnp.broadcast_to(rho_end, start.shape))
     groups: dict[Hashable, optax.GradientTransformation] = {
         "air": optax.adam(lr),
         "prior": anneal(start, end, anneal_steps),
@@ -196,8 +196,9 @@ def main(argv=None):
     ap.add_argument(
         "--rho-start",
         type=float,
+        nargs="+",
         default=None,
-        help="rho at the start (default: --rho)",
+        help="rho at the start: one value, or one per step (default: --rho)",
     )
     ap.add_argument(
         "--anneal-epochs", type=int, default=0, help="epochs over which rho moves to --rho"

@@ -2,8 +2,8 @@
 
 Per canvas, for steps t = 0, 1 (at most two objects):
 
-  model   present_t ~ flip(rho) while every earlier step was present (rho may be
-          annealed during training: AIR.log_rho);
+  model   present_t ~ flip(rho_t) while every earlier step was present (rho_t
+          may be annealed during training: AIR.log_rho);
           where_t ~ normal(prior);  what_t ~ normal(0, I);
           canvas += [present so far] * place(decoder(what_t), where_t);
           x ~ normal(canvas, 0.3)
@@ -29,7 +29,6 @@ trains the baseline to predict it (no separate regression loss).
 
 from __future__ import annotations
 
-import math
 
 import equinox as eqx
 import jax
@@ -102,15 +101,16 @@ class Guide(eqx.Module):
 class AIR(eqx.Module):
     decoder: Decoder
     guide: Guide
-    # log rho, the model's prior log probability of one more object. An array
-    # rather than a constant so that a schedule can anneal it during training
-    # without a recompilation; the model stops its gradient, so it is never learned.
+    # log rho_t, the model's prior log probability of object t given the ones
+    # before it, one per step. An array rather than a constant so that a
+    # schedule can anneal it during training without a recompilation; the model
+    # stops its gradient, so it is never learned.
     log_rho: jax.Array
 
-    def __init__(self, key, baseline: bool = True, rho: float = RHO):
+    def __init__(self, key, baseline: bool = True, rho=RHO):
         kd, kg = jax.random.split(key)
         self.decoder, self.guide = Decoder(kd), Guide(kg, baseline)
-        self.log_rho = jnp.array(math.log(rho), jnp.float32)
+        self.log_rho = jnp.log(jnp.broadcast_to(jnp.asarray(rho, jnp.float32), (STEPS,)))
 
 
 def window(where):
@@ -134,11 +134,11 @@ def render(decoder, choices):
 @ppl.gen
 def model(decoder, log_rho):
     log_rho = jax.lax.stop_gradient(log_rho)
-    more = log_rho - jnp.log1p(-jnp.exp(log_rho))  # the log-odds of one more object
+    more = log_rho - jnp.log1p(-jnp.exp(log_rho))  # the log-odds of one more object, per step
     canvas = jnp.zeros((CANVAS, CANVAS))
     alive = jnp.array(True)
     for t in range(STEPS):
-        present = ppl.flip(logits=jnp.where(alive, more, 0.0)) @ f"present{t}"
+        present = ppl.flip(logits=jnp.where(alive, more[t], 0.0)) @ f"present{t}"
         alive = alive & present
         where = ppl.normal(WHERE_LOC, WHERE_SD) @ f"where{t}"
         what = ppl.normal(jnp.zeros(WHAT), 1.0) @ f"what{t}"
