@@ -1,12 +1,15 @@
 """Placing the particle (or chain) axis of a pytree on a device mesh.
 
-Importance sampling, SMC and MCMC take ``mesh=``, a one-axis
+Importance sampling, SMC, MCMC and VI's ``fit`` take ``mesh=``, a one-axis
 ``jax.sharding.Mesh``: the leading axis of every per-particle array (traces,
-log weights, chain states, per-particle keys) is split over the mesh's
-devices, and everything else (arguments, observations, ``log_z``) is
-replicated. Nothing here computes: the global reductions (log-sum-exp of the
-weights, the ESS, the cumulative sums of resampling) stay ordinary ``jnp``
-code, and XLA's partitioner turns them into collectives under ``jit``.
+log weights, chain states, per-particle keys; a minibatch's examples, the
+independent estimates of a multi-sample average) is split over the mesh's
+devices, and everything else (arguments, observations, ``log_z``, trained
+parameters and optimizer state) is replicated. Nothing here computes: the
+global reductions (log-sum-exp of the weights, the ESS, the cumulative sums
+of resampling, the mean of a minibatch's estimates and its gradient) stay
+ordinary ``jnp`` code, and XLA's partitioner turns them into collectives
+under ``jit``.
 
 The layout is stated with ``jax.lax.with_sharding_constraint``, which needs
 mesh axes of type ``Auto`` (the partitioner picks the collectives); a mesh
@@ -53,9 +56,9 @@ def particle_mesh(mesh, what: str) -> Mesh | None:
     if len(mesh.axis_names) != 1:
         sizes = ", ".join(f"{a}={s}" for a, s in mesh.shape.items())
         raise PPLError(
-            f"{what}: the mesh has {len(mesh.axis_names)} axes ({sizes}); particles and chains are "
-            "split over a mesh with exactly one axis. Pass a one-axis mesh over the devices to "
-            "use, e.g. jax.sharding.Mesh(mesh.devices.reshape(-1), ('particles',))."
+            f"{what}: the mesh has {len(mesh.axis_names)} axes ({sizes}); particles, chains and "
+            "examples are split over a mesh with exactly one axis. Pass a one-axis mesh over the "
+            "devices to use, e.g. jax.sharding.Mesh(mesh.devices.reshape(-1), ('particles',))."
         )
     if mesh.axis_types == (AxisType.Auto,):
         return mesh
@@ -126,7 +129,8 @@ def replicate(tree, mesh: Mesh | None):
 
     What is shared by every particle (arguments, observations) is copied to
     each device once; an array committed to another device would otherwise
-    make ``jit`` refuse to mix it with the sharded ones. Traced values and
+    make ``jit`` refuse to mix it with the sharded ones. Keys are placed too
+    (by their bits, which also works across processes). Traced values and
     non-JAX leaves (Python numbers, NumPy arrays) are left as they are: ``jit``
     places those itself.
 
@@ -145,11 +149,40 @@ def replicate(tree, mesh: Mesh | None):
     whole = NamedSharding(mesh, PartitionSpec())
 
     def place(x):
-        if isinstance(x, jax.Array) and not is_tracer(x):
-            return jax.device_put(x, whole)
-        return x
+        if not isinstance(x, jax.Array) or is_tracer(x):
+            return x
+        if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
+            # device_put refuses a key onto devices of other processes; its bits it takes
+            data = jax.device_put(jax.random.key_data(x), whole)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(x, whole)
 
     return jax.tree.map(place, tree)
+
+
+def keep_replicated(tree, mesh: Mesh | None):
+    """Inside ``jit``, state that every array in ``tree`` is whole on every device.
+
+    A compiled step whose outputs feed its next call (an optimizer's
+    parameters and state) pins them to the layout they came in with, so the
+    second call finds the same input layout as the first and compiles
+    nothing; and every process of a multi-host run holds the whole value, so
+    it can read it on the host.
+
+    Args:
+        tree: a pytree of arrays (traced or not).
+        mesh: the mesh from :func:`particle_mesh`, or ``None`` (``tree`` as it is).
+
+    Returns:
+        ``tree`` with the same values, replicated.
+
+    Example:
+        >>> step = jax.jit(lambda p, g: keep_replicated(p - 0.1 * g, mesh))
+    """
+    if mesh is None:
+        return tree
+    whole = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, whole), tree)
 
 
 def split_keys(key, n: int, mesh: Mesh | None):

@@ -1,4 +1,5 @@
-"""The multi-device checks of test_sharded.py, run as a script in a subprocess with
+"""The multi-device checks of test_sharded.py (importance sampling, SMC, MCMC and
+VI's fit), run as a script in a subprocess with
 XLA_FLAGS=--xla_force_host_platform_device_count=8 (the test process has one
 device, and the device count is fixed when JAX starts). Each algorithm runs once
 with ``mesh=None`` (one device) and once on an 8-device mesh from the same keys;
@@ -19,9 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as nd
+import optax
 
 import ppl
-from ppl.inference import importance, mcmc, run_mcmc, sir, smc
+from ppl.inference import importance, mcmc, run_mcmc, sir, smc, vi
+from ppl.inference._sharding import particle_mesh, replicate
+from ppl.inference.vi._trainable import split
+from ppl.inference.vi.fit_step import advance, make_spec, start
 
 from _models import NN_DATA, normal_normal
 
@@ -213,6 +218,105 @@ def mcmc_checks(mesh, compiles):
     return out
 
 
+@ppl.gen
+def regression(xs):
+    w = ppl.normal(0.0, 1.0) @ "w"
+    return ppl.normal(w * xs, 0.5) @ "y"
+
+
+@ppl.gen
+def regression_guide(mu, log_s):
+    return ppl.normal(mu, jnp.exp(log_s)) @ "w"
+
+
+@ppl.gen
+def local_model(x):  # z ~ N(0, 1), x | z ~ N(z, 1); x is the example
+    z = ppl.normal(0.0, 1.0) @ "z"
+    return ppl.normal(z, 1.0) @ "x"
+
+
+@ppl.gen
+def encoder(params, x):
+    a, b, log_s = params
+    return ppl.normal(a * x + b, jnp.exp(log_s)) @ "z"
+
+
+XS = jnp.linspace(-1.0, 1.0, 10)
+EXAMPLES = jax.random.normal(jax.random.key(5), (256,)) * 1.4
+
+
+def vi_problems():
+    """(objective, model_args, guide_args, options) of a fit without and with data."""
+    shared = vi.elbo(regression, regression_guide, {"y": 2.0 * XS})
+    amortised = vi.elbo(local_model, encoder, observations=lambda x: {"x": x})
+    return {
+        "samples": (shared, (XS,), (jnp.array(0.0), jnp.array(0.0)), {"num_samples": 64}),
+        "data": (
+            amortised,
+            (),
+            (jnp.array([0.0, 1.0, 0.0]),),
+            {"data": EXAMPLES, "batch_size": 32, "num_samples": 2},
+        ),
+    }
+
+
+def vi_checks(mesh, compiles):
+    out = {}
+    optimizer = optax.adam(0.05)
+    for name, (objective, m_args, g_args, opts) in vi_problems().items():
+        # 40 steps in 8 compiled chunks of 5 (chunk= fixes the split of keys too)
+        runs = {}
+        for which, m in (("one", None), ("many", mesh)):
+            runs[which], counts = compiles.during(
+                lambda m=m: vi.fit(
+                    objective,
+                    jax.random.key(7),
+                    m_args,
+                    g_args,
+                    optimizer=optimizer,
+                    steps=40,
+                    chunk=5,
+                    progress=False,
+                    mesh=m,
+                    **opts,
+                )
+            )
+            out[f"{name}_compiles_{which}"] = counts.get("_run_chunk", 0)
+        one, many = runs["one"], runs["many"]
+        out[f"{name}_params_diff"] = _diff(one.guide_args, many.guide_args)
+        out[f"{name}_history_diff"] = float(np.max(np.abs(one.history - many.history)))
+        out[f"{name}_moved"] = _diff(one.guide_args, g_args)  # the fit did something
+        leaves = jax.tree.leaves(many.guide_args)
+        out[f"{name}_params_replicated"] = all(
+            x.sharding.is_fully_replicated and len(x.sharding.device_set) == N_DEVICES
+            for x in leaves
+        )
+        out[f"{name}_data_as_given"] = many.model_args is m_args or all(
+            a is b for a, b in zip(many.model_args, m_args)
+        )
+        # One step compiled on its own: the reduction of the gradient is an all-reduce,
+        # and each device does an eighth of the per-example (per-estimate) work.
+        flops = {}
+        for which, m in (("one", None), ("many", particle_mesh(mesh, "fit"))):
+            spec = make_spec(objective, optimizer, opts["num_samples"], "fit", m)
+            params, frozen, layout = split(m_args, g_args, (False, True), caller="fit")
+            n_data = None if "data" not in opts else len(EXAMPLES)
+            state = start(
+                spec, params, frozen, layout, opts.get("data"), n_data, opts.get("batch_size")
+            )
+            state = replicate(state, m)
+            compiled = (
+                jax.jit(advance, static_argnums=0).lower(spec, jax.random.key(0), state).compile()
+            )
+            hlo = compiled.as_text() or ""
+            out[f"{name}_all_reduce_{which}"] = hlo.count("all-reduce")
+            cost = compiled.cost_analysis()
+            assert cost is not None
+            flops[which] = float((cost[0] if isinstance(cost, list) else cost)["flops"])
+        out[f"{name}_flops_ratio"] = flops["many"] / flops["one"]
+    return out
+
+
 def error_checks(mesh, compiles):
     model, obs = normal_normal, {"y": NN_DATA}
     cases = {
@@ -236,6 +340,25 @@ def error_checks(mesh, compiles):
             jax.random.key(0), model, obs, (jnp.zeros(5),), 64, mesh=jax.devices()
         ),
     }
+    problems = vi_problems()
+
+    def fit(name, mesh=mesh, **opts):
+        objective, m_args, g_args, defaults = problems[name]
+        return lambda: vi.fit(
+            objective,
+            jax.random.key(0),
+            m_args,
+            g_args,
+            steps=2,
+            progress=False,
+            mesh=mesh,
+            **{**defaults, **opts},
+        )
+
+    cases["fit_batch_size"] = fit("data", batch_size=60)
+    cases["fit_num_samples"] = fit("samples", num_samples=12)
+    cases["fit_one_sample"] = fit("samples", num_samples=1)
+    cases["fit_two_axes"] = fit("samples", mesh=jax.make_mesh((2, 4), ("a", "b")))
     out = {}
     for name, fn in cases.items():
         try:
@@ -260,6 +383,7 @@ def main():
         ("importance", importance_checks),
         ("smc", smc_checks),
         ("mcmc", mcmc_checks),
+        ("vi", vi_checks),
         ("errors", error_checks),
     ):
         t = time.process_time()

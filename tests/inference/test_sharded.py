@@ -1,4 +1,4 @@
-"""Importance sampling, SMC and MCMC on a mesh of 8 CPU devices give the one-device
+"""Importance sampling, SMC, MCMC and VI's fit on a mesh of 8 CPU devices give the one-device
 results for the same keys, keep their particles (chains) split over the devices,
 compile each step once, and refuse counts and meshes that do not fit.
 
@@ -114,3 +114,36 @@ def test_errors_say_what_is_wrong_and_the_fix(report):
     assert "n_chains is 6" in e["mcmc_chains"] and "multiple of 8" in e["mcmc_chains"]
     assert "2 axes (a=2, b=4)" in e["two_axes"] and "one-axis mesh" in e["two_axes"]
     assert "must be a jax.sharding.Mesh" in e["not_a_mesh"] and "make_mesh" in e["not_a_mesh"]
+
+
+@pytest.mark.parametrize("case", ["samples", "data"])
+def test_fit_matches_one_device(report, case):
+    # "samples": 64 estimates of a shared-latent ELBO per step; "data": minibatches
+    # of 32 examples of an amortised ELBO, 2 estimates each. 40 Adam steps.
+    r = report["vi"]
+    assert r[f"{case}_moved"] > 0.5
+    assert r[f"{case}_params_diff"] < TOL and r[f"{case}_history_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("case", ["samples", "data"])
+def test_fit_is_sharded_and_reduced_by_collectives(report, case):
+    r = report["vi"]
+    assert r[f"{case}_params_replicated"] and r[f"{case}_data_as_given"]
+    assert r[f"{case}_all_reduce_one"] == 0 and r[f"{case}_all_reduce_many"] > 0
+    # Each device runs a fraction of the step's work: an eighth of the estimates,
+    # and the minibatch's draw and the optimizer's update whole.
+    assert r[f"{case}_flops_ratio"] < (0.25 if case == "samples" else 0.5)
+
+
+@pytest.mark.parametrize("case", ["samples", "data"])
+def test_fit_chunks_compile_once(report, case):
+    r = report["vi"]
+    assert r[f"{case}_compiles_one"] == 1 and r[f"{case}_compiles_many"] == 1
+
+
+def test_fit_errors_name_the_fix(report):
+    e = report["errors"]
+    assert "batch_size is 60" in e["fit_batch_size"] and "56 or 64" in e["fit_batch_size"]
+    assert "num_samples is 12" in e["fit_num_samples"] and "8 or 16" in e["fit_num_samples"]
+    assert "num_samples is 1" in e["fit_one_sample"] and "multiple of 8" in e["fit_one_sample"]
+    assert "2 axes (a=2, b=4)" in e["fit_two_axes"] and "one-axis mesh" in e["fit_two_axes"]

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl._caches import register as register_cache
+from ppl.inference._sharding import keep_replicated
 from ppl.inference.vi.fit_step import FitState, Spec, advance
 
 # The most steps one call of the compiled chunk runs by default (its history buffer).
@@ -101,7 +102,8 @@ def _run_chunk(state: FitState, key, done, n, chunk: Chunk):
     constants baked into the program) and are not carried or returned: the
     result is the moved part of the state (:func:`carried`), the objective
     estimates in a buffer of ``chunk.length``, the number of steps run and
-    whether the last one was not finite.
+    whether the last one was not finite, all replicated over the spec's mesh
+    when it has one.
     """
 
     def going(carry):
@@ -126,7 +128,8 @@ def _run_chunk(state: FitState, key, done, n, chunk: Chunk):
     values = jnp.zeros(chunk.length, jnp.result_type(float))
     init = (jnp.int32(0), carried(state), jnp.array(False), values)
     ran, dynamic, failed, values = jax.lax.while_loop(going, block, init)
-    return dynamic, values, ran, failed
+    # Whole on every device: the next call then sees its inputs laid out as this one did.
+    return keep_replicated((dynamic, values, ran, failed), chunk.spec.mesh)
 
 
 # its cache holds specs (objectives, models); jax's stub of a jitted function omits clear_cache

@@ -23,6 +23,7 @@ shape and dtype: a second identical ``fit`` compiles nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,6 +32,7 @@ import optax
 from ppl._errors import PPLError
 from ppl._gfi import as_key
 from ppl.inference._progress import progress_bar
+from ppl.inference._sharding import check_divisible, particle_mesh, replicate
 from ppl.inference.vi._data import check_data
 from ppl.inference.vi._trainable import split
 from ppl.inference.vi._chunks import MAX_CHUNK, Chunk, Sizes, _run_chunk, last_good, with_carried
@@ -80,6 +82,7 @@ def fit(
     trainable: Any = (False, True),
     progress: bool = True,
     chunk: int | None = None,
+    mesh: Any = None,
 ) -> FitResult:
     """Maximise ``objective`` over the trainable leaves of ``(model_args, guide_args)``.
 
@@ -122,6 +125,19 @@ def fit(
     compiled in, so a new value compiles again: pass values that change between
     fits as arrays.
 
+    **Devices.** With ``mesh`` (a one-axis ``jax.sharding.Mesh``), each step's
+    work is split over the mesh's devices: with ``data``, the ``batch_size``
+    examples of the minibatch (each example's ``num_samples`` estimates stay
+    on its device); without, the ``num_samples`` independent estimates. The
+    trained parameters, the optimizer state, the frozen arguments and the
+    whole of ``data`` are replicated on every device; the mean over examples
+    or estimates, and so the gradient, is reduced by the all-reduces XLA's
+    partitioner inserts. Keys are split before the work is split, so the fit
+    follows the one-device fit with the same key (up to float rounding in the
+    order of the sums). A mesh over the devices of several processes
+    (``jax.distributed``) works the same way; every process then runs the same
+    ``fit`` call. See ``docs/scaling.md``.
+
     Args:
         objective: a variational objective (``vi.elbo(...)``, ...) or any
             function ``(key, model_args, guide_args) -> scalar`` to maximise.
@@ -142,6 +158,9 @@ def fit(
             ``steps / 100`` steps at a time (at least 10), and calls of as many
             of those blocks as run in about a quarter of a second (at most
             4096 steps).
+        mesh: ``None`` (one device) or a one-axis ``jax.sharding.Mesh``, as
+            described above; ``batch_size`` (with data) or ``num_samples``
+            (without) must be a multiple of its number of devices.
 
     Returns:
         A :class:`FitResult` ``(model_args, guide_args, history)``.
@@ -151,7 +170,10 @@ def fit(
             looked at and the fix), if ``trainable`` does not match the
             arguments, if ``objective`` is neither an objective nor a
             function, if ``data`` is empty or malformed, or if ``steps``,
-            ``num_samples``, ``chunk`` or ``batch_size`` are out of range.
+            ``num_samples``, ``chunk`` or ``batch_size`` are out of range; if
+            ``mesh`` is not a one-axis mesh, or the examples (with data) or the
+            ``num_samples`` estimates (without) cannot be split equally over
+            its devices (the message names the nearest counts that can).
         NonFiniteLoss: if the objective or a gradient stops being finite; it
             names the step and holds the history and the last finite parameters.
 
@@ -179,6 +201,12 @@ def fit(
         >>> mu, log_s = result.guide_args
         >>> result.model_args[0] is xs and result.model_args[1] == 0.5  # data come back as passed
         True
+
+        On every device (``jax.device_count()`` of them), 8 estimates each:
+
+        >>> mesh = jax.make_mesh((jax.device_count(),), ("samples",))
+        >>> result = vi.fit(objective, jax.random.key(0), (xs, 0.5), start, steps=50,
+        ...                 num_samples=8 * jax.device_count(), mesh=mesh, progress=False)
     """
     if not _is_int(steps) or not _is_int(num_samples) or steps < 1 or num_samples < 1:
         raise PPLError(
@@ -190,10 +218,17 @@ def fit(
             f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}."
         )
     n_data, batch_size = check_data(data, batch_size)
-    key = as_key(key)
-    spec = make_spec(objective, optimizer, num_samples, "fit")
+    mesh = particle_mesh(mesh, "fit")
+    if n_data is None:
+        check_divisible(num_samples, mesh, "num_samples", "fit")
+    else:
+        check_divisible(batch_size or 0, mesh, "batch_size", "fit")
+    key = replicate(as_key(key), mesh)
+    spec = make_spec(objective, optimizer, num_samples, "fit", mesh)
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
     state = start(spec, params, frozen, layout, data, n_data, batch_size)
+    # Placed once, so no chunk copies them; the arguments returned keep the very objects given.
+    state = replicate(state, mesh)
     block = chunk or max(1, min(steps, max(steps // 100, 10)))
     compiled = Chunk(spec, block, block if chunk else block * max(1, MAX_CHUNK // block))
     sizes = Sizes(compiled)
@@ -213,7 +248,7 @@ def fit(
                 history.extend(values[:bad].tolist())
                 err = NonFiniteLoss(done + bad, float(values[bad]), history)
                 good = last_good(state, done, bad, before, key, compiled)
-                err.model_args, err.guide_args = good.arguments()
+                err.model_args, err.guide_args = _as_given(good, frozen).arguments()
                 raise err
             history.extend(values[:n].tolist())
             # The arrays passed in (frozen leaves, data) stay the very objects given.
@@ -226,7 +261,7 @@ def fit(
         if bar is not None:
             bar.close()
     # Around the trained leaves, the very objects passed in.
-    model_args, guide_args = state.arguments()
+    model_args, guide_args = _as_given(state, frozen).arguments()
     return FitResult(model_args, guide_args, np.asarray(history))
 
 
@@ -275,6 +310,11 @@ class NonFiniteLoss(PPLError):
             "or a log density of -inf (a value outside the support). The history up to that step "
             "is in .history and the last finite parameters in .model_args and .guide_args."
         )
+
+
+def _as_given(state, frozen):
+    """``state`` with the frozen arrays as passed in (the loop's may be copies on a mesh)."""
+    return dataclasses.replace(state, frozen=frozen)
 
 
 def _is_int(x) -> bool:

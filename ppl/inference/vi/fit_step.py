@@ -27,7 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jax.sharding import Mesh
+
 from ppl._errors import PPLError
+from ppl.inference._sharding import shard, split_keys
 from ppl.inference.vi._data import check_data, minibatch
 from ppl.inference.vi._static import Static
 from ppl.inference.vi._trainable import Layout, split
@@ -128,11 +131,14 @@ class Spec(NamedTuple):
         objective: the objective, wrapped.
         optimizer: the optax transformation, wrapped.
         num_samples: estimates averaged per step (per example with data).
+        mesh: ``None``, or the one-axis mesh over which a minibatch's examples
+            (with data), else the ``num_samples`` estimates, are split.
     """
 
     objective: Static
     optimizer: Static
     num_samples: int
+    mesh: Mesh | None = None
 
 
 def estimator(objective, caller: str = "fit") -> Callable:
@@ -227,7 +233,7 @@ def fitter(
     return Fitter(init, fit_step)
 
 
-def make_spec(objective, optimizer, num_samples: int, caller: str) -> Spec:
+def make_spec(objective, optimizer, num_samples: int, caller: str, mesh=None) -> Spec:
     """A :class:`Spec`, checked.
 
     Args:
@@ -235,6 +241,7 @@ def make_spec(objective, optimizer, num_samples: int, caller: str) -> Spec:
         optimizer: an optax transformation, or ``None`` for the default.
         num_samples: a positive int.
         caller: the public function's name, for messages.
+        mesh: ``None`` or a mesh already checked by ``particle_mesh``.
 
     Returns:
         The :class:`Spec`.
@@ -251,7 +258,7 @@ def make_spec(objective, optimizer, num_samples: int, caller: str) -> Spec:
         raise PPLError(f"{caller} needs num_samples >= 1, got num_samples={num_samples!r}.")
     estimator(objective, caller)
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
-    return Spec(Static(objective), Static(optimizer), int(num_samples))
+    return Spec(Static(objective), Static(optimizer), int(num_samples), mesh)
 
 
 def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) -> FitState:
@@ -284,14 +291,15 @@ def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) 
     )
 
 
-def _averaged(objective, num_samples: int) -> Callable:
+def _averaged(objective, num_samples: int, mesh: Mesh | None = None) -> Callable:
     """The mean of ``num_samples`` independent estimates of ``objective`` (each with
-    its own key split from the one given, vectorised), as one function
-    ``(key, model_args, guide_args) -> scalar``; raises as :func:`estimator`."""
+    its own key split from the one given, vectorised, split over ``mesh``'s
+    devices when given), as one function ``(key, model_args, guide_args) -> scalar``;
+    raises as :func:`estimator`."""
     estimate = estimator(objective)
 
     def mean_estimate(key, model_args, guide_args):
-        keys = jax.random.split(key, num_samples)
+        keys = split_keys(key, num_samples, mesh if num_samples > 1 else None)
         if num_samples == 1:  # the same key and estimate, without a batch axis of one
             return estimate(keys[0], model_args, guide_args)
         return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
@@ -301,13 +309,15 @@ def _averaged(objective, num_samples: int) -> Callable:
 
 def _loss(spec: Spec, state: FitState, params, key):
     m, g = state.layout.rebuild(params, state.frozen)
-    mean_estimate = _averaged(spec.objective.value, spec.num_samples)
     if state.n_data is None:
-        return -mean_estimate(key, m, g)
+        return -_averaged(spec.objective.value, spec.num_samples, spec.mesh)(key, m, g)
     assert state.batch_size is not None  # check_data gives both or neither
+    # With data the examples are split over the mesh and each one's estimates stay together.
+    mean_estimate = _averaged(spec.objective.value, spec.num_samples)
     k_batch, k_est = jax.random.split(key)
-    batch = minibatch(k_batch, state.data, state.n_data, state.batch_size)
-    keys = jax.random.split(k_est, state.batch_size)
+    # Drawn whole, then split: the same examples and keys on one device or many.
+    batch = shard(minibatch(k_batch, state.data, state.n_data, state.batch_size), spec.mesh)
+    keys = split_keys(k_est, state.batch_size, spec.mesh)
     per_example = jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch)
     return -jnp.mean(per_example)
 
