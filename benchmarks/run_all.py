@@ -26,6 +26,7 @@ BENCHMARKS = [
     "vi_numpyro",
     "vae_step",
     "air_epoch",
+    "scaling",
 ]
 
 
