@@ -29,6 +29,8 @@ trains the baseline to predict it (no separate regression loss).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 import equinox as eqx
 import jax
@@ -107,7 +109,7 @@ class AIR(eqx.Module):
     # stops its gradient, so it is never learned.
     log_rho: jax.Array
 
-    def __init__(self, key, baseline: bool = True, rho=RHO):
+    def __init__(self, key, baseline: bool = True, rho: float | Sequence[float] = RHO):
         kd, kg = jax.random.split(key)
         self.decoder, self.guide = Decoder(kd), Guide(kg, baseline)
         self.log_rho = jnp.log(jnp.broadcast_to(jnp.asarray(rho, jnp.float32), (STEPS,)))
