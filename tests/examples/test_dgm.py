@@ -142,7 +142,7 @@ def test_air_trains_and_reports_counts(tmp_path):
     out = air.main(
         [
             "--epochs",
-            "2",
+            "3",
             "--n-train",
             "128",
             "--n-test",

@@ -84,7 +84,7 @@ def test_run_mcmc_compiles_once_per_setting():
     with compiles() as first:
         run(0)
     # the chains' start and their chunk of steps, once each (besides key splitting)
-    assert first["jit(start)"] == 1 and first["jit(advance)"] == 1, dict(first)
+    assert first["jit(start_chains)"] == 1 and first["jit(advance_chains)"] == 1, dict(first)
     with compiles() as second:
         run(1)  # a new key and a new kernel with the same settings: nothing to compile
     assert sum(second.values()) == 0, dict(second)
