@@ -19,10 +19,8 @@ settings.load_profile("ppl")
 # collection order, so a slow file collected last would run alone at the end.
 # These (the slowest, measured with --durations) go first; the rest keep their order.
 SLOWEST_FIRST = (
-    "tests/inference/test_sharded.py",
     "tests/inference/test_dependent_supports_random.py",
     "tests/examples/test_dgm.py",
-    "tests/inference/test_multihost.py",
     "tests/test_switch_laws.py",
     "tests/examples/test_hmm_nuts.py",
     "tests/examples/test_vi_examples.py",
@@ -34,7 +32,6 @@ SLOWEST_FIRST = (
     "tests/test_sum_out_random.py",
     "tests/vi/test_autoguide_use.py",
     "tests/inference/test_examples.py",
-    "tests/examples/test_air_estimators.py",
 )
 
 
