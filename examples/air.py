@@ -326,7 +326,7 @@ def restart_key(seed: int, restart: int):
 # second step's window can still learn to find a second digit. REINFORCE's
 # second step learns only when it is sampled, so for it the same start ends
 # with every pair read as one: it keeps a constant prior.
-ENUM_SCHEDULE = ((None, 1e-7), 20)
+ENUM_SECOND_RHO_START, ENUM_ANNEAL_EPOCHS = 1e-7, 20
 
 
 def count_prior_schedule(args):
@@ -336,8 +336,7 @@ def count_prior_schedule(args):
         start = args.rho if args.rho_start is None else args.rho_start
         return start, args.anneal_epochs or 0
     if args.presence == "enum":
-        (first, second), epochs = ENUM_SCHEDULE
-        return [args.rho if first is None else first, second], epochs
+        return [args.rho, ENUM_SECOND_RHO_START], ENUM_ANNEAL_EPOCHS
     return args.rho, 0
 
 
