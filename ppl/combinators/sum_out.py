@@ -171,6 +171,13 @@ class SumOutVmap(SumOut):
     """
 
     def __init__(self, gen_fn: Vmap, selection, max_assignments):
+        if gen_fn.subsample_of is not None:
+            raise PPLError(
+                f"ppl.sum_out of {gen_fn.name} with subsample_of={gen_fn.subsample_of}: sum the "
+                "choices out inside each element instead, "
+                "ppl.vmap(ppl.sum_out(element, selection), subsample_of=N), which scales the "
+                "summed densities as the subsample does."
+            )
         super().__init__(gen_fn, selection, max_assignments)
         self.element = sum_out(gen_fn.gen_fn, selection, max_assignments)
         self.mapped = Vmap(self.element, gen_fn.in_axes, gen_fn.axis_size)

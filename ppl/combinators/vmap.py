@@ -5,6 +5,12 @@ combinator's address, and the score is the sum of the elements' scores.
 Constraints and choice maps given to the interface carry that axis too, and
 a trace's length is fixed: ``update`` cannot change it. Masked entries (from a
 ``ppl.switch`` inside, see ``ppl.choices``) carry one flag per element.
+
+With ``subsample_of=N`` the elements are a uniform random subsample of ``N``
+(a minibatch of the data), and every log density and weight of the call is
+the elements' sum scaled by ``N / len``: an unbiased estimate of the sum over
+all ``N``, which objectives linear in the log density (``vi.elbo``) may use
+and every other algorithm refuses (:mod:`ppl.inference._subsampling`).
 """
 
 from __future__ import annotations
@@ -39,14 +45,16 @@ class VmapTrace(Trace):
         return self.inner.choices
 
     def project(self, selection):
-        return jnp.sum(jax.vmap(lambda tr: tr.project(selection))(self.inner))
+        per_element = jax.vmap(lambda tr: tr.project(selection))(self.inner)
+        return self.gen_fn._total(per_element, self.args)
 
 
 class Vmap(GenerativeFunction):
     """``gen_fn`` mapped over axis 0 of the arguments marked in ``in_axes``.
 
     ``in_axes`` is one entry per argument (0 or None), as in ``jax.vmap``;
-    with ``axis_size`` and no mapped argument it repeats ``gen_fn``.
+    with ``axis_size`` and no mapped argument it repeats ``gen_fn``; with
+    ``subsample_of`` its densities are scaled to that many elements.
     """
 
     def __init__(
@@ -54,12 +62,21 @@ class Vmap(GenerativeFunction):
         gen_fn: GenerativeFunction,
         in_axes: int | None | tuple[int | None, ...] = 0,
         axis_size: int | None = None,
+        subsample_of: int | None = None,
     ):
         if not isinstance(gen_fn, GenerativeFunction):
             raise PPLError(
                 f"ppl.vmap takes a generative function (e.g. an @gen function), got {gen_fn!r}."
             )
+        is_int = isinstance(subsample_of, int) and not isinstance(subsample_of, bool)
+        if subsample_of is not None and (not is_int or subsample_of < 1):
+            raise PPLError(
+                f"ppl.vmap's subsample_of is the number of elements the mapped arguments are a "
+                f"random subsample of, a positive int (the size of the full data); got "
+                f"{subsample_of!r}."
+            )
         self.gen_fn, self.in_axes, self.axis_size = gen_fn, in_axes, axis_size
+        self.subsample_of = subsample_of
         self.inner = (gen_fn,)
 
     @property
@@ -98,6 +115,27 @@ class Vmap(GenerativeFunction):
             )
         return sizes.pop()
 
+    def scale(self, args) -> float:
+        """The factor on the elements' summed densities: ``subsample_of / len``, else 1.
+
+        Raises:
+            PPLError: if the call has more elements than ``subsample_of``.
+        """
+        if self.subsample_of is None:
+            return 1.0
+        n = self._size(args)
+        if n > self.subsample_of:
+            raise PPLError(
+                f"{self.name} was called with {n} elements, but subsample_of={self.subsample_of} "
+                "says they are a subsample of that many. Pass the size of the full data as "
+                "subsample_of (a minibatch has at most that many rows)."
+            )
+        return self.subsample_of / n
+
+    def _total(self, per_element, args):
+        total = jnp.sum(per_element)
+        return total * self.scale(args) if self.subsample_of is not None else total
+
     def _keys(self, key, args):
         return jax.random.split(key, self._size(args))
 
@@ -121,7 +159,7 @@ class Vmap(GenerativeFunction):
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), retval)
 
     def _trace(self, args, inner):
-        return VmapTrace(self, args, inner, jnp.sum(inner.score))
+        return VmapTrace(self, args, inner, self._total(inner.score, args))
 
     def _simulate(self, key, args):
         inner = self._map(self.gen_fn.simulate, (self._keys(key, args),), args)
@@ -130,7 +168,7 @@ class Vmap(GenerativeFunction):
     def _assess(self, choices, args):
         choices = self._check_batched(choices, args)
         logp, retval = self._map(lambda c, a: assess_site(self.gen_fn, c, a), (choices,), args)
-        return jnp.sum(logp), retval
+        return self._total(logp, args), retval
 
     def _generate(self, key, constraints, args):
         constraints = self._check_batched(constraints, args)
@@ -139,7 +177,7 @@ class Vmap(GenerativeFunction):
             (self._keys(key, args), constraints),
             args,
         )
-        return self._trace(args, inner), jnp.sum(w)
+        return self._trace(args, inner), self._total(w, args)
 
     def _update(self, key, trace, constraints, args):
         n, old = self._size(args), self._size(trace.args)
@@ -169,17 +207,22 @@ class Vmap(GenerativeFunction):
             (self._keys(key, args), trace.inner, constraints),
             args,
         )
-        return self._trace(args, inner), jnp.sum(w), discard
+        return self._trace(args, inner), self._total(w, args), discard
 
     def _regenerate(self, key, trace, selection, args):
         def regen(k, tr, a):
             return self.gen_fn.regenerate(k, tr, selection, a)
 
         inner, w = self._map(regen, (self._keys(key, args), trace.inner), args)
-        return self._trace(args, inner), jnp.sum(w)
+        return self._trace(args, inner), self._total(w, args)
 
 
-def vmap(gen_fn: GenerativeFunction, in_axes: int | None | tuple[int | None, ...] = 0) -> Vmap:
+def vmap(
+    gen_fn: GenerativeFunction,
+    in_axes: int | None | tuple[int | None, ...] = 0,
+    *,
+    subsample_of: int | None = None,
+) -> Vmap:
     """Map ``gen_fn`` over axis 0 of its arguments; choices stack along axis 0.
 
     Args:
@@ -187,20 +230,30 @@ def vmap(gen_fn: GenerativeFunction, in_axes: int | None | tuple[int | None, ...
         in_axes: ``0`` (every argument is mapped over its axis 0), or one entry
             per argument, ``0`` (mapped) or ``None`` (shared by all elements), as
             in ``jax.vmap``.
+        subsample_of: ``None``, or the number ``N`` of elements (rows of the
+            full data) that the mapped arguments are a uniform random subsample
+            of, as in ``vi.fit(..., data=, subsample=True)``. The call's log
+            densities and weights are then the elements' sum times ``N / len``,
+            an unbiased estimate of the full data's. Only objectives linear in
+            the log density (``vi.elbo``) accept such a model; importance
+            sampling, SMC, MCMC, enumeration and the nonlinear objectives
+            (``vi.iwelbo``, ...) raise an error naming the address.
 
     Returns:
         A generative function of the same arguments, whose choices and return
         value have a leading axis with one entry per element.
 
     Raises:
-        PPLError: when called, if the mapped arguments disagree on the length of
-            axis 0, or if ``gen_fn`` uses a traced value it closes over.
+        PPLError: if ``subsample_of`` is not a positive int; when called, if the
+            mapped arguments disagree on the length of axis 0 (or it exceeds
+            ``subsample_of``), or if ``gen_fn`` uses a traced value it closes over.
 
     Example:
         >>> points = ppl.vmap(point)(xs) @ "points"   # points["y"] has shape (len(xs),)
         >>> shifted = ppl.vmap(point, in_axes=(0, None))(xs, mu) @ "shifted"
+        >>> batch = ppl.vmap(point, subsample_of=100_000)(x_batch) @ "points"  # scaled
     """
-    return Vmap(gen_fn, in_axes)
+    return Vmap(gen_fn, in_axes, subsample_of=subsample_of)
 
 
 def repeat(gen_fn: GenerativeFunction, n: int) -> Vmap:

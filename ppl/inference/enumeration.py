@@ -13,6 +13,7 @@ import numpy as np
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_args
 from ppl.choices import ChoiceMap
+from ppl.inference._subsampling import refuse_in_trace
 from ppl.inference._sites import site_items, sites
 from ppl.inference._util import as_choices, selection_of
 
@@ -79,6 +80,7 @@ def enumerate_posterior(model, observations, args, max_combinations=2**20) -> En
     args = as_args(args, model.name)
     # Jitted: an eager run would dispatch every primitive one by one.
     trace, _ = jax.jit(lambda o, a: model.generate(jax.random.key(0), o, a))(observations, args)
+    refuse_in_trace(trace, "enumeration")
     latent = sites(trace).without(selection_of(observations))
     items = site_items(latent)
     if not items:

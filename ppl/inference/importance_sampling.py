@@ -24,6 +24,7 @@ from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
 from ppl.inference import resampling
+from ppl.inference._subsampling import refuse_in_trace
 from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.improper import improper_addresses
 from ppl.inference._util import (
@@ -170,9 +171,10 @@ def importance(
 
 
 def check_proper(model, observations, args, proposal=None, proposal_args=()) -> None:
-    """Refuse to sample a ``ppl.improper_uniform`` choice from the prior: its
+    """Refuse to sample a ``ppl.improper_uniform`` choice from the prior (its
     ``simulate`` gives an initialisation point, not a draw, so the weights would
-    mean nothing.
+    mean nothing), and a model with a subsampled ``ppl.vmap`` (its scaled
+    minibatch density would bias the weights).
 
     Args:
         model: the generative function.
@@ -182,7 +184,8 @@ def check_proper(model, observations, args, proposal=None, proposal_args=()) -> 
         proposal_args: its arguments.
 
     Raises:
-        PPLError: naming each improper choice that is neither observed nor proposed.
+        PPLError: naming each improper choice that is neither observed nor
+            proposed, or the choices of a ``ppl.vmap(..., subsample_of=N)``.
 
     Example:
         >>> check_proper(model, ChoiceMap.d({"y": 1.0}), ())
@@ -191,6 +194,7 @@ def check_proper(model, observations, args, proposal=None, proposal_args=()) -> 
         shape = model.trace_shape(args)
     except Exception:  # a model that cannot simulate (an observed choice without a sampler):
         return  # nothing to check here; generate says what is wrong, if anything
+    refuse_in_trace(shape, "importance sampling (or SMC)")
     improper = improper_addresses(shape)
     if not improper:
         return

@@ -21,6 +21,7 @@ import numpy as np
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import Trace, as_selection
 from ppl.core import is_tracer
+from ppl.inference._subsampling import refuse_in_trace
 
 
 class MCMCState(eqx.Module):
@@ -118,6 +119,7 @@ def resolve_selection(name: str, given, trace, observed):
     Example:
         >>> resolve_selection("hmc", None, trace, ppl.select("y"))   # ~select("y")
     """
+    refuse_in_trace(trace, f"MCMC ({name})")
     if given is None:
         if observed is None:
             raise PPLError(

@@ -171,7 +171,10 @@ class Walker:
         self._dists: dict = {}
         self._subs: dict = {}
 
-        def guide(params):
+        def guide(params, *minibatch):
+            # The latents are global (make_layout refuses any inside a subsampled map),
+            # so the minibatch that vi.fit(..., subsample=True) appends changes nothing.
+            del minibatch
             cell = [family.start(params)]
             self._walk(model, args, (), layout.observations, params, cell)
 

@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl._errors import PPLError, fmt_addr
+from ppl._errors import PPLError, fmt_addr, fmt_addrs
 from ppl._gfi import as_args, as_choices, as_key
 from ppl.choices import ChoiceMap
 from ppl.distributions import Distribution
 from ppl.gen import StaticGenerativeFunction
 from ppl.inference._sites import Site, sites
+from ppl.inference._subsampling import subsampled_addresses
 from ppl.inference._util import selection_of
 from ppl.inference.chains import init_traces
 from ppl.inference.unconstrained import unconstrain
@@ -179,6 +180,7 @@ def make_layout(
     n = 1 if point is not None or init == "sample" else num_draws
     traces, first = prior_draws(key, model, observations, args, n, caller)
     sel = selection_of(first.choices.without(selection_of(observations)))
+    _refuse_local_latents(first, sel, caller)
     z0 = unconstrain(first, sel, caller)
     latents, offset = [], 0
     addrs = first.choices.without(selection_of(observations)).addresses()
@@ -249,3 +251,19 @@ def initial_values(
 
 
 __all__ = ["initial_values"]
+
+
+def _refuse_local_latents(trace, latent, caller: str) -> None:
+    """An automatic guide has one parameter block per latent of the trace it reads:
+    for a latent inside ``ppl.vmap(..., subsample_of=N)`` that would be one block
+    per minibatch row, shared by whichever examples a step draws."""
+    local = [a for a in subsampled_addresses(trace) if a in latent]
+    if local:
+        raise PPLError(
+            f"{caller}: {fmt_addrs(local)} is a latent choice inside a "
+            "ppl.vmap(..., subsample_of=N), a local latent of each example; an automatic guide "
+            "would give it one parameter per minibatch row, shared by whichever examples a step "
+            "draws. Write the guide as an @ppl.gen function whose local latents are amortised "
+            "(computed from each example, mapped with ppl.vmap(..., subsample_of=N) at the same "
+            "address), or fit on the full data without subsampling."
+        )

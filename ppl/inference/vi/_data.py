@@ -1,4 +1,5 @@
-"""Minibatches of examples for :func:`ppl.inference.vi.fit`'s ``data=``.
+"""Minibatches of examples for :func:`ppl.inference.vi.fit`'s ``data=``, and the
+checks of ``subsample=True`` (the minibatch passed whole to a model that scales it).
 
 ``data`` is a pytree of arrays whose leading axis indexes independent
 examples. :func:`check_data` validates it once, on the host, with errors that
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl._errors import PPLError
+from ppl.inference._subsampling import model_trace_shape, subsample_sizes
 
 
 def check_data(
@@ -107,5 +109,83 @@ def minibatch(key, data: Any, n: int, batch_size: int) -> Any:
         >>> batch["x"].shape
         (4,)
     """
-    idx = jax.random.choice(key, n, (batch_size,), replace=False)
+    # The examples with the batch_size largest of n uniforms are a uniform random subset. It
+    # costs a top_k, where jax.random.choice(replace=False) shuffles all n (1.2 s a step for a
+    # million examples on a CPU, against 11 ms).
+    idx = jax.lax.top_k(jax.random.uniform(key, (n,)), batch_size)[1]
     return jax.tree.map(lambda a: a[idx], data)
+
+
+def check_subsampling(objective, caller: str = "fit") -> None:
+    """Refuse ``subsample=True`` for an objective it would bias.
+
+    A subsampled model's log density is a minibatch's scaled by ``N / B``: an
+    unbiased estimate of the full data's, so an objective linear in it stays
+    unbiased (``vi.elbo``, which records its model as ``objective.model``).
+    The others exponentiate it (``iwelbo``'s log-mean-exp, ``renyi``,
+    ``vimco``, the reweighted wake-sleep objectives, ``cubo``), which a
+    scaled minibatch biases; a plain function cannot say which it is.
+
+    Args:
+        objective: the objective given to ``fit``.
+        caller: the public function's name, for messages.
+
+    Raises:
+        PPLError: if ``objective`` does not name its model (it is not ``vi.elbo``).
+
+    Example:
+        >>> check_subsampling(vi.elbo(model, guide, obs))  # accepted
+    """
+    if getattr(objective, "model", None) is None:
+        raise PPLError(
+            f"{caller}(..., subsample=True) scales a minibatch's log likelihood by N/B, which "
+            f"keeps an objective unbiased only when it is linear in the model's log density: "
+            f"vi.elbo. {objective!r} is not one (a log-mean-exp of weights, as in vi.iwelbo, "
+            "is biased by a scaled minibatch). Use vi.elbo(model, guide, observations), or fit "
+            "on the full data without subsample."
+        )
+
+
+def check_batch_size(objective, model_args: tuple, n_data: int, subsample: bool) -> None:
+    """Check, at trace time, that the model subsamples exactly the data given.
+
+    Args:
+        objective: the objective (its ``model``, if it names one, is read).
+        model_args: the model's arguments with the minibatch appended.
+        n_data: the number of examples in ``data``.
+        subsample: whether ``fit`` was called with ``subsample=True``.
+
+    Raises:
+        PPLError: with ``subsample``, if the model has no
+            ``ppl.vmap(..., subsample_of=N)`` (the minibatch would count as all
+            the data) or its ``N`` is not the number of examples; without it,
+            if the model has one (pass ``subsample=True``).
+
+    Example:
+        >>> check_batch_size(vi.elbo(model, guide, obs), (x_batch,), 10_000, True)
+    """
+    model = getattr(objective, "model", None)
+    if model is None:
+        return
+    shape = model_trace_shape(model, model_args)
+    sizes = set() if shape is None else subsample_sizes(shape)
+    if not subsample:
+        if sizes:
+            raise PPLError(
+                f"fit got data and a model {model.name} with ppl.vmap(..., "
+                f"subsample_of={min(sizes)}), but no subsample=True: it would run the model once "
+                "per example. Pass subsample=True to give it the whole minibatch."
+            )
+        return
+    if sizes != {n_data}:
+        found = (
+            f"subsample_of={sorted(sizes)}"
+            if sizes
+            else "no ppl.vmap(..., subsample_of=N) over the minibatch"
+        )
+        raise PPLError(
+            f"fit(..., subsample=True) draws minibatches of {n_data} examples, but "
+            f"{model.name} has {found}: its minibatch's log likelihood would not be scaled to "
+            f"the {n_data} examples. Map the examples with "
+            f"ppl.vmap(point, ..., subsample_of={n_data})(*batch) @ 'addr'."
+        )

@@ -17,6 +17,7 @@ from ppl.distributions import Distribution
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, adev, density, sim
 from ppl.gen import StaticGenerativeFunction, gen
+from ppl.inference._subsampling import refuse_subsampled
 from ppl.transforms.adev.expectation import Sim
 from ppl.transforms.adev.interpreter import as_path
 from ppl.transforms.adev.strategies import Reparam, WithStrategy, default_strategy
@@ -44,9 +45,13 @@ class Objective:
             the one ADEV builds from ``fn`` (``elbo`` passes
             :func:`rao_blackwellized`'s); ``strategies`` and ``rao_blackwell``
             are applied to it.
+        model: the model whose subsampled ``ppl.vmap`` calls
+            ``vi.fit(..., subsample=True)`` checks against the data (``elbo``
+            passes its model); ``None`` for an objective that is not linear in
+            the model's log density, which ``subsample=True`` refuses.
 
     Attributes:
-        fn, name: as given.
+        fn, name, model: as given.
         expectation: the :class:`~ppl.Expectation` built from ``fn`` by ADEV.
 
     Example:
@@ -72,8 +77,9 @@ class Objective:
         strategies: dict | None = None,
         rao_blackwell: bool = True,
         expectation: Expectation | None = None,
+        model=None,
     ):
-        self.fn, self.name = fn, name
+        self.fn, self.name, self.model = fn, name, model
         base = adev(fn) if expectation is None else expectation
         self.expectation: Expectation = adev(base, strategies or {}).with_rao_blackwell(
             rao_blackwell
@@ -354,7 +360,7 @@ def _particle(model, guide):
     return particle
 
 
-def log_weights(model, guide, observe, model_args, guide_args, n):
+def log_weights(model, guide, observe, model_args, guide_args, n, objective: str = "vi.iwelbo"):
     """``n`` independent particles as one vectorised ``ppl.repeat`` at ``"particles"``.
 
     Call it inside an expectation program; each particle's guide choices live
@@ -365,14 +371,22 @@ def log_weights(model, guide, observe, model_args, guide_args, n):
         observe: ``observe(*model_args) -> observations`` (see :func:`observer`).
         model_args, guide_args: their arguments (tuples).
         n: the number of particles.
+        objective: the objective's name, for the error below.
 
     Returns:
         ``(log_w, zs)``: the ``n`` log weights ``log p(z_i, obs) - log q(z_i)``
         and the ``z_i``, stacked along a leading axis.
 
+    Raises:
+        PPLError: if ``model`` has a ``ppl.vmap(..., subsample_of=N)``: the
+            particles' weights are exponentiated, and a scaled minibatch's
+            log density would bias them.
+
     Example:
         >>> observe = observer({"y": 1.0})
         >>> log_w, zs = log_weights(model, guide, observe, (), (mu,), 10)  # doctest: +SKIP
     """
+    refuse_subsampled(model, model_args, objective)
+    refuse_subsampled(guide, guide_args, objective)
     obs = observe(*model_args)
     return repeat(_particle(model, guide), n)(model_args, guide_args, obs) @ "particles"

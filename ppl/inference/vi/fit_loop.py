@@ -83,6 +83,7 @@ def fit(
     progress: bool = True,
     chunk: int | None = None,
     mesh: Any = None,
+    subsample: bool = False,
 ) -> FitResult:
     """Maximise ``objective`` over the trainable leaves of ``(model_args, guide_args)``.
 
@@ -114,7 +115,20 @@ def fit(
     each with the example appended as the last argument of both ``model_args``
     and ``guide_args`` (observe it with ``observations=lambda *model_args: ...``),
     and maximises the mean over the minibatch. That is the amortised inference
-    of a VAE; models with latents shared across examples need their own scaling.
+    of a VAE.
+
+    **Subsampled data.** A model with latents shared across examples (a
+    regression's weights) takes the whole minibatch: with ``subsample=True``
+    each step appends the ``batch_size`` examples, as one pytree, to both
+    argument tuples, and the model maps them with
+    ``ppl.vmap(point, ..., subsample_of=N)``, ``N`` the number of examples,
+    which scales the minibatch's log density (and a guide's local terms) by
+    ``N / batch_size``. The objective is then an unbiased estimate of the
+    full-data objective. Only ``vi.elbo`` is accepted: the other objectives
+    are not linear in the log density and a scaled minibatch would bias them.
+    An automatic guide cannot give local latents inside the subsampled map a
+    parameter per example; write an amortised guide that maps the minibatch
+    for them. See ``docs/scaling.md``.
 
     **Compilation.** The steps run in one jitted loop, called once per chunk
     of steps (the number of steps is an argument, so every chunk reuses the
@@ -161,6 +175,8 @@ def fit(
         mesh: ``None`` (one device) or a one-axis ``jax.sharding.Mesh``, as
             described above; ``batch_size`` (with data) or ``num_samples``
             (without) must be a multiple of its number of devices.
+        subsample: with ``data``, pass each minibatch whole to a model that
+            subsamples it, as described above.
 
     Returns:
         A :class:`FitResult` ``(model_args, guide_args, history)``.
@@ -173,7 +189,11 @@ def fit(
             ``num_samples``, ``chunk`` or ``batch_size`` are out of range; if
             ``mesh`` is not a one-axis mesh, or the examples (with data) or the
             ``num_samples`` estimates (without) cannot be split equally over
-            its devices (the message names the nearest counts that can).
+            its devices (the message names the nearest counts that can); if
+            ``subsample`` comes without ``data`` or with an objective other
+            than ``vi.elbo``, or the model's ``subsample_of`` is not the
+            number of examples (or the model subsamples and ``subsample`` is
+            not given).
         NonFiniteLoss: if the objective or a gradient stops being finite; it
             names the step and holds the history and the last finite parameters.
 
@@ -218,13 +238,19 @@ def fit(
             f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}."
         )
     n_data, batch_size = check_data(data, batch_size)
+    if subsample and data is None:
+        raise PPLError(
+            "fit got subsample=True but no data; pass data=... (the examples along the leading "
+            "axis) and batch_size=..., and map them in the model with "
+            "ppl.vmap(..., subsample_of=N)."
+        )
     mesh = particle_mesh(mesh, "fit")
     if n_data is None:
         check_divisible(num_samples, mesh, "num_samples", "fit")
     else:
         check_divisible(batch_size or 0, mesh, "batch_size", "fit")
     key = replicate(as_key(key), mesh)
-    spec = make_spec(objective, optimizer, num_samples, "fit", mesh)
+    spec = make_spec(objective, optimizer, num_samples, "fit", mesh, subsample)
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
     state = start(spec, params, frozen, layout, data, n_data, batch_size)
     # Placed once, so no chunk copies them; the arguments returned keep the very objects given.

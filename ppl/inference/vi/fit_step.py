@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 
 from ppl._errors import PPLError
 from ppl.inference._sharding import shard, split_keys
-from ppl.inference.vi._data import check_data, minibatch
+from ppl.inference.vi._data import check_batch_size, check_data, check_subsampling, minibatch
 from ppl.inference.vi._static import Static
 from ppl.inference.vi._trainable import Layout, split
 
@@ -133,12 +133,16 @@ class Spec(NamedTuple):
         num_samples: estimates averaged per step (per example with data).
         mesh: ``None``, or the one-axis mesh over which a minibatch's examples
             (with data), else the ``num_samples`` estimates, are split.
+        subsample: with data, whether the minibatch is passed whole to a model
+            that subsamples it (``ppl.vmap(..., subsample_of=N)``) rather than
+            example by example.
     """
 
     objective: Static
     optimizer: Static
     num_samples: int
     mesh: Mesh | None = None
+    subsample: bool = False
 
 
 def estimator(objective, caller: str = "fit") -> Callable:
@@ -186,6 +190,7 @@ def fitter(
     trainable: Any = (False, True),
     num_samples: int = 1,
     batch_size: int | None = None,
+    subsample: bool = False,
 ) -> Fitter:
     """The pure ``init``/``step`` pair that :func:`ppl.inference.vi.fit` drives.
 
@@ -199,6 +204,8 @@ def fitter(
             example with data).
         batch_size: examples per step when ``init`` is given ``data`` (default
             ``min(64, number of examples)``).
+        subsample: pass each minibatch whole to a model that subsamples it
+            (``ppl.vmap(..., subsample_of=N)``), as ``vi.fit`` describes.
 
     Returns:
         A :class:`Fitter` ``(init, step)``. ``init`` raises as ``fit`` does
@@ -206,7 +213,8 @@ def fitter(
 
     Raises:
         PPLError: if ``objective`` is neither an objective nor a function, or
-            ``num_samples`` is not a positive int.
+            ``num_samples`` is not a positive int; with ``subsample``, if the
+            objective is not ``vi.elbo``.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -220,7 +228,7 @@ def fitter(
         >>> round(float(mu), 3)
         1.0
     """
-    spec = make_spec(objective, optimizer, num_samples, "fitter")
+    spec = make_spec(objective, optimizer, num_samples, "fitter", subsample=subsample)
 
     def init(model_args, guide_args, data=None) -> FitState:
         n_data, size = check_data(data, batch_size, "fitter")
@@ -233,7 +241,9 @@ def fitter(
     return Fitter(init, fit_step)
 
 
-def make_spec(objective, optimizer, num_samples: int, caller: str, mesh=None) -> Spec:
+def make_spec(
+    objective, optimizer, num_samples: int, caller: str, mesh=None, subsample: bool = False
+) -> Spec:
     """A :class:`Spec`, checked.
 
     Args:
@@ -242,12 +252,15 @@ def make_spec(objective, optimizer, num_samples: int, caller: str, mesh=None) ->
         num_samples: a positive int.
         caller: the public function's name, for messages.
         mesh: ``None`` or a mesh already checked by ``particle_mesh``.
+        subsample: whether the data are subsampled by the model (see :class:`Spec`).
 
     Returns:
         The :class:`Spec`.
 
     Raises:
-        PPLError: if ``objective`` is not callable or ``num_samples`` is not a positive int.
+        PPLError: if ``objective`` is not callable or ``num_samples`` is not a
+            positive int; with ``subsample``, if the objective is not one that
+            stays unbiased under it (see :func:`~ppl.inference.vi._data.check_subsampling`).
 
     Example:
         >>> make_spec(lambda key, m, g: g[0], None, 4, "fit").num_samples
@@ -257,8 +270,10 @@ def make_spec(objective, optimizer, num_samples: int, caller: str, mesh=None) ->
     if not is_int or num_samples < 1:
         raise PPLError(f"{caller} needs num_samples >= 1, got num_samples={num_samples!r}.")
     estimator(objective, caller)
+    if subsample:
+        check_subsampling(objective, caller)
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
-    return Spec(Static(objective), Static(optimizer), int(num_samples), mesh)
+    return Spec(Static(objective), Static(optimizer), int(num_samples), mesh, bool(subsample))
 
 
 def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) -> FitState:
@@ -312,11 +327,15 @@ def _loss(spec: Spec, state: FitState, params, key):
     if state.n_data is None:
         return -_averaged(spec.objective.value, spec.num_samples, spec.mesh)(key, m, g)
     assert state.batch_size is not None  # check_data gives both or neither
-    # With data the examples are split over the mesh and each one's estimates stay together.
-    mean_estimate = _averaged(spec.objective.value, spec.num_samples)
     k_batch, k_est = jax.random.split(key)
     # Drawn whole, then split: the same examples and keys on one device or many.
     batch = shard(minibatch(k_batch, state.data, state.n_data, state.batch_size), spec.mesh)
+    objective = spec.objective.value
+    check_batch_size(objective, (*m, batch), state.n_data, spec.subsample)
+    if spec.subsample:  # one estimate of the whole data from the minibatch, rows over the mesh
+        return -_averaged(objective, spec.num_samples)(k_est, (*m, batch), (*g, batch))
+    # Per example, the examples split over the mesh and each one's estimates together.
+    mean_estimate = _averaged(objective, spec.num_samples)
     keys = split_keys(k_est, state.batch_size, spec.mesh)
     per_example = jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch)
     return -jnp.mean(per_example)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from ppl._errors import PPLError
 from ppl._numerics import log_mean_exp
 from ppl.expectations import add_cost, density
+from ppl.inference._subsampling import refuse_subsampled
 from ppl.inference.vi._guide_checks import check_exact_density
 from ppl.inference.vi._objective import (
     PARTICLES,
@@ -86,8 +87,8 @@ def elbo(
     if rao_blackwell and has_terms(model, guide):
         # per-choice terms only where a guide choice has a score to multiply them
         terms = rao_blackwellized(model, guide, observe)
-        return Objective(objective, "elbo", policy, expectation=terms)
-    return Objective(objective, "elbo", policy, rao_blackwell=rao_blackwell)
+        return Objective(objective, "elbo", policy, expectation=terms, model=model)
+    return Objective(objective, "elbo", policy, rao_blackwell=rao_blackwell, model=model)
 
 
 def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> Objective:
@@ -130,7 +131,7 @@ def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> O
     observe, n = observer(observations), check_n(n)
 
     def objective(model_args, guide_args):
-        log_w, _ = log_weights(model, guide, observe, model_args, guide_args, n)
+        log_w, _ = log_weights(model, guide, observe, model_args, guide_args, n, "vi.iwelbo")
         return log_mean_exp(log_w)
 
     return Objective(objective, f"iwelbo(n={n})", guide_policy(strategies, PARTICLES))
@@ -180,7 +181,7 @@ def renyi(
     observe, n = observer(observations), check_n(n)
 
     def objective(model_args, guide_args):
-        log_w, _ = log_weights(model, guide, observe, model_args, guide_args, n)
+        log_w, _ = log_weights(model, guide, observe, model_args, guide_args, n, "vi.renyi")
         return log_mean_exp((1.0 - alpha) * log_w) / (1.0 - alpha)
 
     return Objective(objective, f"renyi(alpha={alpha}, n={n})", guide_policy(strategies, PARTICLES))
@@ -234,7 +235,7 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
     observe = observer(observations)
 
     def objective(model_args, guide_args):
-        log_w, zs = log_weights(model, guide, observe, model_args, guide_args, n)
+        log_w, zs = log_weights(model, guide, observe, model_args, guide_args, n, "vi.vimco")
         bound = log_mean_exp(log_w)
         others = (jnp.sum(log_w) - log_w) / (n - 1)
         loo = jax.vmap(lambda j: log_mean_exp(log_w.at[j].set(others[j])))(jnp.arange(n))
@@ -290,7 +291,7 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
 
     def objective(model_args, guide_args):
         log_w, _ = log_weights(
-            model, guide, observe, model_args, jax.lax.stop_gradient(guide_args), n
+            model, guide, observe, model_args, jax.lax.stop_gradient(guide_args), n, "vi.rws_wake_p"
         )
         return jnp.sum(jax.nn.softmax(jax.lax.stop_gradient(log_w)) * log_w)
 
@@ -341,7 +342,7 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
 
     def objective(model_args, guide_args):
         log_w, zs = log_weights(
-            model, guide, observe, model_args, jax.lax.stop_gradient(guide_args), n
+            model, guide, observe, model_args, jax.lax.stop_gradient(guide_args), n, "vi.rws_wake_q"
         )
         w = jax.nn.softmax(jax.lax.stop_gradient(log_w))
         log_q = jax.vmap(lambda z: density(guide)(z, *guide_args))(jax.lax.stop_gradient(zs))
@@ -392,6 +393,7 @@ def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None
     observe = observer(observations)
 
     def objective(model_args, guide_args):
+        refuse_subsampled(model, model_args, "vi.cubo")
         log_w, _ = log_weight(model, guide, observe(*model_args), model_args, guide_args)
         return -jnp.exp(power * log_w)
 

@@ -190,7 +190,7 @@ def _assessed_per_element(vm, sub_ids, sub_duals, arg_duals, args_tree):
         cm = vm._check_batched(jax.tree.unflatten(sub_tree, flat[:n]), args)
         keys = vm._keys(jax.random.key(0), args)
         logp, retval = vm._map(lambda _, c, a: vm.gen_fn.assess(c, a), (keys, cm), args)
-        return [logp, *jax.tree.leaves(retval)]
+        return [logp * vm.scale(args), *jax.tree.leaves(retval)]
 
     outs = _dual.apply(assess, [(p, t) for p, t in list(sub_duals) + list(arg_duals)])
     return outs[0], outs[1:]

@@ -81,5 +81,9 @@ def vmap_rule(ctx, site, key, ins, state, addr):
     )
     if recording:
         assert rec is not None  # the body records when the caller does
+        leaves, leaves_t, (lp, lt) = rec
+        # a subsample's log densities stand for the full data's; its scores do not scale
+        scale = vm.scale(args_p)
+        rec = (leaves, leaves_t, (lp * scale, None if lt is None else lt * scale))
         state = _dual.record_stacked(state, addr, rec, static["choices"])
     return Continue(list(zip(out_p, out_t)), state)
