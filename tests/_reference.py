@@ -74,6 +74,7 @@ def reference_slots(spec: Spec, values: dict, a, prefix=(), slot=(), out=None):
         elif isinstance(node, Call):
             ret = reference_slots(node.sub, values[node.addr], u, here, slot, out)[1]
         elif isinstance(node, Repeat):
+            before = set(out)
             ret = jnp.stack(
                 [
                     reference_slots(
@@ -87,6 +88,9 @@ def reference_slots(spec: Spec, values: dict, a, prefix=(), slot=(), out=None):
                     for i in range(node.n)
                 ]
             )
+            if node.subsample_of is not None:  # a subsample's densities stand for all of them
+                for slot_key in set(out) - before:
+                    out[slot_key] = out[slot_key] * (node.subsample_of / node.n)
         elif isinstance(node, Scan):
             ret = u
             for t in range(node.n):

@@ -158,7 +158,8 @@ class Call:
 @dataclasses.dataclass(frozen=True)
 class Repeat:
     """``ppl.repeat(build(sub), n)(u) @ addr`` (mapped=False) or
-    ``ppl.vmap(build(sub))(u + OFFSETS[:n]) @ addr`` (mapped=True)."""
+    ``ppl.vmap(build(sub), subsample_of=subsample_of)(u + OFFSETS[:n]) @ addr``
+    (mapped=True; its densities scaled by ``subsample_of / n`` when given)."""
 
     addr: str
     sub: "Spec"
@@ -166,6 +167,7 @@ class Repeat:
     shift: float
     n: int
     mapped: bool
+    subsample_of: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +225,8 @@ def _node_repr(n):
     if isinstance(n, Call):
         return f"{n.addr}=call({head}){n.sub!r}"
     if isinstance(n, Repeat):
-        return f"{n.addr}={'vmap' if n.mapped else 'repeat'}[{n.n}]({head}){n.sub!r}"
+        of = "" if n.subsample_of is None else f" of {n.subsample_of}"
+        return f"{n.addr}={'vmap' if n.mapped else 'repeat'}[{n.n}{of}]({head}){n.sub!r}"
     if isinstance(n, Scan):
         return f"{n.addr}=scan[{n.n}]({head}){n.sub!r}"
     kind = (
@@ -293,7 +296,7 @@ def _maker(node):
     if isinstance(node, Repeat):
         sub = build(node.sub)
         if node.mapped:
-            comb = ppl.vmap(sub)
+            comb = ppl.vmap(sub, subsample_of=node.subsample_of)
             return lambda u, _: comb(u + OFFSETS[: node.n])
         comb = ppl.repeat(sub, node.n)
         return lambda u, _: comb(u)
@@ -336,6 +339,7 @@ def specs(
     plain: bool = True,
     branches: bool = True,
     random_index: bool = False,
+    subsample: bool = False,
 ):
     """Random programs. ``det``: the argument is a deterministic function of the
     top-level argument (so a switch on it picks the same branch in every run
@@ -344,7 +348,8 @@ def specs(
     allowed (not inside another switch/mix). ``random_index``: switch and cond
     anywhere (inside loops and branches too), their index possibly a random
     choice of the program (for laws that expect -inf where a constrained
-    address is not made)."""
+    address is not made). ``subsample``: a vmap may be a subsample
+    (``subsample_of``), its densities scaled."""
     names = families or [f.name for f in FAMILIES]
     n = draw(st.integers(1, max_nodes))
     nodes = []
@@ -376,6 +381,7 @@ def specs(
                 plain=plain,
                 branches=branches,
                 random_index=random_index,
+                subsample=subsample,
             )
             opts.update(kw)
             return draw(specs(**opts))
@@ -385,9 +391,11 @@ def specs(
         elif kind == "call":
             nodes.append(Call(addr, sub(), dep, shift))
         elif kind in ("repeat", "vmap"):
-            nodes.append(
-                Repeat(addr, sub(plain=False), dep, shift, draw(st.integers(1, 3)), kind == "vmap")
-            )
+            n_el = draw(st.integers(1, 3))
+            of = None
+            if subsample and kind == "vmap":
+                of = draw(st.sampled_from([None, n_el, n_el + 2]))
+            nodes.append(Repeat(addr, sub(plain=False), dep, shift, n_el, kind == "vmap", of))
         elif kind == "scan":
             nodes.append(
                 Scan(addr, sub(plain=False, det=False), dep, shift, draw(st.integers(1, 3)))
@@ -438,7 +446,7 @@ CHEAP = [
     "flip_logits",
     "categorical",
 ]
-combinator_specs = specs(max_nodes=3, families=CHEAP).filter(has_combinator)
+combinator_specs = specs(max_nodes=3, families=CHEAP, subsample=True).filter(has_combinator)
 
 args = st.sampled_from([-1.0, 0.0, 0.4, 1.3])
 seeds = st.integers(0, 2**31 - 1)

@@ -241,8 +241,30 @@ def encoder(params, x):
     return ppl.normal(a * x + b, jnp.exp(log_s)) @ "z"
 
 
+@ppl.gen
+def row(x, w):
+    return ppl.normal(x @ w, 0.5) @ "y"
+
+
+@ppl.gen
+def subsampled_regression(batch):  # the rows of a minibatch stand for all 256
+    w = ppl.normal(jnp.zeros(FEATURES), 1.0) @ "w"
+    ppl.vmap(row, in_axes=(0, None), subsample_of=256)(batch["x"], w) @ "rows"
+
+
+@ppl.gen
+def subsampled_guide(mu, log_s, batch):
+    return ppl.normal(mu, jnp.exp(log_s)) @ "w"
+
+
 XS = jnp.linspace(-1.0, 1.0, 10)
 EXAMPLES = jax.random.normal(jax.random.key(5), (256,)) * 1.4
+FEATURES = 128  # enough work per row that the rows' share dominates a device's FLOPs
+_X = jax.random.normal(jax.random.key(6), (256, FEATURES))
+ROWS = {
+    "x": _X,
+    "y": _X @ jnp.linspace(-1.0, 1.0, FEATURES) + jax.random.normal(jax.random.key(7), (256,)),
+}
 
 
 def vi_problems():
@@ -256,6 +278,12 @@ def vi_problems():
             (),
             (jnp.array([0.0, 1.0, 0.0]),),
             {"data": EXAMPLES, "batch_size": 32, "num_samples": 2},
+        ),
+        "subsampled": (
+            vi.elbo(subsampled_regression, subsampled_guide, lambda b: {"rows": {"y": b["y"]}}),
+            (),
+            (jnp.zeros(FEATURES), jnp.zeros(FEATURES)),
+            {"data": ROWS, "batch_size": 32, "num_samples": 2, "subsample": True},
         ),
     }
 
@@ -285,6 +313,7 @@ def vi_checks(mesh, compiles):
         one, many = runs["one"], runs["many"]
         out[f"{name}_params_diff"] = _diff(one.guide_args, many.guide_args)
         out[f"{name}_history_diff"] = float(np.max(np.abs(one.history - many.history)))
+        out[f"{name}_history_size"] = float(np.max(np.abs(one.history)))
         out[f"{name}_moved"] = _diff(one.guide_args, g_args)  # the fit did something
         leaves = jax.tree.leaves(many.guide_args)
         out[f"{name}_params_replicated"] = all(
@@ -294,25 +323,31 @@ def vi_checks(mesh, compiles):
         out[f"{name}_data_as_given"] = many.model_args is m_args or all(
             a is b for a, b in zip(many.model_args, m_args)
         )
+
         # One step compiled on its own: the reduction of the gradient is an all-reduce,
         # and each device does an eighth of the per-example (per-estimate) work.
-        flops = {}
-        for which, m in (("one", None), ("many", particle_mesh(mesh, "fit"))):
-            spec = make_spec(objective, optimizer, opts["num_samples"], "fit", m)
-            params, frozen, layout = split(m_args, g_args, (False, True), caller="fit")
-            n_data = None if "data" not in opts else len(EXAMPLES)
-            state = start(
-                spec, params, frozen, layout, opts.get("data"), n_data, opts.get("batch_size")
+        def step_flops(m, batch_size):
+            spec = make_spec(
+                objective, optimizer, opts["num_samples"], "fit", m, opts.get("subsample", False)
             )
+            params, frozen, layout = split(m_args, g_args, (False, True), caller="fit")
+            n_data = None if "data" not in opts else len(jax.tree.leaves(opts["data"])[0])
+            state = start(spec, params, frozen, layout, opts.get("data"), n_data, batch_size)
             state = replicate(state, m)
             compiled = (
                 jax.jit(advance, static_argnums=0).lower(spec, jax.random.key(0), state).compile()
             )
-            hlo = compiled.as_text() or ""
-            out[f"{name}_all_reduce_{which}"] = hlo.count("all-reduce")
             cost = compiled.cost_analysis()
             assert cost is not None
-            flops[which] = float((cost[0] if isinstance(cost, list) else cost)["flops"])
+            hlo = compiled.as_text() or ""
+            return float((cost[0] if isinstance(cost, list) else cost)["flops"]), hlo
+
+        flops = {}
+        for which, m in (("one", None), ("many", particle_mesh(mesh, "fit"))):
+            flops[which], hlo = step_flops(m, opts.get("batch_size"))
+            out[f"{name}_all_reduce_{which}"] = hlo.count("all-reduce")
+            if name == "subsampled":  # the FLOPs a minibatch's 32 more rows add
+                flops[which] = step_flops(m, 64)[0] - flops[which]
         out[f"{name}_flops_ratio"] = flops["many"] / flops["one"]
     return out
 

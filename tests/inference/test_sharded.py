@@ -116,26 +116,30 @@ def test_errors_say_what_is_wrong_and_the_fix(report):
     assert "must be a jax.sharding.Mesh" in e["not_a_mesh"] and "make_mesh" in e["not_a_mesh"]
 
 
-@pytest.mark.parametrize("case", ["samples", "data"])
+@pytest.mark.parametrize("case", ["samples", "data", "subsampled"])
 def test_fit_matches_one_device(report, case):
     # "samples": 64 estimates of a shared-latent ELBO per step; "data": minibatches
-    # of 32 examples of an amortised ELBO, 2 estimates each. 40 Adam steps.
+    # of 32 examples of an amortised ELBO, 2 estimates each; "subsampled": minibatches of 32
+    # rows passed whole to a regression that scales them to all 256. 40 Adam steps.
     r = report["vi"]
     assert r[f"{case}_moved"] > 0.5
-    assert r[f"{case}_params_diff"] < TOL and r[f"{case}_history_diff"] < 1e-4
+    assert r[f"{case}_params_diff"] < TOL
+    # float32 rounding of the objective, relative to its size (a subsample's is scaled up)
+    assert r[f"{case}_history_diff"] < 1e-4 * max(1.0, r[f"{case}_history_size"] / 100)
 
 
-@pytest.mark.parametrize("case", ["samples", "data"])
+@pytest.mark.parametrize("case", ["samples", "data", "subsampled"])
 def test_fit_is_sharded_and_reduced_by_collectives(report, case):
     r = report["vi"]
     assert r[f"{case}_params_replicated"] and r[f"{case}_data_as_given"]
     assert r[f"{case}_all_reduce_one"] == 0 and r[f"{case}_all_reduce_many"] > 0
-    # Each device runs a fraction of the step's work: an eighth of the estimates,
-    # and the minibatch's draw and the optimizer's update whole.
-    assert r[f"{case}_flops_ratio"] < (0.25 if case == "samples" else 0.5)
+    # Each device runs a fraction of the step's work: an eighth of the estimates (or
+    # rows), and the minibatch's draw, the global latents and the optimizer's update whole.
+    # For the subsampled fit, of the FLOPs that 32 more rows add: they are the rows' own.
+    assert r[f"{case}_flops_ratio"] < {"samples": 0.25, "data": 0.5, "subsampled": 0.2}[case]
 
 
-@pytest.mark.parametrize("case", ["samples", "data"])
+@pytest.mark.parametrize("case", ["samples", "data", "subsampled"])
 def test_fit_chunks_compile_once(report, case):
     r = report["vi"]
     assert r[f"{case}_compiles_one"] == 1 and r[f"{case}_compiles_many"] == 1

@@ -15,7 +15,7 @@ import numpy as np
 from ppl._errors import PPLError
 from ppl._gfi import as_key
 from ppl.inference.vi._trainable import split
-from ppl.inference.vi.fit_step import estimator
+from ppl.inference.vi._loss import estimator
 
 
 class GradientStats(NamedTuple):

@@ -30,8 +30,8 @@ import optax
 from jax.sharding import Mesh
 
 from ppl._errors import PPLError
-from ppl.inference._sharding import shard, split_keys
-from ppl.inference.vi._data import check_batch_size, check_data, check_subsampling, minibatch
+from ppl.inference.vi._data import check_data, check_subsampling
+from ppl.inference.vi._loss import estimator, loss
 from ppl.inference.vi._static import Static
 from ppl.inference.vi._trainable import Layout, split
 
@@ -143,44 +143,6 @@ class Spec(NamedTuple):
     num_samples: int
     mesh: Mesh | None = None
     subsample: bool = False
-
-
-def estimator(objective, caller: str = "fit") -> Callable:
-    """The function ``(key, model_args, guide_args) -> scalar`` behind ``objective``.
-
-    Args:
-        objective: a variational objective (its ``.estimate`` is used) or a
-            function ``(key, model_args, guide_args) -> scalar``.
-        caller: the public function's name, for the message.
-
-    Returns:
-        The estimate function.
-
-    Raises:
-        PPLError: naming ``caller``, if neither is callable.
-
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
-        >>> from ppl.inference import vi
-        >>> @ppl.gen
-        ... def model():
-        ...     return ppl.normal(0.0, 1.0) @ "z"
-        >>> @ppl.gen
-        ... def guide(mu):
-        ...     return ppl.normal(mu, 1.0) @ "z"
-        >>> estimate = estimator(vi.elbo(model, guide))
-        >>> estimate(jax.random.key(0), (), (jnp.array(0.0),)).shape
-        ()
-    """
-    fn = getattr(objective, "estimate", objective)
-    if not callable(fn):
-        raise PPLError(
-            f"{caller} needs an objective with .estimate(key, model_args, guide_args) "
-            f"(vi.elbo(...), ...) or a function (key, model_args, guide_args) -> scalar, "
-            f"got {objective!r}."
-        )
-    return fn
 
 
 def fitter(
@@ -306,41 +268,6 @@ def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) 
     )
 
 
-def _averaged(objective, num_samples: int, mesh: Mesh | None = None) -> Callable:
-    """The mean of ``num_samples`` independent estimates of ``objective`` (each with
-    its own key split from the one given, vectorised, split over ``mesh``'s
-    devices when given), as one function ``(key, model_args, guide_args) -> scalar``;
-    raises as :func:`estimator`."""
-    estimate = estimator(objective)
-
-    def mean_estimate(key, model_args, guide_args):
-        keys = split_keys(key, num_samples, mesh if num_samples > 1 else None)
-        if num_samples == 1:  # the same key and estimate, without a batch axis of one
-            return estimate(keys[0], model_args, guide_args)
-        return jnp.mean(jax.vmap(lambda k: estimate(k, model_args, guide_args))(keys))
-
-    return mean_estimate
-
-
-def _loss(spec: Spec, state: FitState, params, key):
-    m, g = state.layout.rebuild(params, state.frozen)
-    if state.n_data is None:
-        return -_averaged(spec.objective.value, spec.num_samples, spec.mesh)(key, m, g)
-    assert state.batch_size is not None  # check_data gives both or neither
-    k_batch, k_est = jax.random.split(key)
-    # Drawn whole, then split: the same examples and keys on one device or many.
-    batch = shard(minibatch(k_batch, state.data, state.n_data, state.batch_size), spec.mesh)
-    objective = spec.objective.value
-    check_batch_size(objective, (*m, batch), state.n_data, spec.subsample)
-    if spec.subsample:  # one estimate of the whole data from the minibatch, rows over the mesh
-        return -_averaged(objective, spec.num_samples)(k_est, (*m, batch), (*g, batch))
-    # Per example, the examples split over the mesh and each one's estimates together.
-    mean_estimate = _averaged(objective, spec.num_samples)
-    keys = split_keys(k_est, state.batch_size, spec.mesh)
-    per_example = jax.vmap(lambda kk, x: mean_estimate(kk, (*m, x), (*g, x)))(keys, batch)
-    return -jnp.mean(per_example)
-
-
 def step(spec: Spec, key, state: FitState) -> tuple:
     """One optimizer step on the objective estimated with ``key``.
 
@@ -409,10 +336,10 @@ def advance(spec: Spec, key, state: FitState) -> tuple:
         (-1.0, 0.2, True)
     """
     p = state.params
-    loss, grads = jax.value_and_grad(lambda q, k: _loss(spec, state, q, k))(p, key)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
+    value, grads = jax.value_and_grad(lambda q, k: loss(spec, state, q, k))(p, key)
+    finite = jnp.isfinite(value) & _all_finite(grads)
     updates, opt_state = spec.optimizer.value.update(grads, state.opt_state, p)
-    return optax.apply_updates(p, updates), opt_state, -loss, finite
+    return optax.apply_updates(p, updates), opt_state, -value, finite
 
 
 def _all_finite(tree) -> jax.Array:
