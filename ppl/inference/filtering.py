@@ -31,6 +31,7 @@ from ppl.inference._util import (
     log_mean_exp,
     take,
 )
+from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.inference.importance_sampling import check_proper
 from ppl.inference.particles import ParticleCollection, SMCInfo, wants_resampling
 
@@ -52,6 +53,7 @@ def particle_filter(
     return_traces=True,
     check=True,
     progress=False,
+    mesh=None,
 ):
     """A particle filter for a ``ppl.scan(step, length=T)`` model called with ``(init, xs)``.
 
@@ -79,6 +81,10 @@ def particle_filter(
             The steps then run in about twenty compiled chunks, compiled for
             this call; without it the whole filter is compiled once per model
             and options and reused, which is faster for repeated calls.
+        mesh: a one-axis ``jax.sharding.Mesh`` to split the particles over
+            (their carries, weights, step choices and final traces; the
+            arguments and observations replicated), or ``None``. The same
+            keys give the same filter as on one device (up to float rounding).
 
     Returns:
         ``(ParticleCollection of full scan traces, SMCInfo per step)``; the
@@ -87,7 +93,8 @@ def particle_filter(
 
     Raises:
         PPLError: if ``model`` is not a ``ppl.scan``, ``n`` is not a positive
-            int, an observation lacks the time axis, or (without a proposal) a
+            int (or not a multiple of the mesh's size), an observation lacks the
+            time axis, or (without a proposal) a
             ``ppl.improper_uniform`` choice of the step is not observed; with ``check``, if at
             some time step every particle has weight zero (the error names the
             step and the observed addresses: those observations have zero
@@ -109,6 +116,8 @@ def particle_filter(
             "For other models use smc.init / smc.extend / smc.run."
         )
     n = check_count(n, "n", "particle_filter: the number of particles", "500")
+    mesh = particle_mesh(mesh, "particle_filter")
+    check_divisible(n, mesh, "n", "particle_filter")
     key, observations = as_key(key), as_choices(observations)
     init_carry, xs = as_args(args, model.name)
     T = _horizon(model, xs)
@@ -130,8 +139,10 @@ def particle_filter(
         scheme=scheme,
         return_traces=return_traces,
         T=T,
+        mesh=mesh,
     )
     concrete = is_concrete((key, observations, args))
+    key, observations, args = replicate((key, observations, args), mesh)
     if concrete and not progress:
         run = _compiled_filter(opts)
     else:
@@ -192,6 +203,7 @@ def _filter(
     scheme,
     return_traces,
     T,
+    mesh=None,
     progress=False,
 ):
     init_carry, xs = args
@@ -218,31 +230,31 @@ def _filter(
             return resampling.get_scheme(scheme)(k1, log_w, n).astype(jnp.int32)
 
         idx = jax.lax.cond(do, resample_idx, lambda: jnp.arange(n, dtype=jnp.int32))
-        carries = take(carries, idx)
+        carries = shard(take(carries, idx), mesh)
         log_z = jnp.where(do, log_z + log_mean_exp(log_w), log_z)
         log_w = jnp.where(do, jnp.zeros_like(log_w), log_w)
         trs, w = jax.vmap(lambda kk, c: propagate(kk, c, x, obs_t))(
-            jax.random.split(k2, n), carries
+            split_keys(k2, n, mesh), carries
         )
         carries = trs.retval[0]
-        log_w = log_w + w
+        log_w = shard(log_w + w, mesh)
         info = SMCInfo(ess(log_w), do, log_z + log_mean_exp(log_w))
         health = (jnp.max(log_w), jnp.any(jnp.isnan(log_w) | (log_w == jnp.inf)))
         return (carries, log_w, log_z), (trs.choices, idx, info, health)
 
     carry0 = jax.tree.map(lambda c: jnp.broadcast_to(c, (n,) + jnp.shape(c)), init_carry)
     dtype = jnp.result_type(float)
-    state0 = (carry0, jnp.zeros((n,), dtype), jnp.zeros((), dtype))
+    state0 = (shard(carry0, mesh), shard(jnp.zeros((n,), dtype), mesh), jnp.zeros((), dtype))
     keys = jax.random.split(key, T + 1)
     (_, log_w, log_z), (choices, ancestors, info, health) = _progress.scan(
         body, state0, (keys[:T], xs_t, observations), progress=progress, desc="particle_filter"
     )
     traces = None
     if return_traces:
-        lineages = functools.partial(_lineages, model=model, args=args, n=n)
+        lineages = functools.partial(_lineages, model=model, args=args, n=n, mesh=mesh)
         # Run eagerly (with a bar), the reconstruction would dispatch op by op.
         traces = (jax.jit(lineages) if progress else lineages)(keys[T], choices, ancestors)
-    return ParticleCollection(traces, log_w, log_z), info, health
+    return ParticleCollection(traces, log_w, log_z, mesh), info, health
 
 
 def _compiled_filter(opts: dict):
@@ -265,7 +277,7 @@ def _horizon(model, xs) -> int:
     return lengths.pop()
 
 
-def _lineages(key, choices, ancestors, *, model, args, n):
+def _lineages(key, choices, ancestors, *, model, args, n, mesh=None):
     """Full scan traces along each final particle's ancestry."""
 
     def back(idx, inp):
@@ -273,8 +285,8 @@ def _lineages(key, choices, ancestors, *, model, args, n):
         return a_t[idx], take(c_t, idx)
 
     _, path = jax.lax.scan(back, jnp.arange(n, dtype=jnp.int32), (choices, ancestors), reverse=True)
-    per_particle = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), path)
+    per_particle = shard(jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), path), mesh)
     traces, _ = jax.vmap(lambda k, c: model.generate(k, c, args))(
-        jax.random.split(key, n), per_particle
+        split_keys(key, n, mesh), per_particle
     )
-    return traces
+    return shard(traces, mesh)

@@ -178,6 +178,31 @@ def smc_checks(mesh, compiles):
     return out
 
 
+@ppl.gen
+def walk_step(z, x):
+    z = ppl.normal(0.9 * z, 1.0) @ "z"
+    ppl.normal(z, 0.5) @ "y"
+    return z, z
+
+
+def filter_checks(mesh):
+    model, ys = ppl.scan(walk_step, length=12), jnp.sin(jnp.arange(12.0))
+    runs = {
+        name: smc.particle_filter(
+            jax.random.key(8), model, (0.0, None), {"y": ys}, 64, ess_threshold=0.7, mesh=m
+        )
+        for name, m in (("one", None), ("many", mesh))
+    }
+    (p1, i1), (p8, i8) = runs["one"], runs["many"]
+    return {
+        "lml_diff": _diff(i1.log_marginal_likelihood, i8.log_marginal_likelihood),
+        "resampled": int(np.sum(i1.resampled)),
+        "traces_diff": _diff(p1.traces.choices["z"], p8.traces.choices["z"]),
+        "spread": _spread((p8.traces, p8.log_weights)),
+        "mesh_kept": p8.mesh is not None,
+    }
+
+
 def mcmc_checks(mesh, compiles):
     args, obs = (jnp.zeros(5),), {"y": NN_DATA}
     out = {}
@@ -417,6 +442,7 @@ def main():
     for name, checks in (
         ("importance", importance_checks),
         ("smc", smc_checks),
+        ("filter", lambda mesh, compiles: filter_checks(mesh)),
         ("mcmc", mcmc_checks),
         ("vi", vi_checks),
         ("errors", error_checks),

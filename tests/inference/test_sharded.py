@@ -97,6 +97,13 @@ def test_smc_steps_compile_once(report):
     assert r["step_compiles"] == 1 and r["step_cache_size"] == 1
 
 
+def test_particle_filter_matches_one_device_and_is_sharded(report):
+    r = report["filter"]
+    assert r["resampled"] > 0  # the resampling steps ran, on the mesh too
+    assert r["lml_diff"] < TOL and r["traces_diff"] < TOL
+    assert r["spread"] == [8] and r["mesh_kept"]
+
+
 def test_mcmc_matches_one_device_and_is_sharded(report):
     r = report["mcmc"]
     assert r["hmc_diff"] < TOL and r["hmc_accept_diff"] < TOL
