@@ -374,6 +374,20 @@ def vi_checks(mesh, compiles):
             if name == "subsampled":  # the FLOPs a minibatch's 32 more rows add
                 flops[which] = step_flops(m, 64)[0] - flops[which]
         out[f"{name}_flops_ratio"] = flops["many"] / flops["one"]
+    # The pure init/step pair on the mesh: the same steps, the state replicated.
+    objective, m_args, g_args, opts = vi_problems()["samples"]
+    states = {}
+    for which, m in (("one", None), ("many", mesh)):
+        init, step = vi.fitter(objective, optimizer, num_samples=opts["num_samples"], mesh=m)
+        state, step = init(m_args, g_args), jax.jit(step)
+        for key in jax.random.split(jax.random.key(9), 3):
+            state, _ = step(key, state)
+        states[which] = state
+    out["fitter_params_diff"] = _diff(states["one"].params, states["many"].params)
+    out["fitter_replicated"] = all(
+        x.sharding.is_fully_replicated and len(x.sharding.device_set) == N_DEVICES
+        for x in jax.tree.leaves(states["many"].params)
+    )
     return out
 
 

@@ -146,6 +146,11 @@ def test_fit_is_sharded_and_reduced_by_collectives(report, case):
     assert r[f"{case}_flops_ratio"] < {"samples": 0.25, "data": 0.5, "subsampled": 0.2}[case]
 
 
+def test_fitter_steps_on_a_mesh_match_one_device(report):
+    r = report["vi"]
+    assert r["fitter_params_diff"] < TOL and r["fitter_replicated"]
+
+
 @pytest.mark.parametrize("case", ["samples", "data", "subsampled"])
 def test_fit_chunks_compile_once(report, case):
     r = report["vi"]

@@ -20,7 +20,7 @@ from ppl.inference._subsampling import model_trace_shape, subsample_sizes
 
 
 def check_data(
-    data: Any, batch_size: int | None, caller: str = "fit"
+    data: Any, batch_size: int | None, caller: str = "fit", subsample: bool = False
 ) -> tuple[int | None, int | None]:
     """The number of examples in ``data`` and the batch size to draw.
 
@@ -30,13 +30,14 @@ def check_data(
         batch_size: examples per step, or ``None`` for ``min(64, number of
             examples)``.
         caller: the public function's name, for messages.
+        subsample: whether the model subsamples the data (``subsample=True``).
 
     Returns:
         ``(number of examples, batch size)``; ``(None, None)`` when ``data``
         is ``None``.
 
     Raises:
-        PPLError: if ``batch_size`` comes without ``data``; if ``data`` holds no
+        PPLError: if ``batch_size`` or ``subsample`` comes without ``data``; if ``data`` holds no
             arrays, a scalar, arrays that disagree on the number of examples,
             or 0 examples; if ``batch_size`` is not an int between 1 and the
             number of examples.
@@ -48,6 +49,12 @@ def check_data(
         (None, None)
     """
     if data is None:
+        if subsample:
+            raise PPLError(
+                f"{caller} got subsample=True but no data; pass data=... (the examples along the "
+                "leading axis) and batch_size=..., and map them in the model with "
+                "ppl.vmap(..., subsample_of=N)."
+            )
         if batch_size is not None:
             raise PPLError(
                 f"{caller} got batch_size but no data; pass data=... (examples along the leading "

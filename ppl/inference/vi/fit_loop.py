@@ -237,13 +237,7 @@ def fit(
         raise PPLError(
             f"fit's chunk must be a positive int (steps per compiled chunk), got {chunk!r}."
         )
-    n_data, batch_size = check_data(data, batch_size)
-    if subsample and data is None:
-        raise PPLError(
-            "fit got subsample=True but no data; pass data=... (the examples along the leading "
-            "axis) and batch_size=..., and map them in the model with "
-            "ppl.vmap(..., subsample_of=N)."
-        )
+    n_data, batch_size = check_data(data, batch_size, "fit", subsample)
     mesh = particle_mesh(mesh, "fit")
     if n_data is None:
         check_divisible(num_samples, mesh, "num_samples", "fit")

@@ -30,6 +30,7 @@ import optax
 from jax.sharding import Mesh
 
 from ppl._errors import PPLError
+from ppl.inference._sharding import check_divisible, particle_mesh, replicate
 from ppl.inference.vi._data import check_data, check_subsampling
 from ppl.inference.vi._loss import estimator, loss
 from ppl.inference.vi._static import Static
@@ -153,6 +154,7 @@ def fitter(
     num_samples: int = 1,
     batch_size: int | None = None,
     subsample: bool = False,
+    mesh: Mesh | None = None,
 ) -> Fitter:
     """The pure ``init``/``step`` pair that :func:`ppl.inference.vi.fit` drives.
 
@@ -168,6 +170,9 @@ def fitter(
             ``min(64, number of examples)``).
         subsample: pass each minibatch whole to a model that subsamples it
             (``ppl.vmap(..., subsample_of=N)``), as ``vi.fit`` describes.
+        mesh: ``None``, or a one-axis ``jax.sharding.Mesh`` over which each
+            step's work is split as ``vi.fit(..., mesh=)`` splits it; ``init``
+            places the state replicated on it.
 
     Returns:
         A :class:`Fitter` ``(init, step)``. ``init`` raises as ``fit`` does
@@ -176,7 +181,9 @@ def fitter(
     Raises:
         PPLError: if ``objective`` is neither an objective nor a function, or
             ``num_samples`` is not a positive int; with ``subsample``, if the
-            objective is not ``vi.elbo``.
+            objective is not ``vi.elbo``; if ``mesh`` is not a one-axis mesh
+            (and, from ``init``, if the minibatch or the estimates cannot be
+            split equally over it).
 
     Example:
         >>> import jax, jax.numpy as jnp, optax
@@ -190,12 +197,17 @@ def fitter(
         >>> round(float(mu), 3)
         1.0
     """
-    spec = make_spec(objective, optimizer, num_samples, "fitter", subsample=subsample)
+    mesh = particle_mesh(mesh, "fitter")
+    spec = make_spec(objective, optimizer, num_samples, "fitter", mesh, subsample)
 
     def init(model_args, guide_args, data=None) -> FitState:
-        n_data, size = check_data(data, batch_size, "fitter")
+        n_data, size = check_data(data, batch_size, "fitter", spec.subsample)
+        if n_data is None:
+            check_divisible(spec.num_samples, mesh, "num_samples", "fitter")
+        else:
+            check_divisible(size or 0, mesh, "batch_size", "fitter")
         params, frozen, layout = split(model_args, guide_args, trainable, caller="fitter")
-        return start(spec, params, frozen, layout, data, n_data, size)
+        return replicate(start(spec, params, frozen, layout, data, n_data, size), mesh)
 
     def fit_step(key, state: FitState) -> tuple:
         return step(spec, key, state)
