@@ -1,5 +1,6 @@
 """The VI examples run end to end at a tiny size and improve their objectives."""
 
+import json
 import pathlib
 import sys
 
@@ -25,6 +26,8 @@ def test_cone_fits_every_objective(tmp_path):
             "1e-3",
             "--out",
             str(tmp_path),
+            "--json",
+            str(tmp_path / "cone.json"),
         ]
     )
     assert [r[0] for r in rows] == [
@@ -38,6 +41,8 @@ def test_cone_fits_every_objective(tmp_path):
         assert np.isfinite(after), name
         assert after > before, name
     assert (tmp_path / "cone.png").exists()
+    written = json.loads((tmp_path / "cone.json").read_text())
+    assert [(r["objective"], r["fitted"]) for r in written] == [(r[0], float(r[2])) for r in rows]
 
 
 def test_estimator_variance_table_agrees_on_the_mean():
