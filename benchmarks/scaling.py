@@ -1,4 +1,4 @@
-"""Step time from 1 to 8 devices: a VAE training step and an SMC step.
+"""Step time and memory from 1 to 8 devices: a VAE step, a multi-sample ELBO step, SMC.
 
 Each device count D runs in its own process started with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=D`` (the number of devices
@@ -9,14 +9,17 @@ is fixed when JAX starts), over a one-axis mesh of all D devices:
   ``jax.jit``; the minibatch and the per-digit keys are split over the
   devices, the networks and optimizer state replicated (what ``vi.fit(...,
   data=..., mesh=...)`` does per step);
+* ELBO: ``vi.fitter``'s step with 2^16 estimates (2^12 with ``--quick``) of a
+  regression's ELBO, split over the devices;
 * SMC: ``smc.init`` of 2^20 particles (2^16 with ``--quick``) of a
   normal-normal model with ``mesh=`` (its log marginal likelihood and the
   particles), jitted; and the same followed by systematic resampling of all
   of them.
 
-Per row: the median step time, the speed-up over one device, and the peak
-resident memory of the worker process (``ru_maxrss``; the CPU devices share
-the process's memory, so per device it is this over D). On a CPU the "devices"
+Per row: the median step time, the speed-up over one device, the peak
+resident memory of the worker process (``ru_maxrss``, everything the process
+did), and the memory XLA plans per device for one call of the step
+(``compiled.memory_analysis()``: arguments, outputs and temporaries). On a CPU the "devices"
 share the cores: the speed-up is bounded by the cores the run may use.
 
     taskset -c 0 python benchmarks/scaling.py [--quick] [--json PATH] [--devices 1 2 4 8]
@@ -40,7 +43,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 import ppl
-from ppl.inference import smc
+from ppl.inference import smc, vi
 from ppl.inference._sharding import particle_mesh, replicate, shard, split_keys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,6 +61,26 @@ def _median_time(fn, reps: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def _device_mb(jitted, *args) -> float:
+    """The per-device memory XLA plans for one call: arguments, outputs and temporaries."""
+    m = jitted.lower(*args).compile().memory_analysis()
+    if m is None:
+        return float("nan")
+    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+    return (total - m.alias_size_in_bytes) / 2**20
+
+
+@ppl.gen
+def regression(xs):
+    w = ppl.normal(jnp.zeros(xs.shape[1]), 1.0) @ "w"
+    ppl.normal(xs @ w, 0.5) @ "y"
+
+
+@ppl.gen
+def regression_guide(mu, log_s):
+    ppl.normal(mu, jnp.exp(log_s)) @ "w"
 
 
 def worker(quick: bool) -> dict:
@@ -92,6 +115,17 @@ def worker(quick: bool) -> dict:
     key = replicate(jax.random.key(2), mesh)
     out["vae_batch"] = batch_size
     out["vae_s"] = _median_time(lambda: jax.block_until_ready(vae_step(*state, key, batch)), reps)
+    out["vae_mb"] = _device_mb(vae_step, *state, key, batch)
+
+    # A multi-sample ELBO: the estimates of each step split over the mesh.
+    xs = jax.random.normal(jax.random.key(4), (64, 8))
+    objective = vi.elbo(regression, regression_guide, {"y": xs @ jnp.linspace(-1.0, 1.0, 8)})
+    n_vi = 2**12 if quick else 2**16
+    init, step = vi.fitter(objective, optax.adam(1e-2), num_samples=n_vi, mesh=mesh)
+    vi_state, vi_step = init((xs,), (jnp.zeros(8), jnp.zeros(8))), jax.jit(step)
+    out["vi_samples"] = n_vi
+    out["vi_s"] = _median_time(lambda: jax.block_until_ready(vi_step(key, vi_state)), reps)
+    out["vi_mb"] = _device_mb(vi_step, key, vi_state)
 
     @ppl.gen
     def model(zeros):
@@ -122,6 +156,8 @@ def worker(quick: bool) -> dict:
     out["smc_s"] = _median_time(
         lambda: jax.block_until_ready(smc_step(jax.random.key(3), zeros)), reps
     )
+    out["init_mb"] = _device_mb(smc_init, jax.random.key(3), zeros)
+    out["smc_mb"] = _device_mb(smc_step, jax.random.key(3), zeros)
     lml, mus = smc_step(jax.random.key(3), zeros)
     out["smc_lml"], out["smc_spread"] = float(lml), len(mus.sharding.device_set)
     stats = jax.devices()[0].memory_stats()
@@ -161,10 +197,11 @@ def main(argv=None):
         f"{results[-1]['hardware']} x {results[-1]['devices']} (forced)"
     )
     rows, lines = [], []
-    base = {k: results[0][f"{k}_s"] for k in ("vae", "init", "smc")}
+    base = {k: results[0][f"{k}_s"] for k in ("vae", "vi", "init", "smc")}
     for r in results:
         for k, config in (
             ("vae", f"VAE step, batch {r['vae_batch']}"),
+            ("vi", f"ELBO step, 2^{r['vi_samples'].bit_length() - 1} estimates"),
             ("init", f"SMC init, 2^{r['smc_particles'].bit_length() - 1} particles"),
             ("smc", f"SMC init+resample, 2^{r['resampled_particles'].bit_length() - 1}"),
         ):
@@ -179,15 +216,16 @@ def main(argv=None):
                     "devices": r["devices"],
                     "speedup": speedup,
                     "maxrss_mb": r["maxrss_mb"],
+                    "xla_mb_per_device": r[f"{k}_mb"],
                     "cores": cores,
                 }
             )
             lines.append(
                 f"{config:<38} {r['devices']:>7} {r[f'{k}_s'] * 1e3:>10.1f} {speedup:>8.2f} "
-                f"{r['maxrss_mb']:>9.0f} {r['maxrss_mb'] / r['devices']:>9.0f}"
+                f"{r['maxrss_mb']:>9.0f} {r[f'{k}_mb']:>10.1f}"
             )
     header = f"{'step':<38} {'devices':>7} {'median ms':>10} {'speed-up':>8} "
-    header += f"{'peak MB':>9} {'MB/dev':>9}"
+    header += f"{'peak MB':>9} {'XLA MB/dev':>10}"
     print_table(header, lines)
     write_rows(args.json, rows)
     return 0
