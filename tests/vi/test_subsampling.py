@@ -251,6 +251,9 @@ def test_algorithms_that_a_scaled_minibatch_would_bias_refuse_it():
     _refused(lambda: iwelbo.estimate(key, (batch,), guide_args), "vi.iwelbo")
     cubo = vi.cubo(model, guide, obs)
     _refused(lambda: cubo.estimate(key, (batch,), guide_args), "vi.cubo")
+    # Laplace (and Bures-Wasserstein VI) read the potential of the one batch the guide saw
+    delta = vi.auto_delta(model, obs, (batch,))
+    _refused(lambda: vi.auto_laplace(delta, delta.guide_args), "potential", "vi.auto_laplace")
 
 
 def test_fit_checks_what_it_subsamples():

@@ -31,6 +31,7 @@ from ppl._errors import PPLError, fmt_addr
 from ppl.choices import ChoiceMap, select
 from ppl.distributions import Distribution, distribution
 from ppl.gen import StaticGenerativeFunction, gen
+from ppl.inference._subsampling import refuse_in_trace
 from ppl.inference._sites import sites
 from ppl.inference.unconstrained import _parameter_free, constrain
 from ppl.transforms.adev.strategies import WithStrategy
@@ -98,7 +99,15 @@ class Layout(NamedTuple):
 
     def potential(self, u):
         """``-log p(x(u), observations) - log |det dx/du|``: the negative log
-        density of the unconstrained coordinates (what Laplace's Hessian is of)."""
+        density of the unconstrained coordinates (what Laplace's Hessian is of).
+
+        Raises:
+            PPLError: if the model subsamples its data (``ppl.vmap(...,
+                subsample_of=N)``): the potential of one fixed minibatch, scaled,
+                is not the full data's, and the algorithms that use it
+                (``vi.fit_fbgvi``, ``vi.auto_laplace``) would be biased.
+        """
+        refuse_in_trace(self.prototype, "the model's potential (vi.fit_fbgvi, vi.auto_laplace)")
         out = constrain(self.prototype, self.selection(), self.unflatten(u), "auto guide")
         return -(out.log_density + out.log_det)
 
