@@ -203,3 +203,21 @@ def test_fit_data_errors(kwargs, fragments):
         ppl.PPLError, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments)
     ):
         vi.fit(objective, jax.random.key(0), (), (jnp.zeros(3),), steps=2, progress=False, **kwargs)
+
+
+def test_the_progress_bar_names_its_objective():
+    from ppl.inference.vi.fit_loop import _label
+
+    @ppl.gen
+    def one_model():
+        z = ppl.normal(0.0, 1.0) @ "z"
+        return ppl.normal(z, 1.0) @ "y"
+
+    @ppl.gen
+    def one_guide(mu):
+        return ppl.normal(mu, 1.0) @ "z"
+
+    assert _label(True, vi.elbo(one_model, one_guide, {"y": 1.0})) == "fit elbo"
+    assert _label(True, vi.iwelbo(one_model, one_guide, {"y": 1.0}, n=3)) == "fit iwelbo(n=3)"
+    assert _label("HVI", vi.elbo(one_model, one_guide, {"y": 1.0})) == "HVI"
+    assert _label(True, lambda key, m, g: 0.0) == "fit"

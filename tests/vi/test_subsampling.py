@@ -305,3 +305,4 @@ def test_misuses_of_subsample_of_are_errors():
         lambda: ppl.inference.enumerate_posterior(flip_model, _observe_x(XF[:B]), (XF[:B],)),
         "enumeration",
     )
+

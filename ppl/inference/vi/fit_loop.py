@@ -80,7 +80,7 @@ def fit(
     steps: int = 1000,
     num_samples: int = 1,
     trainable: Any = (False, True),
-    progress: bool = True,
+    progress: bool | str = True,
     chunk: int | None = None,
     mesh: Any = None,
     subsample: bool = False,
@@ -166,7 +166,8 @@ def fit(
         num_samples: independent objective estimates averaged per step (per
             example with ``data``).
         trainable: which leaves are trained, as described above.
-        progress: show a progress bar.
+        progress: show a progress bar (``True``: labelled ``fit`` and the
+            objective's name, e.g. ``fit iwelbo(n=5)``; a string: labelled with it).
         chunk: steps per call of the compiled loop (the host wakes between
             calls) and per split of keys. Default: keys split for about
             ``steps / 100`` steps at a time (at least 10), and calls of as many
@@ -253,7 +254,7 @@ def fit(
     compiled = Chunk(spec, block, block if chunk else block * max(1, MAX_CHUNK // block))
     sizes = Sizes(compiled)
     history = []
-    bar = progress_bar(steps, progress, "fit")
+    bar = progress_bar(steps, bool(progress), _label(progress, objective))
     done, before = 0, (state, 0)  # the start of the chunk before this one, for recovery
     try:
         while done < steps:
@@ -339,3 +340,11 @@ def _as_given(state, frozen):
 
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _label(progress, objective) -> str:
+    """The progress bar's label: the one given, or ``fit`` and the objective's name."""
+    if isinstance(progress, str):
+        return progress
+    name = getattr(objective, "name", None)
+    return f"fit {name}" if isinstance(name, str) else "fit"
