@@ -16,6 +16,7 @@ import numpy as np
 import numpyro.distributions as nd
 
 from ppl._args import hold_static_ints, release
+from ppl._distribution_docs import describe, signature
 from ppl._errors import AddressError, PPLError, escape
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
@@ -71,6 +72,9 @@ class Distribution(GenerativeFunction):
         self._name = name or getattr(factory, "__name__", repr(factory))
         self.value_dtype = value_dtype
         self._params = parameter_names(factory)
+        # What help() and inspect.signature() show: the parameters' names and domains.
+        self.__doc__ = describe(factory, self._name)
+        self.__signature__ = signature(factory)
 
     @property
     def name(self) -> str:

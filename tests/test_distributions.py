@@ -264,3 +264,25 @@ def test_lift_any_numpyro_distribution():
 def test_bad_parameters_are_reported():
     with pytest.raises(ppl.PPLError, match="could not build normal"):
         ppl.normal.simulate(KEY, (jnp.zeros(2), jnp.ones(3)))
+
+
+def test_each_built_in_distribution_documents_its_parameters_and_runs_its_example():
+    import inspect
+
+    from ppl._distribution_checks import parameter_names
+    from ppl._distribution_docs import EXAMPLE_ARGS
+
+    for name in EXAMPLE_ARGS:
+        dist = getattr(ppl, name)
+        names = parameter_names(dist.factory)
+        assert names is not None, name
+        shown = inspect.signature(dist).parameters.values()
+        assert [p.name for p in shown if p.kind is p.POSITIONAL_OR_KEYWORD] == names, name
+        doc = dist.__doc__ or ""
+        assert doc.startswith(f"{name}(") and "Args:" in doc and "Example:" in doc, name
+        for param in names:
+            assert f"    {param}: " in doc, (name, param)
+        example = [line.strip()[4:] for line in doc.splitlines() if line.strip().startswith(">>>")]
+        scope = {"ppl": ppl, "jax": jax, "jnp": jnp}
+        exec(example[0], scope)
+        assert bool(eval(example[1], scope)), name

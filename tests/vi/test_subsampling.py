@@ -305,4 +305,3 @@ def test_misuses_of_subsample_of_are_errors():
         lambda: ppl.inference.enumerate_posterior(flip_model, _observe_x(XF[:B]), (XF[:B],)),
         "enumeration",
     )
-
