@@ -17,7 +17,8 @@ LAYERS = [
     ("core", ["ppl._errors", "ppl._args", "ppl._caches", "ppl._numerics", "ppl.core"]),
     (
         "interface",
-        ["ppl.selections", "ppl.choices", "ppl._gfi", "ppl._distribution_checks"],
+        ["ppl.selections", "ppl.choices", "ppl._gfi", "ppl._distribution_checks"]
+        + ["ppl._distribution_docs"],
     ),
     ("distributions", ["ppl.distributions", "ppl.primitives", "ppl.improper"]),
     (
