@@ -140,11 +140,38 @@ def improper_addresses(trace: Trace) -> list:
         >>> improper_addresses(model.trace_shape(args))
         [('sigma',)]
     """
-    marked = jax.tree.map(
-        lambda t: DistributionTrace(t.gen_fn, t.args, _MARK, t.score) if _is_improper(t) else t,
-        trace,
-        is_leaf=_is_improper,
-    )
+    return addresses_within(trace, _is_improper)
+
+
+def addresses_within(trace: Trace, is_node) -> list:
+    """The addresses of the choices made at or under the sub-traces of ``trace``
+    for which ``is_node`` holds (a choice's own trace, or a combinator call's).
+
+    Each choice found there is marked, and the marked trace's choice map
+    says where the marks went: the addresses come out as every trace type
+    builds them, with no walk of its own per combinator.
+
+    Args:
+        trace: a trace, or a shape-only one from ``trace_shape``.
+        is_node: a predicate on sub-traces.
+
+    Returns:
+        A list of address tuples (empty when the choice map cannot be built
+        from shapes: a switch on a run-time index).
+
+    Example:
+        >>> addresses_within(model.trace_shape(args), lambda t: isinstance(t, VmapTrace))
+        [('points', 'y')]
+    """
+
+    def mark(node):
+        return jax.tree.map(
+            lambda t: DistributionTrace(t.gen_fn, t.args, _MARK, t.score) if _is_choice(t) else t,
+            node,
+            is_leaf=_is_choice,
+        )
+
+    marked = jax.tree.map(lambda t: mark(t) if is_node(t) else t, trace, is_leaf=is_node)
     try:
         cm = marked.choices
     except Exception:  # choices computed on values (a switch on a run-time index)
@@ -155,8 +182,12 @@ def improper_addresses(trace: Trace) -> list:
 _MARK = object()
 
 
+def _is_choice(x) -> bool:
+    return isinstance(x, DistributionTrace)
+
+
 def _is_improper(x) -> bool:
     return isinstance(x, DistributionTrace) and isinstance(x.gen_fn, ImproperUniform)
 
 
-__all__ = ["ImproperUniform", "improper_addresses", "improper_uniform"]
+__all__ = ["ImproperUniform", "addresses_within", "improper_addresses", "improper_uniform"]

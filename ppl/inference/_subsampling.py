@@ -16,30 +16,11 @@ import jax
 
 from ppl._errors import PPLError, fmt_addrs
 from ppl.combinators.vmap import VmapTrace
-from ppl.distributions import DistributionTrace
+from ppl.improper import addresses_within
 
 
 def _is_subsampled(x) -> bool:
     return isinstance(x, VmapTrace) and x.gen_fn.subsample_of is not None
-
-
-_MARK = object()
-
-
-def _marked(trace):
-    def mark(t):
-        return DistributionTrace(t.gen_fn, t.args, _MARK, t.score)
-
-    def mark_all(vt):
-        return jax.tree.map(
-            lambda t: mark(t) if isinstance(t, DistributionTrace) else t,
-            vt,
-            is_leaf=lambda t: isinstance(t, DistributionTrace),
-        )
-
-    return jax.tree.map(
-        lambda t: mark_all(t) if _is_subsampled(t) else t, trace, is_leaf=_is_subsampled
-    )
 
 
 def subsampled_addresses(trace) -> list:
@@ -55,11 +36,7 @@ def subsampled_addresses(trace) -> list:
         >>> subsampled_addresses(model.trace_shape((x_batch,)))
         [('points', 'y')]
     """
-    try:
-        cm = _marked(trace).choices
-    except Exception:  # choices computed on values (a switch on a run-time index)
-        return []
-    return [a for a in cm.addresses() if cm[a] is _MARK]
+    return addresses_within(trace, _is_subsampled)
 
 
 def subsample_sizes(trace) -> set:

@@ -24,7 +24,7 @@ from ppl._errors import PPLError, fmt_addrs
 from ppl._gfi import GenerativeFunction, as_args
 from ppl.core import is_concrete
 from ppl.inference import resampling
-from ppl.inference._subsampling import refuse_in_trace
+from ppl.inference._subsampling import model_trace_shape, refuse_in_trace
 from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.improper import improper_addresses
 from ppl.inference._util import (
@@ -190,10 +190,9 @@ def check_proper(model, observations, args, proposal=None, proposal_args=()) -> 
     Example:
         >>> check_proper(model, ChoiceMap.d({"y": 1.0}), ())
     """
-    try:
-        shape = model.trace_shape(args)
-    except Exception:  # a model that cannot simulate (an observed choice without a sampler):
-        return  # nothing to check here; generate says what is wrong, if anything
+    shape = model_trace_shape(model, args)
+    if shape is None:  # it cannot simulate: generate says what is wrong, if anything
+        return
     refuse_in_trace(shape, "importance sampling (or SMC)")
     improper = improper_addresses(shape)
     if not improper:

@@ -32,11 +32,11 @@ import optax
 from ppl._errors import PPLError
 from ppl._gfi import as_key
 from ppl.inference._progress import progress_bar
-from ppl.inference._sharding import check_divisible, particle_mesh, replicate
+from ppl.inference._sharding import particle_mesh, replicate
 from ppl.inference.vi._data import check_data
 from ppl.inference.vi._trainable import split
 from ppl.inference.vi._chunks import MAX_CHUNK, Chunk, Sizes, _run_chunk, last_good, with_carried
-from ppl.inference.vi.fit_step import make_spec, start
+from ppl.inference.vi.fit_step import check_split, make_spec, start
 
 
 class FitResult(NamedTuple):
@@ -240,12 +240,9 @@ def fit(
         )
     n_data, batch_size = check_data(data, batch_size, "fit", subsample)
     mesh = particle_mesh(mesh, "fit")
-    if n_data is None:
-        check_divisible(num_samples, mesh, "num_samples", "fit")
-    else:
-        check_divisible(batch_size or 0, mesh, "batch_size", "fit")
-    key = replicate(as_key(key), mesh)
     spec = make_spec(objective, optimizer, num_samples, "fit", mesh, subsample)
+    check_split(spec, n_data, batch_size, "fit")
+    key = replicate(as_key(key), mesh)
     params, frozen, layout = split(model_args, guide_args, trainable, caller="fit")
     state = start(spec, params, frozen, layout, data, n_data, batch_size)
     # Placed once, so no chunk copies them; the arguments returned keep the very objects given.

@@ -202,10 +202,7 @@ def fitter(
 
     def init(model_args, guide_args, data=None) -> FitState:
         n_data, size = check_data(data, batch_size, "fitter", spec.subsample)
-        if n_data is None:
-            check_divisible(spec.num_samples, mesh, "num_samples", "fitter")
-        else:
-            check_divisible(size or 0, mesh, "batch_size", "fitter")
+        check_split(spec, n_data, size, "fitter")
         params, frozen, layout = split(model_args, guide_args, trainable, caller="fitter")
         return replicate(start(spec, params, frozen, layout, data, n_data, size), mesh)
 
@@ -248,6 +245,27 @@ def make_spec(
         check_subsampling(objective, caller)
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     return Spec(Static(objective), Static(optimizer), int(num_samples), mesh, bool(subsample))
+
+
+def check_split(spec: Spec, n_data: int | None, batch_size: int | None, caller: str) -> None:
+    """Refuse work that the mesh's devices cannot share equally: the minibatch's
+    examples with data, the ``num_samples`` estimates without.
+
+    Args:
+        spec: the fit's :class:`Spec` (its mesh and ``num_samples``).
+        n_data, batch_size: as :func:`ppl.inference.vi._data.check_data` returns them.
+        caller: the public function's name, for messages.
+
+    Raises:
+        PPLError: naming the count, the mesh's size and the nearest counts that fit.
+
+    Example:
+        >>> check_split(make_spec(lambda key, m, g: g[0], None, 4, "fit"), None, None, "fit")
+    """
+    if n_data is None:
+        check_divisible(spec.num_samples, spec.mesh, "num_samples", caller)
+    else:
+        check_divisible(batch_size or 0, spec.mesh, "batch_size", caller)
 
 
 def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) -> FitState:
