@@ -1,0 +1,85 @@
+"""Every public name documents itself, and the examples in the docstrings run.
+
+A full docstring has an ``Args:`` section naming every parameter (``Attributes:``
+for a record type), ``Returns:`` for a function, ``Raises:`` for a function that
+checks its input, and an example (``>>>`` lines). The examples run as doctests,
+each name's in a fresh namespace that holds ``jax``, ``jnp`` (``jax.numpy``) and
+``ppl``, as the reference pages say examples assume.
+"""
+
+from __future__ import annotations
+
+import doctest
+import inspect
+import re
+import types
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import ppl
+import ppl.inference
+import ppl.inference.vi
+
+MODULES = [ppl, ppl.inference, ppl.inference.vi]
+PUBLIC = [
+    (module.__name__, name)
+    for module in MODULES
+    for name in module.__all__
+    if not isinstance(getattr(module, name), types.ModuleType)
+]
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _section(doc: str, title: str) -> str | None:
+    found = re.search(rf"^{title}:\s*$(.*?)(?=^\S|\Z)", doc, re.M | re.S)
+    return found.group(1) if found else None
+
+
+def _parameters(obj) -> list[str]:
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in signature.parameters.values() if p.name not in ("self", "cls")]
+
+
+def missing_parts(obj) -> list[str]:
+    """What ``obj``'s docstring lacks, as short phrases (empty when it is full)."""
+    doc = inspect.getdoc(obj) or ""
+    if len(doc.split()) < 5:
+        return ["a docstring"]
+    missing = [] if ">>>" in doc else ["an example"]
+    if not callable(obj):
+        return missing
+    names = _parameters(obj)
+    listed = _section(doc, "Args") or _section(doc, "Attributes")
+    if names and listed is None:
+        missing.append("an Args section")
+    elif names:
+        unlisted = [n for n in names if not re.search(rf"^\s*\**{n}\b", listed or "", re.M)]
+        missing += [f"the argument {n!r}" for n in unlisted]
+    if not inspect.isclass(obj):
+        if _section(doc, "Returns") is None:
+            missing.append("a Returns section")
+        if _section(doc, "Raises") is None:
+            missing.append("a Raises section")
+    return missing
+
+
+@pytest.mark.parametrize("module, name", PUBLIC, ids=[f"{m}.{n}" for m, n in PUBLIC])
+def test_public_name_has_a_full_docstring(module, name):
+    missing = missing_parts(getattr(__import__(module, fromlist=[name]), name))
+    assert not missing, f"{module}.{name}'s docstring needs {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("module, name", PUBLIC, ids=[f"{m}.{n}" for m, n in PUBLIC])
+def test_docstring_examples_run(module, name):
+    obj = getattr(__import__(module, fromlist=[name]), name)
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    for test in finder.find(obj, f"{module}.{name}", globs={"jax": jax, "jnp": jnp, "ppl": ppl}):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} of {module}.{name}'s examples failed (above)"
