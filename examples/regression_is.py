@@ -5,6 +5,8 @@ the generative-function interface (``generate`` under ``jax.vmap``), checked
 against the exact conjugate posterior.
 
     python examples/regression_is.py [--particles 200000] [--out out/]
+
+The plot goes to ``<out>/regression_is.png``.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def main(argv=None):
         )
         ax.legend()
         ax.set_title("Bayesian linear regression: importance-sampled posterior")
-        path = os.path.join(args.out, "demo_regression.png")
+        path = os.path.join(args.out, "regression_is.png")
         fig.savefig(path, dpi=120, bbox_inches="tight")
         print(f"saved {path}")
     return mean, exact_mean
