@@ -11,27 +11,67 @@ import numpy as np
 
 from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_choices, as_key
-from ppl._numerics import log_mean_exp
+from ppl._numerics import log_mean_exp as _log_mean_exp
 from ppl.choices import ChoiceMap, select
 from ppl.core import is_concrete
 
 
 def ess(log_weights):
-    """Effective sample size ``1 / sum(w_i^2)`` of the normalised weights.
+    """The effective sample size ``1 / sum_i w_i^2`` of the normalised weights
+    ``w = softmax(log_weights)`` (Kish's estimate).
+
+    It says how many equally weighted particles the weighted ones are worth:
+    ``n`` when every weight is equal, 1 when one particle holds all the
+    weight. SMC resamples when it drops below a fraction of ``n``. The cost is
+    one softmax over the last axis.
 
     Args:
-        log_weights: unnormalised log weights along the last axis.
+        log_weights: unnormalised log weights along the last axis (any leading
+            axes are kept).
 
     Returns:
         The ESS, between 1 and the number of weights (NaN when every weight
-        is zero), with the leading axes of ``log_weights``.
+        is zero, i.e. every log weight is ``-inf``), with the leading axes of
+        ``log_weights``.
+
+    Raises:
+        Nothing of its own: NaN log weights give a NaN ESS.
 
     Example:
-        >>> float(ess(jnp.zeros(4)))  # equal weights
+        >>> float(ppl.inference.ess(jnp.zeros(4)))  # equal weights
         4.0
+        >>> float(ppl.inference.ess(jnp.array([0.0, -jnp.inf, -jnp.inf])))  # one particle
+        1.0
     """
     w = jax.nn.softmax(log_weights, axis=-1)
     return 1.0 / jnp.sum(w * w, axis=-1)
+
+
+def log_mean_exp(log_weights, axis: int = -1):
+    """``log(mean(exp(log_weights)))`` along ``axis``, computed stably (by ``logsumexp``).
+
+    Applied to importance weights ``log p(z_i, obs) - log q(z_i)`` this is the
+    log of the importance-sampling estimate of ``p(obs)``: its exponential is
+    unbiased, the log itself is a lower bound in expectation (IWELBO).
+
+    Args:
+        log_weights: an array of log weights (a list or tuple of scalars is stacked).
+        axis: the axis to average over.
+
+    Returns:
+        The log of the mean weight, without ``axis``; ``-inf`` when every weight
+        is zero.
+
+    Raises:
+        ValueError: if ``axis`` is out of range for ``log_weights`` (raised by
+            ``jax.nn.logsumexp``).
+
+    Example:
+        >>> lw = jnp.log(jnp.array([1.0, 3.0]))
+        >>> round(float(ppl.inference.log_mean_exp(lw)), 4)  # log 2
+        0.6931
+    """
+    return _log_mean_exp(log_weights, axis)
 
 
 class WeightedTraces(eqx.Module):

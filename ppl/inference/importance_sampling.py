@@ -40,8 +40,16 @@ from ppl.inference._util import (
 
 
 class ImportanceResult(WeightedTraces):
-    """Weighted particles: ``traces`` (batched along a leading axis of size n) and
-    their unnormalised ``log_weights``.
+    """Weighted particles from :func:`importance`: ``traces`` batched along a
+    leading axis of size ``n``, and their unnormalised ``log_weights``.
+
+    The weights target the posterior ``p(latents | observations)``. From them:
+    ``log_marginal_likelihood`` (``log (1/n) sum_i w_i``, whose exponential is
+    unbiased for ``p(observations)``), ``ess`` (the effective sample size),
+    ``normalized_weights``, ``expectation(f)`` (the self-normalised estimate
+    of ``E[f(trace)]``, consistent but biased for finite ``n``) and
+    ``resample(key, n, scheme)`` (unweighted traces). Usually built by
+    :func:`importance`, not by hand.
 
     Attributes:
         traces: the traces, batched along a leading particle axis.
@@ -50,8 +58,17 @@ class ImportanceResult(WeightedTraces):
             (``importance(..., mesh=mesh)``), or ``None``. Static.
 
     Example:
-        >>> result = importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
-        >>> result.log_marginal_likelihood, result.ess
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> result = ppl.inference.importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
+        >>> result.log_weights.shape, bool(result.ess > 500)
+        ((1000,), True)
+        >>> round(float(result.expectation(lambda tr: tr.choices["mu"])), 1)  # exact: 0.5
+        0.5
+        >>> result.resample(jax.random.key(1), 100, "systematic").choices["mu"].shape
+        (100,)
     """
 
     mesh: Mesh | None = eqx.field(static=True, default=None)
@@ -112,6 +129,22 @@ def importance(
 ):
     """Importance sampling with ``n`` particles.
 
+    Each particle is ``model.generate(key, observations, args)``: the latent
+    choices are drawn from the prior and weighted by the likelihood of the
+    observations. With a ``proposal``, its choices are drawn first and merged
+    into the constraints, and the weight is ``generate``'s weight minus the
+    proposal's score, so the proposal may cover some latent choices and leave
+    the rest to the prior. The particles run under ``vmap`` in one compiled
+    call (compiled once per model, proposal, ``n`` and mesh); the cost is
+    ``n`` runs of the model. The estimate of ``log p(observations)`` is
+    consistent, its exponential unbiased; its variance grows quickly when the
+    proposal is far from the posterior (watch ``result.ess``).
+
+    Refused: a ``ppl.improper_uniform`` choice that is neither observed nor
+    proposed (a flat prior has no draws to weight), and a model with a
+    subsampled ``ppl.vmap(..., subsample_of=N)`` (the scaled minibatch
+    density would bias the weights).
+
     Args:
         key: a ``jax.random`` key.
         model: the generative function.
@@ -135,17 +168,34 @@ def importance(
     Raises:
         PPLError: if ``n`` is not a positive int; if the proposal proposes an
             observed address; if a ``ppl.improper_uniform`` choice is neither
-            observed nor proposed (a flat prior cannot be sampled); with
+            observed nor proposed, or the model subsamples; with
             ``check`` and concrete values, if a weight is NaN or +inf or every
             weight is -inf (pass ``check=False`` to get
             them back instead; under ``jit`` they are returned as they are);
             if ``mesh`` is not a one-axis mesh or its size does not divide ``n``.
+        AddressError: if an observation (or a proposed choice) is at an
+            address the model does not make.
 
     Example:
-        >>> result = importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
-        >>> result.log_marginal_likelihood
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> result = ppl.inference.importance(jax.random.key(0), model, {"y": 1.0}, (), n=1000)
+        >>> round(float(result.log_marginal_likelihood), 1)  # exact: log N(1; 0, 2) = -1.52
+        -1.5
+        >>> @ppl.gen
+        ... def proposal():
+        ...     return ppl.normal(0.5, 0.8) @ "mu"
+        >>> better = ppl.inference.importance(
+        ...     jax.random.key(0), model, {"y": 1.0}, (), proposal=proposal, n=1000)
+        >>> bool(better.ess > result.ess)
+        True
         >>> mesh = jax.make_mesh((jax.device_count(),), ("particles",))
-        >>> importance(jax.random.key(0), model, {"y": 1.0}, (), n=1024, mesh=mesh)
+        >>> on_mesh = ppl.inference.importance(
+        ...     jax.random.key(0), model, {"y": 1.0}, (), n=1000, mesh=mesh)
+        >>> bool(jnp.allclose(on_mesh.log_weights, result.log_weights))
+        True
     """
     n = check_count(n, "n", "importance: the number of particles")
     mesh = particle_mesh(mesh, "importance")
@@ -243,25 +293,46 @@ def sir(
     mesh=None,
 ):
     """Sampling/importance resampling: ``m`` traces (stacked) resampled from ``n``
-    weighted particles; approximately posterior samples for large ``n``.
+    weighted particles of :func:`importance`.
+
+    The traces are unweighted and approximately posterior samples: their law
+    tends to the posterior as ``n`` grows. Several of the ``m`` traces may be
+    copies of one particle; the cost is that of :func:`importance` with ``n``
+    particles. Refused as :func:`importance` is (improper flat priors that
+    are not proposed, subsampled models).
 
     Args:
-        key, model, observations, args, proposal, proposal_args, n: as for :func:`importance`.
+        key: a ``jax.random`` key.
+        model: the generative function.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        proposal: a generative function proposing latent choices, as for
+            :func:`importance` (default: the prior).
+        proposal_args: the proposal's arguments (a tuple).
+        n: the number of weighted particles, a positive int.
         m: the number of traces to return, a positive int.
         scheme: the resampling scheme (``"multinomial"``, ``"stratified"``,
-            ``"systematic"``, ``"residual"``).
+            ``"systematic"``, ``"residual"``, or a function ``(key,
+            log_weights, n) -> indices``).
         mesh: as for :func:`importance` (``n`` and ``m`` multiples of its size).
 
     Returns:
         The ``m`` traces, batched along a leading axis (on the mesh, split over
-        its devices).
+        its devices); they hold the observed values too.
 
     Raises:
         PPLError: if ``n`` or ``m`` is not a positive int (or, on a mesh, not a
-            multiple of its size), and as :func:`importance`.
+            multiple of its size), for an unknown scheme, and as :func:`importance`.
+        AddressError: as :func:`importance`.
 
     Example:
-        >>> traces = sir(jax.random.key(0), model, {"y": 1.0}, (), n=2000, m=10)
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> traces = ppl.inference.sir(jax.random.key(0), model, {"y": 1.0}, (), n=2000, m=10)
+        >>> traces.choices["mu"].shape, traces.choices["y"].tolist() == [1.0] * 10
+        ((10,), True)
     """
     m = check_count(m, "m", "sir: the number of traces returned", "10")
     check_divisible(m, particle_mesh(mesh, "sir"), "m", "sir")
