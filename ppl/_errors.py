@@ -81,11 +81,51 @@ def escape(text: str) -> str:
 
 
 class PPLError(ValueError):
-    """A ppl usage error. The message names the problem and the fix."""
+    """A ppl usage error. The message names the problem and the fix.
+
+    Every error ppl raises for a wrong use (a bad argument, a strategy that
+    cannot serve a choice, a random choice where none can be made) is a
+    ``PPLError``; problems at one address of a choice map are the subclass
+    :class:`AddressError`. It is a ``ValueError``, so code that catches
+    ``ValueError`` catches it too.
+
+    Example:
+        >>> try:
+        ...     ppl.normal(0.0, 1.0) @ "x"  # a random choice outside @ppl.gen
+        ... except ppl.PPLError as err:
+        ...     print(str(err)[:60])
+        random choice 'x' was made outside a generative function. Ra
+    """
 
 
 class AddressError(PPLError, KeyError):
-    """A problem at one address of a choice map; nested calls prefix their address."""
+    """A problem at one address of a choice map; nested calls prefix their address.
+
+    Raised, for example, when a choice map has no value at an address that is
+    read, when ``assess`` lacks a value for a choice or gets one at an address
+    the program never makes, and when a distribution's parameter is outside its
+    domain. It is both a :class:`PPLError` and a ``KeyError``. As the error
+    passes out of a nested call, the call's address is put in front of the
+    path, so the message names the full path.
+
+    Args:
+        template: the message, with ``{addr}`` where the address goes (other
+            braces doubled).
+        path: the address, as a tuple of names (empty at the top level).
+
+    Attributes:
+        template: the message template.
+        path: the address the error is at, outermost first.
+
+    Example:
+        >>> try:
+        ...     ppl.ChoiceMap.d({"x": 1.0})["y"]
+        ... except ppl.AddressError as err:
+        ...     print(err)
+        no random choice at 'y'; the addresses here are: 'x'
+        >>> print(ppl.AddressError("no value at {addr}", ("outer", "x")))
+        no value at ('outer', 'x')
+    """
 
     def __init__(self, template: str, path: tuple = ()):
         self.template = template

@@ -53,7 +53,20 @@ class ChoiceMap:
     Build one with ``ChoiceMap.d({"x": 1.0, ("enc", "z"): z})``; read values with
     ``cm["x"]``; combine with ``cm1 | cm2`` (right wins); restrict with
     ``cm.filter(selection)``. An entry may be *masked* (made only on some
-    executions, see the module docstring and :meth:`masked`).
+    executions, see the module docstring and :meth:`masked`). Reading an
+    address that holds nothing raises :class:`ppl.AddressError`.
+
+    Args:
+        children: the sub-maps by address part (prefer :meth:`d`).
+        value: the value of a single choice (a leaf node).
+        made: for a masked entry, the boolean flags saying where it was made.
+
+    Example:
+        >>> cm = ppl.ChoiceMap.d({"x": 1.0, ("enc", "z"): jnp.array([0.5, 2.0])})
+        >>> cm["enc", "z"].shape, cm.addresses()
+        ((2,), [('x',), ('enc', 'z')])
+        >>> cm | ppl.ChoiceMap.d({"x": 3.0})
+        ChoiceMap({'x': 3.0, ('enc', 'z'): [0.5, 2.0]})
     """
 
     __slots__ = ("_value", "_children", "_made")
@@ -98,8 +111,10 @@ class ChoiceMap:
 
         >>> x = ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
         >>> cm = ChoiceMap.d({"x": x})
-        >>> cm["x"]          # Array([ 1., nan])
-        >>> cm.is_made("x")  # Array([ True, False])
+        >>> cm["x"]
+        Array([ 1., nan], dtype=float32)
+        >>> cm.is_made("x")
+        Array([ True, False], dtype=bool)
         """
         made = jnp.asarray(made)
         if made.dtype != jnp.bool_:
@@ -140,8 +155,8 @@ class ChoiceMap:
             ``True`` for an entry built by :meth:`masked` (as in the choice map of a
             ``ppl.switch`` with a traced index), ``False`` otherwise.
 
-        >>> ChoiceMap.masked(1.0, False).is_masked()  # True
-        >>> ChoiceMap.value(1.0).is_masked()  # False
+        >>> ChoiceMap.masked(1.0, False).is_masked(), ChoiceMap.value(1.0).is_masked()
+        (True, False)
         """
         return self._made is not None
 
@@ -158,7 +173,8 @@ class ChoiceMap:
                 (NaN where not made) and ``is_made``, or pass the choice map to
                 the interface, which reads the mask.
 
-        >>> ChoiceMap.value(1.0).get_value()  # 1.0
+        >>> ChoiceMap.value(1.0).get_value()
+        1.0
         """
         if not self.has_value():
             raise AddressError(
@@ -193,8 +209,10 @@ class ChoiceMap:
         Raises:
             AddressError: if ``addr`` holds several choices (a sub-map).
 
-        >>> trs = jax.vmap(lambda k: model.simulate(k, ()))(keys)
-        >>> jnp.mean(trs.choices["s", "x"], where=trs.choices.is_made(("s", "x")))
+        >>> x = ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
+        >>> cm = ChoiceMap.d({"x": x})
+        >>> cm.is_made("x"), ChoiceMap.d({"y": 2.0}).is_made("y"), cm.is_made("y")
+        (Array([ True, False], dtype=bool), True, False)
         """
         sub = self.get_submap(addr)
         if sub.is_empty():
@@ -256,7 +274,8 @@ class ChoiceMap:
             with ``cm[addr]`` (NaN where not made, for floating-point values).
             A single choice gives its value.
 
-        >>> ChoiceMap.d({("enc", "z"): 1.0}).to_dict()  # {'enc': {'z': 1.0}}
+        >>> ChoiceMap.d({("enc", "z"): 1.0}).to_dict()
+        {'enc': {'z': 1.0}}
         """
         if self.has_value():
             return _read(self)
@@ -280,7 +299,8 @@ class ChoiceMap:
             AddressError: if a masked entry of ``other`` meets sub-addresses or a
                 value of another shape in ``self`` (no one choice map holds both).
 
-        >>> trace.choices | ChoiceMap.d({"y": 0.3})   # the trace's choices, y replaced
+        >>> ChoiceMap.d({"x": 1.0, "y": 2.0}) | ChoiceMap.d({"y": 0.3})
+        ChoiceMap({'x': 1.0, 'y': 0.3})
         """
         if not isinstance(other, ChoiceMap):
             return NotImplemented

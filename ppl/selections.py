@@ -227,8 +227,15 @@ def select(*addrs) -> Selection:
         PPLError: if an address is not a string or a tuple of strings, e.g. a
             list of addresses passed as one argument.
 
-    >>> ppl.select("x", ("encoder", "z"))   # x, and z inside the call at "encoder"
-    >>> ppl.select(*names)                  # addresses held in a list
+    Example:
+        >>> s = ppl.select("x", ("encoder", "z"))  # x, and z inside the call at "encoder"
+        >>> s
+        select('x', ('encoder', 'z'))
+        >>> ("encoder", "z") in s, "z" in s
+        (True, False)
+        >>> names = ["a", "b"]
+        >>> ppl.select(*names)  # addresses held in a list
+        select('a', 'b')
     """
     tree: dict = {}
     for addr in addrs:
@@ -265,11 +272,19 @@ def _freeze(tree) -> Selection:
 def select_all() -> Selection:
     """The selection of every address.
 
+    ``regenerate`` with it resamples every choice from the prior.
+
     Returns:
         A :class:`Selection` whose :meth:`~Selection.is_all` is true.
 
+    Raises:
+        Nothing of its own: it takes no input.
+
     Example:
-        >>> new_tr, w = model.regenerate(key, tr, ppl.select_all())   # resample everything
+        >>> "x" in ppl.select_all(), ("enc", "z") in ppl.select_all()
+        (True, True)
+        >>> ppl.ChoiceMap.d({"x": 1.0}).filter(ppl.select_all())
+        ChoiceMap({'x': 1.0})
     """
     return _ALL
 
@@ -280,8 +295,13 @@ def select_none() -> Selection:
     Returns:
         A :class:`Selection` whose :meth:`~Selection.is_none` is true.
 
+    Raises:
+        Nothing of its own: it takes no input.
+
     Example:
-        >>> cm.filter(ppl.select_none()).is_empty()
+        >>> "x" in ppl.select_none(), "x" in ~ppl.select_none()
+        (False, True)
+        >>> ppl.ChoiceMap.d({"x": 1.0}).filter(ppl.select_none()).is_empty()
         True
     """
     return _NONE
@@ -302,8 +322,10 @@ def check_selects_some(selection: Selection, possible, name: str) -> None:
             nothing. ``select()``, ``select_none()``, ``select_all()`` and
             complements are never refused.
 
-    >>> possible = model.trace_shape(args).choices
-    >>> check_selects_some(ppl.select("typo"), possible, model.name)  # PPLError
+    >>> possible = ppl.ChoiceMap.d({"x": 1.0})
+    >>> check_selects_some(ppl.select("typo"), possible, "model")
+    Traceback (most recent call last):
+    ppl._errors.PPLError: regenerate: the selection select('typo') names no random choice...
     """
     if selection._names() and possible.filter(selection).is_empty():
         shown = fmt_addrs(possible.addresses(), limit=20, empty="")
