@@ -25,16 +25,34 @@ from ppl.inference._subsampling import refuse_in_trace
 
 
 class MCMCState(eqx.Module):
-    """The state of a chain.
+    """The state of a chain: what a kernel's ``init`` returns and ``step`` maps to
+    the next state (a pytree, so it runs through ``jit``, ``vmap`` and ``lax.scan``).
+
+    Everything a run learns travels here, not on the kernel: the selection
+    the kernel resolved, its step-size and mass-matrix adaptation, numpyro's
+    sampler state. Build one with ``kernel.init(trace, n_warmup, observed)``.
 
     Attributes:
         trace: the chain's current trace (kernels that keep their position
             elsewhere, like NUTS alone, bring it up to date in
             :meth:`Kernel.materialize`).
-        accept_prob: the acceptance probability of the last step.
+        accept_prob: the acceptance probability of the last step (1.0 at ``init``).
         aux: kernel-specific state: the resolved selection, step-size
             adaptation, numpyro's sampler state, or a tuple of these for
             compositions.
+
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> trace, _ = model.generate(jax.random.key(0), ppl.ChoiceMap.d({"y": 1.0}), ())
+        >>> state = ppl.inference.mh().init(trace, observed=ppl.select("y"))
+        >>> float(state.accept_prob), state.aux.selection
+        (1.0, ~select('y'))
+        >>> state = ppl.inference.mh().step(jax.random.key(1), state)
+        >>> float(state.trace.choices["y"])
+        1.0
     """
 
     trace: Trace
@@ -158,6 +176,15 @@ def _hashable(value):
 class Kernel(abc.ABC):
     """Base class of MCMC kernels: subclasses implement ``init`` and ``step``.
 
+    A kernel is a transition ``step(key, state) -> state`` that leaves the
+    posterior of the chain's model invariant, with ``init(trace, n_warmup,
+    observed)`` giving the first :class:`MCMCState`. The kernels of the
+    library are built by :func:`~ppl.inference.mh`, :func:`~ppl.inference.mala`,
+    :func:`~ppl.inference.hmc`, :func:`~ppl.inference.nuts` and the
+    compositions :func:`~ppl.inference.cycle`,
+    :func:`~ppl.inference.mixture_kernel` and :func:`~ppl.inference.repeat_kernel`;
+    :func:`~ppl.inference.run_mcmc` runs one over several chains.
+
     A kernel is an immutable value. Its settings are given once, to
     ``Kernel.__init__``; afterwards setting or deleting an attribute is an
     error, so nothing a run learns (a selection, transforms, adaptation) can
@@ -176,12 +203,21 @@ class Kernel(abc.ABC):
         AttributeError: on any later attempt to set or delete an attribute.
 
     Example:
-        >>> kernel = ppl.inference.hmc(ppl.select("mu"))
-        >>> state = kernel.init(trace, n_warmup=100)
-        >>> state = jax.jit(kernel.step)(jax.random.key(0), state)
-        >>> kernel.step_size = 0.5
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> trace, _ = model.generate(jax.random.key(0), ppl.ChoiceMap.d({"y": 1.0}), ())
+        >>> kernel = ppl.inference.hmc(ppl.select("mu"), step_size=0.5, n_steps=4)
+        >>> kernel == ppl.inference.hmc(ppl.select("mu"), step_size=0.5, n_steps=4)
+        True
+        >>> state = kernel.init(trace, n_warmup=10)
+        >>> state = jax.jit(kernel.step)(jax.random.key(1), state)
+        >>> sorted(kernel.stats(state))
+        ['diverging', 'step_size']
+        >>> kernel.step_size = 0.1
         Traceback (most recent call last):
-        AttributeError: HMC is an immutable value ...
+        AttributeError: HMC is an immutable value: ...
     """
 
     def __init__(self, **settings):
