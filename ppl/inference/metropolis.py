@@ -30,12 +30,29 @@ class MHAux(eqx.Module):
 
 
 class MH(Kernel):
-    """Metropolis-Hastings with the prior or a custom proposal. Build with :func:`mh`.
+    """Metropolis-Hastings with the prior or a custom proposal; :func:`mh` builds
+    one and says what a step does and costs.
 
-    Attributes:
-        selection: the selection given, or ``None`` (every unobserved choice).
-        proposal: the proposal generative function, or ``None``.
+    Args:
+        selection: the choices each step resamples from the prior (a
+            :class:`~ppl.Selection` or what ``ppl.select`` takes), or ``None``
+            (every unobserved choice, with the ``observed=`` that
+            :func:`~ppl.inference.run_mcmc` passes to ``init``).
+        proposal: a generative function called with ``(trace,
+            *proposal_args)`` that proposes new values of some latent choices,
+            or ``None`` (resample ``selection`` from the prior).
         proposal_args: the proposal's extra arguments (a tuple).
+
+    The settings are stored as attributes of the same names (``selection``
+    converted to a :class:`~ppl.Selection`, ``proposal_args`` to a tuple).
+
+    Raises:
+        PPLError: when both a selection and a proposal are given.
+
+    Example:
+        >>> kernel = ppl.inference.MH(ppl.select("mu"))
+        >>> kernel == ppl.inference.mh(ppl.select("mu")), kernel.proposal is None
+        (True, True)
     """
 
     selection: Selection | None
@@ -99,29 +116,53 @@ def mh(selection=None, proposal=None, proposal_args=()) -> MH:
     """A Metropolis-Hastings kernel.
 
     With a ``selection`` (or none: every unobserved choice), each step
-    resamples those choices from the prior (``regenerate``). With a
-    ``proposal``, a generative function called with ``(trace,
-    *proposal_args)`` whose addresses are choices of the model, each step
-    moves to its proposal and accepts with the full Metropolis-Hastings ratio.
+    resamples those choices from the prior (``regenerate``) and accepts with
+    the ratio of the likelihoods, so it mixes well only when the prior is not
+    much wider than the posterior. With a ``proposal``, a generative function
+    called with ``(trace, *proposal_args)`` whose addresses are choices of the
+    model, each step moves to its proposal and accepts with the full
+    Metropolis-Hastings ratio (the proposal's density of the way back, read
+    with ``assess`` on what the move discards, included), so any proposal
+    that can return works: random walks, data-driven moves, discrete jumps.
+    Discrete and continuous choices alike can be moved; no gradient is used.
+    A step costs one run of the model (``regenerate``, or ``update`` plus one
+    ``simulate`` and one ``assess`` of the proposal).
+
+    A ``ppl.improper_uniform`` choice cannot be resampled from its flat prior:
+    move it with a proposal or a gradient kernel. Run on the full data: a
+    scaled minibatch density (``ppl.vmap(..., subsample_of=N)``) would bias
+    the acceptance ratio, and ``init`` refuses such a model when the kernel
+    has a selection (a proposal kernel does not check it).
 
     Args:
-        selection: the choices to resample from the prior.
-        proposal: a generative function proposing new values.
-        proposal_args: extra arguments of the proposal.
+        selection: the choices to resample from the prior, or ``None``.
+        proposal: a generative function proposing new values, or ``None``.
+        proposal_args: extra arguments of the proposal (a tuple).
 
     Returns:
         An :class:`MH` kernel.
 
     Raises:
         PPLError: when both a selection and a proposal are given; at ``init``,
-            when the selection is empty or observed, or the proposal proposes
-            an address the model does not have or observes.
+            when the selection matches no choice or includes an observed one,
+            the proposal proposes an address the model does not have or
+            observes, or (with a selection) the model subsamples.
+        AddressError: at the first step, when the selection resamples a
+            ``ppl.improper_uniform`` choice from its prior.
 
     Example:
         >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> @ppl.gen
         ... def walk(trace):
-        ...     return ppl.normal(trace["mu"], 0.3) @ "mu"
-        >>> kernel = ppl.inference.mh(proposal=walk)
+        ...     return ppl.normal(trace["mu"], 0.5) @ "mu"
+        >>> result = ppl.inference.run_mcmc(
+        ...     jax.random.key(0), ppl.inference.mh(proposal=walk), model, (), {"y": 1.0},
+        ...     n_samples=500, n_warmup=100, n_chains=1, progress=False)
+        >>> result.samples["mu"].shape, bool(abs(result.summary()["mu"]["mean"] - 0.5) < 0.2)
+        ((1, 500), True)
     """
     return MH(selection, proposal, proposal_args)
 
