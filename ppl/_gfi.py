@@ -21,8 +21,28 @@ from ppl.core import Callee, bind_sample, closes_over_tracers, refuse_as_array
 
 
 class Trace(eqx.Module):
-    """A record of one execution: ``gen_fn``, ``args``, ``retval``, ``score`` (log p)
-    and the random ``choices`` made."""
+    """A record of one execution of a generative function.
+
+    Made by the interface methods, never directly; a pytree, so traces pass
+    through ``jit`` and ``vmap``. ``tr[addr]`` is ``tr.choices[addr]`` (an
+    :class:`ppl.AddressError` where there is no choice).
+
+    Attributes:
+        gen_fn: the generative function that ran.
+        args: the arguments it ran with (a tuple).
+        retval: its return value.
+        score: ``log p`` of the choices (not its negation), including
+            ``ppl.factor`` terms.
+        choices: the random choices made, a :class:`ppl.ChoiceMap`.
+
+    Example:
+        >>> @ppl.gen
+        ... def model(mu):
+        ...     return ppl.normal(mu, 1.0) @ "x"
+        >>> tr = model.simulate(jax.random.key(0), (0.0,))
+        >>> bool(tr.retval == tr["x"]), bool(tr.score == model.assess(tr.choices, (0.0,))[0])
+        (True, True)
+    """
 
     if TYPE_CHECKING:  # every kind of trace has these fields; declared for the type checker only
 
@@ -63,8 +83,9 @@ class Invocation:
     raises a :class:`PPLError` that says what to write instead, inside a
     generative function (``@ "addr"``) or outside one (``simulate``).
 
-    >>> z = ppl.normal(0.0, 1.0) @ "z"      # inside an @gen function
-    >>> tr = model.simulate(key, (1.0,))    # at the top level
+    >>> ppl.normal(0.0, 1.0).score
+    Traceback (most recent call last):
+    ppl._gfi._AttributeMisuse: normal(0.0, 1.0) was asked for .score, but calling a ...
     """
 
     __slots__ = ("gen_fn", "args")
@@ -217,31 +238,106 @@ def as_selection(selection) -> Selection:
 
 class GenerativeFunction(Callee, abc.ABC):
     """Something that makes random choices: a distribution, an ``@gen`` function or a
-    combinator. Call it with arguments and give the call an address,
-    ``g(*args) @ "addr"``, inside another generative function."""
+    combinator.
+
+    Inside another generative function, call it and give the call an address,
+    ``g(*args) @ "addr"``; the call alone is not a value (using it as one raises
+    :class:`ppl.PPLError`). Its interface methods are pure JAX functions;
+    arguments are always a tuple. A new kind subclasses this and implements
+    ``_simulate``, ``_assess``, ``_generate``, ``_update`` and ``_regenerate``;
+    inside an expectation it needs ``ppl.reinforce`` as the policy at its address.
+
+    Args:
+        *args: the arguments of a subclass's constructor (the base class takes none).
+        **kwargs: the keyword arguments of a subclass's constructor.
+
+    Example:
+        >>> @ppl.gen
+        ... def model(mu):
+        ...     x = ppl.normal(mu, 1.0) @ "x"
+        ...     return ppl.normal(x, 0.5) @ "y"
+        >>> isinstance(model, ppl.GenerativeFunction)
+        True
+        >>> tr, log_w = model.generate(jax.random.key(0), ppl.ChoiceMap.d({"y": 0.2}), (0.0,))
+        >>> round(float(tr["y"]), 2), tr.choices.addresses()
+        (0.2, [('x',), ('y',)])
+    """
 
     def __call__(self, *args) -> Invocation:
         return Invocation(self, args)
 
     # -- the interface ------------------------------------------------------
     def simulate(self, key, args: tuple) -> Trace:
-        """Run forward, sampling every choice: a :class:`Trace`."""
+        """Run forward, sampling every choice.
+
+        Args:
+            key: a ``jax.random`` key.
+            args: the arguments, a tuple.
+
+        Returns:
+            A :class:`Trace`; its ``score`` is ``log p`` of its choices.
+
+        Raises:
+            PPLError: if ``key`` is not a key or ``args`` is not a tuple.
+        """
         return self._simulate(as_key(key), as_args(args, self.name))
 
     def assess(self, choices, args: tuple) -> tuple[jax.Array, Any]:
-        """``(log p(choices), retval)`` for a complete choice map."""
+        """The log density of a complete choice map, and the return value.
+
+        Args:
+            choices: a value for every random choice (a :class:`ChoiceMap` or a
+                dict of address to value).
+            args: the arguments, a tuple.
+
+        Returns:
+            ``(log_density, retval)``.
+
+        Raises:
+            AddressError: if a choice has no value, or a value has no choice.
+            PPLError: if ``choices`` is not a choice map or ``args`` not a tuple.
+        """
         return self._assess(as_choices(choices), as_args(args, self.name))
 
     def generate(self, key, constraints, args: tuple) -> tuple[Trace, jax.Array]:
-        """``(trace, log_weight)``: constrained choices take the given values, the
-        others are sampled; weight = log p(all) - log q(sampled)."""
+        """Run with some choices constrained, sampling the others.
+
+        Args:
+            key: a ``jax.random`` key.
+            constraints: the values of the constrained choices (a
+                :class:`ChoiceMap`, a dict, or ``None``).
+            args: the arguments, a tuple.
+
+        Returns:
+            ``(trace, log_weight)`` with weight = log p(all choices) - log q(the
+            sampled ones); with every choice constrained it is the score.
+
+        Raises:
+            AddressError: if a constraint is at an address with no choice.
+            PPLError: if the key, constraints or arguments have the wrong type.
+        """
         return self._generate(as_key(key), as_choices(constraints), as_args(args, self.name))
 
     def update(
         self, key, trace: Trace, constraints=None, args: tuple | None = None
     ) -> tuple[Trace, jax.Array, ChoiceMap]:
-        """``(new_trace, log_weight, discard)``: move ``trace`` to new arguments and
-        constrained values; ``discard`` holds the values replaced."""
+        """Move ``trace`` to new arguments and constrained values.
+
+        Args:
+            key: a ``jax.random`` key (for choices the new run makes afresh).
+            trace: a trace of this generative function.
+            constraints: the new values (default: none).
+            args: new arguments (default: the trace's).
+
+        Returns:
+            ``(new_trace, log_weight, discard)``: weight = log p(new) - log p(old)
+            - log q(newly sampled); ``discard`` holds the values replaced, so
+            updating back with it restores the old trace.
+
+        Raises:
+            AddressError: if a constraint is at an address with no choice.
+            PPLError: if the key, constraints or arguments have the wrong type.
+        """
         args = trace.args if args is None else as_args(args, self.name)
         return self._update(as_key(key), trace, as_choices(constraints), args)
 
@@ -266,7 +362,13 @@ class GenerativeFunction(Callee, abc.ABC):
                 makes: the move would do nothing.
 
         Example:
-            >>> new_tr, w = model.regenerate(key, tr, ppl.select("z"))
+            >>> @ppl.gen
+            ... def model():
+            ...     return ppl.normal(0.0, 1.0) @ "z"
+            >>> tr = model.simulate(jax.random.key(0), ())
+            >>> new_tr, w = model.regenerate(jax.random.key(1), tr, ppl.select("z"))
+            >>> float(w)  # a prior move on every choice is always accepted
+            0.0
         """
         key = as_key(key)
         args = trace.args if args is None else as_args(args, self.name)

@@ -107,6 +107,35 @@ class StaticGenerativeFunction(GenerativeFunction):
 
 
 def gen(fn: Callable) -> StaticGenerativeFunction:
-    """Make a generative function of a Python function that makes random choices
-    with ``dist(args) @ "addr"``."""
+    """Make a generative function of a Python function that makes random choices.
+
+    Inside ``fn``, ``dist(args) @ "addr"`` makes a random choice and
+    ``other(args) @ "addr"`` calls another generative function, whose choices
+    live under ``"addr"``. Everything else is ordinary JAX code. The function is
+    staged once per argument shape (on the first interface call), so it must be
+    traceable by JAX: its Python control flow may depend only on static values.
+
+    Args:
+        fn: the function; its positional arguments are the generative
+            function's arguments (array leaves traced, other leaves static).
+
+    Returns:
+        A :class:`ppl.GenerativeFunction` with ``fn``'s name and docstring.
+
+    Raises:
+        PPLError: not when decorating, but when the function is staged (its first
+            ``simulate``, ``assess``...): for an address used twice, and for a
+            random choice inside raw ``jax.lax.scan``/``cond``/``while_loop``,
+            ``jax.vmap`` or ``jax.grad`` (the message names the combinator to
+            use instead).
+
+    Example:
+        >>> @ppl.gen
+        ... def model(mu):
+        ...     x = ppl.normal(mu, 1.0) @ "x"
+        ...     return ppl.normal(x, 0.5) @ "y"
+        >>> tr = model.simulate(jax.random.key(0), (0.0,))
+        >>> tr.choices.addresses(), tr.score.shape
+        ([('x',), ('y',)], ())
+    """
     return StaticGenerativeFunction(fn)
