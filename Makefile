@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_TEST := $(VENV)/.installed-test
+# Every install takes the exact versions in constraints.txt (pyproject.toml holds ranges).
+PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 
 .PHONY: demo test lint bench docs clean
 
@@ -12,12 +14,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP_BASE): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+$(STAMP_BASE): pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[examples]"
 	touch $@
 
-$(STAMP_TEST): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test]"
+$(STAMP_TEST): pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) -e ".[test]"
 	touch $@ $(STAMP_BASE)
 
 demo: $(STAMP_BASE)
@@ -40,11 +42,11 @@ lint: $(STAMP_TEST)
 	$(VENV)/bin/pyright -p .
 
 bench: $(STAMP_TEST)
-	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PIP_INSTALL) -e ".[bench]"
 	$(PY) benchmarks/run_all.py
 
 docs: $(STAMP_BASE)
-	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PIP_INSTALL) -e ".[docs]"
 	$(PY) -m mkdocs build --strict
 
 clean:
