@@ -161,9 +161,23 @@ class _Gradient(Kernel):
 
 
 class MALA(_Gradient):
-    """Metropolis-adjusted Langevin on the continuous choices of ``selection``.
+    """Metropolis-adjusted Langevin on the continuous choices of ``selection``;
+    :func:`mala` builds one and says what a step does, costs and refuses.
 
-    Build with :func:`mala`.
+    Args:
+        selection: the choices to move, or ``None`` (every unobserved choice).
+        step_size: the initial step size ``eps``, adapted during warm-up.
+        target_accept: the acceptance probability warm-up aims at (``None``:
+            0.574).
+        **settings: further settings of a subclass (:class:`HMC`'s
+            ``n_steps``); none for MALA.
+
+    The settings are stored as attributes of the same names.
+
+    Example:
+        >>> kernel = ppl.inference.MALA(ppl.select("mu"), step_size=0.2)
+        >>> kernel == ppl.inference.mala(ppl.select("mu"), 0.2), kernel.target_accept
+        (True, 0.574)
     """
 
     name = "mala"
@@ -182,9 +196,21 @@ class MALA(_Gradient):
 
 class HMC(_Gradient):
     """Hamiltonian Monte Carlo (identity mass, ``n_steps`` leapfrog steps) on the
-    continuous choices of ``selection``.
+    continuous choices of ``selection``; :func:`hmc` builds one and says what a
+    step does, costs and refuses.
 
-    Build with :func:`hmc`.
+    Args:
+        selection: the choices to move, or ``None`` (every unobserved choice).
+        step_size: the initial leapfrog step size, adapted during warm-up.
+        n_steps: leapfrog steps per proposal.
+        target_accept: the acceptance probability warm-up aims at (``None``: 0.8).
+
+    The settings are stored as attributes of the same names.
+
+    Example:
+        >>> kernel = ppl.inference.HMC(ppl.select("mu"), step_size=0.2, n_steps=8)
+        >>> kernel == ppl.inference.hmc(ppl.select("mu"), 0.2, 8), kernel.target_accept
+        (True, 0.8)
     """
 
     name = "hmc"
@@ -218,7 +244,17 @@ def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
     """Metropolis-adjusted Langevin dynamics on the continuous choices of ``selection``.
 
     Each step proposes ``z' = z + eps * grad + sqrt(2 eps) * noise`` in
-    unconstrained coordinates and accepts with the Metropolis-Hastings ratio.
+    unconstrained coordinates (each choice mapped to the reals by numpyro's
+    ``biject_to`` of its support, built in program order, with the log-Jacobian
+    in the density: :mod:`ppl.inference.unconstrained`) and accepts with the
+    Metropolis-Hastings ratio, so it samples the exact posterior of the
+    selected choices given the others. During the ``n_warmup`` steps given
+    to ``init``, dual averaging adapts ``eps`` to ``target_accept``. A step
+    costs one gradient of the model's log density and one ``update`` of the
+    trace. The choices must be continuous (a ``ppl.improper_uniform`` one is
+    fine); move discrete ones with :func:`~ppl.inference.mh` in a
+    :func:`~ppl.inference.cycle`. A proposal whose log acceptance ratio is
+    below ``-1000`` or NaN counts as divergent (``stats(state)["diverging"]``).
 
     Args:
         selection: the choices to move (a :class:`~ppl.Selection`); ``None``
@@ -231,13 +267,24 @@ def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
         A :class:`MALA` kernel.
 
     Raises:
-        PPLError: at ``init``, if the selection is empty, includes an
-            observation or a discrete choice, or a support cannot be followed
-            (see :func:`ppl.inference.unconstrained.constrain`).
+        PPLError: at ``init``, if the selection matches no choice, includes an
+            observation or a discrete choice, the model has a subsampled
+            ``ppl.vmap(..., subsample_of=N)``, a selected choice is made in a
+            ``ppl.switch``/``ppl.cond``/``ppl.mix`` branch picked at run time,
+            or a support cannot be followed (see
+            :func:`ppl.inference.unconstrained.constrain`).
 
     Example:
-        >>> kernel = ppl.inference.mala(ppl.select("mu"), step_size=0.2)
-        >>> result = ppl.inference.run_mcmc(key, kernel, model, args, {"y": ys})
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> kernel = ppl.inference.mala(ppl.select("mu"), step_size=0.5)
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), kernel, model, (), {"y": 1.0},
+        ...                                 n_samples=500, n_warmup=200, n_chains=1,
+        ...                                 progress=False)
+        >>> sorted(result.stats), bool(abs(result.summary()["mu"]["mean"] - 0.5) < 0.2)
+        (['diverging', 'step_size'], True)
     """
     return MALA(selection, step_size, target_accept)
 
@@ -245,8 +292,17 @@ def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
 def hmc(selection=None, step_size=0.1, n_steps=10, target_accept=None) -> HMC:
     """Hamiltonian Monte Carlo on the continuous choices of ``selection``.
 
-    Identity mass matrix and ``n_steps`` leapfrog steps per proposal, in
-    unconstrained coordinates; the step size is adapted during warm-up.
+    Each step draws a standard-normal momentum, runs ``n_steps`` leapfrog
+    steps (identity mass matrix) in unconstrained coordinates, as for
+    :func:`mala`, and accepts the end point with the Metropolis-Hastings
+    ratio of the Hamiltonians, so it samples the exact posterior of the
+    selected choices given the others. During the ``n_warmup`` steps given to
+    ``init``, dual averaging adapts the step size to ``target_accept``; the
+    trajectory length ``n_steps * step_size`` is not adapted (:func:`nuts`
+    chooses it, and adapts a mass matrix too). A step costs ``n_steps``
+    gradients of the model's log density and one ``update`` of the trace.
+    The choices must be continuous; a proposal whose log acceptance ratio is
+    below ``-1000`` or NaN counts as divergent.
 
     Args:
         selection: the choices to move; ``None`` moves every unobserved choice
@@ -262,7 +318,16 @@ def hmc(selection=None, step_size=0.1, n_steps=10, target_accept=None) -> HMC:
         PPLError: at ``init``, as for :func:`mala`.
 
     Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     a = ppl.normal(0.0, 1.0) @ "a"
+        ...     b = ppl.lognormal(0.0, 0.5) @ "b"
+        ...     return ppl.normal(a, b) @ "y"
         >>> kernel = ppl.inference.hmc(ppl.select("a", "b"), step_size=0.2, n_steps=8)
-        >>> result = ppl.inference.run_mcmc(key, kernel, model, (), {}, n_samples=500)
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), kernel, model, (), {"y": 1.0},
+        ...                                 n_samples=200, n_warmup=100, n_chains=1,
+        ...                                 progress=False)
+        >>> result.samples["b"].shape, bool((result.samples["b"] > 0).all())  # b stays positive
+        ((1, 200), True)
     """
     return HMC(selection, step_size, n_steps, target_accept)
