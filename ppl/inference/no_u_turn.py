@@ -65,12 +65,32 @@ def _raw_key(key):
 
 
 class NUTS(Kernel):
-    """The No-U-Turn sampler (numpyro's) on the continuous choices of ``selection``.
+    """The No-U-Turn sampler (numpyro's) on the continuous choices of ``selection``;
+    :func:`nuts` builds one and says what a step does, costs and refuses.
 
-    Build with :func:`nuts`. Warm-up adapts the step size (to
-    ``target_accept``) and a diagonal (or ``dense_mass``) mass matrix during
-    the ``n_warmup`` steps given to ``init``. The kernel holds only its
-    options: one NUTS object serves any number of models and chains at once.
+    Warm-up adapts the step size (to ``target_accept``) and a diagonal (or
+    ``dense_mass``) mass matrix during the ``n_warmup`` steps given to
+    ``init``. The kernel holds only its options (a read-only mapping,
+    ``kernel.options``, in numpyro's names): one NUTS object serves any number
+    of models and chains at once.
+
+    Args:
+        selection: the choices to move, or ``None`` (every unobserved choice).
+        target_accept: the acceptance probability step-size adaptation aims at.
+        max_tree_depth: the largest trajectory doubling depth (at most
+            ``2**max_tree_depth - 1`` leapfrog steps per step).
+        dense_mass: adapt a dense mass matrix instead of a diagonal one.
+        step_size: the initial step size.
+        adapt_step_size: adapt the step size during warm-up.
+        adapt_mass_matrix: adapt the mass matrix during warm-up.
+        find_heuristic_step_size: search for a starting step size at ``init``.
+
+    Example:
+        >>> kernel = ppl.inference.NUTS(ppl.select("mu"), target_accept=0.9)
+        >>> kernel == ppl.inference.nuts(ppl.select("mu"), target_accept=0.9)
+        True
+        >>> kernel.options["target_accept_prob"], kernel.options["max_tree_depth"]
+        (0.9, 10)
     """
 
     selection: Selection | None
@@ -189,6 +209,23 @@ class NUTS(Kernel):
 def nuts(selection=None, **options) -> NUTS:
     """The No-U-Turn sampler on the continuous choices of ``selection``.
 
+    Hamiltonian Monte Carlo that chooses its trajectory length: each step
+    doubles a leapfrog trajectory forwards or backwards in time until it makes
+    a U-turn (or reaches ``max_tree_depth``) and draws the next point from it,
+    with numpyro's implementation, leaving the posterior of the selected
+    choices given the others invariant. It moves in unconstrained coordinates
+    built in program order (:mod:`ppl.inference.unconstrained`). During the
+    ``n_warmup`` steps given to ``init`` it adapts the step size (dual
+    averaging, to ``target_accept``) and a diagonal or dense mass matrix
+    (windowed, as Stan). A step costs up to ``2**max_tree_depth - 1``
+    gradients of the model's log density. Alone, the kernel keeps the
+    position in numpyro's state and writes the trace only when it is read
+    (:meth:`~ppl.inference.Kernel.materialize`); in a composition it re-reads
+    the trace every step. The choices must be continuous: sum discrete ones
+    out with ``ppl.sum_out`` or move them with :func:`~ppl.inference.mh` in a
+    :func:`~ppl.inference.cycle`. Its statistics (``result.stats``) are
+    ``diverging``, ``tree_depth``, ``num_steps``, ``step_size`` and ``energy``.
+
     Args:
         selection: the choices to move; ``None`` moves every unobserved choice
             (``init`` then needs ``observed=``, which
@@ -196,18 +233,27 @@ def nuts(selection=None, **options) -> NUTS:
         **options: ``target_accept`` (0.8), ``max_tree_depth`` (10),
             ``dense_mass`` (False), ``step_size`` (1.0), ``adapt_step_size``,
             ``adapt_mass_matrix`` (True), ``find_heuristic_step_size`` (False),
-            as in numpyro.
+            as in numpyro (see :class:`NUTS`).
 
     Returns:
         A :class:`NUTS` kernel.
 
     Raises:
-        PPLError: at ``init``, when the selection is empty, observed, holds a
-            discrete choice, or a support cannot be followed in program order
-            (see :func:`ppl.inference.unconstrained.constrain`).
+        TypeError: for an option not listed above.
+        PPLError: at ``init``, when the selection matches no choice, includes an
+            observed or discrete choice, the model has a subsampled
+            ``ppl.vmap(..., subsample_of=N)``, or a support cannot be followed in
+            program order (see :func:`ppl.inference.unconstrained.constrain`).
 
     Example:
-        >>> result = ppl.inference.run_mcmc(jax.random.key(0), nuts(), model, args, {"y": ys})
-        >>> result.summary()["mu"]["mean"]
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), ppl.inference.nuts(), model, (),
+        ...                                 {"y": 1.0}, n_samples=200, n_warmup=200,
+        ...                                 n_chains=1, progress=False)
+        >>> int(result.divergences.sum()), bool(abs(result.summary()["mu"]["mean"] - 0.5) < 0.2)
+        (0, True)
     """
     return NUTS(selection, **options)
