@@ -52,11 +52,17 @@ def _merged_stats(kernels, state, auxs, took_step):
 
 class Cycle(Kernel):
     """Apply each kernel in turn; the acceptance probability is their mean.
+    :func:`cycle` builds one and says what a step does.
 
-    Build with :func:`cycle`.
+    Args:
+        *kernels: the parts, in the order they are applied; stored as the
+            tuple ``kernels``.
 
-    Attributes:
-        kernels: the parts, in the order they are applied (a tuple).
+    Example:
+        >>> kernel = ppl.inference.Cycle(ppl.inference.mh(ppl.select("a")),
+        ...                              ppl.inference.mh(ppl.select("b")))
+        >>> len(kernel.kernels), kernel == ppl.inference.cycle(*kernel.kernels)
+        (2, True)
     """
 
     kernels: tuple[Kernel, ...]
@@ -98,12 +104,19 @@ class MixtureAux(eqx.Module):
 
 class MixtureKernel(Kernel):
     """Apply one kernel chosen at random with probabilities ``weights``.
+    :func:`mixture_kernel` builds one and says what a step does.
 
-    Build with :func:`mixture_kernel`.
+    Args:
+        kernels: the parts (a sequence of kernels); stored as the tuple ``kernels``.
+        weights: their relative probabilities (default: equal); stored as
+            ``logits``, their logs.
 
-    Attributes:
-        kernels: the parts (a tuple).
-        logits: the log of their probabilities.
+    Example:
+        >>> kernel = ppl.inference.MixtureKernel(
+        ...     [ppl.inference.mh(ppl.select("a")), ppl.inference.mh(ppl.select("b"))],
+        ...     [0.25, 0.75])
+        >>> [round(float(p), 2) for p in jnp.exp(kernel.logits)]
+        [0.25, 0.75]
     """
 
     kernels: tuple[Kernel, ...]
@@ -155,12 +168,16 @@ class RepeatAux(eqx.Module):
 
 class RepeatKernel(Kernel):
     """Apply ``kernel`` ``n`` times; the acceptance probability is the mean.
+    :func:`repeat_kernel` builds one and says what a step does.
 
-    Build with :func:`repeat_kernel`.
+    Args:
+        kernel: the kernel repeated; stored as ``kernel``.
+        n: the number of repetitions per step; stored as ``n``.
 
-    Attributes:
-        kernel: the kernel repeated.
-        n: the number of repetitions per step.
+    Example:
+        >>> kernel = ppl.inference.RepeatKernel(ppl.inference.mh(ppl.select("a")), 3)
+        >>> kernel.n, kernel == ppl.inference.repeat_kernel(kernel.kernel, 3)
+        (3, True)
     """
 
     kernel: Kernel
@@ -203,8 +220,19 @@ class RepeatKernel(Kernel):
 def cycle(*kernels) -> Cycle:
     """Apply ``kernels`` one after the other in every step.
 
+    Each part leaves the posterior invariant, so their composition does too:
+    the usual way to move different choices with different kernels (a
+    gradient kernel for the continuous ones, :func:`~ppl.inference.mh` for
+    discrete ones), or to alternate moves of the same choices. Every part is
+    initialised on the same trace with the same ``n_warmup`` and
+    ``observed``, and told that others move the trace too, so a gradient
+    kernel re-reads its position each step. A step costs the sum of the
+    parts' steps. Statistics reported by several parts are suffixed with the
+    part's index (``diverging[0]``).
+
     Args:
-        *kernels: kernels moving the same trace (e.g. different selections).
+        *kernels: kernels moving the same trace (e.g. different selections),
+            at least one.
 
     Returns:
         A :class:`Cycle`; its acceptance probability is the kernels' mean.
@@ -213,7 +241,18 @@ def cycle(*kernels) -> Cycle:
         PPLError: at ``init``, as each part's ``init`` does.
 
     Example:
-        >>> kernel = cycle(hmc(ppl.select("mu")), mh(ppl.select("k")))
+        >>> @ppl.gen
+        ... def model():
+        ...     k = ppl.flip(0.5) @ "k"
+        ...     mu = ppl.normal(jnp.where(k, 2.0, -2.0), 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> kernel = ppl.inference.cycle(ppl.inference.hmc(ppl.select("mu")),
+        ...                              ppl.inference.mh(ppl.select("k")))
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), kernel, model, (), {"y": 1.5},
+        ...                                 n_samples=200, n_warmup=100, n_chains=1,
+        ...                                 progress=False)
+        >>> result.samples["k"].dtype, sorted(result.stats)
+        (dtype('bool'), ['diverging', 'step_size'])
     """
     return Cycle(*kernels)
 
@@ -223,18 +262,42 @@ def mixture_kernel(kernels, weights=None) -> MixtureKernel:
 
     (``ppl.mix`` is the combinator of generative functions; this mixes kernels.)
 
+    If every part leaves the posterior invariant, so does the mixture. The
+    acceptance probability is that of the part applied. Each part is
+    initialised with the driver's ``n_warmup`` and counts only its own steps,
+    so a part chosen with probability ``w`` is still adapting until about
+    ``n_warmup / w`` of the driver's steps. Under ``vmap`` (``run_mcmc`` runs
+    its chains so) the choice of part differs per chain and JAX evaluates
+    every part and keeps the chosen one's result, so a step costs all the
+    parts' steps.
+
     Args:
-        kernels: a sequence of kernels.
-        weights: their probabilities (default: uniform).
+        kernels: a sequence of kernels, at least one.
+        weights: their probabilities, one per kernel (default: uniform); they
+            are normalised, so relative weights do.
 
     Returns:
         A :class:`MixtureKernel`.
 
     Raises:
+        ZeroDivisionError: for an empty ``kernels`` without ``weights``.
         PPLError: at ``init``, as each part's ``init`` does.
 
     Example:
-        >>> kernel = mixture_kernel([mh(ppl.select("mu")), mala(ppl.select("mu"))], [0.3, 0.7])
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> @ppl.gen
+        ... def walk(trace):
+        ...     return ppl.normal(trace["mu"], 0.3) @ "mu"
+        >>> kernel = ppl.inference.mixture_kernel(
+        ...     [ppl.inference.mh(ppl.select("mu")), ppl.inference.mh(proposal=walk)], [0.3, 0.7])
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), kernel, model, (), {"y": 1.0},
+        ...                                 n_samples=300, n_warmup=0, n_chains=1,
+        ...                                 progress=False)
+        >>> bool(abs(result.summary()["mu"]["mean"] - 0.5) < 0.25)
+        True
     """
     return MixtureKernel(kernels, weights)
 
@@ -244,9 +307,19 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
 
     (``ppl.repeat`` is the combinator of generative functions; this repeats a kernel.)
 
+    The repeated kernel leaves the same posterior invariant; with
+    :func:`~ppl.inference.run_mcmc` it is a way to keep only every ``n``-th
+    state of a kernel without storing the others (like ``thin=``), or to give
+    one part of a :func:`~ppl.inference.cycle` more moves. A step costs ``n``
+    steps of ``kernel``. The inner kernel is initialised with the driver's
+    ``n_warmup`` and counts its own steps, so its adaptation ends after
+    ``n_warmup / n`` of the driver's steps. ``stats`` are those of the last
+    repetition, but ``diverging`` says whether any repetition diverged.
+
     Args:
         kernel: any kernel.
-        n: the number of repetitions.
+        n: the number of repetitions, a positive int (not checked: 0 gives
+            NaN acceptance probabilities).
 
     Returns:
         A :class:`RepeatKernel`; its acceptance probability is the mean over
@@ -256,7 +329,16 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
         PPLError: at ``init``, as ``kernel.init`` does.
 
     Example:
-        >>> kernel = repeat_kernel(mh(proposal=walk), 3)
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> kernel = ppl.inference.repeat_kernel(ppl.inference.mh(ppl.select("mu")), 3)
+        >>> result = ppl.inference.run_mcmc(jax.random.key(0), kernel, model, (), {"y": 1.0},
+        ...                                 n_samples=200, n_warmup=0, n_chains=1,
+        ...                                 progress=False)
+        >>> result.samples["mu"].shape, bool(abs(result.summary()["mu"]["mean"] - 0.5) < 0.25)
+        ((1, 200), True)
     """
     return RepeatKernel(kernel, n)
 
