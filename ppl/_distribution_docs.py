@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Callable
+from typing import Callable, NamedTuple
 
 # Parameters for each built-in's example, as written in its docstring.
 EXAMPLE_ARGS = {
@@ -58,9 +58,92 @@ def _constraint(c) -> str:
         return f"{_constraint(base)}, elementwise over the last {c.reinterpreted_batch_ndims} axis"
     if type(c).__name__.lower().lstrip("_").startswith("dependent"):
         return "depends on the parameters"
+    bound = getattr(c, "lower_bound", None)
+    if type(c).__name__.strip("_") in ("GreaterThan", "GreaterThanEq"):
+        return f"{'at least' if type(c).__name__.endswith('Eq') else 'greater than'} {bound}"
     text = str(c).split("(")[0].strip("_")
     words = re.sub(r"(?<!^)(?=[A-Z])", " ", text).lower()  # PositiveDefinite: positive definite
     return words or "any value"
+
+
+class Facts(NamedTuple):
+    """What a distribution's docs say, read off its numpyro class."""
+
+    shown: str  # the call with its parameters: ``normal(loc=0.0, scale=1.0)``
+    source: str  # numpyro's class name
+    domains: list[tuple[str, str]]  # each parameter and the values it takes
+    support: str  # the values of the draws
+    pathwise: bool  # reparameterized by default (else REINFORCE)
+
+
+def _classes(factory: Callable) -> list:
+    """The numpyro classes behind ``factory``: itself, or for numpyro's functions that
+    pick a class by keyword (``Bernoulli(probs=...)`` or ``(logits=...)``) both classes."""
+    if inspect.isclass(factory):
+        return [factory]
+    module = inspect.getmodule(factory)
+    named = (getattr(module, f"{factory.__name__}{kind}", None) for kind in ("Probs", "Logits"))
+    return [c for c in named if inspect.isclass(c)]
+
+
+# Built-ins that are ppl's own functions rather than numpyro classes: what their
+# parameters and draws take (a diagonal normal is numpyro's Normal over a vector).
+OWN_FACTORIES = {
+    "mv_normal_diag": (
+        {"loc": "real, elementwise over the last 1 axis", "scale_diag": "positive, elementwise"},
+        "real, elementwise over the last 1 axis",
+    ),
+}
+
+
+def _pathwise(c) -> bool:
+    """Whether ppl's default strategy for draws of class ``c`` is reparameterization."""
+    discrete = bool(getattr(c.support, "is_discrete", False))
+    return not discrete and bool(getattr(c, "reparametrized_params", ()))
+
+
+def facts(factory: Callable, name: str) -> Facts:
+    """The signature, parameter domains, support and default strategy of ``name``."""
+    sig = signature(factory)
+    classes = _classes(factory)
+    constraints = {}
+    for c in reversed(classes):
+        found = getattr(c, "arg_constraints", None)
+        constraints.update(found if isinstance(found, dict) else {})
+    support = next((c.support for c in classes if getattr(c, "support", None) is not None), None)
+    own_domains, own_support = OWN_FACTORIES.get(name, ({}, None))
+    return Facts(
+        shown=f"{name}{sig}" if sig is not None else f"{name}(*params)",
+        source=getattr(factory, "__name__", repr(factory)).lstrip("_"),
+        domains=[
+            (
+                p,
+                own_domains.get(p)
+                or (_constraint(constraints[p]) if p in constraints else "see numpyro"),
+            )
+            for p in (sig.parameters if sig is not None else ())
+        ],
+        support=own_support or (_constraint(support) if support is not None else "see numpyro"),
+        pathwise=name in OWN_FACTORIES or any(_pathwise(c) for c in classes),
+    )
+
+
+def _strategy(pathwise: bool) -> str:
+    if pathwise:
+        return "reparameterization (a pathwise sample)."
+    return "REINFORCE (score function); ``ppl.enum`` or ``ppl.mvd`` where valid."
+
+
+def markdown_table(distributions: dict[str, Callable]) -> str:
+    """A Markdown table of ``{name: factory}``: call, parameter domains, support, strategy."""
+    rows = ["| distribution | parameters take | draws take | gradient by default |"]
+    rows.append("| --- | --- | --- | --- |")
+    for name, factory in distributions.items():
+        f = facts(factory, name)
+        domains = "; ".join(f"`{p}`: {d}" for p, d in f.domains) or "see numpyro"
+        default = "reparam" if f.pathwise else "reinforce"
+        rows.append(f"| `ppl.{f.shown}` | {domains} | {f.support} | `ppl.{default}` |")
+    return "\n".join(rows)
 
 
 def describe(factory: Callable, name: str) -> str:
@@ -79,40 +162,24 @@ def describe(factory: Callable, name: str) -> str:
         >>> print(describe(numpyro.distributions.Normal, "normal").splitlines()[0])
         normal(loc=0.0, scale=1.0): numpyro's Normal as a ppl distribution.
     """
-    sig = signature(factory)
-    shown = f"{name}{sig}" if sig is not None else f"{name}(*params)"
-    source = getattr(factory, "__name__", repr(factory)).lstrip("_")
-    constraints = getattr(factory, "arg_constraints", None)
-    constraints = constraints if isinstance(constraints, dict) else {}
+    f = facts(factory, name)
     lines = [
-        f"{shown}: numpyro's {source} as a ppl distribution.",
+        f"{f.shown}: numpyro's {f.source} as a ppl distribution.",
         "",
         f'Make a random choice with ``ppl.{name}(...) @ "addr"`` inside an ``@ppl.gen``',
         "function; parameters go by position or by name.",
         "",
         "Args:",
-    ]
-    for p in sig.parameters.values() if sig is not None else ():
-        domain = _constraint(constraints[p.name]) if p.name in constraints else "see numpyro"
-        lines.append(f"    {p.name}: {domain}.")
-    support = getattr(factory, "support", None)
-    support_text = _constraint(support) if support is not None else "see numpyro"
-    pathwise = bool(getattr(factory, "has_rsample", False))
-    lines += [
+        *(f"    {p}: {domain}." for p, domain in f.domains),
         "",
         "Returns:",
-        f"    The call; ``@ addr`` makes the choice, a value in: {support_text}.",
+        f"    The call; ``@ addr`` makes the choice, a value in: {f.support}.",
         "",
         "Raises:",
         "    AddressError: a parameter that holds a value outside its domain (the",
         "        message names the address and the parameter).",
         "",
-        "Gradient strategy by default: "
-        + (
-            "reparameterization (a pathwise sample)."
-            if pathwise
-            else "REINFORCE (score function); ``ppl.enum`` or ``ppl.mvd`` where valid."
-        ),
+        "Gradient strategy by default: " + _strategy(f.pathwise),
     ]
     if name in EXAMPLE_ARGS:
         lines += [

@@ -286,3 +286,18 @@ def test_each_built_in_distribution_documents_its_parameters_and_runs_its_exampl
         scope = {"ppl": ppl, "jax": jax, "jnp": jnp}
         exec(example[0], scope)
         assert bool(eval(example[1], scope)), name
+
+
+def test_documented_default_strategy_is_the_one_adev_uses():
+    """The docstrings and the reference table say which strategy a choice gets by
+    default; that must be the strategy ADEV picks for an instance."""
+    from ppl._distribution_docs import EXAMPLE_ARGS, facts
+    from ppl.transforms.adev.strategies import default_strategy, reparam
+
+    for name, args in EXAMPLE_ARGS.items():
+        dist = getattr(ppl, name)
+        instance = dist.factory(*eval(f"({args},)", {"jnp": jnp}))
+        uses_reparam = default_strategy(instance) is reparam
+        assert facts(dist.factory, name).pathwise == uses_reparam, name
+        expected = "reparameterization" if uses_reparam else "REINFORCE"
+        assert f"Gradient strategy by default: {expected}" in (dist.__doc__ or ""), name
