@@ -28,14 +28,40 @@ class SamplerWarning(UserWarning):
     """A run of :func:`ppl.inference.chains.run` whose draws should not be trusted
     as they are: divergent transitions, R-hat above 1.01, or a low E-BFMI.
 
-    Filter it like any warning, e.g.
+    :func:`ppl.inference.mcmc_result.check` issues it after every run (unless
+    ``warn=False``); each message names the addresses or chains and what to
+    try. Filter it like any warning, e.g.
     ``warnings.simplefilter("error", ppl.inference.SamplerWarning)`` to make
     it an exception, or pass ``warn=False`` to ``run_mcmc``.
+
+    Example:
+        >>> import warnings
+        >>> from ppl.inference.mcmc_result import check
+        >>> stuck = jnp.stack([jnp.zeros(100), jnp.ones(100)])  # two chains that disagree
+        >>> noise = 0.1 * jax.random.normal(jax.random.key(0), (2, 100))
+        >>> result = ppl.inference.MCMCResult(
+        ...     ppl.ChoiceMap.d({"mu": stuck + noise}), jnp.ones((2, 100)), None)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     check(result)
+        >>> [(w.category.__name__, str(w.message)[:25]) for w in caught]
+        [('SamplerWarning', 'R-hat is above 1.01 at mu')]
     """
 
 
 class MCMCResult(eqx.Module):
-    """The draws of :func:`ppl.inference.chains.run`.
+    """The draws of :func:`ppl.inference.chains.run` (``run_mcmc``) and their diagnostics.
+
+    ``summary()`` gives, per address, the mean, sd, median, 5% and 95%
+    quantiles, the Monte Carlo standard error of the mean, bulk and tail
+    effective sample sizes and rank-normalized split R-hat (Vehtari et al.
+    2021; :mod:`ppl.inference.diagnostics`); ``print_summary()`` prints it
+    with the divergences, acceptance rates, tree depth and E-BFMI;
+    ``ess()``, ``rhat()``, ``divergences`` and ``acceptance_rate`` give the
+    pieces; ``to_arviz()`` converts to ArviZ (the ``arviz`` extra, else
+    ``ImportError``). The diagnostics run on the host (NumPy) and need at
+    least 4 draws per chain (NaN otherwise). Usually returned by
+    ``run_mcmc``; any draws of shape ``(chains, draws, ...)`` can be wrapped.
 
     Attributes:
         samples: a pytree (by default a :class:`~ppl.ChoiceMap` of the latent
@@ -54,6 +80,19 @@ class MCMCResult(eqx.Module):
     For samples from a custom ``collect``, the keys are the pytree's own keys
     (dict keys, tuple indices, attribute names; a tuple of them for nested
     leaves, ``"value"`` for a bare array).
+
+    Example:
+        >>> draws = jax.random.normal(jax.random.key(0), (2, 100))  # 2 chains of N(0, 1)
+        >>> result = ppl.inference.MCMCResult(
+        ...     ppl.ChoiceMap.d({"mu": draws}), jnp.ones((2, 100)), None)
+        >>> s = result.summary()["mu"]
+        >>> bool(abs(s["mean"]) < 3 * s["mcse"]), bool(s["rhat"] < 1.05)
+        (True, True)
+        >>> result.print_summary()
+                mean   sd   median   5%   95%   mcse   ess_bulk   ess_tail   r_hat
+        mu ...
+        divergences: 0 of 200 draws
+        acceptance rate per chain: [1.0, 1.0]
     """
 
     samples: Any
