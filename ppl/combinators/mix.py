@@ -33,8 +33,15 @@ def mix(*components: GenerativeFunction) -> GenerativeFunction:
         PPLError: for fewer than two components; when called, for logits that
             are not a vector of one entry per component (shapes are static, so
             this is found when the function is staged).
+        AddressError: when called, as for ``ppl.switch``: components whose
+            choices cannot share one choice map.
 
-    >>> x = ppl.mix(narrow, wide)(jnp.log(jnp.array([0.7, 0.3])), mu) @ "x"
+    Example:
+        >>> both = ppl.mix(ppl.normal, ppl.laplace)  # each takes (loc, scale)
+        >>> logits = jnp.log(jnp.array([0.7, 0.3]))
+        >>> tr = both.simulate(jax.random.key(0), (logits, 0.0, 1.0))
+        >>> tr.choices.addresses()
+        [('component',), ('value',)]
     """
     if len(components) < 2:
         raise PPLError(f"ppl.mix needs at least two components, got {len(components)}.")

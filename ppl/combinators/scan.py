@@ -165,9 +165,44 @@ class Scan(GenerativeFunction):
 
 
 def scan(step: GenerativeFunction, length: int | None = None) -> Scan:
-    """Iterate ``step(carry, x) -> (carry, y)``; call with ``(init, xs)``.
+    """Iterate a generative function over time, like ``jax.lax.scan``.
 
-    >>> chain = ppl.scan(step, length=T)
-    >>> carry, ys = chain(z0, None) @ "chain"   # ["chain", "z"] has shape (T,)
+    Call the result with ``(init, xs)``; it returns ``(carry, ys)``. The choices
+    of all steps are stacked along a leading time axis (``("chain", "z")`` has
+    shape ``(T, ...)``), and constraints carry that axis: every step is
+    constrained at the same addresses. Use it instead of a raw ``lax.scan``
+    around random choices, which staging refuses. ``update`` cannot change the
+    number of steps.
+
+    Args:
+        step: a generative function ``step(carry, x) -> (carry, y)``. It may not
+            close over values traced in an enclosing function (pass them in the
+            carry or in ``xs``).
+        length: the number of steps ``T``; needed when ``xs`` is ``None``,
+            otherwise it must match the leading axis of ``xs``.
+
+    Returns:
+        A generative function of ``(init, xs)`` returning ``(carry, ys)``, ``ys``
+        stacked along time.
+
+    Raises:
+        PPLError: if ``step`` is not a generative function; when run, if it is
+            not called with two arguments, if ``xs`` and ``length`` disagree on
+            (or neither gives) the number of steps, or if the step does not
+            return a pair.
+        AddressError: if a constraint's value has no leading axis of length ``T``.
+
+    Example:
+        >>> @ppl.gen
+        ... def step(z, x):
+        ...     z = ppl.normal(0.9 * z, 1.0) @ "z"
+        ...     return z, ppl.normal(z, 0.5) @ "x"
+        >>> chain = ppl.scan(step, length=4)
+        >>> tr = chain.simulate(jax.random.key(0), (0.0, None))
+        >>> tr.choices["z"].shape, tr.retval[1].shape
+        ((4,), (4,))
+        >>> tr, log_w = chain.generate(jax.random.key(1), {"x": jnp.zeros(4)}, (0.0, None))
+        >>> log_w.shape
+        ()
     """
     return Scan(step, length)

@@ -289,15 +289,25 @@ def sum_out(
         ``generate`` return NaN there (-1 for integers, False for booleans).
 
     Raises:
-        PPLError: when staged, if the selection names no choice, a choice
-            without enumerable support, more than ``max_assignments`` joint
-            assignments, a choice inside another combinator, a scan whose carry
-            is not a function of the summed choices, or a separately summed
-            call whose dependent return value is used.
+        PPLError: if ``gen_fn`` is not a generative function, ``selection`` not a
+            selection or ``max_assignments`` not a positive int; when staged, if
+            the selection names no choice, a choice without enumerable support,
+            more than ``max_assignments`` joint assignments, a choice inside
+            another combinator, a scan whose carry is not a function of the
+            summed choices, or a separately summed call whose dependent return
+            value is used.
 
     Example:
-        >>> marg = ppl.sum_out(mixture, ppl.select(("points", "c")))
-        >>> logp, _ = marg.assess(ChoiceMap.d({"mu": mu, ("points", "x"): xs}), (n,))
+        >>> @ppl.gen
+        ... def model():
+        ...     b = ppl.flip(0.3) @ "b"
+        ...     return ppl.normal(jnp.where(b, 2.0, -2.0), 1.0) @ "x"
+        >>> marg = ppl.sum_out(model, ppl.select("b"))
+        >>> log_p, _ = marg.assess({"x": 0.5}, ())  # log(0.3 N(0.5; 2, 1) + 0.7 N(0.5; -2, 1))
+        >>> round(float(log_p), 3)
+        -2.973
+        >>> marg.most_probable({"x": 0.5}, ())
+        ChoiceMap({'b': True})
     """
     if not isinstance(gen_fn, GenerativeFunction):
         raise PPLError(f"ppl.sum_out takes a generative function, got {gen_fn!r}.")

@@ -342,11 +342,24 @@ def switch(*branches: GenerativeFunction) -> Switch:
         taken (see the module docstring for indices known only at run time).
 
     Raises:
-        PPLError: if a branch is not a generative function; when called, for an
-            index that is not an integer or bool, or a known index out of range.
+        PPLError: if no branch is given or a branch is not a generative
+            function; when called, for an index that is not an integer or bool,
+            or a known index out of range (a traced one gives NaN scores).
+        AddressError: when called, if two branches make a choice at one address
+            with different shapes or dtypes, or one makes a choice where another
+            makes sub-addresses; or if a constraint is at an address no branch
+            makes.
 
-    >>> c = ppl.categorical(probs) @ "c"
-    >>> y = ppl.switch(small, big)(c, 0.5) @ "s"   # choices at ("s", ...) of the branch taken
+    Example:
+        >>> @ppl.gen
+        ... def small(s):
+        ...     return ppl.normal(0.0, s) @ "x"
+        >>> @ppl.gen
+        ... def big(s):
+        ...     return ppl.normal(10.0, s) @ "x"
+        >>> tr = ppl.switch(small, big).simulate(jax.random.key(0), (1, 0.5))
+        >>> bool(tr.retval > 5.0), tr.choices.addresses()  # branch 1 ran
+        (True, [('x',)])
     """
     return Switch(*branches)
 
@@ -363,9 +376,17 @@ def cond(if_true: GenerativeFunction, if_false: GenerativeFunction) -> Switch:
 
     Raises:
         PPLError: if either is not a generative function; when called, for a
-            predicate that is not a bool or a number.
+            predicate array that is not a bool or a number.
+        AddressError: as for :func:`switch` (branches whose choices cannot
+            share one choice map, constraints no branch makes).
 
-    >>> ppl.cond(heads, tails)(ppl.flip(0.5) @ "coin", x) @ "outcome"
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     coin = ppl.flip(0.5) @ "coin"
+        ...     return ppl.cond(ppl.normal, ppl.laplace)(coin, 0.0, 1.0) @ "x"
+        >>> model.simulate(jax.random.key(0), ()).choices.addresses()
+        [('coin',), ('x',)]
     """
     return _Cond(if_false, if_true)
 

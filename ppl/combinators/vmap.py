@@ -244,14 +244,26 @@ def vmap(
         value have a leading axis with one entry per element.
 
     Raises:
-        PPLError: if ``subsample_of`` is not a positive int; when called, if the
-            mapped arguments disagree on the length of axis 0 (or it exceeds
-            ``subsample_of``), or if ``gen_fn`` uses a traced value it closes over.
+        PPLError: if ``gen_fn`` is not a generative function or ``subsample_of``
+            not a positive int; when called, if ``in_axes`` does not match the
+            arguments, a mapped argument is a scalar, the mapped arguments
+            disagree on the length of axis 0 (or it exceeds ``subsample_of``),
+            or ``gen_fn`` uses a traced value it closes over.
+        AddressError: if a constraint has no leading axis of the right length,
+            or ``update`` would change the number of elements.
 
     Example:
-        >>> points = ppl.vmap(point)(xs) @ "points"   # points["y"] has shape (len(xs),)
-        >>> shifted = ppl.vmap(point, in_axes=(0, None))(xs, mu) @ "shifted"
-        >>> batch = ppl.vmap(point, subsample_of=100_000)(x_batch) @ "points"  # scaled
+        >>> @ppl.gen
+        ... def point(x, mu):
+        ...     return ppl.normal(mu + x, 1.0) @ "y"
+        >>> xs = jnp.arange(3.0)
+        >>> points = ppl.vmap(point, in_axes=(0, None))
+        >>> points.simulate(jax.random.key(0), (xs, 0.5)).choices["y"].shape
+        (3,)
+        >>> log_p, _ = points.assess({"y": xs}, (xs, 0.5))
+        >>> scaled = ppl.vmap(point, in_axes=(0, None), subsample_of=30)
+        >>> bool(jnp.isclose(scaled.assess({"y": xs}, (xs, 0.5))[0], 10 * log_p))
+        True
     """
     return Vmap(gen_fn, in_axes, subsample_of=subsample_of)
 
@@ -268,10 +280,15 @@ def repeat(gen_fn: GenerativeFunction, n: int) -> Vmap:
         value have a leading axis of length ``n``.
 
     Raises:
-        PPLError: if ``n`` is not a positive int.
+        PPLError: if ``n`` is not a positive int or ``gen_fn`` not a generative
+            function.
+        AddressError: as for :func:`vmap` (constraints without the leading axis).
 
     Example:
-        >>> coins = ppl.repeat(ppl.flip, 10)(0.3) @ "coins"   # shape (10,)
+        >>> coins = ppl.repeat(ppl.flip, 10)
+        >>> tr = coins.simulate(jax.random.key(0), (0.3,))
+        >>> tr.retval.shape, tr.retval.dtype
+        ((10,), dtype('bool'))
     """
     if not isinstance(n, int) or n < 1:
         raise PPLError(f"ppl.repeat needs a positive int number of repeats, got {n!r}.")
