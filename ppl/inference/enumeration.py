@@ -19,8 +19,35 @@ from ppl.inference._util import as_choices, selection_of
 
 
 class Enumeration(eqx.Module):
-    """Every latent combination (``choices``, stacked along a leading axis) with
-    its log joint density ``log_joint``."""
+    """The exact posterior of :func:`enumerate_posterior`: every joint
+    combination of the latent values with its log joint density.
+
+    From them, exactly: ``log_marginal_likelihood`` (``log p(observations)``),
+    ``log_probs`` and ``probs`` (the posterior probability of each
+    combination), ``expectation(f)`` (``E[f(choices) | observations]``, ``f``
+    vectorised over combinations with ``vmap``) and ``marginal(addr,
+    values)`` (the posterior probability that each element of the choice at
+    ``addr`` takes each of ``values``).
+
+    Attributes:
+        choices: a :class:`~ppl.ChoiceMap` of the latent choices, every
+            combination stacked along a leading axis.
+        log_joint: ``log p(combination, observations)`` of each, shape
+            ``(combinations,)``.
+
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     rain = ppl.flip(0.2) @ "rain"
+        ...     return ppl.flip(jnp.where(rain, 0.9, 0.1)) @ "wet"
+        >>> post = ppl.inference.enumerate_posterior(model, {"wet": True}, ())
+        >>> post.choices["rain"].tolist(), [round(float(p), 3) for p in post.probs]
+        ([False, True], [0.308, 0.692])
+        >>> round(float(jnp.exp(post.log_marginal_likelihood)), 3)  # 0.8 * 0.1 + 0.2 * 0.9
+        0.26
+        >>> [round(float(p), 3) for p in post.marginal("rain", [False, True])]
+        [0.308, 0.692]
+    """
 
     choices: ChoiceMap
     log_joint: jax.Array
@@ -75,7 +102,54 @@ def _support_values(addr, site):
 
 def enumerate_posterior(model, observations, args, max_combinations=2**20) -> Enumeration:
     """The exact posterior over the latent choices of ``model`` given
-    ``observations``, by evaluating ``assess`` on every combination."""
+    ``observations``, by evaluating ``assess`` on every combination.
+
+    Every latent choice must be finite discrete (``flip``, ``categorical``,
+    ``binomial``: a numpyro distribution with ``enumerate_support``), with
+    one support for all elements of a vector-valued choice. The model is
+    staged once (a ``generate`` at ``jax.random.key(0)`` reads the latent
+    choices and their supports), then the log joint density of every
+    combination is computed in one compiled ``vmap`` of ``assess``. The cost
+    is the number of combinations, the product of the support sizes over
+    every latent element, in time and memory: exponential in the number of
+    latent choices. Meant for small models and as ground truth in tests;
+    ``ppl.sum_out`` sums discrete choices out along the model's structure
+    (per element of a ``ppl.vmap``, by the forward recursion of a
+    ``ppl.scan``) at far lower cost. A model with a subsampled
+    ``ppl.vmap(..., subsample_of=N)`` is refused (its scaled density is not
+    the posterior's).
+
+    Args:
+        model: the generative function.
+        observations: a choice map (or dict) of observed values.
+        args: the model's arguments (a tuple).
+        max_combinations: the most joint combinations to enumerate (default
+            ``2**20``).
+
+    Returns:
+        An :class:`Enumeration`: the combinations and their log joint
+        densities, with the exact log marginal likelihood, posterior
+        probabilities, expectations and marginals.
+
+    Raises:
+        PPLError: if a latent choice's support cannot be enumerated (a
+            continuous choice: observe it or use importance sampling, SMC or
+            MCMC), its elements have different supports, there are no latent
+            choices, there are more than ``max_combinations`` combinations
+            (naming each choice's count), a latent choice is made in a
+            ``ppl.switch``/``ppl.cond``/``ppl.mix`` branch picked at run time,
+            or the model subsamples.
+        AddressError: if an observation is at an address the model does not make.
+
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     coin = ppl.flip(0.5) @ "coin"
+        ...     return ppl.binomial(3, jnp.where(coin, 0.8, 0.3)) @ "heads"
+        >>> post = ppl.inference.enumerate_posterior(model, {"heads": 3}, ())
+        >>> round(float(post.expectation(lambda c: c["coin"].astype(float))), 3)
+        0.95
+    """
     observations = as_choices(observations)
     args = as_args(args, model.name)
     # Jitted: an eager run would dispatch every primitive one by one.
