@@ -22,7 +22,17 @@ from ppl.inference._util import WeightedTraces, check_weights, ess, log_mean_exp
 
 
 class ParticleCollection(WeightedTraces):
-    """A population of weighted particles.
+    """A population of weighted particles: the state of sequential Monte Carlo.
+
+    ``log_z + log mean exp(log_weights)`` (``log_marginal_likelihood``) is the
+    running estimate of ``log p(observations so far)``: its exponential is
+    unbiased, and resampling moves the weights' mean into ``log_z`` so the
+    estimate is unchanged. ``ess``, ``normalized_weights``, ``expectation(f)``
+    and ``n`` read the population; ``check()`` raises a :class:`~ppl.PPLError`
+    on NaN, +inf or all-zero weights. Built by ``smc.init`` and moved by the
+    steps of :mod:`ppl.inference.smc` (``extend``, ``reweight``, ``resample``,
+    ``rejuvenate``, ``step``, ``run``) and by
+    :func:`~ppl.inference.particle_filter`; not usually by hand.
 
     Attributes:
         traces: traces batched along a leading axis of size ``n``.
@@ -34,8 +44,19 @@ class ParticleCollection(WeightedTraces):
             part of the collection's structure, not data.
 
     Example:
-        >>> particles = smc.init(key, model, obs, args, n=100)
-        >>> particles.log_marginal_likelihood, particles.ess
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> particles = smc.init(jax.random.key(0), model, {"y": 1.0}, (), n=100)
+        >>> particles.n, float(particles.log_z), bool(particles.ess < 100)
+        (100, 0.0, True)
+        >>> resampled = smc.resample(jax.random.key(1), particles)
+        >>> float(resampled.ess)  # equal weights; the estimate moved into log_z
+        100.0
+        >>> bool(jnp.isclose(resampled.log_marginal_likelihood, particles.log_marginal_likelihood))
+        True
     """
 
     log_z: jax.Array
@@ -101,13 +122,27 @@ class ParticleCollection(WeightedTraces):
 
 
 class SMCInfo(eqx.Module):
-    """What a driver reports per step (each attribute has a leading step axis).
+    """What a driver reports per step (each attribute has a leading step axis
+    when it comes from ``smc.run`` or :func:`~ppl.inference.particle_filter`;
+    ``smc.step`` reports one step, without it).
 
     Attributes:
         ess: the ESS after reweighting (before any resampling).
         resampled: whether it resampled (``smc.run``: after the step;
             ``particle_filter``: before propagating).
         log_marginal_likelihood: the running log marginal-likelihood estimate.
+
+    Example:
+        >>> @ppl.gen
+        ... def step(z, _):
+        ...     z = ppl.normal(0.9 * z, 1.0) @ "z"
+        ...     ppl.normal(z, 0.5) @ "y"
+        ...     return z, None
+        >>> ys = jnp.array([0.5, 1.0, 0.2, -0.3, 0.1])
+        >>> _, info = ppl.inference.particle_filter(
+        ...     jax.random.key(0), ppl.scan(step, length=5), (0.0, None), {"y": ys}, n=200)
+        >>> info.ess.shape, info.resampled.dtype, info.log_marginal_likelihood.shape
+        ((5,), dtype('bool'), (5,))
     """
 
     ess: jax.Array
