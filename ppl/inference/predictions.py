@@ -49,6 +49,9 @@ from ppl.primitives import recorded
 class PredictiveDraws(eqx.Module):
     """What :func:`predictive` returns: ``n`` draws along a leading axis.
 
+    ``draws[addr]`` reads ``draws.choices[addr]``; ``draws.n`` is the number
+    of draws. A pytree (an equinox module), so it passes through ``jit``.
+
     Attributes:
         choices: a :class:`~ppl.ChoiceMap` of the requested addresses (random
             choices and ``ppl.deterministic`` values), each with a leading
@@ -56,8 +59,15 @@ class PredictiveDraws(eqx.Module):
         retval: the model's return value of each draw (leading axis ``n``).
 
     Example:
-        >>> draws = predictive(key, model, (xs,), posterior=mcmc_result)
-        >>> draws["y"].mean(axis=0)
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.normal(mu, 1.0) @ "y"
+        >>> draws = ppl.inference.predictive(jax.random.key(0), model, (), n=500)
+        >>> draws.n, draws["y"].shape, draws.retval.shape
+        (500, (500,), (500,))
+        >>> bool(abs(draws["y"].std() - 2 ** 0.5) < 0.2)   # prior predictive sd: sqrt(2)
+        True
     """
 
     choices: ChoiceMap
@@ -85,6 +95,16 @@ def predictive(
 ) -> PredictiveDraws:
     """Prior or posterior predictive draws of ``model`` at ``args``.
 
+    Each draw takes one draw of the latent choices from ``posterior`` and
+    runs ``model.generate(key, latents, args)``, so every other choice (the
+    observed ones included) is drawn afresh from the model given them, and
+    records the requested addresses (choices and ``ppl.deterministic``
+    values) and the return value. ``args`` may differ from those inference
+    used (new covariates, another number of data points), as long as the
+    latent choices keep their addresses and shapes. The draws run under
+    ``vmap`` in one compiled call (compiled once per model and addresses);
+    the cost is one run of the model per draw (plus the guide's, for a guide).
+
     Args:
         key: a ``jax.random`` key.
         model: the generative function.
@@ -108,14 +128,33 @@ def predictive(
     Raises:
         PPLError: ``n`` missing, not a positive int or given where it has no
             meaning; particles without ``observations``; MCMC samples from a
-            custom ``collect``; a posterior of another type; a requested
-            address the model does not record; as ``model.generate`` (a
-            latent at an address the model does not make).
+            custom ``collect``; draws without the leading draw axis (or with
+            no latent choice); an address that is not a string or tuple of
+            strings; a posterior of another type (an ``AutoGuide`` itself
+            included: pass ``(auto.guide, result.guide_args)``); a requested
+            address the model does not record.
+        AddressError: as ``model.generate``, for a latent at an address the
+            model does not make.
 
     Example:
-        >>> prior = predictive(jax.random.key(0), model, (xs,), n=1000, addresses="y")
-        >>> post = predictive(jax.random.key(1), model, (xs,), posterior=result)
-        >>> post["y"].shape   # (chains * draws, len(xs))
+        >>> @ppl.gen
+        ... def model(xs):
+        ...     slope = ppl.normal(0.0, 1.0) @ "slope"
+        ...     return ppl.normal(slope * xs, 0.5) @ "y"
+        >>> xs, ys = jnp.array([0.0, 1.0, 2.0]), jnp.array([0.1, 1.2, 1.9])
+        >>> prior = ppl.inference.predictive(jax.random.key(0), model, (xs,), n=1000,
+        ...                                  addresses="y")
+        >>> prior["y"].shape
+        (1000, 3)
+        >>> draws = ppl.ChoiceMap.d({"slope": jnp.array([0.5, 1.0])})  # two latent draws
+        >>> ppl.inference.predictive(jax.random.key(1), model, (xs,), posterior=draws).n
+        2
+        >>> result = ppl.inference.importance(jax.random.key(2), model, {"y": ys}, (xs,), n=500)
+        >>> new_xs = jnp.array([3.0, 4.0])   # predictions at new covariates
+        >>> post = ppl.inference.predictive(jax.random.key(3), model, (new_xs,),
+        ...                                 posterior=result, n=100, observations={"y": ys})
+        >>> post["y"].shape
+        (100, 2)
     """
     key = as_key(key)
     args = as_args(args, model.name)
