@@ -36,3 +36,11 @@ def test_code_blocks_run(page):
             exec(compile(block, f"{page}[block {i}]", "exec"), namespace)
         except Exception as e:  # pragma: no cover - the message is the point
             raise AssertionError(f"{page} block {i} failed: {e!r}\n{block}") from e
+
+
+def test_home_page_code_is_the_quickstart_example():
+    """The figure on the home page is drawn by examples/quickstart.py, so the code
+    shown there must be that file's, word for word."""
+    example = (ROOT / "examples" / "quickstart.py").read_text()
+    shown = example.split("# --- the home page's code ---\n")[1].split("# --- end of")[0]
+    assert shown.strip() == _blocks("docs/index.md")[0].strip()
