@@ -83,17 +83,24 @@ class ImproperUniform(Distribution):
         point inside the support, not a sample (see the module docstring).
 
     Raises:
-        AddressError: an unknown support, or a shape with fewer dimensions than
-            the support's; ``regenerate`` of it (``mh`` without a proposal);
-            ``ppl.inference.importance`` and ``smc.init`` refuse a model that
-            would sample one.
+        AddressError: when the choice is made, for an unknown support or a
+            shape with fewer dimensions than the support's; from ``regenerate``
+            of it (``mh`` without a proposal).
+        PPLError: from ``ppl.inference.importance`` and ``smc.init`` on a model
+            that would sample one (no proposal for it).
 
     Example:
-        >>> c = ppl.improper_uniform("ordered_vector", (3,)) @ "cutpoints"
+        >>> @ppl.gen
+        ... def model():
+        ...     return ppl.improper_uniform("ordered_vector", (3,)) @ "cutpoints"
+        >>> tr = model.simulate(jax.random.key(0), ())  # a starting point, not a sample
+        >>> bool(jnp.all(jnp.diff(tr["cutpoints"]) > 0)), float(tr.score)
+        (True, 0.0)
     """
 
     def __init__(self):
         super().__init__(_improper_uniform, "improper_uniform")
+        self.__doc__ = ImproperUniform.__doc__  # not the generic text made from numpyro's class
 
     def draw(self, key, d: nd.Distribution, *, reparam: bool = False):
         """An initialisation point in the support of ``d`` (not a sample: there is no
@@ -107,7 +114,9 @@ class ImproperUniform(Distribution):
         Returns:
             ``biject_to(support)(u)`` with ``u`` uniform in ``[-2, 2]``.
 
-        >>> x = ppl.improper_uniform.draw(key, ppl.improper_uniform.dist("positive", (3,)))
+        >>> d = ppl.improper_uniform.dist("positive", (3,))
+        >>> bool(jnp.all(ppl.improper_uniform.draw(jax.random.key(0), d) > 0))
+        True
         """
         bijection = biject_to(d.support)
         shape = bijection.inverse_shape(d.shape())
@@ -137,7 +146,11 @@ def improper_addresses(trace: Trace) -> list:
         A list of address tuples.
 
     Example:
-        >>> improper_addresses(model.trace_shape(args))
+        >>> @ppl.gen
+        ... def model():
+        ...     s = ppl.improper_uniform("positive") @ "sigma"
+        ...     return ppl.normal(0.0, s) @ "y"
+        >>> improper_addresses(model.trace_shape(()))
         [('sigma',)]
     """
     return addresses_within(trace, _is_improper)
@@ -160,8 +173,12 @@ def addresses_within(trace: Trace, is_node) -> list:
         from shapes: a switch on a run-time index).
 
     Example:
-        >>> addresses_within(model.trace_shape(args), lambda t: isinstance(t, VmapTrace))
-        [('points', 'y')]
+        >>> from ppl.combinators.vmap import VmapTrace
+        >>> @ppl.gen
+        ... def model(xs):
+        ...     return ppl.vmap(ppl.normal, in_axes=(0, None))(xs, 1.0) @ "points"
+        >>> addresses_within(model.trace_shape((jnp.zeros(3),)), lambda t: isinstance(t, VmapTrace))
+        [('points',)]
     """
 
     def mark(node):

@@ -156,8 +156,52 @@ class Marginal(GenerativeFunction):
 def marginal(
     q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None = None, n: int = 1
 ) -> Marginal:
-    """``q`` over its ``keep`` choices, the others integrated out by importance
-    sampling with ``n`` particles from ``proposal(x, *args)`` (default: q's prior)."""
+    """``q`` over its ``keep`` choices, the others integrated out by importance sampling.
+
+    The result's density is only estimated. As a variational family
+    (``ppl.sim`` in an objective, or the guide of ``vi.elbo``) the estimate
+    keeps the objective a lower bound; with ``n = 1`` that is hierarchical VI,
+    with more particles IWHVI. As a model (``ppl.density``) the estimate of
+    ``q(x)`` is unbiased. Strategies for ``q``'s choices are given under the
+    family's address (``{("q", "u"): ppl.reinforce}``) and apply in every
+    particle. Each particle runs ``q`` (and the proposal) once, so a call costs
+    ``n`` runs.
+
+    Args:
+        q: the generative function whose choices are split into kept ones ``x``
+            and auxiliary ones ``u``.
+        keep: ``ppl.select(...)`` of the kept choices.
+        proposal: ``None`` (the auxiliary choices are drawn from ``q``'s own
+            prior given ``x``), or a generative function of ``(x, *args)``
+            making exactly the auxiliary choices.
+        n: the number of importance samples, a positive int.
+
+    Returns:
+        A generative function of ``q``'s arguments over the kept choices.
+        ``simulate`` gives a trace whose score is the family-side estimate;
+        ``generate`` with every kept choice constrained gives the unbiased
+        estimate of ``q(x)`` as the weight.
+
+    Raises:
+        PPLError: if ``q`` or ``proposal`` is not a generative function, ``keep``
+            not a selection or ``n`` not a positive int; when run, if ``keep``
+            selects none of ``q``'s choices; always from ``assess``, ``update``
+            and ``regenerate`` (the density has no exact value), and from a
+            trace's ``project`` of anything but every choice.
+
+    Example:
+        >>> @ppl.gen
+        ... def q(mu):
+        ...     u = ppl.normal(mu, 1.0) @ "u"
+        ...     return ppl.normal(u, 0.5) @ "x"
+        >>> m = ppl.marginal(q, keep=ppl.select("x"), n=8)
+        >>> tr = m.simulate(jax.random.key(0), (0.0,))
+        >>> tr.choices.addresses(), tr.score.shape
+        ([('x',)], ())
+        >>> _, log_q = m.generate(jax.random.key(1), {"x": 0.3}, (0.0,))  # exact: -1.07
+        >>> round(float(log_q), 2)
+        -1.41
+    """
     return Marginal(q, keep, proposal, n)
 
 

@@ -74,5 +74,40 @@ class Normalized(GenerativeFunction):
 
 
 def normalize(p: GenerativeFunction, observations, n: int = 1) -> Normalized:
-    """The posterior of ``p`` given ``observations``, sampled by SIR with ``n`` particles."""
+    """The posterior of ``p`` given ``observations``, sampled by SIR with ``n`` particles.
+
+    ``n`` particles are drawn from ``p``'s prior given the observations
+    (``p.generate``), and one is resampled in proportion to its weight. The
+    result can be sampled (``simulate``, or ``ppl.sim`` inside an objective,
+    where the resampling index is a categorical choice at ``"index"``,
+    REINFORCE by default), and its score is ``log p(z, obs) - log (1/n) sum_i
+    w_i``, which keeps an objective with it as the family a lower bound. Its
+    density has no unbiased estimate (that would need one of ``1 / p(obs)``), so
+    everything that needs one is refused. A call costs ``n`` runs of ``p``.
+
+    Args:
+        p: the model, a generative function.
+        observations: the observed choices (a :class:`ppl.ChoiceMap` or a dict),
+            not empty.
+        n: the number of particles, a positive int.
+
+    Returns:
+        A generative function of ``p``'s arguments over its unobserved choices.
+
+    Raises:
+        PPLError: if ``p`` is not a generative function, ``observations`` is not
+            a choice map or is empty, or ``n`` is not a positive int; always from
+            ``assess``, ``generate``, ``update``, ``regenerate`` and
+            ``ppl.density`` of it.
+
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     z = ppl.normal(0.0, 1.0) @ "z"
+        ...     return ppl.normal(z, 1.0) @ "y"
+        >>> post = ppl.normalize(model, {"y": 1.0}, n=16)
+        >>> tr = post.simulate(jax.random.key(0), ())
+        >>> tr.choices.addresses(), tr.score.shape
+        ([('z',)], ())
+    """
     return Normalized(p, observations, n)
