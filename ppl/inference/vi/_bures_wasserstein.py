@@ -14,13 +14,18 @@ from ppl._errors import PPLError
 
 
 class GaussianState(NamedTuple):
-    """A Gaussian ``N(mean, cov)``, the iterate of :func:`fbgvi` (a pytree).
+    """A Gaussian ``N(mean, cov)``, the iterate of :func:`fbgvi` (a pytree, a
+    named tuple: ``mean, cov = state``).
+
+    Pass one as ``fit_fbgvi(..., init=)`` to start from it; :func:`fbgvi`'s
+    ``init(mean, cov)`` builds one with its checks.
 
     Attributes:
         mean: the mean, shape ``(d,)``.
         cov: the covariance, shape ``(d, d)``, symmetric positive definite.
 
     Example:
+        >>> from ppl.inference.vi import GaussianState
         >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
         >>> state.cov.shape
         (2, 2)
@@ -51,7 +56,8 @@ def base_points(dim: int, num_points: int, key=None) -> tuple[jax.Array, jax.Arr
         PPLError: if ``dim`` or ``num_points`` is not a positive int.
 
     Example:
-        >>> eps, w = base_points(2, 100)
+        >>> from ppl.inference.vi import base_points
+        >>> eps, w = base_points(2, 100)   # a 10 x 10 Gauss-Hermite grid
         >>> eps.shape, round(float(w.sum()), 6)
         ((100, 2), 1.0)
     """
@@ -94,6 +100,7 @@ def gaussian_elbo(potential: Callable, state: GaussianState, eps, weights=None):
         Nothing of its own: a covariance that is not positive definite gives NaN.
 
     Example:
+        >>> from ppl.inference.vi import GaussianState, base_points, gaussian_elbo
         >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
         >>> value = gaussian_elbo(lambda x: 0.5 * x @ x, state, *base_points(2, 64))
         >>> round(float(value), 4)   # minus the log normalizer of N(0, I): log(2 pi)
@@ -131,6 +138,7 @@ def entropy_prox(cov, step_size):
         Nothing of its own: negative eigenvalues of ``cov`` (rounding) count as zero.
 
     Example:
+        >>> from ppl.inference.vi import entropy_prox
         >>> float(entropy_prox(jnp.eye(1), 0.5)[0, 0])   # (1 + 1 + sqrt(3)) / 2
         1.8660254...
     """

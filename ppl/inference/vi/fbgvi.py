@@ -67,8 +67,11 @@ class FBGVI(NamedTuple):
             key is unused by the deterministic variant.
 
     Example:
-        >>> init, step = fbgvi(lambda x: 0.5 * x @ x, 0.1)
+        >>> from ppl.inference.vi import fbgvi
+        >>> init, step = fbgvi(lambda x: 0.5 * x @ x, 0.1)   # the target N(0, I)
         >>> state, elbo = step(jax.random.key(0), init(jnp.ones(2)))
+        >>> [round(float(m), 2) for m in state.mean], elbo.shape
+        ([0.9, 0.9], ())
     """
 
     init: Callable
@@ -105,6 +108,19 @@ def fbgvi(
 ) -> FBGVI:
     """FB-GVI as a pure ``init``/``step`` pair over :class:`GaussianState`.
 
+    Each ``step`` is one proximal-gradient step of ``KL(q || pi)`` over
+    Gaussians ``q`` in the Wasserstein-2 geometry: a forward step on the
+    potential (the mean moves by ``-h E_q[grad V]``, the covariance by ``M
+    Sigma M`` with ``M = I - h E_q[Hess V]``), then the closed-form backward
+    step of the entropy (:func:`entropy_prox`), which keeps every iterate
+    positive definite; see the module's text for the maths (Diao et al.,
+    ICML 2023). ``init(mean, cov=None)`` checks the shapes (``cov`` defaults
+    to the identity); ``step(key, state, step_size=None)`` returns the new
+    state and ``-E_q[V] + H(q)`` at the old one. A step costs ``num_points``
+    evaluations of ``V``'s gradient and, with ``hessian="autodiff"``, of its
+    Hessian (``d`` times a gradient each), plus a Cholesky factorization and an
+    eigendecomposition of a ``d x d`` matrix (``O(d^3)``).
+
     Args:
         potential: ``V(x) = -log pi(x)`` up to a constant, a scalar function on
             ``(d,)`` (an automatic guide's ``layout.potential``, or any).
@@ -123,16 +139,18 @@ def fbgvi(
 
     Raises:
         PPLError: an unknown variant or Hessian estimator, a step size that is not
-            positive, or ``num_points`` not a positive int (at least 2 for Stein's
-            estimator in the stochastic variant).
+            a positive number (a schedule goes to :func:`fit_fbgvi`), or
+            ``num_points`` not a positive int (at least 2 for Stein's
+            estimator in the stochastic variant); from ``init``, a mean that is
+            not a vector or a covariance that is not ``(d, d)``.
 
     Example:
-        >>> import jax, jax.numpy as jnp
+        >>> from ppl.inference.vi import fbgvi
         >>> solver = fbgvi(lambda x: 0.5 * jnp.sum((x - 1.0) ** 2), 0.1)
         >>> state = solver.init(jnp.zeros(2))
         >>> state, elbo = jax.jit(solver.step)(jax.random.key(0), state)
-        >>> state.mean.round(2)
-        Array([0.1, 0.1], dtype=float32)
+        >>> [round(float(m), 2) for m in state.mean]
+        [0.1, 0.1]
     """
     _check(step_size, variant, hessian, num_points)
     if callable(step_size):
@@ -197,8 +215,16 @@ class FBGVIResult(NamedTuple):
         auto: the automatic guide it was fitted from, or ``None``.
 
     Example:
-        >>> result = fit_fbgvi(auto, jax.random.key(0))   # doctest: +SKIP
-        >>> guide, guide_args = result.auto_guide()       # doctest: +SKIP
+        >>> from ppl.inference import vi
+        >>> start = vi.GaussianState(jnp.zeros(2), jnp.eye(2))
+        >>> result = vi.fit_fbgvi(lambda x: jnp.sum((x - 1.0) ** 2), jax.random.key(0),
+        ...                       steps=100, step_size=0.1, init=start)
+        >>> result.history.shape, result.auto is None   # fitted from a bare potential
+        ((100,), True)
+        >>> [round(float(m), 2) for m in result.state.mean]   # the target N(1, I / 2)
+        [1.0, 1.0]
+        >>> [[round(float(c), 2) for c in row] for row in result.state.cov]
+        [[0.5, 0.0], [0.0, 0.5]]
     """
 
     state: GaussianState
@@ -260,6 +286,15 @@ def fit_fbgvi(
     """Fit a Gaussian by FB-GVI: ``steps`` steps of :func:`fbgvi` in one compiled
     ``jax.lax.scan``.
 
+    From an automatic guide, the potential is the model's negative log joint
+    on the guide's unconstrained coordinates (with the log-Jacobians), so the
+    fitted Gaussian is a full-rank automatic guide
+    (:meth:`FBGVIResult.auto_guide`). The paper's guarantees (a log-concave,
+    ``L``-smooth target and ``h <= 1/L``) assume exact expectations under
+    ``q``: the deterministic variant's base points are exact for a quadratic
+    potential, the stochastic variant's draws are unbiased. The cost is
+    ``steps`` times one :func:`fbgvi` step, compiled once per call.
+
     Args:
         target: an automatic guide (``vi.auto_multivariate_normal(model, obs,
             args)``, or any :class:`AutoGuide`): its model's potential on the
@@ -270,7 +305,9 @@ def fit_fbgvi(
         step_size: ``h`` (see :func:`fbgvi`), or a schedule ``h(i)`` of the
             step index (an optax schedule: decreasing steps average out the
             stochastic variant's noise).
-        variant, num_points, hessian: as for :func:`fbgvi`.
+        variant: ``"deterministic"`` or ``"stochastic"``, as for :func:`fbgvi`.
+        num_points: the number of base points, as for :func:`fbgvi`.
+        hessian: ``"autodiff"`` or ``"stein"``, as for :func:`fbgvi`.
         init: the starting :class:`GaussianState` (default: the guide's).
 
     Returns:
