@@ -10,7 +10,9 @@ each name's in a fresh namespace that holds ``jax``, ``jnp`` (``jax.numpy``) and
 from __future__ import annotations
 
 import doctest
+import importlib
 import inspect
+import pathlib
 import re
 import types
 
@@ -22,7 +24,8 @@ import ppl
 import ppl.inference
 import ppl.inference.vi
 
-MODULES = [ppl, ppl.inference, ppl.inference.vi]
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODULES = [ppl, ppl.inference, ppl.inference.vi, ppl.inference.smc, ppl.inference.diagnostics]
 PUBLIC = [
     (module.__name__, name)
     for module in MODULES
@@ -83,3 +86,34 @@ def test_docstring_examples_run(module, name):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {module}.{name}'s examples failed (above)"
+
+
+def _resolve(path: str):
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for part in parts[cut:]:
+            obj = getattr(obj, part)
+        return obj
+    raise ImportError(path)
+
+
+def test_every_public_name_is_in_the_api_reference():
+    """Each name appears on an API page, through a ``::: path`` directive for it,
+    for its class (the strategies and primitives are instances), or for a module
+    whose members the page lists."""
+    pages = "\n".join(p.read_text() for p in (ROOT / "docs" / "api").glob("*.md"))
+    shown = [_resolve(path) for path in re.findall(r"^::: ([\w.]+)", pages, re.M)]
+    covered = {id(obj) for obj in shown}
+    for module in (m for m in shown if isinstance(m, types.ModuleType)):
+        covered |= {id(getattr(module, n)) for n in getattr(module, "__all__", ())}
+    missing = [
+        f"{module}.{name}"
+        for module, name in PUBLIC
+        if not {id(obj := getattr(importlib.import_module(module), name)), id(type(obj))} & covered
+        and not isinstance(obj, ppl.Distribution)  # the generated table lists them
+    ]
+    assert not missing, f"not in docs/api/*.md: {missing}"
