@@ -118,14 +118,20 @@ class Factor(GenerativeFunction):
     choice (an empty choice map): nothing to move, cover or constrain. It
     returns ``None``.
 
+    Inside an expectation, a factor is refused (a :class:`PPLError`) when the
+    expectation samples the function it is in (``ppl.sim`` or a call), which
+    then has no distribution; ``ppl.density`` of it counts the factor.
+
     Args:
-        log_weight: the log-density term, traced like any argument (it may
-            depend on earlier choices and on parameters being differentiated).
+        *args: exactly one, ``log_weight``: the log-density term, traced like
+            any argument (it may depend on earlier choices and on parameters
+            being differentiated).
 
     Returns:
         An invocation to give an address; the call returns ``None``.
 
     Raises:
+        PPLError: not exactly one argument.
         AddressError: the log weight is not a real number, or a value is given
             at its address to ``assess``/``generate``/``update`` (it records no
             choice).
@@ -134,7 +140,10 @@ class Factor(GenerativeFunction):
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 10.0) @ "mu"
-        ...     ppl.factor(ppl.normal.log_density(0.5, (mu, 1.0))) @ "lik"
+        ...     ppl.factor(-0.5 * (mu - 0.5) ** 2) @ "lik"
+        >>> log_p, _ = model.assess({"mu": 0.5}, ())  # the factor is 0 at mu = 0.5
+        >>> bool(log_p == ppl.normal.assess(ppl.ChoiceMap.value(0.5), (0.0, 10.0))[0])
+        True
     """
 
     @property
@@ -225,17 +234,24 @@ class Deterministic(GenerativeFunction):
     ``assess(recorded(tr), args)`` works); ``generate`` and ``update`` refuse one.
 
     Args:
-        value: the value to record.
+        *args: exactly one, ``value``: the value to record.
 
     Returns:
         An invocation to give an address; the call returns ``value``.
 
     Raises:
+        PPLError: not exactly one argument.
         AddressError: a value is given at its address to ``generate`` or
             ``update``: it cannot be constrained.
 
     Example:
-        >>> sigma = ppl.deterministic(jnp.exp(log_sigma)) @ "sigma"
+        >>> @ppl.gen
+        ... def model():
+        ...     log_s = ppl.normal(0.0, 1.0) @ "log_s"
+        ...     return ppl.deterministic(jnp.exp(log_s)) @ "sigma"
+        >>> tr = model.simulate(jax.random.key(0), ())
+        >>> tr.choices.addresses(), ppl.recorded(tr).addresses()
+        ([('log_s',)], [('log_s',), ('sigma',)])
     """
 
     @property
@@ -291,11 +307,22 @@ def recorded(trace: Trace) -> ChoiceMap:
     Returns:
         A :class:`~ppl.ChoiceMap`: ``trace.choices`` with each deterministic
         value at its address (nested calls and combinators address them as
-        they do choices).
+        they do choices). ``assess`` accepts it (deterministic values there
+        are ignored and recomputed).
+
+    Raises:
+        AttributeError: if ``trace`` is not a trace (it has no ``choices``).
 
     Example:
-        >>> tr = model.simulate(key, args)
-        >>> ppl.recorded(tr)["sigma"]     # a deterministic value
+        >>> @ppl.gen
+        ... def model():
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     return ppl.deterministic(2.0 * mu) @ "twice"
+        >>> tr = model.simulate(jax.random.key(0), ())
+        >>> bool(ppl.recorded(tr)["twice"] == 2.0 * tr["mu"])
+        True
+        >>> bool(model.assess(ppl.recorded(tr), ())[0] == tr.score)
+        True
     """
     shown = jax.tree.map(
         lambda t: DeterministicTrace(t.gen_fn, t.args, True) if _is_deterministic(t) else t,
@@ -315,7 +342,8 @@ def has_deterministic(trace: Trace) -> bool:
         True if some sub-trace is a :class:`DeterministicTrace`.
 
     Example:
-        >>> has_deterministic(model.trace_shape(args))
+        >>> has_deterministic(ppl.deterministic.trace_shape((1.0,)))
+        True
     """
     leaves = jax.tree.leaves(trace, is_leaf=_is_deterministic)
     return any(_is_deterministic(x) for x in leaves)
