@@ -63,9 +63,14 @@ def elbo(
     Returns:
         An :class:`Objective`; its estimate is one sample's ``log p(z, obs) - log q(z)``.
 
+    Raises:
+        PPLError: if ``observations`` is not a choice map, dict, ``None`` or
+            function; when estimating, if the arguments are not tuples or
+            ``strategies`` names an address the guide does not make.
+        AddressError: when estimating, if the guide leaves a latent choice of
+            the model without a value or makes one the model does not.
+
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -111,11 +116,12 @@ def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> O
         An :class:`Objective`.
 
     Raises:
-        PPLError: if ``n`` is not an int of at least 1.
+        PPLError: if ``n`` is not an int of at least 1; when estimating, if the model or guide
+            has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
+            as :func:`elbo`.
+        AddressError: as :func:`elbo`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -159,11 +165,13 @@ def renyi(
         An :class:`Objective`.
 
     Raises:
-        PPLError: if ``alpha`` is 1 (use :func:`elbo`), or ``n`` is not an int of at least 1.
+        PPLError: if ``alpha`` is 1 (use :func:`elbo`), or ``n`` is not an int
+            of at least 1; when estimating, if the model or guide
+            has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
+            as :func:`elbo`.
+        AddressError: as :func:`elbo`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -212,11 +220,12 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
 
     Raises:
         PPLError: if ``n`` is not an int of at least 2, or the guide's density is
-            only estimated.
+            only estimated; when estimating, if the model or guide
+            has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
+            as :func:`elbo`.
+        AddressError: as :func:`elbo`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -258,8 +267,8 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
     Args:
         model: the model, a generative function called with ``*model_args``.
         guide: the variational family, called with ``*guide_args``; its
-            addresses are latent addresses of ``model``. Its density must be
-            exact (not a ``ppl.marginal`` or ``ppl.normalize`` family).
+            addresses are latent addresses of ``model`` (a ``ppl.marginal``
+            family is accepted: its density estimate enters the weights).
         observations: a choice map (or dict) of observed values, or a function
             of the model's arguments returning one (data that change per call,
             e.g. the example appended by ``vi.fit(..., data=)``).
@@ -269,12 +278,12 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
         An :class:`Objective` (a surrogate: its value is not a bound).
 
     Raises:
-        PPLError: if ``n`` is not an int of at least 1, or the guide's density is
-            only estimated.
+        PPLError: if ``n`` is not an int of at least 1; when estimating, if the model or guide
+            has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
+            as :func:`elbo`.
+        AddressError: as :func:`elbo`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -320,11 +329,12 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
 
     Raises:
         PPLError: if ``n`` is not an int of at least 1, or the guide's density is
-            only estimated.
+            only estimated; when estimating, if the model or guide
+            has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
+            as :func:`elbo`.
+        AddressError: as :func:`elbo`.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -375,9 +385,13 @@ def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None
     Returns:
         An :class:`Objective`.
 
+    Raises:
+        PPLError: when estimating, if the model has a subsampled
+            ``ppl.vmap(..., subsample_of=N)`` (the exponentiated weight would be
+            biased), and as :func:`elbo`.
+        AddressError: as :func:`elbo`.
+
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
