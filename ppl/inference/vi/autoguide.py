@@ -48,6 +48,20 @@ def inv_softplus(y):
 class AutoGuide:
     """An automatic guide and its initial arguments; unpacks as ``(guide, guide_args)``.
 
+    Built by :func:`auto_normal`, :func:`auto_delta`,
+    ``auto_multivariate_normal``, ``auto_low_rank_normal``, ``auto_laplace``
+    and ``fit_fbgvi``'s ``auto_guide()``, not usually by hand. With fitted
+    arguments (``result.guide_args``), ``median`` gives the constrained
+    values at the location, ``sample`` draws from the guide, ``covariance``
+    gives the covariance of the unconstrained coordinates.
+
+    Args:
+        walker: the family's guide for the model (it holds the guide, the
+            layout, the model, its arguments and the family's name).
+        guide_args: ``(params,)``, the initial parameters.
+        covariance: ``covariance(params)``, the covariance of the unconstrained
+            coordinates under those parameters.
+
     Attributes:
         guide: the ``@ppl.gen`` guide, called with ``*guide_args``.
         guide_args: ``(params,)``, the initial parameters (a dict of float arrays).
