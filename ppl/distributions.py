@@ -64,7 +64,20 @@ class Distribution(GenerativeFunction):
     [0, 1] that sum to 1, a positive-definite covariance, finite locations);
     one outside raises an :class:`AddressError` naming the address and the
     parameter. Parameters computed under ``jit`` cannot be checked: there the
-    score follows numpyro (typically NaN or -inf).
+    score follows numpyro (typically NaN or -inf). Build one with :func:`distribution`.
+
+    Args:
+        factory: a numpyro distribution class, or a function of the parameters
+            returning a numpyro distribution.
+        name: the name used in messages (default: the factory's name).
+        value_dtype: the dtype the values are cast to (``flip`` uses
+            ``jnp.bool_``); ``None`` keeps numpyro's.
+
+    Example:
+        >>> import numpyro.distributions as nd
+        >>> coin = ppl.Distribution(nd.Bernoulli, "coin", value_dtype=jnp.bool_)
+        >>> coin.simulate(jax.random.key(0), (0.3,)).retval.dtype
+        dtype('bool')
     """
 
     def __init__(self, factory: Callable, name: str | None = None, value_dtype=None):
@@ -368,12 +381,21 @@ def distribution(numpyro_class: Callable, name: str | None = None) -> Distributi
 
     Returns:
         A :class:`Distribution`; Python ints and bools among its parameters
-        are held static (see :class:`Distribution`).
+        are held static (see :class:`Distribution`). Its default gradient
+        strategy is ``ppl.reparam`` if numpyro can ``rsample`` it and its
+        support is continuous, otherwise ``ppl.reinforce``.
 
-    >>> lkj = ppl.distribution(numpyro.distributions.LKJCholesky)
-    >>> chol = lkj(3, 2.0) @ "L"   # the dimension 3 stays a Python int
-    >>> vonmises = ppl.distribution(numpyro.distributions.VonMises)
-    >>> x = vonmises(0.0, 2.0) @ "angle"
+    Raises:
+        AttributeError: if ``numpyro_class`` is neither a class nor a function
+            (it has no name to read).
+        AddressError: when a choice is made, if the factory refuses the
+            parameters, or a parameter that holds a value is outside its domain.
+
+    Example:
+        >>> import numpyro.distributions as nd
+        >>> lkj = ppl.distribution(nd.LKJCholesky)
+        >>> lkj.simulate(jax.random.key(0), (3, 2.0)).retval.shape  # 3 stays a Python int
+        (3, 3)
     """
     return Distribution(numpyro_class, name=name)
 
