@@ -5,9 +5,9 @@
 ...     x = ppl.normal(theta, 1.0) @ "x"                    # reparam by default
 ...     b = ppl.enum(ppl.flip)(jax.nn.sigmoid(theta)) @ "b"  # strategy at the call site
 ...     return x ** 2 + jnp.where(b, 1.0, -1.0) * x
->>> f.estimate(key, (0.5,))            # unbiased estimate of E[...]
->>> f.grad_estimate(key, (0.5,))       # unbiased estimate of its gradient
->>> ppl.adev(f, strategies={"x": ppl.mvd})   # switch estimators without editing f
+>>> value = f.estimate(jax.random.key(0), (0.5,))        # unbiased estimate of E[...]
+>>> (grad,) = f.grad_estimate(jax.random.key(0), (0.5,))  # unbiased estimate of its gradient
+>>> g = ppl.adev(f, strategies={"x": ppl.mvd})   # switch estimators without editing f
 
 ``estimate`` is a ``jax.custom_jvp`` function whose derivative rule is the
 ADEV forward pass, so ``jax.grad``, ``jit`` and ``vmap`` compose with it.
@@ -71,13 +71,41 @@ def expectation(
 
 
 def adev(f, strategies=None) -> Expectation:
-    """``f`` (an expectation, or a plain function to make one) with a strategy
-    policy ``{address: strategy}``; later policies override earlier ones and the
-    call-site wrappers, which override the defaults. Nested choices are
-    addressed by path: ``{("model", "z"): ppl.reinforce}``.
+    """``f`` with a strategy policy: switch gradient estimators without editing ``f``.
 
-    ``strategies="auto"`` is an error: choosing needs a pilot run at a key and
-    arguments; ``ppl.choose_strategies(f, key, args).policy`` gives the policy."""
+    A policy given here overrides earlier policies of ``f`` and the call-site
+    wrappers (``ppl.reinforce(ppl.flip)(p) @ "b"``), which override the
+    defaults (``reparam`` where valid, otherwise ``reinforce``). Nested choices
+    are addressed by path: ``{("model", "z"): ppl.reinforce}``; a strategy at
+    the address of a call (``{"call": ppl.reinforce}``) estimates every choice
+    inside it by the score function.
+
+    Args:
+        f: an :class:`Expectation`, or a plain function of random choices to
+            make one (as ``ppl.expectation`` would).
+        strategies: ``None`` or a dict, address -> strategy (``ppl.reparam``,
+            ``ppl.reinforce``, ``ppl.enum``, ...).
+
+    Returns:
+        A new :class:`Expectation`; ``f`` is unchanged.
+
+    Raises:
+        PPLError: if ``strategies`` is ``"auto"`` (choosing needs a pilot at a
+            key and arguments: use ``ppl.choose_strategies(f, key,
+            args).policy``), is not a dict, or maps an address to something that
+            is not a strategy. When the result is estimated: for an address
+            where ``f`` makes no random choice, and for a strategy that cannot
+            serve its choice (the message names the address and the fix).
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"  # reinforce by default
+        ...     return jnp.where(b, 3.0, -1.0)
+        >>> exact = ppl.adev(f, strategies={"b": ppl.enum})
+        >>> exact.grad_estimate(jax.random.key(0), (0.0,))  # d/dθ (4 sigmoid(θ) - 1) = 1
+        (Array(1., dtype=float32, weak_type=True),)
+    """
     _adev.check_policy(strategies)  # before making an expectation of f
     if not isinstance(f, Expectation):
         f = Expectation(f)
@@ -87,8 +115,34 @@ def adev(f, strategies=None) -> Expectation:
 def E(f, n: int, loo: bool = False) -> Expectation:
     """The average of ``n`` independent estimates of ``f`` (vectorised).
 
-    ``loo=True`` gives every reinforce choice of each sample a leave-one-out
-    baseline, the mean value of the other ``n - 1`` samples (as in VIMCO).
+    The average is unbiased with ``1/n`` of ``f``'s variance, at ``n`` times the
+    compute and memory (the samples run at once under ``jax.vmap``). Call it at
+    the top level (``ppl.E(f, n).grad_estimate(key, args)``) or inside another
+    expectation (``ppl.E(f, n)(*args) @ "avg"``).
+
+    Args:
+        f: an :class:`Expectation`, or a plain function to make one.
+        n: the number of samples, a positive int (at least 2 with ``loo``).
+        loo: give every reinforce choice of each sample a leave-one-out
+            baseline, the mean value of the other ``n - 1`` samples (as in
+            VIMCO); still unbiased, since a sample's baseline does not depend on
+            its own choices.
+
+    Returns:
+        An :class:`Expectation` of the same arguments.
+
+    Raises:
+        PPLError: if ``n`` is not a positive int, or ``n < 2`` with ``loo=True``.
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     return ppl.normal(theta, 1.0) @ "x"
+        >>> avg = ppl.E(f, 8)
+        >>> avg.grad_estimate(jax.random.key(0), (0.5,))  # reparam: d/dθ E[x] = 1 exactly
+        (Array(1., dtype=float32, weak_type=True),)
+        >>> avg.estimate(jax.random.key(0), (0.5,)).shape
+        ()
     """
     if not isinstance(f, Expectation):
         f = Expectation(f)
@@ -101,7 +155,32 @@ def add_cost(x) -> None:
     """Add ``x`` (a differentiable real) to the value of the enclosing expectation.
 
     Also allowed inside an ``@gen`` function called from an expectation; when
-    such a function is simulated on its own the cost is ignored."""
+    such a function is simulated on its own the cost is ignored. A cost is a
+    term of the value: with Rao-Blackwellization (the default) it meets the
+    scores of only the REINFORCE choices it depends on, and inside
+    ``ppl.scan``/``ppl.vmap`` bodies it is what ``enum`` and ``mvd`` choices
+    there may feed.
+
+    Args:
+        x: a real scalar (sum an array first).
+
+    Returns:
+        ``None``; the cost is added to the expectation's value.
+
+    Raises:
+        PPLError: if ``x`` is not a scalar (when the expectation runs), or when
+            called outside any ppl program (the message calls it a random
+            choice at ``'add_cost'``).
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     x = ppl.normal(theta, 1.0) @ "x"
+        ...     ppl.add_cost(-0.5 * theta**2)  # a penalty on theta
+        ...     return x
+        >>> f.grad_estimate(jax.random.key(0), (0.5,))  # 1 - θ
+        (Array(0.5, dtype=float32, weak_type=True),)
+    """
     bind_cost(x)
 
 
@@ -122,24 +201,60 @@ def sim(q: GenerativeFunction) -> _AdevOnly:
         policy, under the call's address), so the gradient flows through ``q``.
 
     Raises:
-        PPLError: when the call is run outside an expectation (by ``simulate``
-            and the other interface methods), where it has no meaning.
+        PPLError: if ``q`` is a distribution or a combinator (wrap it in an
+            ``@ppl.gen`` function; ``ppl.marginal``, ``ppl.normalize`` and
+            ``ppl.sum_out`` have rules of their own), and when the call is run
+            outside an expectation (by ``simulate`` and the other interface
+            methods), where it has no meaning.
 
     Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     z = ppl.normal(0.0, 1.0) @ "z"
+        ...     return ppl.normal(z, 1.0) @ "x"
+        >>> @ppl.gen
+        ... def guide(mu):
+        ...     return ppl.normal(mu, 1.0) @ "z"
         >>> @ppl.expectation
         ... def elbo(mu):
-        ...     choices, logq = ppl.sim(guide)(mu) @ "q"
-        ...     logp, _ = model.assess(choices, ())
-        ...     return logp - logq
+        ...     z, log_q = ppl.sim(guide)(mu) @ "q"
+        ...     return ppl.density(model)(z | ppl.ChoiceMap.d({"x": 1.0})) - log_q
+        >>> elbo.grad_estimate(jax.random.key(0), (0.0,))[0].shape  # unbiased for 1 - 2 mu
+        ()
     """
     return sim_of(q)
 
 
 def density(p: GenerativeFunction) -> Callable:
-    """``density(p)(choices, *args)``: ``log p(choices)``, deterministic and
-    differentiable in the choices and the arguments.
+    """``density(p)(choices, *args)``: ``log p(choices)``, differentiable in the
+    choices and the arguments.
 
-    For a generative function with an estimated density (``ppl.marginal``), an
-    estimate whose expectation is at most the true log density (use it inside
-    an expectation)."""
+    For most generative functions this is ``p.assess``, exact and
+    deterministic, usable anywhere; it counts ``ppl.factor`` terms. For
+    ``ppl.marginal`` it is an estimate (``n`` fresh auxiliary samples) whose
+    expectation is at most the true log density, so it must run inside an
+    expectation (its samples are random choices there).
+
+    Args:
+        p: the generative function (a model).
+
+    Returns:
+        A function ``(choices, *args) -> log density``, ``choices`` a
+        :class:`ppl.ChoiceMap` or a dict with a value for every choice of ``p``.
+
+    Raises:
+        AddressError: from the returned function, as ``p.assess``: a choice
+            with no value, or a value where ``p`` makes no choice.
+        PPLError: from the returned function for ``ppl.normalize`` (its density
+            has no unbiased estimate).
+
+    Example:
+        >>> @ppl.gen
+        ... def model():
+        ...     z = ppl.normal(0.0, 1.0) @ "z"
+        ...     return ppl.normal(z, 1.0) @ "x"
+        >>> log_p = ppl.density(model)({"z": 0.0, "x": 1.0})  # log N(0; 0, 1) + log N(1; 0, 1)
+        >>> round(float(log_p), 3)
+        -2.338
+    """
     return density_of(p)

@@ -53,12 +53,35 @@ class _AdevOnly(Callee):
 
 
 class Expectation(_AdevOnly):
-    """An expected value as a program; build with :func:`expectation`.
+    """An expected value as a program; build with :func:`ppl.expectation`.
 
-    Inside another expectation, ``f(*args) @ "addr"`` gives an unbiased estimate
-    of ``f``'s value with an unbiased derivative (its choices live under
-    ``"addr"`` for strategy policies); the outer estimate stays unbiased where
-    it uses the inner one linearly.
+    ``estimate(key, args)`` is an unbiased estimate of the value and
+    ``grad_estimate(key, args)`` an unbiased estimate of its gradient with
+    respect to ``args`` (the same pytree); both are jitted, and ``jax.grad`` of
+    ``estimate`` is ``grad_estimate``. Inside another expectation,
+    ``f(*args) @ "addr"`` gives an unbiased estimate of ``f``'s value with an
+    unbiased derivative (its choices live under ``"addr"`` for strategy
+    policies); the outer estimate stays unbiased where it uses the inner one
+    linearly. Outside an expectation it has no meaning: ``simulate`` and the
+    other interface methods raise :class:`ppl.PPLError`, as do arguments that
+    are not a tuple.
+
+    Args:
+        fn: the program, a function of the arguments returning a real scalar.
+        policy: address (a path tuple) -> strategy; prefer :func:`ppl.adev`,
+            which checks it.
+        rao_blackwell: multiply each REINFORCE score only by the terms that
+            depend on its choice (see :meth:`with_rao_blackwell`).
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     return ppl.normal(theta, 1.0) @ "x"
+        >>> @ppl.expectation
+        ... def outer(theta):
+        ...     return 2.0 * (f(theta) @ "inner")
+        >>> isinstance(f, ppl.Expectation), outer.grad_estimate(jax.random.key(0), (0.5,))
+        (True, (Array(2., dtype=float32, weak_type=True),))
     """
 
     def __init__(self, fn: Callable | None, policy: dict | None = None, rao_blackwell: bool = True):
@@ -122,8 +145,12 @@ class Expectation(_AdevOnly):
             PPLError: if ``on`` is not a bool.
 
         Example:
+            >>> @ppl.expectation
+            ... def f(theta):
+            ...     return ppl.normal(theta, 1.0) @ "x"
             >>> plain = f.with_rao_blackwell(False)
-            >>> plain.grad_estimate(jax.random.key(0), (0.5,))  # doctest: +SKIP
+            >>> plain.grad_estimate(jax.random.key(0), (0.5,))
+            (Array(1., dtype=float32, weak_type=True),)
         """
         if not isinstance(on, bool):
             raise PPLError(f"with_rao_blackwell takes True or False; got {on!r}.")
