@@ -48,9 +48,14 @@ def enough_draws(x) -> bool:
     Returns:
         A bool.
 
+    Raises:
+        Nothing of its own: anything ``np.shape`` reads is answered.
+
     Example:
-        >>> enough_draws(np.zeros((2, 3)))
-        False
+        >>> import numpy as np
+        >>> from ppl.inference.diagnostics import enough_draws
+        >>> enough_draws(np.zeros((2, 3))), enough_draws(np.zeros((2, 4)))
+        (False, True)
     """
     shape = np.shape(x)
     return len(shape) >= 2 and shape[1] >= MIN_DRAWS
@@ -91,7 +96,13 @@ def ess_bulk(x) -> np.ndarray:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
     Example:
-        >>> ess_bulk(np.random.default_rng(0).normal(size=(4, 500)))  # about 2000
+        >>> import numpy as np
+        >>> from ppl.inference.diagnostics import ess_bulk
+        >>> draws = np.random.default_rng(0).normal(size=(4, 500))  # 2000 independent draws
+        >>> bool(1500 < ess_bulk(draws) < 2500)
+        True
+        >>> bool(ess_bulk(np.cumsum(draws, axis=1)) < 100)   # random walks mix badly
+        True
     """
     return _ess(_z_scale(_split(_checked(x))))
 
@@ -112,7 +123,11 @@ def ess_tail(x) -> np.ndarray:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
     Example:
-        >>> ess_tail(np.random.default_rng(0).normal(size=(4, 500)))
+        >>> import numpy as np
+        >>> from ppl.inference.diagnostics import ess_tail
+        >>> draws = np.random.default_rng(0).normal(size=(4, 500))
+        >>> bool(1000 < ess_tail(draws) < 3000)
+        True
     """
     x = _split(_checked(x))
     lo, hi = np.quantile(x, [0.05, 0.95], axis=(0, 1))
@@ -138,7 +153,13 @@ def rhat(x) -> np.ndarray:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
     Example:
-        >>> rhat(np.random.default_rng(0).normal(size=(4, 500)))  # about 1.0
+        >>> import numpy as np
+        >>> from ppl.inference.diagnostics import rhat
+        >>> draws = np.random.default_rng(0).normal(size=(4, 500))
+        >>> bool(rhat(draws) < 1.01)
+        True
+        >>> bool(rhat(draws + np.arange(4)[:, None]) > 1.01)   # chains at different places
+        True
     """
     # numpyro's split R-hat splits the chains itself; the ranks are over all draws.
     x = _checked(x)
@@ -164,7 +185,13 @@ def mcse_mean(x) -> np.ndarray:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
     Example:
-        >>> abs(draws.mean() - exact) < 4 * mcse_mean(draws)
+        >>> import numpy as np
+        >>> from ppl.inference.diagnostics import mcse_mean
+        >>> draws = np.random.default_rng(0).normal(size=(4, 500))  # exact mean 0, sd 1
+        >>> round(float(mcse_mean(draws)), 2)   # about 1 / sqrt(2000)
+        0.02
+        >>> bool(abs(draws.mean()) < 4 * mcse_mean(draws))
+        True
     """
     x = _checked(x)
     return x.std(axis=(0, 1), ddof=1) / np.sqrt(_ess(_split(x)))
@@ -182,10 +209,18 @@ def bfmi(energy) -> np.ndarray:
             it as ``MCMCResult.stats["energy"]``).
 
     Returns:
-        An array of shape ``(chains,)``.
+        An array of shape ``(chains,)`` (NaN for a chain whose energy is constant).
+
+    Raises:
+        numpy.exceptions.AxisError: if ``energy`` has fewer than two axes (it is
+            a ``ValueError``).
 
     Example:
-        >>> bfmi(result.stats["energy"])
+        >>> import numpy as np
+        >>> from ppl.inference.diagnostics import bfmi
+        >>> energy = np.random.default_rng(0).normal(size=(2, 1000))  # independent energies
+        >>> [round(float(b), 1) for b in bfmi(energy)]   # about 2 when they are independent
+        [2.0, 2.0]
     """
     e = np.asarray(energy, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
