@@ -27,7 +27,9 @@ def _free_port() -> int:
 
 def _launch(tmp_path: Path, devices: int, processes: int) -> list[dict]:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    # added to the suite's own XLA flags (make test's compile-time settings), not in their place
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = flags.strip()
     coordinator = f"127.0.0.1:{_free_port()}"
     runs = []
     for pid in range(processes):
