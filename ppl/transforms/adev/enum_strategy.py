@@ -38,15 +38,48 @@ MAX_JOINT_SUPPORT = 1024
 
 
 class Enum(Strategy):
-    """Exact enumeration: sums the rest of the program over the whole support,
-    weighted by the (differentiable) probabilities. Zero variance from this
-    choice; valid for choices with finite support (flip, categorical,
-    binomial); a batched choice (``flip`` of shape ``(3,)``) is enumerated over
-    the product of its elements' supports, up to :data:`MAX_JOINT_SUPPORT`
-    joint values. ``enum`` evaluates the branches in parallel (vectorised with
-    ``jax.vmap``); ``enum_sequential`` one after another. Inside a loop body
-    or a branch with a run-time index it sums the rest of the body only, so
-    the choice's value must stay inside the body (an error otherwise)."""
+    """Exact enumeration (``ppl.enum``, ``ppl.enum_sequential``): sums the rest of
+    the program over the whole support, weighted by the (differentiable)
+    probabilities.
+
+    Valid for choices with finite support: flip, categorical, and binomial with
+    a Python-int count; a batched choice (``flip`` of shape ``(3,)``) is
+    enumerated over the product of its elements' supports, up to
+    :data:`MAX_JOINT_SUPPORT` (1024) joint values. Needs the rest of the program
+    as a function of the choice (not its derivative). Cost: K evaluations of the
+    rest of the program per choice, K the size of the (joint) support; nested
+    enumerations multiply, and more than 2**16 branches in all is refused.
+    ``enum`` evaluates the branches in parallel (vectorised with ``jax.vmap``:
+    K times the memory); ``enum_sequential`` one after another (less memory,
+    longer compilation). Variance: zero from this choice. Inside a
+    ``ppl.scan``/``ppl.vmap`` body or a branch with a run-time index it sums
+    the rest of the body only, so the choice's value must stay inside the body
+    (feed only ``ppl.add_cost`` terms or densities computed there).
+
+    Args:
+        gen_fn: the distribution to wrap for one call site.
+
+    Returns:
+        The wrapped distribution: call it with its parameters and give the call
+        an address.
+
+    Raises:
+        PPLError: if ``gen_fn`` is not a distribution; when the expectation is
+            staged, naming the address, for a continuous choice, an infinite
+            support (geometric, poisson), a traced binomial count, vector-valued
+            draws or a joint support over 1024 values, a value that leaves a
+            loop body or run-time branch, or more than 2**16 nested branches.
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"
+        ...     return jnp.where(b, 3.0, -1.0)
+        >>> ppl.adev(f, {"b": ppl.enum}).grad_estimate(jax.random.key(0), (0.0,))
+        (Array(1., dtype=float32, weak_type=True),)
+        >>> ppl.adev(f, {"b": ppl.enum_sequential}).grad_estimate(jax.random.key(0), (0.0,))
+        (Array(1., dtype=float32, weak_type=True),)
+    """
 
     needs_continuation = True
 

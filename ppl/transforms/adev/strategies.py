@@ -34,8 +34,25 @@ from ppl.transforms.adev import dual as _dual
 
 
 class Strategy:
-    """Base class. Calling a strategy on a distribution wraps it for one call
-    site: ``reinforce(normal)(mu, s) @ "z"``."""
+    """A gradient estimator for one random choice: a sampling rule and a derivative rule.
+
+    The built-ins are ``ppl.reparam``, ``ppl.implicit_reparam``,
+    ``ppl.reinforce``, ``ppl.enum``, ``ppl.enum_sequential`` and ``ppl.mvd``;
+    all give unbiased gradients where they are valid and differ in variance,
+    cost and what they need of the rest of the program. A strategy is given in
+    a policy (``ppl.adev(f, {"z": ppl.mvd})``) or at a call site, where calling
+    it on a distribution wraps that one call: ``reinforce(normal)(mu, s) @ "z"``.
+    A new strategy subclasses this: ``check`` refuses what it cannot serve
+    (raising :class:`ppl.PPLError` through ``_refuse``), and it defines
+    ``sample`` (needs only the value of the rest of the program) or, with
+    ``needs_continuation = True``, ``with_continuation`` and ``branch_count``.
+
+    Example:
+        >>> isinstance(ppl.reinforce(baseline=1.0), ppl.Strategy), ppl.enum.needs_continuation
+        (True, True)
+        >>> ppl.reinforce(ppl.flip).name  # a flip whose call site fixes its strategy
+        'reinforce(flip)'
+    """
 
     name = "strategy"
     needs_continuation = False
@@ -144,12 +161,38 @@ def _scalar(d) -> bool:
 
 
 class Reparam(Strategy):
-    """Pathwise derivative: the sample is a differentiable function of the
-    parameters and independent noise. Valid for continuous distributions that
-    numpyro can ``rsample`` (normal, mv_normal, uniform, laplace, logistic,
-    lognormal, exponential, cauchy, ...), including gamma, beta and dirichlet,
-    whose samplers carry implicit-reparameterization derivatives. Needs the
-    rest of the program to be differentiable in the value."""
+    """Pathwise derivative (``ppl.reparam``): the sample is a differentiable
+    function of the parameters and independent noise.
+
+    Valid for continuous distributions that numpyro can ``rsample`` (normal,
+    mv_normal, mv_normal_diag, uniform, laplace, logistic, lognormal,
+    exponential, cauchy, student_t, half_normal, half_cauchy), including gamma,
+    beta and dirichlet, whose samplers carry implicit-reparameterization
+    derivatives; the default for those. Needs the rest of the program to be
+    differentiable in the value. Works inside ``ppl.scan``, ``ppl.vmap`` and
+    every branch. Cost: one evaluation of the program per choice (the
+    derivative rides along). Variance: usually the lowest of the strategies;
+    it grows with how steeply the rest of the program changes with the value.
+
+    Args:
+        gen_fn: the distribution to wrap for one call site.
+
+    Returns:
+        The wrapped distribution: call it with the distribution's parameters and
+        give the call an address; outside an expectation it is the distribution.
+
+    Raises:
+        PPLError: if ``gen_fn`` is not a distribution; when the expectation is
+            staged, naming the address, for a discrete distribution or one
+            numpyro cannot ``rsample``.
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     return ppl.reparam(ppl.normal)(theta, 1.0) @ "x"
+        >>> f.grad_estimate(jax.random.key(0), (0.5,))  # x = θ + noise: dx/dθ = 1
+        (Array(1., dtype=float32, weak_type=True),)
+    """
 
     name = "reparam"
 
@@ -172,18 +215,47 @@ class Reparam(Strategy):
 
 
 class ImplicitReparam(Reparam):
-    """Implicit reparameterization (gamma, beta, dirichlet): the derivative of the
-    sample follows from differentiating its CDF, which numpyro's samplers do.
-    The rule is that of :data:`reparam`; this name documents the intent."""
+    """Implicit reparameterization (``ppl.implicit_reparam``; gamma, beta,
+    dirichlet): the derivative of the sample follows from differentiating its
+    CDF, which numpyro's samplers do.
+
+    The rule is that of ``ppl.reparam``, so it is valid, costs and behaves
+    exactly as that (one evaluation per choice, usually the lowest variance,
+    the rest of the program differentiable in the value); this name documents
+    the intent.
+
+    Args:
+        gen_fn: the distribution to wrap for one call site.
+
+    Returns:
+        The wrapped distribution, as for ``ppl.reparam``.
+
+    Raises:
+        PPLError: as for ``ppl.reparam``: ``gen_fn`` not a distribution; when
+            staged, a discrete distribution or one numpyro cannot ``rsample``.
+
+    Example:
+        >>> @ppl.expectation
+        ... def f(a):
+        ...     return ppl.implicit_reparam(ppl.gamma)(a, 1.0) @ "x"
+        >>> (g,) = f.grad_estimate(jax.random.key(0), (2.0,))  # unbiased for d/da E[x] = 1
+        >>> bool(jnp.isfinite(g))
+        True
+    """
 
     name = "implicit_reparam"
 
 
 class Reinforce(Strategy):
-    """Score function (REINFORCE / likelihood ratio): valid for every
-    distribution, discrete or continuous, including infinite supports
-    (geometric, poisson); the rest of the program need not be differentiable.
-    Higher variance: give a ``baseline``, or average samples with
+    """Score function (``ppl.reinforce``, REINFORCE / likelihood ratio): valid for
+    every distribution, discrete or continuous, including infinite supports
+    (geometric, poisson), except one whose support moves with the parameters
+    being differentiated (``uniform(theta, theta + 1)``). The rest of the
+    program need not be differentiable; it works inside ``ppl.scan``,
+    ``ppl.vmap`` and every branch. The default for discrete choices. Cost: one
+    evaluation of the program per choice. Variance: usually the highest, growing
+    with the size of the value its score multiplies: give a ``baseline``, keep
+    Rao-Blackwellization on (the default), or average samples with
     ``ppl.E(f, n, loo=True)``.
 
     The baseline ``b`` is subtracted from the value the choice's score
@@ -211,23 +283,29 @@ class Reinforce(Strategy):
     is what ``b`` learns.
 
     Args:
+        gen_fn: ``None``, or a distribution to wrap for one call site.
         baseline: ``None`` (no baseline), a number, or (at a call site) a
-            traced scalar.
+            traced scalar. ``ppl.reinforce(baseline=b)`` is a strategy with it.
+
+    Returns:
+        With ``gen_fn``, the wrapped distribution (call it with its parameters
+        and give the call an address); without, a strategy with ``baseline``.
 
     Raises:
-        PPLError: at trace time, naming the address, for a baseline that is
-            not a scalar, or for a distribution whose support moves with the
-            parameters being differentiated (the score function would miss
-            the boundary term).
+        PPLError: if ``gen_fn`` is not a distribution; at trace time, naming the
+            address, for a baseline that is not a scalar, or for a distribution
+            whose support moves with the parameters being differentiated (the
+            score function would miss the boundary term).
 
     Example:
         >>> @ppl.expectation
         ... def f(theta, b):
         ...     x = ppl.reinforce(ppl.flip, baseline=b)(jax.nn.sigmoid(theta)) @ "x"
         ...     return jnp.where(x, 3.0, -1.0)
-        >>> d_theta, d_b = f.grad_estimate(jax.random.key(0), (0.3, 0.0))
-        >>> # d_theta: unbiased for d/dtheta E[f]; d_b = f(x) - b, so b += lr * d_b
-        >>> # moves b towards E[f(x)]
+        >>> d_theta, d_b = f.grad_estimate(jax.random.key(0), (0.0, 1.0))
+        >>> float(d_theta)  # b = E[f] = 1 here: (f - b) * score is 1 for either value
+        1.0
+        >>> # d_b = f(x) - b, so b += lr * d_b moves b towards E[f(x)]
     """
 
     name = "reinforce"
