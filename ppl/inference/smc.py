@@ -45,6 +45,9 @@ def init(
 ) -> ParticleCollection:
     """``n`` particles by importance sampling from ``proposal`` (default: the prior).
 
+    The weights are :func:`~ppl.inference.importance`'s (not compiled here:
+    call it inside ``jit`` for speed); refused as importance sampling is.
+
     Args:
         key: a ``jax.random`` key.
         model: the generative function of the first target.
@@ -64,12 +67,19 @@ def init(
 
     Raises:
         PPLError: if ``n`` is not a positive int, the proposal proposes an observed address,
-            a ``ppl.improper_uniform`` choice is neither observed nor proposed, or
-            ``mesh`` is not a one-axis mesh whose size divides ``n``.
+            a ``ppl.improper_uniform`` choice is neither observed nor proposed, the
+            model subsamples, or ``mesh`` is not a one-axis mesh whose size divides ``n``.
+        AddressError: if an observation is at an address the model does not make.
 
     Example:
-        >>> particles = smc.init(jax.random.key(0), model, {"y0": y0}, (), n=100)
-        >>> smc.init(key, model, obs, (), n=1024, mesh=jax.make_mesh((8,), ("particles",)))
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     ppl.factor(beta * jax.scipy.stats.norm.logpdf(1.0, mu, 1.0)) @ "lik"
+        >>> particles = smc.init(jax.random.key(0), model, {}, (0.0,), n=1000)
+        >>> particles.n, float(particles.log_marginal_likelihood)   # beta = 0: the prior
+        (1000, 0.0)
     """
     n = check_count(n, "n", "smc.init: the number of particles")
     mesh = particle_mesh(mesh, "smc.init")
@@ -134,11 +144,26 @@ def extend(
     Returns:
         The moved :class:`ParticleCollection` (``log_z`` unchanged).
 
+    Observations must be at addresses the particles have not yet made
+    (``update`` weighs no density for a value it replaces); to bring in data
+    the model already makes, mask it with an argument, as in the example of
+    :func:`run`. The cost is one ``update`` (or ``generate``) per particle.
+
     Raises:
         PPLError: if the proposal proposes an observed address.
+        AddressError: if an observation is at an address the next target does
+            not make.
 
     Example:
-        >>> particles = smc.extend(key, particles, (t + 1,), {("y", t + 1): ys[t + 1]})
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     ppl.factor(beta * jax.scipy.stats.norm.logpdf(1.0, mu, 1.0)) @ "lik"
+        >>> particles = smc.init(jax.random.key(0), model, {}, (0.0,), n=1000)
+        >>> particles = smc.extend(jax.random.key(1), particles, (1.0,))   # to the posterior
+        >>> round(float(particles.log_marginal_likelihood), 1)   # exact: log N(1; 0, 2) = -1.52
+        -1.5
     """
     observations = as_choices(observations)
     name = (model or particles.traces.gen_fn).name
@@ -165,8 +190,19 @@ def change_target(key, particles, args, observations=None, model=None) -> Partic
     Returns:
         The reweighted :class:`ParticleCollection`.
 
+    Raises:
+        AddressError: as :func:`extend`.
+
     Example:
-        >>> particles = smc.change_target(key, particles, (temperature,))
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     ppl.factor(beta * jax.scipy.stats.norm.logpdf(1.0, mu, 1.0)) @ "lik"
+        >>> particles = smc.init(jax.random.key(0), model, {}, (0.0,), n=1000)
+        >>> halfway = smc.change_target(jax.random.key(1), particles, (0.5,))
+        >>> bool(halfway.ess < particles.ess)
+        True
     """
     return extend(key, particles, args, observations, model)
 
@@ -181,8 +217,16 @@ def reweight(particles: ParticleCollection, log_increments) -> ParticleCollectio
     Returns:
         The reweighted :class:`ParticleCollection`.
 
+    Raises:
+        Nothing of its own: NaN increments give NaN weights (``particles.check()``
+            raises on them).
+
     Example:
-        >>> particles = smc.reweight(particles, jax.vmap(log_likelihood)(particles.traces))
+        >>> from ppl.inference import smc
+        >>> particles = smc.ParticleCollection(jnp.arange(4.0), jnp.zeros(4), jnp.zeros(()))
+        >>> reweighted = smc.reweight(particles, jnp.log(jnp.array([1.0, 1.0, 1.0, 3.0])))
+        >>> round(float(reweighted.ess), 2)   # 1 / sum(w^2), w = (1, 1, 1, 3) / 6
+        3.0
     """
     return particles.moved(particles.traces, particles.log_weights + log_increments)
 
@@ -205,7 +249,12 @@ def resample(key, particles: ParticleCollection, scheme="systematic") -> Particl
         PPLError: for an unknown scheme name.
 
     Example:
-        >>> particles = smc.resample(key, particles, "stratified")
+        >>> from ppl.inference import smc
+        >>> weights = jnp.log(jnp.array([0.0, 0.0, 0.0, 1.0]))   # all on the last particle
+        >>> particles = smc.ParticleCollection(jnp.arange(4.0), weights, jnp.zeros(()))
+        >>> resampled = smc.resample(jax.random.key(0), particles, "stratified")
+        >>> resampled.traces.tolist(), resampled.log_weights.tolist()
+        ([3.0, 3.0, 3.0, 3.0], [0.0, 0.0, 0.0, 0.0])
     """
     idx = resampling.get_scheme(scheme)(as_key(key), particles.log_weights, particles.n)
     lw = particles.log_weights
@@ -230,7 +279,11 @@ def maybe_resample(key, particles, ess_threshold=0.5, scheme="systematic"):
         PPLError: for an unknown scheme name.
 
     Example:
-        >>> particles, resampled = smc.maybe_resample(key, particles, 0.5)
+        >>> from ppl.inference import smc
+        >>> weights = jnp.log(jnp.array([1.0, 1.0, 1.0, 3.0]))   # ESS 3 of 4
+        >>> particles = smc.ParticleCollection(jnp.arange(4.0), weights, jnp.zeros(()))
+        >>> [bool(smc.maybe_resample(jax.random.key(0), particles, t)[1]) for t in (0.7, 0.8)]
+        [False, True]
     """
     if ess_threshold <= 0:
         return particles, jnp.zeros((), bool)
@@ -262,7 +315,16 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
             kernel's ``init``).
 
     Example:
-        >>> particles = smc.rejuvenate(key, particles, mcmc.mh(ppl.select("mu")), n_steps=2)
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     ppl.factor(beta * jax.scipy.stats.norm.logpdf(1.0, mu, 1.0)) @ "lik"
+        >>> particles = smc.init(jax.random.key(0), model, {}, (1.0,), n=100)
+        >>> moved = smc.rejuvenate(jax.random.key(1), particles,
+        ...                        ppl.inference.mh(ppl.select("mu")), n_steps=2)
+        >>> bool((moved.log_weights == particles.log_weights).all())   # weights unchanged
+        True
     """
     if observed is not None and not isinstance(observed, Selection):
         observed = selection_of(as_choices(observed))
@@ -323,7 +385,15 @@ def step(
             rejuvenation kernel cannot move the particles' choices.
 
     Example:
-        >>> particles, info = smc.step(key, particles, (t,), {"y": ys[t]})
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     ppl.factor(beta * jax.scipy.stats.norm.logpdf(1.0, mu, 1.0)) @ "lik"
+        >>> particles = smc.init(jax.random.key(0), model, {}, (0.0,), n=1000)
+        >>> particles, info = smc.step(jax.random.key(1), particles, (1.0,), ess_threshold=1.0)
+        >>> bool(info.resampled), round(float(particles.ess))   # resampled: equal weights
+        (True, 1000)
     """
     k1, k2, k3 = jax.random.split(as_key(key), 3)
     particles = extend(
@@ -361,9 +431,13 @@ def run(
         particles: the starting :class:`ParticleCollection` (from :func:`init`).
         args_seq: the model's arguments per step, stacked along a leading axis.
         observations_seq: the observations per step, stacked likewise.
-        proposal, ess_threshold, scheme, rejuvenation, rejuvenation_steps,
-            observed: as for :func:`step`.
+        proposal: as for :func:`step`.
         proposal_args_seq: the proposal's extra arguments per step, stacked.
+        ess_threshold: as for :func:`step`.
+        scheme: as for :func:`step`.
+        rejuvenation: as for :func:`step`.
+        rejuvenation_steps: as for :func:`step`.
+        observed: as for :func:`step`.
         check: raise on NaN or impossible weights at the end (concrete values only).
         progress: show a progress bar of the steps (only outside ``jit``: the steps
             then run in about twenty compiled chunks, with the same result).
@@ -376,8 +450,17 @@ def run(
             NaN or +inf or all zero.
 
     Example:
-        >>> particles, info = smc.run(key, smc.init(key, model, {}, (masks[0],), n=200),
-        ...                           (masks,), rejuvenation=mcmc.mh())
+        >>> from ppl.inference import smc
+        >>> @ppl.gen
+        ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
+        ...     mu = ppl.normal(0.0, 1.0) @ "mu"
+        ...     ppl.factor(beta * jax.scipy.stats.norm.logpdf(1.0, mu, 1.0)) @ "lik"
+        >>> particles = smc.init(jax.random.key(0), model, {}, (0.0,), n=500)
+        >>> betas = jnp.linspace(0.25, 1.0, 4)   # anneal from the prior to the posterior
+        >>> particles, info = smc.run(jax.random.key(1), particles, (betas,), progress=False,
+        ...                           rejuvenation=ppl.inference.mh(ppl.select("mu")))
+        >>> info.ess.shape, round(float(particles.log_marginal_likelihood), 1)   # exact: -1.52
+        ((4,), -1.5)
     """
     observations_seq = as_choices(observations_seq)
     opts = (ess_threshold, scheme, rejuvenation, rejuvenation_steps, observed)
