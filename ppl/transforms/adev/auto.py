@@ -227,13 +227,17 @@ def choose_strategies(
 
     Example:
         >>> @ppl.expectation
-        ... def f(mu):
-        ...     x = ppl.normal(mu, 1.0) @ "x"
-        ...     b = ppl.flip(jax.nn.sigmoid(mu)) @ "b"
-        ...     return x**2 + jnp.where(b, x, -x)
-        >>> result = ppl.choose_strategies(f, jax.random.key(0), (0.5,))
-        >>> print(result)                         # the measured table
-        >>> g = ppl.adev(f, strategies=result.policy)   # frozen: {"b": enum}
+        ... def f(theta):
+        ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"
+        ...     return jnp.where(b, 3.0, -1.0)
+        >>> result = ppl.choose_strategies(
+        ...     f, jax.random.key(0), (0.0,), candidates=[ppl.reinforce, ppl.enum], n=16, repeats=1
+        ... )
+        >>> result.policy  # enum has zero variance here
+        {'b': enum}
+        >>> print(result.table().splitlines()[0])  # print(result) shows the whole table
+        strategy pilot: 16 gradient estimates per candidate; variance = ...
+        >>> g = ppl.adev(f, strategies=result.policy)  # frozen
     """
     _check_expectation(f)
     key = as_key(key)

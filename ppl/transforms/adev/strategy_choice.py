@@ -70,18 +70,30 @@ class StrategyChoice:
         addresses: the addresses of the pilot, as paths, in program order.
         distributions: address -> the name of its distribution (``"?"`` where
             a policy of the expectation already fixed the strategy).
-        as_written, tuned: ``(variance, seconds per estimate)`` of the whole
-            gradient as written and with ``policy``.
+        as_written: ``(variance, seconds per estimate)`` of the whole gradient
+            as written.
+        tuned: ``(variance, seconds per estimate)`` of the whole gradient with
+            ``policy``.
         n: the pilot gradient estimates per candidate.
 
     ``print(result)`` shows the table (:meth:`table`). Made by
-    :func:`choose_strategies`, not by hand.
+    :func:`choose_strategies`, not by hand (its constructor takes the
+    attributes above, in order).
 
     Example:
-        >>> result = ppl.choose_strategies(f, jax.random.key(0), (0.5,))
-        >>> result.policy                # e.g. {"b": enum}
-        >>> result.chosen("x")           # e.g. "reparam" or "as written"
-        >>> g = ppl.adev(f, strategies=result.policy)
+        >>> @ppl.expectation
+        ... def f(theta):
+        ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"
+        ...     return jnp.where(b, 3.0, -1.0)
+        >>> result = ppl.choose_strategies(
+        ...     f, jax.random.key(0), (0.0,), candidates=[ppl.reinforce, ppl.enum], n=16, repeats=1
+        ... )
+        >>> result.policy, result.chosen("b"), result.addresses
+        ({'b': enum}, 'enum', [('b',)])
+        >>> [(r.label, r.chosen) for r in result.rows]
+        [('as written (= reinforce)', False), ('reinforce', False), ('enum', True)]
+        >>> result.tuned[0]  # the variance of the whole gradient with the policy
+        0.0
     """
 
     def __init__(self, policy, rows, addresses, distributions, as_written, tuned, n):
@@ -108,7 +120,7 @@ class StrategyChoice:
             PPLError: if ``address`` is not an address of the pilot.
 
         Example:
-            >>> result.chosen("b")
+            >>> result.chosen("b")  # result: see the class's example  # doctest: +SKIP
             'enum'
         """
         path = as_path(address)
@@ -130,7 +142,7 @@ class StrategyChoice:
             The table as one string (also ``repr(result)``).
 
         Example:
-            >>> print(result.table())
+            >>> print(result.table())  # result: see the class's example  # doctest: +SKIP
         """
         addrs = [
             fmt_addr(r.address) + (f" [round {r.round}]" if r.round > 1 else "") for r in self.rows
