@@ -166,9 +166,20 @@ def clear_caches() -> None:
     Returns:
         None.
 
+    Raises:
+        Nothing of its own; an error from a registered clearing function passes
+        through.
+
     Example:
+        >>> from ppl._caches import live_entries
+        >>> @ppl.gen
+        ... def model():
+        ...     return ppl.normal(0.0, 1.0) @ "x"
+        >>> _ = model.simulate(jax.random.key(0), ())  # stages (and caches) the program
         >>> ppl.clear_caches()
         >>> jax.clear_caches()
+        >>> live_entries()
+        0
     """
     for store in list(_stores):
         store.clear()
