@@ -27,7 +27,7 @@ def progress_bar(total: int, enabled: bool, desc: str):
     Returns:
         A ``tqdm`` bar (call ``update(n)`` and ``close()``), or ``None``.
 
-    Example:
+    Examples:
         >>> bar = progress_bar(1000, True, "mcmc")
     """
     return _bar(total, desc) if enabled else None
@@ -48,7 +48,7 @@ def chunk_length(total: int, progress: bool) -> int:
     Returns:
         A positive int.
 
-    Example:
+    Examples:
         >>> chunk_length(1500, True), chunk_length(1500, False)
         (75, 1500)
     """
@@ -79,7 +79,7 @@ def scan(body, init, xs, *, progress: bool, desc: str):
     Returns:
         ``(carry, ys)`` as ``lax.scan`` returns them.
 
-    Example:
+    Examples:
         >>> carry, ys = scan(step, particles, inputs, progress=True, desc="smc")
     """
     total = jax.tree.leaves(xs)[0].shape[0]

@@ -40,7 +40,7 @@ def particle_mesh(mesh, what: str) -> Mesh | None:
     Raises:
         PPLError: if ``mesh`` is not a ``Mesh``, or has more than one axis.
 
-    Example:
+    Examples:
         >>> mesh = particle_mesh(jax.make_mesh((8,), ("particles",)), "importance")
         >>> mesh.shape
         {'particles': 8}
@@ -79,7 +79,7 @@ def check_divisible(n: int, mesh: Mesh | None, argument: str, what: str) -> None
         PPLError: if ``n`` is not a multiple of the number of devices, naming
             the nearest multiples.
 
-    Example:
+    Examples:
         >>> check_divisible(1024, mesh, "n", "importance")   # fine on 8 devices
     """
     if mesh is None or n % mesh.size == 0:
@@ -108,7 +108,7 @@ def shard(tree, mesh: Mesh | None):
     Returns:
         ``tree`` with the same values, sharded.
 
-    Example:
+    Examples:
         >>> keys = shard(jax.random.split(key, 1024), mesh)
         >>> len(keys.sharding.device_set)
         8
@@ -141,7 +141,7 @@ def replicate(tree, mesh: Mesh | None):
     Returns:
         ``tree`` with the same values.
 
-    Example:
+    Examples:
         >>> args = replicate((xs,), mesh)
     """
     if mesh is None:
@@ -176,7 +176,7 @@ def keep_replicated(tree, mesh: Mesh | None):
     Returns:
         ``tree`` with the same values, replicated.
 
-    Example:
+    Examples:
         >>> step = jax.jit(lambda p, g: keep_replicated(p - 0.1 * g, mesh))
     """
     if mesh is None:
@@ -201,7 +201,7 @@ def split_keys(key, n: int, mesh: Mesh | None):
     Returns:
         A key array of shape ``(n,)``, sharded over the mesh when one is given.
 
-    Example:
+    Examples:
         >>> keys = split_keys(jax.random.key(0), 1024, mesh)
     """
     return shard(jax.random.split(key, n), mesh)

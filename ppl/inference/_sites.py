@@ -25,7 +25,7 @@ class Site:
             ``ppl.vmap`` / ``ppl.scan`` its arguments, value and score carry
             one leading axis per level (the score's rank says how many).
 
-    Example:
+    Examples:
         >>> site = sites(trace)["x"]
         >>> site.dist.support, site.value
     """
@@ -71,7 +71,7 @@ def sites(trace, selection: Selection | None = None) -> ChoiceMap:
             ``ppl.cond`` / ``ppl.mix`` under a run-time index (its distribution
             is not fixed).
 
-    Example:
+    Examples:
         >>> sites(trace, ppl.select("mu"))["mu"].dist
     """
     selection = select_all() if selection is None else selection
@@ -116,7 +116,7 @@ def site_items(site_map: ChoiceMap):
     Returns:
         A list of ``(address tuple, Site)``.
 
-    Example:
+    Examples:
         >>> [addr for addr, _ in site_items(sites(trace))]
     """
     return [(addr, site_map[addr]) for addr in site_map.addresses()]
@@ -133,7 +133,7 @@ def empty_selection_error(trace, selection, algorithm):
     Returns:
         A :class:`~ppl.PPLError` naming the selection, the model's addresses and the fix.
 
-    Example:
+    Examples:
         >>> raise empty_selection_error(trace, ppl.select("sigma"), "mh")
     """
     addrs = ", ".join(fmt_addr(a) for a in trace.choices.addresses()[:20])
@@ -155,7 +155,7 @@ def check_selection(trace, selection, algorithm: str) -> None:
     Raises:
         PPLError: when the selection is empty for this trace.
 
-    Example:
+    Examples:
         >>> check_selection(trace, ppl.select("mu"), "mh")
     """
     if trace.choices.filter(selection).is_empty():

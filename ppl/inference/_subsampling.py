@@ -32,7 +32,7 @@ def subsampled_addresses(trace) -> list:
     Returns:
         A list of address tuples (empty when nothing is subsampled).
 
-    Example:
+    Examples:
         >>> subsampled_addresses(model.trace_shape((x_batch,)))
         [('points', 'y')]
     """
@@ -48,7 +48,7 @@ def subsample_sizes(trace) -> set:
     Returns:
         A set of ints (empty when nothing is subsampled).
 
-    Example:
+    Examples:
         >>> subsample_sizes(model.trace_shape((x_batch,)))
         {100000}
     """
@@ -59,7 +59,7 @@ def subsample_sizes(trace) -> set:
 def model_trace_shape(model, args):
     """``model.trace_shape(args)``, or ``None`` if the model cannot simulate.
 
-    Example:
+    Examples:
         >>> model_trace_shape(model, (x_batch,)) is not None
         True
     """
@@ -81,7 +81,7 @@ def refuse_subsampled(model, args, algorithm: str) -> None:
         PPLError: naming the subsampled addresses, why ``algorithm`` would be
             biased, and what to do instead.
 
-    Example:
+    Examples:
         >>> refuse_subsampled(model, (), "importance sampling")  # nothing subsampled
     """
     shape = model_trace_shape(model, args)
@@ -96,7 +96,7 @@ def refuse_in_trace(trace, algorithm: str) -> None:
     Raises:
         PPLError: naming the subsampled addresses and the way out.
 
-    Example:
+    Examples:
         >>> refuse_in_trace(trace, "MCMC (nuts)")  # nothing subsampled
     """
     if not subsample_sizes(trace):

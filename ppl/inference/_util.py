@@ -37,7 +37,7 @@ def ess(log_weights):
     Raises:
         Nothing of its own: NaN log weights give a NaN ESS.
 
-    Example:
+    Examples:
         >>> float(ppl.inference.ess(jnp.zeros(4)))  # equal weights
         4.0
         >>> float(ppl.inference.ess(jnp.array([0.0, -jnp.inf, -jnp.inf])))  # one particle
@@ -66,7 +66,7 @@ def log_mean_exp(log_weights, axis: int = -1):
         ValueError: if ``axis`` is out of range for ``log_weights`` (raised by
             ``jax.nn.logsumexp``).
 
-    Example:
+    Examples:
         >>> lw = jnp.log(jnp.array([1.0, 3.0]))
         >>> round(float(ppl.inference.log_mean_exp(lw)), 4)  # log 2
         0.6931
@@ -140,7 +140,7 @@ def check_count(n, argument: str, what: str, example: str = "1000") -> int:
         PPLError: if ``n`` is not an integer or is below 1 (with 0 particles,
             the estimates are 0/0, NaN).
 
-    Example:
+    Examples:
         >>> check_count(100, "n", "importance: the number of particles")
         100
     """

@@ -167,7 +167,7 @@ def init_traces(key, model, observations, args, n_chains, attempts=20):
     Raises:
         PPLError: if some chain still has a zero or NaN density after ``attempts`` draws.
 
-    Example:
+    Examples:
         >>> traces = init_traces(jax.random.key(0), model, {"y": 0.5}, (), 4)
     """
     generate = store_of(model).cached(
@@ -278,7 +278,7 @@ def run(
             the model does not make, or ``mh`` resamples a
             ``ppl.improper_uniform`` choice from its prior.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model(xs):
         ...     slope = ppl.normal(0.0, 1.0) @ "slope"

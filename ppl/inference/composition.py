@@ -58,7 +58,7 @@ class Cycle(Kernel):
         *kernels: the parts, in the order they are applied; stored as the
             tuple ``kernels``.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.Cycle(ppl.inference.mh(ppl.select("a")),
         ...                              ppl.inference.mh(ppl.select("b")))
         >>> len(kernel.kernels), kernel == ppl.inference.cycle(*kernel.kernels)
@@ -111,7 +111,7 @@ class MixtureKernel(Kernel):
         weights: their relative probabilities (default: equal); stored as
             ``logits``, their logs.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.MixtureKernel(
         ...     [ppl.inference.mh(ppl.select("a")), ppl.inference.mh(ppl.select("b"))],
         ...     [0.25, 0.75])
@@ -174,7 +174,7 @@ class RepeatKernel(Kernel):
         kernel: the kernel repeated; stored as ``kernel``.
         n: the number of repetitions per step; stored as ``n``.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.RepeatKernel(ppl.inference.mh(ppl.select("a")), 3)
         >>> kernel.n, kernel == ppl.inference.repeat_kernel(kernel.kernel, 3)
         (3, True)
@@ -240,7 +240,7 @@ def cycle(*kernels) -> Cycle:
     Raises:
         PPLError: at ``init``, as each part's ``init`` does.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     k = ppl.flip(0.5) @ "k"
@@ -283,7 +283,7 @@ def mixture_kernel(kernels, weights=None) -> MixtureKernel:
         ZeroDivisionError: for an empty ``kernels`` without ``weights``.
         PPLError: at ``init``, as each part's ``init`` does.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -328,7 +328,7 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
     Raises:
         PPLError: at ``init``, as ``kernel.init`` does.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"

@@ -51,7 +51,7 @@ def enough_draws(x) -> bool:
     Raises:
         Nothing of its own: anything ``np.shape`` reads is answered.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ppl.inference.diagnostics import enough_draws
         >>> enough_draws(np.zeros((2, 3))), enough_draws(np.zeros((2, 4)))
@@ -95,7 +95,7 @@ def ess_bulk(x) -> np.ndarray:
     Raises:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ppl.inference.diagnostics import ess_bulk
         >>> draws = np.random.default_rng(0).normal(size=(4, 500))  # 2000 independent draws
@@ -122,7 +122,7 @@ def ess_tail(x) -> np.ndarray:
     Raises:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ppl.inference.diagnostics import ess_tail
         >>> draws = np.random.default_rng(0).normal(size=(4, 500))
@@ -152,7 +152,7 @@ def rhat(x) -> np.ndarray:
     Raises:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ppl.inference.diagnostics import rhat
         >>> draws = np.random.default_rng(0).normal(size=(4, 500))
@@ -184,7 +184,7 @@ def mcse_mean(x) -> np.ndarray:
     Raises:
         ValueError: for fewer than two axes or fewer than 4 draws per chain.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ppl.inference.diagnostics import mcse_mean
         >>> draws = np.random.default_rng(0).normal(size=(4, 500))  # exact mean 0, sd 1
@@ -215,7 +215,7 @@ def bfmi(energy) -> np.ndarray:
         numpy.exceptions.AxisError: if ``energy`` has fewer than two axes (it is
             a ``ValueError``).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ppl.inference.diagnostics import bfmi
         >>> energy = np.random.default_rng(0).normal(size=(2, 1000))  # independent energies

@@ -35,7 +35,7 @@ class Enumeration(eqx.Module):
         log_joint: ``log p(combination, observations)`` of each, shape
             ``(combinations,)``.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     rain = ppl.flip(0.2) @ "rain"
@@ -141,7 +141,7 @@ def enumerate_posterior(model, observations, args, max_combinations=2**20) -> En
             or the model subsamples.
         AddressError: if an observation is at an address the model does not make.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     coin = ppl.flip(0.5) @ "coin"

@@ -116,7 +116,7 @@ def particle_filter(
             NaN and ``SMCInfo.log_marginal_likelihood`` is ``-inf``, as is the
             final estimate; look at ``info`` outside ``jit`` to find the step.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def step(z, _):
         ...     z = ppl.normal(0.9 * z, 1.0) @ "z"

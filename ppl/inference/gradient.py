@@ -174,7 +174,7 @@ class MALA(_Gradient):
 
     The settings are stored as attributes of the same names.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.MALA(ppl.select("mu"), step_size=0.2)
         >>> kernel == ppl.inference.mala(ppl.select("mu"), 0.2), kernel.target_accept
         (True, 0.574)
@@ -207,7 +207,7 @@ class HMC(_Gradient):
 
     The settings are stored as attributes of the same names.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.HMC(ppl.select("mu"), step_size=0.2, n_steps=8)
         >>> kernel == ppl.inference.hmc(ppl.select("mu"), 0.2, 8), kernel.target_accept
         (True, 0.8)
@@ -274,7 +274,7 @@ def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
             or a support cannot be followed (see
             :func:`ppl.inference.unconstrained.constrain`).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -317,7 +317,7 @@ def hmc(selection=None, step_size=0.1, n_steps=10, target_accept=None) -> HMC:
     Raises:
         PPLError: at ``init``, as for :func:`mala`.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     a = ppl.normal(0.0, 1.0) @ "a"

@@ -57,7 +57,7 @@ class ImportanceResult(WeightedTraces):
         mesh: the one-axis ``jax.sharding.Mesh`` the particles are split over
             (``importance(..., mesh=mesh)``), or ``None``. Static.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -95,7 +95,7 @@ class ImportanceResult(WeightedTraces):
             PPLError: for an unknown scheme, or, on a mesh, an ``n`` that is not a
                 multiple of the mesh's size.
 
-        Example:
+        Examples:
             >>> traces = result.resample(jax.random.key(1), 100, "systematic")
         """
         if n is not None:
@@ -176,7 +176,7 @@ def importance(
         AddressError: if an observation (or a proposed choice) is at an
             address the model does not make.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -237,7 +237,7 @@ def check_proper(model, observations, args, proposal=None, proposal_args=()) -> 
         PPLError: naming each improper choice that is neither observed nor
             proposed, or the choices of a ``ppl.vmap(..., subsample_of=N)``.
 
-    Example:
+    Examples:
         >>> check_proper(model, ChoiceMap.d({"y": 1.0}), ())
     """
     shape = model_trace_shape(model, args)
@@ -325,7 +325,7 @@ def sir(
             multiple of its size), for an unknown scheme, and as :func:`importance`.
         AddressError: as :func:`importance`.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"

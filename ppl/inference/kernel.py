@@ -41,7 +41,7 @@ class MCMCState(eqx.Module):
             adaptation, numpyro's sampler state, or a tuple of these for
             compositions.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -66,7 +66,7 @@ def one():
     Returns:
         ``jnp.ones(())`` in ``float32`` (``float64`` under ``jax_enable_x64``).
 
-    Example:
+    Examples:
         >>> MCMCState(trace, one(), None)
     """
     return jnp.ones((), jnp.result_type(float))
@@ -82,7 +82,7 @@ def select_where(pred, new, old):
     Returns:
         A pytree of that structure.
 
-    Example:
+    Examples:
         >>> trace = select_where(accepted, proposed, trace)
     """
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
@@ -100,7 +100,7 @@ def accept(key, log_alpha):
         A NaN ratio compares false, so the move is rejected, and its
         probability is reported as 0.
 
-    Example:
+    Examples:
         >>> accepted, prob = accept(key, new.score - old.score)
     """
     accepted = jnp.log(jax.random.uniform(key)) < log_alpha
@@ -134,7 +134,7 @@ def resolve_selection(name: str, given, trace, observed):
         PPLError: if there is no selection and no ``observed`` (the kernel would
             move observations), or if ``given`` includes an observed choice.
 
-    Example:
+    Examples:
         >>> resolve_selection("hmc", None, trace, ppl.select("y"))   # ~select("y")
     """
     refuse_in_trace(trace, f"MCMC ({name})")
@@ -202,7 +202,7 @@ class Kernel(abc.ABC):
     Raises:
         AttributeError: on any later attempt to set or delete an attribute.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -309,7 +309,7 @@ class Kernel(abc.ABC):
         Returns:
             A dict from a statistic's name to a scalar array (empty by default).
 
-        Example:
+        Examples:
             >>> state = kernel.step(key, kernel.init(trace, observed=ppl.select("y")))
             >>> kernel.stats(state)["diverging"]
         """

@@ -34,7 +34,7 @@ class SamplerWarning(UserWarning):
     ``warnings.simplefilter("error", ppl.inference.SamplerWarning)`` to make
     it an exception, or pass ``warn=False`` to ``run_mcmc``.
 
-    Example:
+    Examples:
         >>> import warnings
         >>> from ppl.inference.mcmc_result import check
         >>> stuck = jnp.stack([jnp.zeros(100), jnp.ones(100)])  # two chains that disagree
@@ -81,7 +81,7 @@ class MCMCResult(eqx.Module):
     (dict keys, tuple indices, attribute names; a tuple of them for nested
     leaves, ``"value"`` for a bare array).
 
-    Example:
+    Examples:
         >>> draws = jax.random.normal(jax.random.key(0), (2, 100))  # 2 chains of N(0, 1)
         >>> result = ppl.inference.MCMCResult(
         ...     ppl.ChoiceMap.d({"mu": draws}), jnp.ones((2, 100)), None)
@@ -121,7 +121,7 @@ class MCMCResult(eqx.Module):
             An int array of shape ``(chains,)``: zeros for kernels that do not
             report divergences (Metropolis-Hastings).
 
-        Example:
+        Examples:
             >>> int(result.divergences.sum())
         """
         flags = [np.asarray(v) for k, v in self.stats.items() if k.startswith("diverging")]
@@ -135,7 +135,7 @@ class MCMCResult(eqx.Module):
             A dict from address (``"mu"``, ``("sub", "z")``) to an array with the
             shape of one draw (NaN with fewer than 4 draws per chain).
 
-        Example:
+        Examples:
             >>> result.ess()["mu"]
         """
         return {k: _or_nan(diagnostics.ess_bulk, v) for k, v in self._flat().items()}
@@ -147,7 +147,7 @@ class MCMCResult(eqx.Module):
             A dict from address to an array with the shape of one draw (NaN
             with fewer than 4 draws per chain).
 
-        Example:
+        Examples:
             >>> max(float(np.max(r)) for r in result.rhat().values()) < 1.01
         """
         return {k: _or_nan(diagnostics.rhat, v) for k, v in self._flat().items()}
@@ -163,7 +163,7 @@ class MCMCResult(eqx.Module):
             one draw (``ess`` is ``ess_bulk``; the effective sizes, MCSE and
             R-hat are NaN with fewer than 4 draws per chain).
 
-        Example:
+        Examples:
             >>> s = result.summary()["mu"]
             >>> abs(s["mean"] - exact) < 5 * s["mcse"]
         """
@@ -194,7 +194,7 @@ class MCMCResult(eqx.Module):
         Args:
             file: where to print (default ``sys.stdout``).
 
-        Example:
+        Examples:
             >>> result.print_summary()
                        mean         sd     median ...   ess_bulk   ess_tail   r_hat
             mu       0.4870     0.2230     0.4868 ...     1520.3     2102.7   1.001
@@ -237,7 +237,7 @@ class MCMCResult(eqx.Module):
         Raises:
             ImportError: if arviz (the optional ``arviz`` extra) is not installed.
 
-        Example:
+        Examples:
             >>> idata = result.to_arviz()
             >>> arviz.summary(idata)
         """
@@ -264,7 +264,7 @@ def check(result: MCMCResult, stacklevel: int = 3) -> None:
         stacklevel: passed to ``warnings.warn``, so the warning points at the
             user's call.
 
-    Example:
+    Examples:
         >>> check(result)   # run_mcmc(..., warn=True) does this
     """
     n_chains, n_draws = np.shape(result.accept_prob)[:2]

@@ -49,7 +49,7 @@ class MH(Kernel):
     Raises:
         PPLError: when both a selection and a proposal are given.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.MH(ppl.select("mu"))
         >>> kernel == ppl.inference.mh(ppl.select("mu")), kernel.proposal is None
         (True, True)
@@ -150,7 +150,7 @@ def mh(selection=None, proposal=None, proposal_args=()) -> MH:
         AddressError: at the first step, when the selection resamples a
             ``ppl.improper_uniform`` choice from its prior.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"

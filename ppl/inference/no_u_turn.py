@@ -85,7 +85,7 @@ class NUTS(Kernel):
         adapt_mass_matrix: adapt the mass matrix during warm-up.
         find_heuristic_step_size: search for a starting step size at ``init``.
 
-    Example:
+    Examples:
         >>> kernel = ppl.inference.NUTS(ppl.select("mu"), target_accept=0.9)
         >>> kernel == ppl.inference.nuts(ppl.select("mu"), target_accept=0.9)
         True
@@ -245,7 +245,7 @@ def nuts(selection=None, **options) -> NUTS:
             ``ppl.vmap(..., subsample_of=N)``, or a support cannot be followed in
             program order (see :func:`ppl.inference.unconstrained.constrain`).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"

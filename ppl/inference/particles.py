@@ -43,7 +43,7 @@ class ParticleCollection(WeightedTraces):
             axis, ``log_z`` replicated), or ``None`` (one device). Static: it is
             part of the collection's structure, not data.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model():
@@ -78,7 +78,7 @@ class ParticleCollection(WeightedTraces):
         Returns:
             A :class:`ParticleCollection` with this collection's ``mesh``.
 
-        Example:
+        Examples:
             >>> particles = particles.moved(particles.traces, particles.log_weights + w)
         """
         log_z = self.log_z if log_z is None else log_z
@@ -109,7 +109,7 @@ class ParticleCollection(WeightedTraces):
         Raises:
             PPLError: naming the problem and its likely causes.
 
-        Example:
+        Examples:
             >>> particles = smc.extend(key, particles, args, obs).check("my filter")
         """
         check_weights(
@@ -132,7 +132,7 @@ class SMCInfo(eqx.Module):
             ``particle_filter``: before propagating).
         log_marginal_likelihood: the running log marginal-likelihood estimate.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def step(z, _):
         ...     z = ppl.normal(0.9 * z, 1.0) @ "z"
@@ -161,7 +161,7 @@ def wants_resampling(log_weights, ess_threshold):
     Returns:
         A boolean scalar array.
 
-    Example:
+    Examples:
         >>> wants_resampling(jnp.array([0.0, -10.0]), 0.9)   # True
     """
     if ess_threshold >= 1.0:

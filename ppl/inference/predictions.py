@@ -58,7 +58,7 @@ class PredictiveDraws(eqx.Module):
             axis of size ``n``.
         retval: the model's return value of each draw (leading axis ``n``).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -136,7 +136,7 @@ def predictive(
         AddressError: as ``model.generate``, for a latent at an address the
             model does not make.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model(xs):
         ...     slope = ppl.normal(0.0, 1.0) @ "slope"
@@ -279,7 +279,7 @@ def compiled_draws(gen_fn, n: int):
         A compiled function of a key and ``gen_fn``'s arguments returning a
         :class:`~ppl.ChoiceMap` whose values have a leading axis of ``n``.
 
-    Example:
+    Examples:
         >>> draws = compiled_draws(guide, 1000)(jax.random.key(0), guide_args)
     """
 

@@ -104,7 +104,7 @@ def get_scheme(scheme: str | Callable[..., jax.Array]) -> Callable[..., jax.Arra
     Raises:
         PPLError: for an unknown name, listing the known ones.
 
-    Example:
+    Examples:
         >>> get_scheme("systematic")(jax.random.key(0), jnp.zeros(4), 4).shape
         (4,)
     """

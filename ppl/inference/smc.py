@@ -71,7 +71,7 @@ def init(
             model subsamples, or ``mesh`` is not a one-axis mesh whose size divides ``n``.
         AddressError: if an observation is at an address the model does not make.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
@@ -154,7 +154,7 @@ def extend(
         AddressError: if an observation is at an address the next target does
             not make.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
@@ -193,7 +193,7 @@ def change_target(key, particles, args, observations=None, model=None) -> Partic
     Raises:
         AddressError: as :func:`extend`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
@@ -221,7 +221,7 @@ def reweight(particles: ParticleCollection, log_increments) -> ParticleCollectio
         Nothing of its own: NaN increments give NaN weights (``particles.check()``
             raises on them).
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> particles = smc.ParticleCollection(jnp.arange(4.0), jnp.zeros(4), jnp.zeros(()))
         >>> reweighted = smc.reweight(particles, jnp.log(jnp.array([1.0, 1.0, 1.0, 3.0])))
@@ -248,7 +248,7 @@ def resample(key, particles: ParticleCollection, scheme="systematic") -> Particl
     Raises:
         PPLError: for an unknown scheme name.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> weights = jnp.log(jnp.array([0.0, 0.0, 0.0, 1.0]))   # all on the last particle
         >>> particles = smc.ParticleCollection(jnp.arange(4.0), weights, jnp.zeros(()))
@@ -278,7 +278,7 @@ def maybe_resample(key, particles, ess_threshold=0.5, scheme="systematic"):
     Raises:
         PPLError: for an unknown scheme name.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> weights = jnp.log(jnp.array([1.0, 1.0, 1.0, 3.0]))   # ESS 3 of 4
         >>> particles = smc.ParticleCollection(jnp.arange(4.0), weights, jnp.zeros(()))
@@ -314,7 +314,7 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
         PPLError: if the kernel cannot move the particles' choices (see the
             kernel's ``init``).
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
@@ -384,7 +384,7 @@ def step(
         PPLError: if the proposal proposes an observed address, or the
             rejuvenation kernel cannot move the particles' choices.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta
@@ -449,7 +449,7 @@ def run(
         PPLError: as :func:`step`; with ``check``, if the final weights are
             NaN or +inf or all zero.
 
-    Example:
+    Examples:
         >>> from ppl.inference import smc
         >>> @ppl.gen
         ... def model(beta):   # the prior times the likelihood of y = 1 to the power beta

@@ -75,7 +75,7 @@ def selected_sites(trace, selection, algorithm: str) -> ChoiceMap:
         PPLError: if the selection matches no choice, or a selected choice is
             discrete (its support has no bijection to the reals).
 
-    Example:
+    Examples:
         >>> selected_sites(trace, ppl.select("a", "b"), "nuts").addresses()
         [('a',), ('b',)]
     """
@@ -134,7 +134,7 @@ def unconstrain(trace, selection, algorithm: str = "gradient kernel") -> ChoiceM
     Raises:
         PPLError: as :func:`selected_sites`.
 
-    Example:
+    Examples:
         >>> z = unconstrain(trace, ppl.select("p"))   # p ~ beta(...): z = logit(p)
     """
     site_map = selected_sites(trace, selection, algorithm)
@@ -173,7 +173,7 @@ def constrain(trace, selection, z: ChoiceMap, algorithm: str = "gradient kernel"
             taken from arguments (they might depend on other choices; the error
             names the address and the way out).
 
-    Example:
+    Examples:
         >>> out = constrain(trace, ppl.select("a", "b"), z)
         >>> potential = -(out.log_density + out.log_det)
     """

@@ -145,7 +145,7 @@ def pushforward(base, latent: Latent, transform):
     """``base`` (a numpyro distribution over a flat block) pushed through the
     reshape to the block's shape and the support's bijection.
 
-    Example:
+    Examples:
         >>> pushforward(nd.Normal(jnp.zeros(1), 1.0).to_event(1), latent, ExpTransform())
     """
     return nd.TransformedDistribution(

@@ -76,7 +76,7 @@ def prior_draws(key, model, observations, args, num_draws: int, caller: str):
         PPLError: if no draw of finite density is found, or a latent choice is
             discrete or not made by a distribution.
 
-    Example:
+    Examples:
         >>> traces, first = prior_draws(key, model, {"y": 1.0}, (), 15, "auto_normal")
     """
     try:
@@ -109,7 +109,7 @@ def program_order(model, args, trace, paths: list) -> list:
     Returns:
         The same addresses, reordered.
 
-    Example:
+    Examples:
         >>> program_order(model, (), trace, [("b",), ("a",)])  # doctest: +SKIP
         [('a',), ('b',)]
     """
@@ -162,7 +162,7 @@ def make_layout(
         PPLError: as :func:`prior_draws`; for an unknown ``init``; for a given
             point outside the support (zero density), naming the fix.
 
-    Example:
+    Examples:
         >>> layout, u0 = make_layout(jax.random.key(0), model, {"y": 1.0}, (), "auto_normal")
     """
     key, observations = as_key(key), as_choices(observations)
@@ -235,7 +235,7 @@ def initial_values(
         PPLError: if no prior draw has finite density, a latent choice is
             discrete, ``init`` is unknown, or a given point has zero density.
 
-    Example:
+    Examples:
         >>> import jax, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen

@@ -24,7 +24,7 @@ class GaussianState(NamedTuple):
         mean: the mean, shape ``(d,)``.
         cov: the covariance, shape ``(d, d)``, symmetric positive definite.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import GaussianState
         >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
         >>> state.cov.shape
@@ -55,7 +55,7 @@ def base_points(dim: int, num_points: int, key=None) -> tuple[jax.Array, jax.Arr
     Raises:
         PPLError: if ``dim`` or ``num_points`` is not a positive int.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import base_points
         >>> eps, w = base_points(2, 100)   # a 10 x 10 Gauss-Hermite grid
         >>> eps.shape, round(float(w.sum()), 6)
@@ -99,7 +99,7 @@ def gaussian_elbo(potential: Callable, state: GaussianState, eps, weights=None):
     Raises:
         Nothing of its own: a covariance that is not positive definite gives NaN.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import GaussianState, base_points, gaussian_elbo
         >>> state = GaussianState(jnp.zeros(2), jnp.eye(2))
         >>> value = gaussian_elbo(lambda x: 0.5 * x @ x, state, *base_points(2, 64))
@@ -137,7 +137,7 @@ def entropy_prox(cov, step_size):
     Raises:
         Nothing of its own: negative eigenvalues of ``cov`` (rounding) count as zero.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import entropy_prox
         >>> float(entropy_prox(jnp.eye(1), 0.5)[0, 0])   # (1 + 1 + sqrt(3)) / 2
         1.8660254...

@@ -42,7 +42,7 @@ def check_data(
             or 0 examples; if ``batch_size`` is not an int between 1 and the
             number of examples.
 
-    Example:
+    Examples:
         >>> check_data({"x": jnp.zeros((100, 2)), "y": jnp.zeros(100)}, None)
         (100, 64)
         >>> check_data(None, None)
@@ -111,7 +111,7 @@ def minibatch(key, data: Any, n: int, batch_size: int) -> Any:
         ``data`` with a leading axis of ``batch_size`` examples, the same
         examples in every leaf.
 
-    Example:
+    Examples:
         >>> batch = minibatch(jax.random.key(0), {"x": jnp.arange(10.0)}, 10, 4)
         >>> batch["x"].shape
         (4,)
@@ -140,7 +140,7 @@ def check_subsampling(objective, caller: str = "fit") -> None:
     Raises:
         PPLError: if ``objective`` does not name its model (it is not ``vi.elbo``).
 
-    Example:
+    Examples:
         >>> check_subsampling(vi.elbo(model, guide, obs))  # accepted
     """
     if getattr(objective, "model", None) is None:
@@ -168,7 +168,7 @@ def check_batch_size(objective, model_args: tuple, n_data: int, subsample: bool)
             the data) or its ``N`` is not the number of examples; without it,
             if the model has one (pass ``subsample=True``).
 
-    Example:
+    Examples:
         >>> check_batch_size(vi.elbo(model, guide, obs), (x_batch,), 10_000, True)
     """
     model = getattr(objective, "model", None)

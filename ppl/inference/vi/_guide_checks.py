@@ -20,7 +20,7 @@ def check_exact_density(guide, objective: str, why: str) -> None:
     Raises:
         PPLError: naming the objective, the guide and the objectives that work.
 
-    Example:
+    Examples:
         >>> check_exact_density(guide, "vimco", "its leave-one-out baselines")
     """
     if isinstance(guide, (Marginal, Normalized)):

@@ -29,7 +29,7 @@ def estimator(objective, caller: str = "fit") -> Callable:
     Raises:
         PPLError: naming ``caller``, if neither is callable.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import ppl
         >>> from ppl.inference import vi
@@ -59,7 +59,7 @@ def averaged(objective, num_samples: int, mesh: Mesh | None = None) -> Callable:
     devices when given), as one function ``(key, model_args, guide_args) -> scalar``;
     raises as :func:`estimator`.
 
-    Example:
+    Examples:
         >>> mean = averaged(lambda key, m, g: g[0], 4)
         >>> float(mean(jax.random.key(0), (), (jnp.array(2.0),)))
         2.0

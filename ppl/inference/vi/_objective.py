@@ -54,7 +54,7 @@ class Objective:
         fn, name, model: as given.
         expectation: the :class:`~ppl.Expectation` built from ``fn`` by ADEV.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import ppl
         >>> from ppl.inference import vi
@@ -143,7 +143,7 @@ def guide_policy(strategies, prefix: tuple) -> dict:
     Returns:
         ``{prefix + address: strategy}``.
 
-    Example:
+    Examples:
         >>> guide_policy({"z": ppl.mvd}, ("guide",))  # {("guide", "z"): mvd}  # doctest: +SKIP
     """
     return {(*prefix, *as_path(addr)): s for addr, s in dict(strategies or {}).items()}
@@ -161,7 +161,7 @@ def check_n(n: int) -> int:
     Raises:
         PPLError: if ``n`` is not an int of at least 1.
 
-    Example:
+    Examples:
         >>> check_n(5)
         5
     """
@@ -186,7 +186,7 @@ def observer(observations) -> Callable:
     Returns:
         ``observe(*model_args) -> ChoiceMap``.
 
-    Example:
+    Examples:
         >>> observer({"y": 1.0})()["y"]
         1.0
     """
@@ -210,7 +210,7 @@ def log_weight(model, guide, obs, model_args, guide_args):
     Returns:
         ``(log p(z, obs) - log q(z), z)``, ``z`` the guide's choice map.
 
-    Example:
+    Examples:
         >>> log_w, z = log_weight(model, guide, obs, model_args, guide_args)  # doctest: +SKIP
     """
     z, logq = sim(guide)(*guide_args) @ "guide"
@@ -227,7 +227,7 @@ def has_terms(model, guide) -> bool:
     Returns:
         ``True`` when :func:`elbo_terms` applies.
 
-    Example:
+    Examples:
         >>> has_terms(model, guide)  # doctest: +SKIP
         True
     """
@@ -253,7 +253,7 @@ def elbo_terms(model, guide, obs, model_args, guide_args):
     Returns:
         ``z``, the guide's choice map.
 
-    Example:
+    Examples:
         >>> z = elbo_terms(model, guide, obs, model_args, guide_args)  # doctest: +SKIP
     """
     z, _ = SimTerms(guide)(*guide_args) @ "guide"
@@ -338,7 +338,7 @@ def rao_blackwellized(model, guide, observe) -> Expectation:
         does; the check of the guide's choices reads the same); with
         Rao-Blackwellization off it is always the plain one.
 
-    Example:
+    Examples:
         >>> e = rao_blackwellized(model, guide, observer({"y": 1.0}))  # doctest: +SKIP
     """
 
@@ -382,7 +382,7 @@ def log_weights(model, guide, observe, model_args, guide_args, n, objective: str
             particles' weights are exponentiated, and a scaled minibatch's
             log density would bias them.
 
-    Example:
+    Examples:
         >>> observe = observer({"y": 1.0})
         >>> log_w, zs = log_weights(model, guide, observe, (), (mu,), 10)  # doctest: +SKIP
     """

@@ -28,7 +28,7 @@ class Static:
     Attributes:
         value: the object wrapped, unchanged.
 
-    Example:
+    Examples:
         >>> Static(1) == Static(1), Static(1) == Static(1.0)
         (True, False)
         >>> xs = [1, 2]

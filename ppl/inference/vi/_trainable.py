@@ -44,7 +44,7 @@ class Layout(NamedTuple):
         static: the ``STATIC`` leaves, in order, each wrapped (so that ``1``
             and ``1.0`` give different layouts).
 
-    Example:
+    Examples:
         >>> params, frozen, layout = split(
         ...     (jnp.ones(3), "a"), (jnp.array(0.0),), (False, True), caller="fit"
         ... )
@@ -76,7 +76,7 @@ class Layout(NamedTuple):
             StopIteration: if ``params`` or ``frozen`` hold fewer leaves than
                 the layout expects (they did not come from this layout).
 
-        Example:
+        Examples:
             >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
             >>> float(layout.rebuild(jax.tree.map(lambda x: x + 1, params), frozen)[1][0])
             1.0
@@ -116,7 +116,7 @@ def split(model_args, guide_args, trainable, *, caller: str) -> tuple[Any, tuple
         UserWarning: naming each marked leaf that cannot be trained (a Python
             int or float, an integer array).
 
-    Example:
+    Examples:
         >>> params, frozen, layout = split(
         ...     (jnp.ones(3), 0.5), (jnp.array(0.0), "q"), (False, True), caller="fit"
         ... )

@@ -70,7 +70,7 @@ class AutoGuide:
         model, args: the model and the arguments the guide was built with.
         kind: the family's name (``"auto_normal"``, ...).
 
-    Example:
+    Examples:
         >>> import jax, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
@@ -225,7 +225,7 @@ def auto_normal(
         PPLError: if a latent choice is discrete (name and fix), the model is
             not ``@ppl.gen``, no prior draw has finite density, or ``init`` is unknown.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
@@ -306,7 +306,7 @@ def auto_delta(
     Raises:
         PPLError: as :func:`auto_normal`.
 
-    Example:
+    Examples:
         >>> import jax, optax, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen

@@ -97,7 +97,7 @@ def auto_flow(
         ImportError: if flowjax is not installed (``pip install ppl[flow]``).
         PPLError: as :func:`~ppl.inference.vi.auto_normal`.
 
-    Example:
+    Examples:
         >>> import ppl
         >>> from ppl.inference.vi.autoguide_flow import auto_flow
         >>> @ppl.gen

@@ -46,7 +46,7 @@ def auto_laplace(
             reached is not positive definite (not a mode: fit the delta guide
             longer, or from another start).
 
-    Example:
+    Examples:
         >>> import jax, optax, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen

@@ -106,7 +106,7 @@ def auto_multivariate_normal(
     Raises:
         PPLError: as :func:`auto_normal`.
 
-    Example:
+    Examples:
         >>> import ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen
@@ -173,7 +173,7 @@ def auto_low_rank_normal(
     Raises:
         PPLError: as :func:`auto_normal`, or if ``rank`` is not a positive int.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen

@@ -30,7 +30,7 @@ class GradientStats(NamedTuple):
         variance: their sample variance (with ``n - 1`` in the denominator).
         n: the number of estimates.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from ppl.inference import vi
         >>> def objective(key, model_args, guide_args):  # gradient 2 + noise of sd 1
@@ -51,7 +51,7 @@ class GradientStats(NamedTuple):
         Returns:
             A pytree shaped like :attr:`mean` (``None`` where it is ``None``).
 
-        Example:
+        Examples:
             >>> stats = GradientStats((None, (jnp.array(2.0),)), (None, (jnp.array(4.0),)), 100)
             >>> stats.standard_error()[1][0]
             Array(0.2, dtype=float32, weak_type=True)
@@ -105,7 +105,7 @@ def gradient_variance(
         UserWarning: naming each leaf that ``trainable`` marks but that cannot
             be differentiated (a Python int or float, an integer array).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import ppl
         >>> from ppl import gen, normal

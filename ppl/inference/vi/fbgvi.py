@@ -66,7 +66,7 @@ class FBGVI(NamedTuple):
             was given, estimated with the step's base points. Jittable; the
             key is unused by the deterministic variant.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import fbgvi
         >>> init, step = fbgvi(lambda x: 0.5 * x @ x, 0.1)   # the target N(0, I)
         >>> state, elbo = step(jax.random.key(0), init(jnp.ones(2)))
@@ -144,7 +144,7 @@ def fbgvi(
             estimator in the stochastic variant); from ``init``, a mean that is
             not a vector or a covariance that is not ``(d, d)``.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import fbgvi
         >>> solver = fbgvi(lambda x: 0.5 * jnp.sum((x - 1.0) ** 2), 0.1)
         >>> state = solver.init(jnp.zeros(2))
@@ -214,7 +214,7 @@ class FBGVIResult(NamedTuple):
         history: the ELBO estimate before each step, shape ``(steps,)``.
         auto: the automatic guide it was fitted from, or ``None``.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> start = vi.GaussianState(jnp.zeros(2), jnp.eye(2))
         >>> result = vi.fit_fbgvi(lambda x: jnp.sum((x - 1.0) ** 2), jax.random.key(0),
@@ -242,7 +242,7 @@ class FBGVIResult(NamedTuple):
         Raises:
             Nothing of its own: the state's covariance is positive definite.
 
-        Example:
+        Examples:
             >>> (params,) = result.guide_args()   # doctest: +SKIP
         """
         chol = jnp.linalg.cholesky(self.state.cov)
@@ -259,7 +259,7 @@ class FBGVIResult(NamedTuple):
         Raises:
             PPLError: if the result was fitted from a bare potential.
 
-        Example:
+        Examples:
             >>> guide, guide_args = result.auto_guide()   # doctest: +SKIP
         """
         if self.auto is None:
@@ -318,7 +318,7 @@ def fit_fbgvi(
             ``init``, a delta guide without ``init``, or ``steps`` is not a
             positive int; if the iterates become non-finite (lower ``step_size``).
 
-    Example:
+    Examples:
         >>> import jax, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen

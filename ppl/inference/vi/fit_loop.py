@@ -51,7 +51,7 @@ class FitResult(NamedTuple):
 
     It is a named tuple: ``model_args, guide_args, history = result`` works too.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from ppl.inference import vi
         >>> def objective(key, model_args, guide_args):  # maximised at mu = 1
@@ -202,7 +202,7 @@ def fit(
         UserWarning: naming each leaf that ``trainable`` marks but that cannot
             be trained (a Python int or float, an integer array).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> import ppl
         >>> from ppl import gen, normal
@@ -299,7 +299,7 @@ class NonFiniteLoss(PPLError):
         model_args, guide_args: the arguments at the last step whose objective
             and gradient were finite (set by ``fit``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from ppl.inference import vi
         >>> def objective(key, model_args, guide_args):  # a step of 1 jumps past a = 2

@@ -58,7 +58,7 @@ class FitState(eqx.Module):
         n_data: the number of examples, or ``None`` (static).
         batch_size: examples drawn per step, or ``None`` (static).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from ppl.inference import vi
         >>> objective = lambda key, model_args, guide_args: -((guide_args[0] - 1.0) ** 2)
@@ -88,7 +88,7 @@ class FitState(eqx.Module):
             The pair of argument tuples; every leaf that is not trained is the
             very object passed to ``init``.
 
-        Example:
+        Examples:
             >>> import jax.numpy as jnp, optax
             >>> from ppl.inference import vi
             >>> init, _ = vi.fitter(lambda key, m, g: -(g[0] ** 2), optax.sgd(0.1))
@@ -111,7 +111,7 @@ class Fitter(NamedTuple):
             not finite leaves the parameters where they were and sets
             ``state.failed``; later steps change nothing.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from ppl.inference import vi
         >>> objective = lambda key, model_args, guide_args: -((guide_args[0] - 1.0) ** 2)
@@ -185,7 +185,7 @@ def fitter(
             (and, from ``init``, if the minibatch or the estimates cannot be
             split equally over it).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> from ppl.inference import vi
         >>> init, step = vi.fitter(lambda key, m, g: -(g[0] - 1.0) ** 2, optax.sgd(0.1))
@@ -233,7 +233,7 @@ def make_spec(
             positive int; with ``subsample``, if the objective is not one that
             stays unbiased under it (see :func:`~ppl.inference.vi._data.check_subsampling`).
 
-    Example:
+    Examples:
         >>> make_spec(lambda key, m, g: g[0], None, 4, "fit").num_samples
         4
     """
@@ -259,7 +259,7 @@ def check_split(spec: Spec, n_data: int | None, batch_size: int | None, caller: 
     Raises:
         PPLError: naming the count, the mesh's size and the nearest counts that fit.
 
-    Example:
+    Examples:
         >>> check_split(make_spec(lambda key, m, g: g[0], None, 4, "fit"), None, None, "fit")
     """
     if n_data is None:
@@ -280,7 +280,7 @@ def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) 
     Returns:
         A :class:`FitState` with ``failed`` false and ``last_good`` the start.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> spec = make_spec(lambda key, m, g: g[0], None, 1, "fit")
         >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
@@ -313,7 +313,7 @@ def step(spec: Spec, key, state: FitState) -> tuple:
         as they were, ``last_good`` keeps the parameters of the last finite
         step and ``failed`` is set.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> spec = make_spec(lambda key, m, g: -((g[0] - 1.0) ** 2), optax.sgd(0.1), 1, "fit")
         >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")
@@ -356,7 +356,7 @@ def advance(spec: Spec, key, state: FitState) -> tuple:
         whether the estimate and the gradient were finite (when not, the
         updates are not meaningful).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, optax
         >>> spec = make_spec(lambda key, m, g: -((g[0] - 1.0) ** 2), optax.sgd(0.1), 1, "fit")
         >>> params, frozen, layout = split((), (jnp.array(0.0),), (False, True), caller="fit")

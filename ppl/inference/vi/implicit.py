@@ -77,7 +77,7 @@ def linearized_log_density(sampler, noise_scale, z, eps):
     Raises:
         Nothing of its own: shapes that do not match fail in ``jax.numpy``.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import linearized_log_density
         >>> g = lambda e: 2.0 * e            # z = 2 eps + sigma xi: N(0, 4 + sigma^2)
         >>> v = linearized_log_density(g, 1.0, jnp.zeros(1), jnp.ones(1))
@@ -107,9 +107,9 @@ def g_and_jacobian(sampler, eps):
         ``(out, jac)`` of shapes ``(d,)`` and ``(d, k)``.
 
     Raises:
-        Nothing of its own.
+        Nothing of its own: an error of the sampler (or of ``jax.jacfwd``) passes through.
 
-    Example:
+    Examples:
         >>> from ppl.inference.vi import g_and_jacobian
         >>> out, jac = g_and_jacobian(lambda e: 3.0 * e, jnp.ones(2))
         >>> jac.shape
@@ -172,7 +172,7 @@ class ImplicitFamily:
         joint: the generative function of ``(eps, z)`` that ``.sample`` runs.
         static: the sampler's non-array part, recombined with ``arrays``.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -209,7 +209,7 @@ class ImplicitFamily:
         Raises:
             KeyError: if ``guide_args`` are not this family's ``(params,)``.
 
-        Example:
+        Examples:
             >>> g = family.sampler(result.guide_args)   # doctest: +SKIP
         """
         args = self.guide_args if guide_args is None else guide_args
@@ -227,7 +227,7 @@ class ImplicitFamily:
         Raises:
             KeyError: if ``guide_args`` are not this family's ``(params,)``.
 
-        Example:
+        Examples:
             >>> float(family.noise_scale())   # doctest: +SKIP
             0.01
         """
@@ -248,7 +248,7 @@ class ImplicitFamily:
         Raises:
             KeyError: if ``guide_args`` are not this family's ``(params,)``.
 
-        Example:
+        Examples:
             >>> draws = family.sample(jax.random.key(0), result.guide_args, 500)  # doctest: +SKIP
         """
         args = self.guide_args if guide_args is None else guide_args
@@ -330,7 +330,7 @@ def implicit_family(
             ``noise_dim`` or ``noise_scale`` is invalid, or if ``sampler``'s
             output does not have ``d`` coordinates.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, ppl
         >>> from ppl.inference import vi
         >>> @ppl.gen

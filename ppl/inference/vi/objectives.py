@@ -70,7 +70,7 @@ def elbo(
         AddressError: when estimating, if the guide leaves a latent choice of
             the model without a value or makes one the model does not.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -121,7 +121,7 @@ def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> O
             as :func:`elbo`.
         AddressError: as :func:`elbo`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -171,7 +171,7 @@ def renyi(
             as :func:`elbo`.
         AddressError: as :func:`elbo`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -225,7 +225,7 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
             as :func:`elbo`.
         AddressError: as :func:`elbo`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -283,7 +283,7 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
             as :func:`elbo`.
         AddressError: as :func:`elbo`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -334,7 +334,7 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
             as :func:`elbo`.
         AddressError: as :func:`elbo`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
@@ -391,7 +391,7 @@ def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None
             biased), and as :func:`elbo`.
         AddressError: as :func:`elbo`.
 
-    Example:
+    Examples:
         >>> from ppl.inference import vi
         >>> @ppl.gen
         ... def model():
