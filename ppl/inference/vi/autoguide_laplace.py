@@ -30,6 +30,16 @@ def auto_laplace(
     """A Laplace approximation: a full-rank normal guide at the mode of the
     unconstrained density with the inverse Hessian of its negative log.
 
+    From the delta guide's point, Newton steps on the model's potential in the
+    guide's unconstrained coordinates (log-Jacobians included) find the mode
+    ``u*``; the guide is ``N(u*, H^{-1})`` with ``H`` the Hessian there, pushed
+    through the supports' bijections. It is close to the posterior when the
+    posterior is close to Gaussian in those coordinates, and says nothing of
+    other modes. A Newton step costs a Hessian of the potential (about ``d``
+    gradients) and a ``d x d`` solve, ``O(d^3)``; the loop runs on the host,
+    one compiled call per step, and stops early when a step is below ``tol``
+    or not finite.
+
     Args:
         delta: an :func:`~ppl.inference.vi.auto_delta` guide.
         guide_args: its fitted arguments ``(params,)`` (``result.guide_args``;
@@ -42,9 +52,10 @@ def auto_laplace(
         parameters), ready to sample or to use in any objective.
 
     Raises:
-        PPLError: if ``delta`` is not a delta guide, or the Hessian at the point
-            reached is not positive definite (not a mode: fit the delta guide
-            longer, or from another start).
+        PPLError: if ``delta`` is not a delta guide, ``guide_args`` is not
+            ``(params,)``, or the Hessian at the point reached is not positive
+            definite (not a mode: fit the delta guide longer, or from another
+            start).
 
     Examples:
         >>> import jax, optax, ppl
