@@ -167,8 +167,8 @@ def clear_caches() -> None:
         None.
 
     Raises:
-        Nothing of its own; an error from a registered clearing function passes
-        through.
+        Nothing of its own: an error from a registered clearing function passes
+            through.
 
     Example:
         >>> from ppl._caches import live_entries
