@@ -113,15 +113,51 @@ class Expectation(_AdevOnly):
         return self._programs(self.fn, args, self.name)
 
     def estimate(self, key, args: tuple):
-        """An unbiased estimate of the expected value at ``args``; differentiable."""
+        """An unbiased estimate of the expected value at ``args``; differentiable.
+
+        Args:
+            key: a ``jax.random`` key.
+            args: the arguments, a tuple.
+
+        Returns:
+            A scalar; ``jax.grad`` of it (in ``args``) is :meth:`grad_estimate`.
+
+        Raises:
+            PPLError: if the key or arguments have the wrong type, or (when the
+                program is staged) a strategy cannot serve its choice, a policy
+                names an address with no choice, or the program misuses a
+                ppl construct (the message names the address).
+        """
         return self._jit_estimate(as_key(key), as_args(args, self.name))
 
     def grad_estimate(self, key, args: tuple):
-        """An unbiased estimate of the gradient with respect to ``args`` (same pytree)."""
+        """An unbiased estimate of the gradient with respect to ``args`` (same pytree).
+
+        Args:
+            key: a ``jax.random`` key.
+            args: the arguments, a tuple; float leaves are differentiated.
+
+        Returns:
+            A tuple like ``args``: the gradient estimate for each argument.
+
+        Raises:
+            PPLError: as :meth:`estimate`.
+        """
         return release(self._jit_grad(as_args(args, self.name), as_key(key)))
 
     def with_strategies(self, strategies) -> "Expectation":
-        """A copy whose policy also assigns ``strategies`` (the new ones win)."""
+        """A copy whose policy also assigns ``strategies`` (the new ones win).
+
+        Args:
+            strategies: a dict, address -> strategy (as for :func:`ppl.adev`).
+
+        Returns:
+            A new :class:`Expectation`; this one is unchanged.
+
+        Raises:
+            PPLError: as :func:`ppl.adev`, for a policy that is not a dict of
+                strategies.
+        """
         new = copy.copy(self)
         new.policy = {**self.policy, **_adev.check_policy(strategies)}
         new._setup()
