@@ -208,16 +208,16 @@ class Kernel(abc.ABC):
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
         ...     return ppl.normal(mu, 1.0) @ "y"
         >>> trace, _ = model.generate(jax.random.key(0), ppl.ChoiceMap.d({"y": 1.0}), ())
-        >>> kernel = ppl.inference.hmc(ppl.select("mu"), step_size=0.5, n_steps=4)
-        >>> kernel == ppl.inference.hmc(ppl.select("mu"), step_size=0.5, n_steps=4)
+        >>> kernel = ppl.inference.mh(ppl.select("mu"))
+        >>> kernel == ppl.inference.mh(ppl.select("mu"))   # equal settings: equal kernels
         True
-        >>> state = kernel.init(trace, n_warmup=10)
+        >>> state = kernel.init(trace)
         >>> state = jax.jit(kernel.step)(jax.random.key(1), state)
-        >>> sorted(kernel.stats(state))
-        ['diverging', 'step_size']
-        >>> kernel.step_size = 0.1
+        >>> float(state.trace.choices["y"]), kernel.stats(state)   # MH reports no statistics
+        (1.0, {})
+        >>> kernel.selection = ppl.select("y")
         Traceback (most recent call last):
-        AttributeError: HMC is an immutable value: ...
+        AttributeError: MH is an immutable value: ...
     """
 
     def __init__(self, **settings):
