@@ -34,7 +34,7 @@ class Store(dict):
     :func:`ppl.core.program_cache` makes one per generative function for its
     staged programs. It is an ordinary ``dict`` plus :meth:`cached`.
 
-    Example:
+    Examples:
         >>> store = Store()
         >>> store.cached(("shape", 3), lambda: 3 * 2)
         6
@@ -65,7 +65,7 @@ class Store(dict):
         Raises:
             TypeError: if ``key`` is not hashable.
 
-        Example:
+        Examples:
             >>> Store().cached("k", lambda: [1], keep=lambda v: False)  # made, not kept
             [1]
         """
@@ -89,7 +89,7 @@ class Owner:
     :class:`Store` when it is made (before ``__init__`` runs), so subclasses need
     not call a base ``__init__``. A shallow copy starts with an empty store.
 
-    Example:
+    Examples:
         >>> class Model(Owner):
         ...     pass
         >>> len(store_of(Model()))
@@ -121,8 +121,8 @@ def store_of(owner: Owner) -> Store:
     Raises:
         TypeError: if ``owner`` is not an :class:`Owner`.
 
-    Example:
-        >>> store_of(ppl.normal).get(("my entry",), lambda: 1)
+    Examples:
+        >>> store_of(ppl.normal).cached(("my entry",), lambda: 1)
         1
     """
     try:
@@ -143,9 +143,9 @@ def register(clear: Callable[[], None]) -> Callable[[], None]:
     Returns:
         ``clear`` itself.
 
-    Example:
-        >>> _run = jax.jit(step, static_argnames="spec")
-        >>> register(_run.clear_cache)
+    Examples:
+        >>> _run = jax.jit(lambda x, spec: x * spec, static_argnames="spec")
+        >>> clear = register(_run.clear_cache)
     """
     _clears.append(clear)
     return clear
@@ -170,7 +170,7 @@ def clear_caches() -> None:
         Nothing of its own: an error from a registered clearing function passes
             through.
 
-    Example:
+    Examples:
         >>> from ppl._caches import live_entries
         >>> @ppl.gen
         ... def model():
@@ -193,7 +193,7 @@ def live_entries() -> int:
     Returns:
         The total, an int.
 
-    Example:
+    Examples:
         >>> ppl.clear_caches(); live_entries()
         0
     """

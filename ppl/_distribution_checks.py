@@ -25,7 +25,7 @@ def parameter_names(factory) -> list | None:
         A list of names (without ``self`` and ``validate_args``), or ``None``
         when the signature cannot be read (a builtin, say).
 
-    Example:
+    Examples:
         >>> parameter_names(numpyro.distributions.Normal)
         ['loc', 'scale']
     """
@@ -56,7 +56,7 @@ def inside_support(support, x):
         unchanged for other supports and for non-float values. The derivative
         is exactly 1 wherever nothing is clamped.
 
-    Example:
+    Examples:
         >>> inside_support(nd.constraints.positive, jnp.zeros(2))   # [tiny, tiny]
     """
     while isinstance(support, nd.constraints.independent):
@@ -88,7 +88,7 @@ def support_name(d) -> str:
     Returns:
         The support's class name without leading underscores.
 
-    Example:
+    Examples:
         >>> support_name(nd.Gamma(1.0))
         'Positive'
     """
@@ -108,7 +108,7 @@ def membership(support, value, concrete=False):
         A boolean array; ``None`` for supports without a test, and for real
         lines (numpyro's log density is already -inf at +-inf there).
 
-    Example:
+    Examples:
         >>> membership(nd.constraints.positive, jnp.array([1.0, -1.0]))
         Array([ True, False], dtype=bool)
     """
@@ -144,7 +144,7 @@ def parameter_problem(name, d, given: dict) -> AddressError | None:
         An :class:`AddressError` naming the parameter and its domain, or
         ``None`` when every concrete parameter is in its domain.
 
-    Example:
+    Examples:
         >>> parameter_problem("normal", nd.Normal(0.0, -1.0), {"loc": 0.0, "scale": -1.0})
         AddressError("parameter 'scale' of normal at (top level) must be > 0; ...")
     """
@@ -178,7 +178,7 @@ def is_traced_integer(v) -> bool:
     Returns:
         True for a JAX tracer of integer or boolean dtype.
 
-    Example:
+    Examples:
         >>> is_traced_integer(3)
         False
     """

@@ -89,7 +89,7 @@ class PPLError(ValueError):
     :class:`AddressError`. It is a ``ValueError``, so code that catches
     ``ValueError`` catches it too.
 
-    Example:
+    Examples:
         >>> try:
         ...     ppl.normal(0.0, 1.0) @ "x"  # a random choice outside @ppl.gen
         ... except ppl.PPLError as err:
@@ -117,7 +117,7 @@ class AddressError(PPLError, KeyError):
         template: the message template.
         path: the address the error is at, outermost first.
 
-    Example:
+    Examples:
         >>> try:
         ...     ppl.ChoiceMap.d({"x": 1.0})["y"]
         ... except ppl.AddressError as err:

@@ -35,7 +35,7 @@ class Trace(eqx.Module):
             ``ppl.factor`` terms.
         choices: the random choices made, a :class:`ppl.ChoiceMap`.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model(mu):
         ...     return ppl.normal(mu, 1.0) @ "x"
@@ -251,7 +251,7 @@ class GenerativeFunction(Callee, abc.ABC):
         *args: the arguments of a subclass's constructor (the base class takes none).
         **kwargs: the keyword arguments of a subclass's constructor.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model(mu):
         ...     x = ppl.normal(mu, 1.0) @ "x"
@@ -361,7 +361,7 @@ class GenerativeFunction(Callee, abc.ABC):
                 (``ppl.select("x", ...)``) none of which any run of this function
                 makes: the move would do nothing.
 
-        Example:
+        Examples:
             >>> @ppl.gen
             ... def model():
             ...     return ppl.normal(0.0, 1.0) @ "z"

@@ -61,7 +61,7 @@ class ChoiceMap:
         value: the value of a single choice (a leaf node).
         made: for a masked entry, the boolean flags saying where it was made.
 
-    Example:
+    Examples:
         >>> cm = ppl.ChoiceMap.d({"x": 1.0, ("enc", "z"): jnp.array([0.5, 2.0])})
         >>> cm["enc", "z"].shape, cm.addresses()
         ((2,), [('x',), ('enc', 'z')])
@@ -109,12 +109,13 @@ class ChoiceMap:
         Raises:
             PPLError: if ``made``'s shape is not a prefix of ``value``'s shape.
 
-        >>> x = ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
-        >>> cm = ChoiceMap.d({"x": x})
-        >>> cm["x"]
-        Array([ 1., nan], dtype=float32)
-        >>> cm.is_made("x")
-        Array([ True, False], dtype=bool)
+        Examples:
+            >>> x = ppl.ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
+            >>> cm = ppl.ChoiceMap.d({"x": x})
+            >>> cm["x"]
+            Array([ 1., nan], dtype=float32)
+            >>> cm.is_made("x")
+            Array([ True, False], dtype=bool)
         """
         made = jnp.asarray(made)
         if made.dtype != jnp.bool_:
@@ -155,8 +156,9 @@ class ChoiceMap:
             ``True`` for an entry built by :meth:`masked` (as in the choice map of a
             ``ppl.switch`` with a traced index), ``False`` otherwise.
 
-        >>> ChoiceMap.masked(1.0, False).is_masked(), ChoiceMap.value(1.0).is_masked()
-        (True, False)
+        Examples:
+            >>> ppl.ChoiceMap.masked(1.0, False).is_masked(), ppl.ChoiceMap.value(1.0).is_masked()
+            (True, False)
         """
         return self._made is not None
 
@@ -173,8 +175,9 @@ class ChoiceMap:
                 (NaN where not made) and ``is_made``, or pass the choice map to
                 the interface, which reads the mask.
 
-        >>> ChoiceMap.value(1.0).get_value()
-        1.0
+        Examples:
+            >>> ppl.ChoiceMap.value(1.0).get_value()
+            1.0
         """
         if not self.has_value():
             raise AddressError(
@@ -209,10 +212,11 @@ class ChoiceMap:
         Raises:
             AddressError: if ``addr`` holds several choices (a sub-map).
 
-        >>> x = ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
-        >>> cm = ChoiceMap.d({"x": x})
-        >>> cm.is_made("x"), ChoiceMap.d({"y": 2.0}).is_made("y"), cm.is_made("y")
-        (Array([ True, False], dtype=bool), True, False)
+        Examples:
+            >>> x = ppl.ChoiceMap.masked(jnp.array([1.0, 2.0]), jnp.array([True, False]))
+            >>> cm = ppl.ChoiceMap.d({"x": x})
+            >>> cm.is_made("x"), ppl.ChoiceMap.d({"y": 2.0}).is_made("y"), cm.is_made("y")
+            (Array([ True, False], dtype=bool), True, False)
         """
         sub = self.get_submap(addr)
         if sub.is_empty():
@@ -274,8 +278,9 @@ class ChoiceMap:
             with ``cm[addr]`` (NaN where not made, for floating-point values).
             A single choice gives its value.
 
-        >>> ChoiceMap.d({("enc", "z"): 1.0}).to_dict()
-        {'enc': {'z': 1.0}}
+        Examples:
+            >>> ppl.ChoiceMap.d({("enc", "z"): 1.0}).to_dict()
+            {'enc': {'z': 1.0}}
         """
         if self.has_value():
             return _read(self)
@@ -299,8 +304,9 @@ class ChoiceMap:
             AddressError: if a masked entry of ``other`` meets sub-addresses or a
                 value of another shape in ``self`` (no one choice map holds both).
 
-        >>> ChoiceMap.d({"x": 1.0, "y": 2.0}) | ChoiceMap.d({"y": 0.3})
-        ChoiceMap({'x': 1.0, 'y': 0.3})
+        Examples:
+            >>> ppl.ChoiceMap.d({"x": 1.0, "y": 2.0}) | ppl.ChoiceMap.d({"y": 0.3})
+            ChoiceMap({'x': 1.0, 'y': 0.3})
         """
         if not isinstance(other, ChoiceMap):
             return NotImplemented

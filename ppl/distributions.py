@@ -73,7 +73,7 @@ class Distribution(GenerativeFunction):
         value_dtype: the dtype the values are cast to (``flip`` uses
             ``jnp.bool_``); ``None`` keeps numpyro's.
 
-    Example:
+    Examples:
         >>> import numpyro.distributions as nd
         >>> coin = ppl.Distribution(nd.Bernoulli, "coin", value_dtype=jnp.bool_)
         >>> coin.simulate(jax.random.key(0), (0.3,)).retval.dtype
@@ -111,8 +111,9 @@ class Distribution(GenerativeFunction):
         Raises:
             PPLError: an unknown keyword, or a parameter given twice.
 
-        >>> ppl.flip.parameters((), {"logits": 0.0})
-        (None, 0.0)
+        Examples:
+            >>> ppl.flip.parameters((), {"logits": 0.0})
+            (None, 0.0)
         """
         return hold_static_ints(self._positional(args, kwargs))
 
@@ -157,8 +158,9 @@ class Distribution(GenerativeFunction):
                 where numpyro needs a Python int is named as such), or a
                 concrete parameter is outside its domain (see the class).
 
-        >>> ppl.normal.dist(0.0, 2.0).scale
-        2.0
+        Examples:
+            >>> ppl.normal.dist(0.0, 2.0).scale
+            2.0
         """
         params = release(args)
         names = self._param_names(len(params))
@@ -224,8 +226,9 @@ class Distribution(GenerativeFunction):
         Raises:
             AddressError: as :meth:`dist`.
 
-        >>> ppl.flip.log_density(2, (0.3,))  # not a boolean: impossible
-        Array(-inf, dtype=float32)
+        Examples:
+            >>> ppl.flip.log_density(2, (0.3,))  # not a boolean: impossible
+            Array(-inf, dtype=float32)
         """
         d = self.dist(*args)
         value = jnp.asarray(value)
@@ -307,8 +310,9 @@ class Distribution(GenerativeFunction):
             NotImplementedError: ``reparam=True`` for a distribution numpyro
                 cannot ``rsample``.
 
-        >>> d = ppl.gamma.dist(0.05, 1.0)
-        >>> x = ppl.gamma.draw(jax.random.key(7), d)  # > 0 even where d.sample gives 0
+        Examples:
+            >>> d = ppl.gamma.dist(0.05, 1.0)
+            >>> x = ppl.gamma.draw(jax.random.key(7), d)  # > 0 even where d.sample gives 0
         """
         raw = d.rsample(key) if reparam else d.sample(key)
         return self._to_value(inside_support(d.support, raw))
@@ -391,7 +395,7 @@ def distribution(numpyro_class: Callable, name: str | None = None) -> Distributi
         AddressError: when a choice is made, if the factory refuses the
             parameters, or a parameter that holds a value is outside its domain.
 
-    Example:
+    Examples:
         >>> import numpyro.distributions as nd
         >>> lkj = ppl.distribution(nd.LKJCholesky)
         >>> lkj.simulate(jax.random.key(0), (3, 2.0)).retval.shape  # 3 stays a Python int

@@ -57,7 +57,7 @@ def expectation(
     Raises:
         PPLError: if ``strategies`` is not a mapping of addresses to strategies.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def loss(mu):
         ...     z = ppl.normal(mu, 1.0) @ "z"
@@ -97,7 +97,7 @@ def adev(f, strategies=None) -> Expectation:
             where ``f`` makes no random choice, and for a strategy that cannot
             serve its choice (the message names the address and the fix).
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"  # reinforce by default
@@ -134,7 +134,7 @@ def E(f, n: int, loo: bool = False) -> Expectation:
     Raises:
         PPLError: if ``n`` is not a positive int, or ``n < 2`` with ``loo=True``.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     return ppl.normal(theta, 1.0) @ "x"
@@ -172,7 +172,7 @@ def add_cost(x) -> None:
             called outside any ppl program (the message calls it a random
             choice at ``'add_cost'``).
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     x = ppl.normal(theta, 1.0) @ "x"
@@ -207,7 +207,7 @@ def sim(q: GenerativeFunction) -> _AdevOnly:
             outside an expectation (by ``simulate`` and the other interface
             methods), where it has no meaning.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     z = ppl.normal(0.0, 1.0) @ "z"
@@ -248,7 +248,7 @@ def density(p: GenerativeFunction) -> Callable:
         PPLError: from the returned function for ``ppl.normalize`` (its density
             has no unbiased estimate).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     z = ppl.normal(0.0, 1.0) @ "z"

@@ -129,7 +129,7 @@ def gen(fn: Callable) -> StaticGenerativeFunction:
             ``jax.vmap`` or ``jax.grad`` (the message names the combinator to
             use instead).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model(mu):
         ...     x = ppl.normal(mu, 1.0) @ "x"

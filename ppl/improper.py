@@ -89,7 +89,7 @@ class ImproperUniform(Distribution):
         PPLError: from ``ppl.inference.importance`` and ``smc.init`` on a model
             that would sample one (no proposal for it).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     return ppl.improper_uniform("ordered_vector", (3,)) @ "cutpoints"
@@ -114,9 +114,10 @@ class ImproperUniform(Distribution):
         Returns:
             ``biject_to(support)(u)`` with ``u`` uniform in ``[-2, 2]``.
 
-        >>> d = ppl.improper_uniform.dist("positive", (3,))
-        >>> bool(jnp.all(ppl.improper_uniform.draw(jax.random.key(0), d) > 0))
-        True
+        Examples:
+            >>> d = ppl.improper_uniform.dist("positive", (3,))
+            >>> bool(jnp.all(ppl.improper_uniform.draw(jax.random.key(0), d) > 0))
+            True
         """
         bijection = biject_to(d.support)
         shape = bijection.inverse_shape(d.shape())
@@ -145,7 +146,7 @@ def improper_addresses(trace: Trace) -> list:
     Returns:
         A list of address tuples.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     s = ppl.improper_uniform("positive") @ "sigma"
@@ -172,7 +173,7 @@ def addresses_within(trace: Trace, is_node) -> list:
         A list of address tuples (empty when the choice map cannot be built
         from shapes: a switch on a run-time index).
 
-    Example:
+    Examples:
         >>> from ppl.combinators.vmap import VmapTrace
         >>> @ppl.gen
         ... def model(xs):

@@ -189,7 +189,7 @@ def marginal(
             and ``regenerate`` (the density has no exact value), and from a
             trace's ``project`` of anything but every choice.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def q(mu):
         ...     u = ppl.normal(mu, 1.0) @ "u"

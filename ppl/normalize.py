@@ -100,7 +100,7 @@ def normalize(p: GenerativeFunction, observations, n: int = 1) -> Normalized:
             ``assess``, ``generate``, ``update``, ``regenerate`` and
             ``ppl.density`` of it.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     z = ppl.normal(0.0, 1.0) @ "z"

@@ -136,7 +136,7 @@ class Factor(GenerativeFunction):
             at its address to ``assess``/``generate``/``update`` (it records no
             choice).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 10.0) @ "mu"
@@ -244,7 +244,7 @@ class Deterministic(GenerativeFunction):
         AddressError: a value is given at its address to ``generate`` or
             ``update``: it cannot be constrained.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     log_s = ppl.normal(0.0, 1.0) @ "log_s"
@@ -313,7 +313,7 @@ def recorded(trace: Trace) -> ChoiceMap:
     Raises:
         AttributeError: if ``trace`` is not a trace (it has no ``choices``).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     mu = ppl.normal(0.0, 1.0) @ "mu"
@@ -341,7 +341,7 @@ def has_deterministic(trace: Trace) -> bool:
     Returns:
         True if some sub-trace is a :class:`DeterministicTrace`.
 
-    Example:
+    Examples:
         >>> has_deterministic(ppl.deterministic.trace_shape((1.0,)))
         True
     """

@@ -28,7 +28,7 @@ def address_path(addr) -> tuple:
     Raises:
         PPLError: if a part of the address is not a string.
 
-    Example:
+    Examples:
         >>> address_path("x"), address_path(("enc", "z"))
         (('x',), ('enc', 'z'))
     """
@@ -46,7 +46,7 @@ class Selection(abc.ABC):
     """A set of addresses. Build with :func:`select`; ``~s`` is the complement,
     ``s | t`` the union. ``"x" in s`` and ``("enc", "z") in s`` test membership.
 
-    Example:
+    Examples:
         >>> s = ppl.select("x", ("enc", "z"))
         >>> "x" in s, ("enc", "z") in s, "y" in s, "y" in ~s
         (True, True, False, True)
@@ -62,7 +62,7 @@ class Selection(abc.ABC):
         Returns:
             A :class:`Selection` (``select_none()`` when nothing below is selected).
 
-        Example:
+        Examples:
             >>> ppl.select(("enc", "z")).child("enc")
             select('z')
         """
@@ -227,7 +227,7 @@ def select(*addrs) -> Selection:
         PPLError: if an address is not a string or a tuple of strings, e.g. a
             list of addresses passed as one argument.
 
-    Example:
+    Examples:
         >>> s = ppl.select("x", ("encoder", "z"))  # x, and z inside the call at "encoder"
         >>> s
         select('x', ('encoder', 'z'))
@@ -280,7 +280,7 @@ def select_all() -> Selection:
     Raises:
         Nothing of its own: it takes no input.
 
-    Example:
+    Examples:
         >>> "x" in ppl.select_all(), ("enc", "z") in ppl.select_all()
         (True, True)
         >>> ppl.ChoiceMap.d({"x": 1.0}).filter(ppl.select_all())
@@ -298,7 +298,7 @@ def select_none() -> Selection:
     Raises:
         Nothing of its own: it takes no input.
 
-    Example:
+    Examples:
         >>> "x" in ppl.select_none(), "x" in ~ppl.select_none()
         (False, True)
         >>> ppl.ChoiceMap.d({"x": 1.0}).filter(ppl.select_none()).is_empty()
@@ -322,10 +322,11 @@ def check_selects_some(selection: Selection, possible, name: str) -> None:
             nothing. ``select()``, ``select_none()``, ``select_all()`` and
             complements are never refused.
 
-    >>> possible = ppl.ChoiceMap.d({"x": 1.0})
-    >>> check_selects_some(ppl.select("typo"), possible, "model")
-    Traceback (most recent call last):
-    ppl._errors.PPLError: regenerate: the selection select('typo') names no random choice...
+    Examples:
+        >>> possible = ppl.ChoiceMap.d({"x": 1.0})
+        >>> check_selects_some(ppl.select("typo"), possible, "model")
+        Traceback (most recent call last):
+        ppl._errors.PPLError: regenerate: the selection select('typo') names no random choice...
     """
     if selection._names() and possible.filter(selection).is_empty():
         shown = fmt_addrs(possible.addresses(), limit=20, empty="")

@@ -33,7 +33,7 @@ def forward(lp: jax.Array) -> jax.Array:
         steps ``0..t`` with step ``t`` in state ``k``; ``logsumexp(alpha[-1])``
         is the log marginal.
 
-    Example:
+    Examples:
         >>> log_z = logsumexp(forward(lp)[-1])
     """
 
@@ -56,7 +56,7 @@ def backward_sample(key, lp: jax.Array, alpha: jax.Array) -> jax.Array:
         The states, shape ``(T,)``: the last from ``alpha[-1]``, each earlier
         one from ``alpha[t] + lp[t + 1, :, z[t + 1]]``.
 
-    Example:
+    Examples:
         >>> z = backward_sample(key, lp, forward(lp))
     """
     keys = jax.random.split(key, alpha.shape[0])
@@ -80,7 +80,7 @@ def viterbi(lp: jax.Array) -> jax.Array:
     Returns:
         The states of the jointly most probable path, shape ``(T,)``.
 
-    Example:
+    Examples:
         >>> z = viterbi(lp)
     """
 
@@ -107,7 +107,7 @@ class SumOutScan(SumOut):
     the state alone; then the step's log density for every (previous state,
     state) pair is one table, and the sum over paths is the forward recursion.
 
-    Example:
+    Examples:
         >>> ppl.sum_out(ppl.scan(step, length=T), ppl.select("z"))
     """
 

@@ -51,7 +51,7 @@ class SumOutTrace(Trace):
             PPLError: for any other selection: the summed-out density does not
                 split into per-choice terms.
 
-        Example:
+        Examples:
             >>> tr.project(ppl.select_all()) == tr.score
         """
         if selection.is_all():
@@ -77,7 +77,7 @@ class SumOut(GenerativeFunction):
         selection: the summed choices.
         max_assignments: the most joint assignments one joint sum may have.
 
-    Example:
+    Examples:
         >>> marg = ppl.sum_out(model, ppl.select("z"))
         >>> marg.assess(ChoiceMap.d({"y": 0.3}), ())[0]   # log sum_z p(y, z)
     """
@@ -108,7 +108,7 @@ class SumOut(GenerativeFunction):
         Returns:
             One bool per leaf of the return value, decided when traced.
 
-        Example:
+        Examples:
             >>> ppl.sum_out(hmm_scan, ppl.select("z")).dependent((z0, None))  # [True, False]
         """
         raise NotImplementedError
@@ -132,7 +132,7 @@ class SumOut(GenerativeFunction):
         Returns:
             A :class:`~ppl.ChoiceMap` of ``jax.ShapeDtypeStruct`` leaves.
 
-        Example:
+        Examples:
             >>> marg.kept_shape(args).addresses()
         """
         return self.gen_fn.trace_shape(args).choices.without(self.selection)
@@ -209,7 +209,7 @@ class SumOut(GenerativeFunction):
         Raises:
             PPLError: if ``choices`` holds summed-out addresses.
 
-        Example:
+        Examples:
             >>> z = hmm_marg.posterior_sample(key, ChoiceMap.d({("chain", "x"): xs}), (T,))
         """
         choices, args = as_choices(choices), as_args(args, self.name)
@@ -230,7 +230,7 @@ class SumOut(GenerativeFunction):
         Raises:
             PPLError: if ``choices`` holds summed-out addresses.
 
-        Example:
+        Examples:
             >>> path = hmm_marg.most_probable(ChoiceMap.d({("chain", "x"): xs}), (T,))
         """
         choices, args = as_choices(choices), as_args(args, self.name)

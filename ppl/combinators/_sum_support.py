@@ -37,7 +37,7 @@ def varies(fn, batched) -> list[bool]:
     Returns:
         One bool per leaf of ``fn``'s output.
 
-    Example:
+    Examples:
         >>> varies(lambda a: (a * 2.0, 3.0), jnp.arange(3.0))
         [True, False]
     """
@@ -70,7 +70,7 @@ def pick(stacked, dependent: list[bool]):
     Returns:
         One return value.
 
-    Example:
+    Examples:
         >>> pick((jnp.ones(4), jnp.arange(4)), [False, True])   # (1.0, -1)
     """
     leaves, tree = jax.tree.flatten(stacked)
@@ -150,7 +150,7 @@ def assignments(gen_fn, paths, kept, args, limit, name) -> ChoiceMap:
         PPLError: naming each choice and its count beyond ``limit``; for a
             choice whose support cannot be enumerated or is not known when staged.
 
-    Example:
+    Examples:
         >>> assignments(model, [("z",)], kept, args, 2**16, "sum_out(model)")["z"]
         [False, True]
     """
@@ -200,7 +200,7 @@ def plan(gen_fn, selection: Selection, args, name):
         PPLError: if nothing is selected, or a selected choice is inside a
             combinator other than ``ppl.vmap``/``ppl.repeat``/``ppl.scan``/``ppl.switch``.
 
-    Example:
+    Examples:
         >>> plan(mixture, ppl.select("g", ("points", "c")), args, "m")
         ([('g',)], {'points': select('c')})
     """
@@ -278,7 +278,7 @@ def check_contained(rewritten: Rewritten, args, name) -> None:
     Raises:
         PPLError: naming the call's address and the fix.
 
-    Example:
+    Examples:
         >>> check_contained(Rewritten(model, {"points": ...}), args, "sum_out(model)")
     """
     prog = rewritten.program(args)

@@ -36,7 +36,7 @@ def mix(*components: GenerativeFunction) -> GenerativeFunction:
         AddressError: when called, as for ``ppl.switch``: components whose
             choices cannot share one choice map.
 
-    Example:
+    Examples:
         >>> both = ppl.mix(ppl.normal, ppl.laplace)  # each takes (loc, scale)
         >>> logits = jnp.log(jnp.array([0.7, 0.3]))
         >>> tr = both.simulate(jax.random.key(0), (logits, 0.0, 1.0))

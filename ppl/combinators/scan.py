@@ -192,7 +192,7 @@ def scan(step: GenerativeFunction, length: int | None = None) -> Scan:
             return a pair.
         AddressError: if a constraint's value has no leading axis of length ``T``.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def step(z, x):
         ...     z = ppl.normal(0.9 * z, 1.0) @ "z"

@@ -62,7 +62,7 @@ class SumOutJoint(SumOut):
     ``logsumexp``; a call summed on its own is the call's ``sum_out`` put in its
     place in the staged program (checked by :func:`check_contained`).
 
-    Example:
+    Examples:
         >>> ppl.sum_out(model, ppl.select("z", ("points", "c")))   # z jointly, c per point
     """
 
@@ -166,7 +166,7 @@ class SumOutVmap(SumOut):
     The element function's own ``sum_out`` mapped over the elements; their
     log marginals add, since the elements are independent given the arguments.
 
-    Example:
+    Examples:
         >>> ppl.sum_out(ppl.repeat(point, n), ppl.select("c"))
     """
 
@@ -217,7 +217,7 @@ class SumOutSwitch(SumOut):
     over its own selected choices, is the marginal; a known index runs that
     branch, one known only at run time runs them all and keeps the one taken.
 
-    Example:
+    Examples:
         >>> ppl.sum_out(ppl.cond(mixture_a, mixture_b), ppl.select("z"))
     """
 
@@ -297,7 +297,7 @@ def sum_out(
             summed choices, or a separately summed call whose dependent return
             value is used.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     b = ppl.flip(0.3) @ "b"

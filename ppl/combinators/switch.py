@@ -350,7 +350,7 @@ def switch(*branches: GenerativeFunction) -> Switch:
             makes sub-addresses; or if a constraint is at an address no branch
             makes.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def small(s):
         ...     return ppl.normal(0.0, s) @ "x"
@@ -380,7 +380,7 @@ def cond(if_true: GenerativeFunction, if_false: GenerativeFunction) -> Switch:
         AddressError: as for :func:`switch` (branches whose choices cannot
             share one choice map, constraints no branch makes).
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def model():
         ...     coin = ppl.flip(0.5) @ "coin"

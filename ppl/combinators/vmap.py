@@ -252,7 +252,7 @@ def vmap(
         AddressError: if a constraint has no leading axis of the right length,
             or ``update`` would change the number of elements.
 
-    Example:
+    Examples:
         >>> @ppl.gen
         ... def point(x, mu):
         ...     return ppl.normal(mu + x, 1.0) @ "y"
@@ -284,7 +284,7 @@ def repeat(gen_fn: GenerativeFunction, n: int) -> Vmap:
             function.
         AddressError: as for :func:`vmap` (constraints without the leading axis).
 
-    Example:
+    Examples:
         >>> coins = ppl.repeat(ppl.flip, 10)
         >>> tr = coins.simulate(jax.random.key(0), (0.3,))
         >>> tr.retval.shape, tr.retval.dtype

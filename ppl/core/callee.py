@@ -28,7 +28,7 @@ class Callee(Owner):
     :meth:`hoisted` and :attr:`addressless`. Nothing is written onto a callee
     after it is made: shapes are cached in its store (``ppl._caches``).
 
-    Example:
+    Examples:
         >>> class Constant(Callee):
         ...     def retval_abstract(self, args):
         ...         return args[0]
@@ -62,7 +62,7 @@ class Callee(Owner):
         Raises:
             PPLError: in subclasses that cannot take such values (combinators).
 
-        Example:
+        Examples:
             >>> ppl.normal.hoisted((0.0, 1.0))
             (normal, (0.0, 1.0))
         """
@@ -80,7 +80,7 @@ class Callee(Owner):
         Raises:
             NotImplementedError: in this base class; subclasses define it.
 
-        Example:
+        Examples:
             >>> ppl.normal.retval_abstract((0.0, 1.0))   # a scalar float
         """
         raise NotImplementedError(f"{type(self).__name__} must define retval_abstract(args)")
@@ -97,7 +97,7 @@ class Callee(Owner):
         Returns:
             A pytree of ``jax.ShapeDtypeStruct``.
 
-        Example:
+        Examples:
             >>> ppl.normal._shape("retval", ppl.normal.retval_abstract, tree, avals)
         """
 
@@ -134,7 +134,7 @@ class Callee(Owner):
         Returns:
             A list of ``_jcore.ShapedArray``, one per leaf of the return value.
 
-        Example:
+        Examples:
             >>> ppl.normal.retval_avals(jax.tree.structure((0.0, 1.0)), avals)  # [f32[]]
         """
         leaves = jax.tree.leaves(self._retval_shape(in_tree, in_avals))
@@ -153,7 +153,7 @@ class Callee(Owner):
         Returns:
             A ``jax.tree_util.PyTreeDef``.
 
-        Example:
+        Examples:
             >>> ppl.normal.retval_tree(jax.tree.structure((0.0, 1.0)), avals)  # PyTreeDef(*)
         """
         return jax.tree.structure(self._retval_shape(in_tree, in_avals))

@@ -86,7 +86,7 @@ def bind_sample(gen_fn: Callee, args: tuple, addr):
             the callee name ``addr``; evaluated outside a program run by ppl,
             the error says to run the generative function.
 
-    Example:
+    Examples:
         >>> z = bind_sample(ppl.normal, (0.0, 1.0), "z")   # inside an @gen function
     """
     if not isinstance(gen_fn, Callee):
@@ -115,7 +115,7 @@ def aval(x):
     Raises:
         TypeError: if JAX cannot describe ``x`` (a string, a function...).
 
-    Example:
+    Examples:
         >>> aval(jnp.zeros(3)).shape
         (3,)
     """
@@ -153,7 +153,7 @@ def is_concrete(x) -> bool:
         True outside any trace, or for constants under ``jit``; False if
         some leaf is being traced.
 
-    Example:
+    Examples:
         >>> is_concrete((1.0, jnp.zeros(2)))
         True
         >>> jax.jit(lambda v: is_concrete(v))(1.0)   # evaluated while tracing: False
@@ -170,7 +170,7 @@ def is_tracer(x) -> bool:
     Returns:
         ``True`` for a JAX tracer, ``False`` for anything else.
 
-    Example:
+    Examples:
         >>> is_tracer(1.0)
         False
         >>> jax.jit(lambda v: is_tracer(v))(1.0)   # evaluated while tracing: True
@@ -188,7 +188,7 @@ def closes_over_tracers(fn) -> bool:
     Returns:
         True if a filled closure cell holds a tracer.
 
-    Example:
+    Examples:
         >>> def outer(x):
         ...     return closes_over_tracers(lambda: x)
         >>> outer(1.0), jax.jit(outer)(1.0)   # (False, True while tracing)
@@ -213,7 +213,7 @@ def is_differentiated(tree) -> bool:
     Returns:
         True if some leaf is a JVP or linearize tracer.
 
-    Example:
+    Examples:
         >>> jax.grad(lambda p: float(is_differentiated(p)) + p)(1.0)   # True inside
     """
     kinds = tuple(getattr(_jad, n) for n in ("JVPTracer", "LinearizeTracer") if hasattr(_jad, n))

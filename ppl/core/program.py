@@ -31,7 +31,7 @@ class Site:
         ins: refs of the flattened arguments in the program's environment.
         outs: refs of the flattened return value (``None`` for unused ones).
 
-    Example:
+    Examples:
         >>> [s.addr for s in model.program((1.0,)).sites]
         ['z', 'y']
     """
@@ -79,7 +79,7 @@ class Program:
     are refs ``(scope, jaxpr variable)`` (one scope per inlined call) or
     :class:`Lit` constants.
 
-    Example:
+    Examples:
         >>> prog = model.program((1.0,))
         >>> prog.addresses
         ['z', 'y']
@@ -114,7 +114,7 @@ class Program:
         Raises:
             PPLError: if ``args`` do not have the staged tree structure.
 
-        Example:
+        Examples:
             >>> prog.run((1.0,), lambda site, a: site.gen_fn.simulate(key, a).retval)
         """
         env = self._initial_env(args)
@@ -147,7 +147,7 @@ class Program:
         Returns:
             What ``finish`` (or a handler that does not continue) returns.
 
-        Example:
+        Examples:
             >>> prog.walk(duals, lift=lambda x: (x, None), apply=jvp_apply,
             ...           on_site=rule, finish=lambda outs, st: outs)
         """
@@ -207,7 +207,7 @@ class Continue:
         outs: the domain values of the site's flattened return value.
         state: the state after the site.
 
-    Example:
+    Examples:
         >>> def on_site(site, ins, state, k):
         ...     return Continue([value], state)
     """
@@ -230,7 +230,7 @@ def eqn_fn(eqn) -> Callable:
         ``fn(*raw_inputs) -> list of outputs``, re-binding the equation's
         primitive with its parameters.
 
-    Example:
+    Examples:
         >>> outs = eqn_fn(instr.eqn)(*inputs)
     """
     if eqn.primitive.name == "custom_vjp_call":

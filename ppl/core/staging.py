@@ -56,7 +56,7 @@ def hoist_closure(fn: Callable, args: tuple):
         ``(converted, hoisted)``: the equivalent function taking the hoisted
         values as a last argument, and those values (tracers of the enclosing trace).
 
-    Example:
+    Examples:
         >>> converted, values = hoist_closure(inner_fn, args)
         >>> converted(*args, values)   # == inner_fn(*args)
     """
@@ -176,7 +176,7 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
             control flow (``lax.scan``, ``lax.cond``, ``while``); anything
             :func:`ppl._args.call` refuses (Python control flow on traced values).
 
-    Example:
+    Examples:
         >>> prog = stage(lambda mu: ppl.normal(mu, 1.0) @ "x", (0.0,), "model")
         >>> prog.addresses
         ['x']
@@ -225,7 +225,7 @@ def program_cache() -> Callable:
     Raises:
         PPLError: from :func:`stage`, when ``get`` stages.
 
-    Example:
+    Examples:
         >>> programs = program_cache()
         >>> prog = programs(model_fn, (1.0,), "model")
         >>> programs(model_fn, (2.0,), "model") is prog   # same shapes
@@ -259,7 +259,7 @@ def depends_on(fn: Callable, args: list, which: list) -> bool:
     Returns:
         True if some output is computed from one of those arguments.
 
-    Example:
+    Examples:
         >>> depends_on(lambda a, b: a * 2, [1.0, 2.0], [1])
         False
     """

@@ -15,7 +15,7 @@ def zero_score() -> jax.Array:
     Returns:
         A scalar array ``0.0``.
 
-    Example:
+    Examples:
         >>> zero_score()
         Array(0., dtype=float32)
     """
@@ -33,7 +33,7 @@ def site_key(key, index: int):
         ``jax.random.fold_in(key, index)``: the same key gives the same draws
         under ``jit``, ``vmap`` and ``grad``.
 
-    Example:
+    Examples:
         >>> k = site_key(jax.random.key(0), 3)
     """
     return jax.random.fold_in(key, index)
@@ -49,7 +49,7 @@ def total(scores: Iterable) -> Any:
         Their sum, starting from :func:`zero_score` (so the result has the
         default float dtype even for no scores).
 
-    Example:
+    Examples:
         >>> total([jnp.float32(-1.0), jnp.float32(-2.0)])
         Array(-3., dtype=float32)
     """

@@ -225,7 +225,7 @@ def choose_strategies(
             is not a random choice of ``f``, or ``f`` as written cannot be
             estimated or gives non-finite gradient estimates at ``args``.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"

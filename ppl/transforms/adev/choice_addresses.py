@@ -48,7 +48,7 @@ def choice_addresses(f: Expectation, args: tuple) -> dict:
         PPLError: if ``f`` is not an expectation or ``args`` not a tuple, or if
             staging ``f`` fails.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(mu):
         ...     return ppl.normal(mu, 1.0) @ "x" + ppl.flip(0.3) @ "b"

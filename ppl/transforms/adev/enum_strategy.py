@@ -70,7 +70,7 @@ class Enum(Strategy):
             draws or a joint support over 1024 values, a value that leaves a
             loop body or run-time branch, or more than 2**16 nested branches.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"

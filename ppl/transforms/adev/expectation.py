@@ -73,7 +73,7 @@ class Expectation(_AdevOnly):
         rao_blackwell: multiply each REINFORCE score only by the terms that
             depend on its choice (see :meth:`with_rao_blackwell`).
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     return ppl.normal(theta, 1.0) @ "x"
@@ -180,7 +180,7 @@ class Expectation(_AdevOnly):
         Raises:
             PPLError: if ``on`` is not a bool.
 
-        Example:
+        Examples:
             >>> @ppl.expectation
             ... def f(theta):
             ...     return ppl.normal(theta, 1.0) @ "x"

@@ -80,7 +80,7 @@ class MVD(Strategy):
             scalar, a value that leaves a loop body or run-time branch, or more
             than 2**16 nested branches.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     b = ppl.mvd(ppl.flip)(jax.nn.sigmoid(theta)) @ "b"

@@ -47,7 +47,7 @@ class Strategy:
     ``sample`` (needs only the value of the rest of the program) or, with
     ``needs_continuation = True``, ``with_continuation`` and ``branch_count``.
 
-    Example:
+    Examples:
         >>> isinstance(ppl.reinforce(baseline=1.0), ppl.Strategy), ppl.enum.needs_continuation
         (True, True)
         >>> ppl.reinforce(ppl.flip).name  # a flip whose call site fixes its strategy
@@ -186,7 +186,7 @@ class Reparam(Strategy):
             staged, naming the address, for a discrete distribution or one
             numpyro cannot ``rsample``.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     return ppl.reparam(ppl.normal)(theta, 1.0) @ "x"
@@ -234,7 +234,7 @@ class ImplicitReparam(Reparam):
         PPLError: as for ``ppl.reparam``: ``gen_fn`` not a distribution; when
             staged, a discrete distribution or one numpyro cannot ``rsample``.
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(a):
         ...     return ppl.implicit_reparam(ppl.gamma)(a, 1.0) @ "x"
@@ -297,7 +297,7 @@ class Reinforce(Strategy):
             whose support moves with the parameters being differentiated (the
             score function would miss the boundary term).
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta, b):
         ...     x = ppl.reinforce(ppl.flip, baseline=b)(jax.nn.sigmoid(theta)) @ "x"

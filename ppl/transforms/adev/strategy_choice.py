@@ -80,7 +80,7 @@ class StrategyChoice:
     :func:`choose_strategies`, not by hand (its constructor takes the
     attributes above, in order).
 
-    Example:
+    Examples:
         >>> @ppl.expectation
         ... def f(theta):
         ...     b = ppl.flip(jax.nn.sigmoid(theta)) @ "b"
@@ -119,7 +119,7 @@ class StrategyChoice:
         Raises:
             PPLError: if ``address`` is not an address of the pilot.
 
-        Example:
+        Examples:
             >>> result.chosen("b")  # result: see the class's example  # doctest: +SKIP
             'enum'
         """
@@ -141,7 +141,7 @@ class StrategyChoice:
         Returns:
             The table as one string (also ``repr(result)``).
 
-        Example:
+        Examples:
             >>> print(result.table())  # result: see the class's example  # doctest: +SKIP
         """
         addrs = [
