@@ -22,8 +22,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ppl._errors import AddressError
 from ppl._gfi import as_args
-from ppl.choices import Selection
+from ppl.choices import ChoiceMap, Selection
 from ppl.inference import _progress, resampling
 from ppl.inference._sharding import check_divisible, particle_mesh, replicate, shard, split_keys
 from ppl.inference._util import (
@@ -113,6 +114,23 @@ def _extend_one(key, trace, args, observations, model, proposal, proposal_args):
     return new, w - trace.score - q_score
 
 
+def _refuse_replaced(made: ChoiceMap, observations: ChoiceMap) -> None:
+    """An observation may not land on a value the particles already made:
+    ``update`` would weigh the new value against the old one, and the old value,
+    drawn from its prior, carries no density of its own in the weight. (A
+    masked entry may be one the model did not make; that is decided at run time.)"""
+    for addr in observations.addresses():
+        if addr in made and not made.get_submap(addr).is_masked():
+            raise AddressError(
+                "smc.extend: the observation at {addr} replaces a value the particles "
+                "already made, and the incremental weight would be wrong (update weighs "
+                "the new value against the old, which was drawn from its prior). Observe "
+                "it when the particles are made (smc.init), or let the model make it "
+                "under a mask argument that the next target turns on (see smc.run).",
+                addr,
+            )
+
+
 def extend(
     key,
     particles: ParticleCollection,
@@ -152,7 +170,8 @@ def extend(
     Raises:
         PPLError: if the proposal proposes an observed address.
         AddressError: if an observation is at an address the next target does
-            not make.
+            not make, or at one the particles already made (unmasked): its
+            weight would be wrong.
 
     Examples:
         >>> from ppl.inference import smc
@@ -168,6 +187,8 @@ def extend(
     observations = as_choices(observations)
     name = (model or particles.traces.gen_fn).name
     args, proposal_args = as_args(args, name), as_args(proposal_args, "the proposal")
+    if model is None or model is particles.traces.gen_fn:  # the update path
+        _refuse_replaced(particles.traces.choices, observations)
 
     def one(k, tr):
         return _extend_one(k, tr, args, observations, model, proposal, proposal_args)

@@ -277,3 +277,17 @@ def test_a_time_step_where_every_weight_is_zero_is_named():
         and np.all(lml[3:] == -np.inf)
         and np.all(np.isnan(info.ess[3:]))
     )
+
+
+def test_extend_refuses_an_observation_on_a_value_the_particles_made():
+    # update would weigh the observed y2 against the prior draw it replaces and
+    # give a wrong evidence (-0.5 against -2.6 here), so extend refuses it
+    @ppl.gen
+    def two_points():
+        mu = ppl.normal(0.0, 1.0) @ "mu"
+        ppl.normal(mu, 1.0) @ "y1"
+        ppl.normal(mu, 1.0) @ "y2"
+
+    p = smc.init(jax.random.key(0), two_points, {"y1": 0.5}, (), 10)
+    with pytest.raises(ppl.AddressError, match="'y2' replaces a value the particles already"):
+        smc.extend(jax.random.key(1), p, (), {"y2": 2.0})
