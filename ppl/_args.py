@@ -2,9 +2,9 @@
 
 An equinox module often holds functions next to its arrays (``eqx.nn.MLP``
 keeps its activation), and settings such as strings are natural arguments
-too. JAX cannot trace those leaves, so :func:`hold` moves each of them into
+too. JAX cannot trace those leaves, so ``hold`` moves each of them into
 the tree structure. They then travel with the treedef through ``jit``,
-``vmap``, staging and nested calls, and :func:`release` gives them back as
+``vmap``, staging and nested calls, and ``release`` gives them back as
 they were just before user code runs.
 """
 
@@ -89,7 +89,7 @@ def hold_static_ints(args):
         args: a pytree of parameters.
 
     Returns:
-        The same tree with those leaves wrapped in :class:`Held`.
+        The same tree with those leaves wrapped in ``Held``.
 
     >>> hold_static_ints((3, 2.0))
     (Held(3), 2.0)
@@ -117,7 +117,7 @@ _staging: contextvars.ContextVar[tuple] = contextvars.ContextVar("ppl_staging", 
 
 def staging_name() -> str | None:
     """The name of the generative function whose Python code is running under
-    :func:`call` (being staged), or ``None`` in the user's top-level code.
+    ``call`` (being staged), or ``None`` in the user's top-level code.
 
     Returns:
         The innermost such name, or ``None``.

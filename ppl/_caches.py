@@ -1,12 +1,12 @@
-"""Caches: made here, weak, and cleared together by :func:`clear_caches`.
+"""Caches: made here, weak, and cleared together by ``clear_caches``.
 
 ppl caches two kinds of things: what belongs to one object (the staged
 programs of a generative function, the shapes of its return value and trace,
 the compiled MCMC chains of a model) and module-level compiled functions
 (``jax.jit`` objects whose static arguments are models or objectives).
 
-Entries of one object live in a :class:`Store` that the object receives when
-it is made (:class:`Owner`); nothing is written onto the object afterwards.
+Entries of one object live in a ``Store`` that the object receives when
+it is made (``Owner``); nothing is written onto the object afterwards.
 A store is reachable only through its owner (this module keeps a weak set of
 them, for clearing and counting), so its entries are freed with the owner.
 That is why the entries are not kept in one module-level weak-keyed
@@ -15,7 +15,7 @@ generative function, a compiled chain calls its model), and a value that
 refers to its own weak key keeps that key alive forever.
 
 Module-level caches (a ``jax.jit``'s own cache) register their clearing
-function with :func:`register`.
+function with ``register``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ _clears: list = []  # the clearing functions of module-level caches
 
 
 class Store(dict):
-    """The cache entries of one owner: a dictionary that :func:`clear_caches` empties.
+    """The cache entries of one owner: a dictionary that ``clear_caches`` empties.
 
-    :class:`Owner` makes one for each instance (reach it with :func:`store_of`);
-    :func:`ppl.core.program_cache` makes one per generative function for its
-    staged programs. It is an ordinary ``dict`` plus :meth:`cached`.
+    ``Owner`` makes one for each instance (reach it with ``store_of``);
+    ``ppl.core.program_cache`` makes one per generative function for its
+    staged programs. It is an ordinary ``dict`` plus ``cached``.
 
     Examples:
         >>> store = Store()
@@ -86,7 +86,7 @@ class Store(dict):
 
 class Owner:
     """Base class of objects that own cache entries: each instance gets its own
-    :class:`Store` when it is made (before ``__init__`` runs), so subclasses need
+    ``Store`` when it is made (before ``__init__`` runs), so subclasses need
     not call a base ``__init__``. A shallow copy starts with an empty store.
 
     Examples:
@@ -112,14 +112,14 @@ def store_of(owner: Owner) -> Store:
     """The cache store of ``owner``.
 
     Args:
-        owner: an :class:`Owner` (every generative function and every other
+        owner: an ``Owner`` (every generative function and every other
             callee that can sit at a random-choice site is one).
 
     Returns:
-        Its :class:`Store`.
+        Its ``Store``.
 
     Raises:
-        TypeError: if ``owner`` is not an :class:`Owner`.
+        TypeError: if ``owner`` is not an ``Owner``.
 
     Examples:
         >>> store_of(ppl.normal).cached(("my entry",), lambda: 1)
@@ -134,7 +134,7 @@ def store_of(owner: Owner) -> Store:
 
 
 def register(clear: Callable[[], None]) -> Callable[[], None]:
-    """Have :func:`clear_caches` call ``clear`` (a module-level cache's clearing function).
+    """Have ``clear_caches`` call ``clear`` (a module-level cache's clearing function).
 
     Args:
         clear: a function of no arguments that empties one cache, such as the

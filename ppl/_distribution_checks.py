@@ -141,7 +141,7 @@ def parameter_problem(name, d, given: dict) -> AddressError | None:
         given: the parameters as passed, by name (traced ones are skipped).
 
     Returns:
-        An :class:`AddressError` naming the parameter and its domain, or
+        An ``AddressError`` naming the parameter and its domain, or
         ``None`` when every concrete parameter is in its domain.
 
     Examples:

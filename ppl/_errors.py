@@ -63,7 +63,7 @@ def choice_inside_error(addrs, where: str, explanation: str) -> PPLError:
             with its own punctuation: ``". Use ..."`` or ``", whose ..."``).
 
     Returns:
-        A :class:`PPLError` to raise.
+        A ``PPLError`` to raise.
 
     >>> str(choice_inside_error(["x"], "inside jax.vmap", ". Use ppl.vmap."))
     "random choice 'x' is inside jax.vmap. Use ppl.vmap."
@@ -72,7 +72,7 @@ def choice_inside_error(addrs, where: str, explanation: str) -> PPLError:
 
 
 def escape(text: str) -> str:
-    """``text`` made safe to put in an :class:`AddressError` template (braces doubled).
+    """``text`` made safe to put in an ``AddressError`` template (braces doubled).
 
     >>> escape("{'a': 1}")
     "{{'a': 1}}"
@@ -86,7 +86,7 @@ class PPLError(ValueError):
     Every error ppl raises for a wrong use (a bad argument, a strategy that
     cannot serve a choice, a random choice where none can be made) is a
     ``PPLError``; problems at one address of a choice map are the subclass
-    :class:`AddressError`. It is a ``ValueError``, so code that catches
+    ``AddressError``. It is a ``ValueError``, so code that catches
     ``ValueError`` catches it too.
 
     Examples:
@@ -104,7 +104,7 @@ class AddressError(PPLError, KeyError):
     Raised, for example, when a choice map has no value at an address that is
     read, when ``assess`` lacks a value for a choice or gets one at an address
     the program never makes, and when a distribution's parameter is outside its
-    domain. It is both a :class:`PPLError` and a ``KeyError``. As the error
+    domain. It is both a ``PPLError`` and a ``KeyError``. As the error
     passes out of a nested call, the call's address is put in front of the
     path, so the message names the full path.
 
@@ -163,7 +163,7 @@ def choice_outside_error(addr) -> PPLError:
         addr: the address the choice was given.
 
     Returns:
-        A :class:`PPLError` to raise.
+        A ``PPLError`` to raise.
 
     >>> raise choice_outside_error("x")
     Traceback (most recent call last):
@@ -221,7 +221,7 @@ def parameter_error(dist: str, param: str, domain: str, x, ok) -> AddressError:
         ok: the constraint's verdict, elementwise (same shape as ``x``) or not.
 
     Returns:
-        An :class:`AddressError` whose message names the parameter, its
+        An ``AddressError`` whose message names the parameter, its
         domain and an offending entry (the address is filled in by callers).
 
     >>> str(parameter_error("normal", "scale", "_Positive", np.array(-1.0), np.array(False)))

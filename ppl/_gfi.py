@@ -25,7 +25,7 @@ class Trace(eqx.Module):
 
     Made by the interface methods, never directly; a pytree, so traces pass
     through ``jit`` and ``vmap``. ``tr[addr]`` is ``tr.choices[addr]`` (an
-    :class:`ppl.AddressError` where there is no choice).
+    ``ppl.AddressError`` where there is no choice).
 
     Attributes:
         gen_fn: the generative function that ran.
@@ -33,7 +33,7 @@ class Trace(eqx.Module):
         retval: its return value.
         score: ``log p`` of the choices (not its negation), including
             ``ppl.factor`` terms.
-        choices: the random choices made, a :class:`ppl.ChoiceMap`.
+        choices: the random choices made, a ``ppl.ChoiceMap``.
 
     Examples:
         >>> @ppl.gen
@@ -72,7 +72,7 @@ class Trace(eqx.Module):
 
 
 class _AttributeMisuse(PPLError, AttributeError):
-    """An attribute read on an :class:`Invocation` (``model(x).score``)."""
+    """An attribute read on an ``Invocation`` (``model(x).score``)."""
 
 
 class Invocation:
@@ -80,7 +80,7 @@ class Invocation:
 
     It is not a value: using it as one (arithmetic, comparisons, ``if``,
     ``float``, ``jnp.asarray``, indexing, attributes such as ``.score``)
-    raises a :class:`PPLError` that says what to write instead, inside a
+    raises a ``PPLError`` that says what to write instead, inside a
     generative function (``@ "addr"``) or outside one (``simulate``).
 
     >>> ppl.normal(0.0, 1.0).score
@@ -242,7 +242,7 @@ class GenerativeFunction(Callee, abc.ABC):
 
     Inside another generative function, call it and give the call an address,
     ``g(*args) @ "addr"``; the call alone is not a value (using it as one raises
-    :class:`ppl.PPLError`). Its interface methods are pure JAX functions;
+    ``ppl.PPLError``). Its interface methods are pure JAX functions;
     arguments are always a tuple. A new kind subclasses this and implements
     ``_simulate``, ``_assess``, ``_generate``, ``_update`` and ``_regenerate``;
     inside an expectation it needs ``ppl.reinforce`` as the policy at its address.
@@ -275,7 +275,7 @@ class GenerativeFunction(Callee, abc.ABC):
             args: the arguments, a tuple.
 
         Returns:
-            A :class:`Trace`; its ``score`` is ``log p`` of its choices.
+            A ``Trace``; its ``score`` is ``log p`` of its choices.
 
         Raises:
             PPLError: if ``key`` is not a key or ``args`` is not a tuple.
@@ -286,7 +286,7 @@ class GenerativeFunction(Callee, abc.ABC):
         """The log density of a complete choice map, and the return value.
 
         Args:
-            choices: a value for every random choice (a :class:`ChoiceMap` or a
+            choices: a value for every random choice (a ``ChoiceMap`` or a
                 dict of address to value).
             args: the arguments, a tuple.
 
@@ -305,7 +305,7 @@ class GenerativeFunction(Callee, abc.ABC):
         Args:
             key: a ``jax.random`` key.
             constraints: the values of the constrained choices (a
-                :class:`ChoiceMap`, a dict, or ``None``).
+                ``ChoiceMap``, a dict, or ``None``).
             args: the arguments, a tuple.
 
         Returns:

@@ -1,7 +1,7 @@
 """Choice maps: address -> value (selections, sets of addresses, are in
-:mod:`ppl.selections` and re-exported here).
+``ppl.selections`` and re-exported here).
 
-A :class:`ChoiceMap` is a pytree: its addresses are static structure and its
+A ``ChoiceMap`` is a pytree: its addresses are static structure and its
 values are leaves, so choice maps pass through ``jit``, ``vmap`` and ``grad``.
 An address is a string, or a tuple of strings for a path through nested
 calls: ``cm["x"]`` and ``cm["encoder", "z"]`` (or ``cm[("encoder", "z")]``).
@@ -10,7 +10,7 @@ calls: ``cm["x"]`` and ``cm["encoder", "z"]`` (or ``cm[("encoder", "z")]``).
 ``vmap``, so the choice map of a ``ppl.switch`` whose branch index is known
 only at run time (traced, or batched) holds every address that some branch
 makes. An address that only some branches make holds a *masked* entry
-(:meth:`ChoiceMap.masked`): the value plus a boolean ``made`` flag, both
+(``ChoiceMap.masked``): the value plus a boolean ``made`` flag, both
 leaves of the pytree. The interface reads a masked entry as present where
 ``made`` is true and as absent elsewhere, so ``assess(trace.choices)`` is the
 trace's score and ``generate`` with it reproduces the trace. A plain entry
@@ -53,11 +53,11 @@ class ChoiceMap:
     Build one with ``ChoiceMap.d({"x": 1.0, ("enc", "z"): z})``; read values with
     ``cm["x"]``; combine with ``cm1 | cm2`` (right wins); restrict with
     ``cm.filter(selection)``. An entry may be *masked* (made only on some
-    executions, see the module docstring and :meth:`masked`). Reading an
-    address that holds nothing raises :class:`ppl.AddressError`.
+    executions, see the module docstring and ``masked``). Reading an
+    address that holds nothing raises ``ppl.AddressError``.
 
     Args:
-        children: the sub-maps by address part (prefer :meth:`d`).
+        children: the sub-maps by address part (prefer ``d``).
         value: the value of a single choice (a leaf node).
         made: for a masked entry, the boolean flags saying where it was made.
 
@@ -103,7 +103,7 @@ class ChoiceMap:
                 leading batch axes, e.g. under ``jax.vmap``).
 
         Returns:
-            A :class:`ChoiceMap` that the interface reads as holding ``value``
+            A ``ChoiceMap`` that the interface reads as holding ``value``
             where ``made`` is true and as holding nothing elsewhere.
 
         Raises:
@@ -153,7 +153,7 @@ class ChoiceMap:
         """Whether this node is a single choice made only on some executions.
 
         Returns:
-            ``True`` for an entry built by :meth:`masked` (as in the choice map of a
+            ``True`` for an entry built by ``masked`` (as in the choice map of a
             ``ppl.switch`` with a traced index), ``False`` otherwise.
 
         Examples:
@@ -298,7 +298,7 @@ class ChoiceMap:
             other: a choice map.
 
         Returns:
-            A :class:`ChoiceMap` with the addresses of both.
+            A ``ChoiceMap`` with the addresses of both.
 
         Raises:
             AddressError: if a masked entry of ``other`` meets sub-addresses or a

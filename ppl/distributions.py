@@ -62,9 +62,9 @@ class Distribution(GenerativeFunction):
     Parameters that hold values now (eager calls, constants under ``jit``)
     are checked against numpyro's domains (a positive scale, probabilities in
     [0, 1] that sum to 1, a positive-definite covariance, finite locations);
-    one outside raises an :class:`AddressError` naming the address and the
+    one outside raises an ``AddressError`` naming the address and the
     parameter. Parameters computed under ``jit`` cannot be checked: there the
-    score follows numpyro (typically NaN or -inf). Build one with :func:`distribution`.
+    score follows numpyro (typically NaN or -inf). Build one with ``distribution``.
 
     Args:
         factory: a numpyro distribution class, or a function of the parameters
@@ -224,7 +224,7 @@ class Distribution(GenerativeFunction):
             A scalar.
 
         Raises:
-            AddressError: as :meth:`dist`.
+            AddressError: as ``dist``.
 
         Examples:
             >>> ppl.flip.log_density(2, (0.3,))  # not a boolean: impossible
@@ -284,7 +284,7 @@ class Distribution(GenerativeFunction):
 
     def draw(self, key, d: nd.Distribution, *, reparam: bool = False):
         """Draw one value of ``d`` (this distribution's numpyro object for some
-        parameters, from :meth:`dist`), strictly inside its support.
+        parameters, from ``dist``), strictly inside its support.
 
         Finite-precision samplers can land on the boundary of an open support:
         float32 ``gamma`` with concentration 0.05 gives an exact 0 about once
@@ -384,8 +384,8 @@ def distribution(numpyro_class: Callable, name: str | None = None) -> Distributi
         name: the name used in messages (default: the class's name).
 
     Returns:
-        A :class:`Distribution`; Python ints and bools among its parameters
-        are held static (see :class:`Distribution`). Its default gradient
+        A ``Distribution``; Python ints and bools among its parameters
+        are held static (see ``Distribution``). Its default gradient
         strategy is ``ppl.reparam`` if numpyro can ``rsample`` it and its
         support is continuous, otherwise ``ppl.reinforce``.
 

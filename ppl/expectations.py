@@ -49,7 +49,7 @@ def expectation(
             reparameterizable ones, ``reinforce`` otherwise).
 
     Returns:
-        An :class:`Expectation` with ``estimate(key, args)`` (an unbiased estimate
+        An ``Expectation`` with ``estimate(key, args)`` (an unbiased estimate
         of the expected value) and ``grad_estimate(key, args)`` (an unbiased
         estimate of its gradient with respect to ``args``); with only
         ``strategies`` given, a decorator that makes one.
@@ -81,13 +81,13 @@ def adev(f, strategies=None) -> Expectation:
     inside it by the score function.
 
     Args:
-        f: an :class:`Expectation`, or a plain function of random choices to
+        f: an ``Expectation``, or a plain function of random choices to
             make one (as ``ppl.expectation`` would).
         strategies: ``None`` or a dict, address -> strategy (``ppl.reparam``,
             ``ppl.reinforce``, ``ppl.enum``, ...).
 
     Returns:
-        A new :class:`Expectation`; ``f`` is unchanged.
+        A new ``Expectation``; ``f`` is unchanged.
 
     Raises:
         PPLError: if ``strategies`` is ``"auto"`` (choosing needs a pilot at a
@@ -121,7 +121,7 @@ def E(f, n: int, loo: bool = False) -> Expectation:
     expectation (``ppl.E(f, n)(*args) @ "avg"``).
 
     Args:
-        f: an :class:`Expectation`, or a plain function to make one.
+        f: an ``Expectation``, or a plain function to make one.
         n: the number of samples, a positive int (at least 2 with ``loo``).
         loo: give every reinforce choice of each sample a leave-one-out
             baseline, the mean value of the other ``n - 1`` samples (as in
@@ -129,7 +129,7 @@ def E(f, n: int, loo: bool = False) -> Expectation:
             its own choices.
 
     Returns:
-        An :class:`Expectation` of the same arguments.
+        An ``Expectation`` of the same arguments.
 
     Raises:
         PPLError: if ``n`` is not a positive int, or ``n < 2`` with ``loo=True``.
@@ -240,7 +240,7 @@ def density(p: GenerativeFunction) -> Callable:
 
     Returns:
         A function ``(choices, *args) -> log density``, ``choices`` a
-        :class:`ppl.ChoiceMap` or a dict with a value for every choice of ``p``.
+        ``ppl.ChoiceMap`` or a dict with a value for every choice of ``p``.
 
     Raises:
         AddressError: from the returned function, as ``p.assess``: a choice

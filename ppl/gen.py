@@ -42,7 +42,7 @@ class StaticTrace(Trace):
 
 
 class StaticGenerativeFunction(GenerativeFunction):
-    """A Python function of random choices; build with :func:`gen`."""
+    """A Python function of random choices; build with ``gen``."""
 
     def __init__(self, fn: Callable):
         self.fn = fn
@@ -120,7 +120,7 @@ def gen(fn: Callable) -> StaticGenerativeFunction:
             function's arguments (array leaves traced, other leaves static).
 
     Returns:
-        A :class:`ppl.GenerativeFunction` with ``fn``'s name and docstring.
+        A ``ppl.GenerativeFunction`` with ``fn``'s name and docstring.
 
     Raises:
         PPLError: not when decorating, but when the function is staged (its first

@@ -5,7 +5,7 @@ a support (ordered and positive-ordered vectors included).
 unconstrained coordinates, numpyro's ``init_to_uniform``), not a sample of a
 distribution: MCMC can start from it, importance sampling from it is refused,
 and so is resampling it from the prior (``mh`` without a proposal). See
-:mod:`ppl.primitives` for ``factor`` and ``deterministic``.
+``ppl.primitives`` for ``factor`` and ``deterministic``.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class EstimatedTrace(Trace):
 
 
 class Marginal(GenerativeFunction):
-    """``q`` with its unkept choices integrated out; build with :func:`marginal`."""
+    """``q`` with its unkept choices integrated out; build with ``marginal``."""
 
     def __init__(
         self, q: GenerativeFunction, keep: Selection, proposal: GenerativeFunction | None, n: int

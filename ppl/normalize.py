@@ -87,7 +87,7 @@ def normalize(p: GenerativeFunction, observations, n: int = 1) -> Normalized:
 
     Args:
         p: the model, a generative function.
-        observations: the observed choices (a :class:`ppl.ChoiceMap` or a dict),
+        observations: the observed choices (a ``ppl.ChoiceMap`` or a dict),
             not empty.
         n: the number of particles, a positive int.
 

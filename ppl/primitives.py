@@ -1,5 +1,5 @@
 """Modelling primitives that are not random choices: ``factor`` and ``deterministic``
-(the improper flat prior ``improper_uniform`` is in :mod:`ppl.improper`).
+(the improper flat prior ``improper_uniform`` is in ``ppl.improper``).
 
 Each is a generative function (or a distribution), so it sits at an address
 inside ``@ppl.gen``, ``ppl.scan`` and ``ppl.vmap`` and composes with every
@@ -14,7 +14,7 @@ Choice-map semantics, the one design decision everything else follows from:
 * ``ppl.deterministic(value) @ "d"`` records ``value`` and returns it. It has no
   density (score 0) and its trace records **no choice** either, for the same
   reasons: it is a function of the other choices, not a latent. The value is
-  read with :func:`recorded` (the choices plus every deterministic value), and
+  read with ``recorded`` (the choices plus every deterministic value), and
   the inference drivers return it with their draws (``run_mcmc``'s default
   samples, ``predictive``). ``assess`` ignores a value given at its address
   (it is recomputed); ``generate``/``update`` refuse one, naming the address.
@@ -53,7 +53,7 @@ class FactorTrace(Trace):
     """The trace of ``ppl.factor(log_weight)``: a score and no choice.
 
     Attributes:
-        gen_fn: the :class:`Factor`.
+        gen_fn: the ``Factor``.
         args: ``(log_weight,)``.
         score: the log weight, summed to a scalar.
     """
@@ -118,7 +118,7 @@ class Factor(GenerativeFunction):
     choice (an empty choice map): nothing to move, cover or constrain. It
     returns ``None``.
 
-    Inside an expectation, a factor is refused (a :class:`PPLError`) when the
+    Inside an expectation, a factor is refused (a ``PPLError``) when the
     expectation samples the function it is in (``ppl.sim`` or a call), which
     then has no distribution; ``ppl.density`` of it counts the factor.
 
@@ -190,9 +190,9 @@ class DeterministicTrace(Trace):
     """The trace of ``ppl.deterministic(value)``: the value, no choice, score 0.
 
     Attributes:
-        gen_fn: the :class:`Deterministic`.
+        gen_fn: the ``Deterministic``.
         args: ``(value,)``.
-        shown: whether ``choices`` shows the value (set by :func:`recorded` only).
+        shown: whether ``choices`` shows the value (set by ``recorded`` only).
     """
 
     gen_fn: Any = eqx.field(static=True)
@@ -225,7 +225,7 @@ class Deterministic(GenerativeFunction):
     """``ppl.deterministic(value) @ "addr"``: record a value computed from the choices.
 
     The value (any pytree of arrays) is returned, kept in the trace and read with
-    :func:`recorded`; ``ppl.inference.run_mcmc`` (default samples) and
+    ``recorded``; ``ppl.inference.run_mcmc`` (default samples) and
     ``ppl.inference.predictive`` return it with their draws, and importance and
     SMC particles hold it in their traces. It has no density (score 0) and is not
     a random choice: the trace's ``choices`` leave it out, so kernels do not move
@@ -305,7 +305,7 @@ def recorded(trace: Trace) -> ChoiceMap:
         trace: any trace (batched traces give batched values).
 
     Returns:
-        A :class:`~ppl.ChoiceMap`: ``trace.choices`` with each deterministic
+        A ``ppl.ChoiceMap``: ``trace.choices`` with each deterministic
         value at its address (nested calls and combinators address them as
         they do choices). ``assess`` accepts it (deterministic values there
         are ignored and recomputed).
@@ -339,7 +339,7 @@ def has_deterministic(trace: Trace) -> bool:
         trace: any trace, or a shape-only one from ``trace_shape``.
 
     Returns:
-        True if some sub-trace is a :class:`DeterministicTrace`.
+        True if some sub-trace is a ``DeterministicTrace``.
 
     Examples:
         >>> has_deterministic(ppl.deterministic.trace_shape((1.0,)))

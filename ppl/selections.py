@@ -1,12 +1,12 @@
 """Selections: sets of addresses, as used by ``regenerate``, MCMC kernels and
 ``ChoiceMap.filter``.
 
-Build one with :func:`select` (named addresses and everything below them),
-:func:`select_all` or :func:`select_none`; ``~s`` is the complement and
-``s | t`` the union. A selection is a tree: :meth:`Selection.child` gives the
+Build one with ``select`` (named addresses and everything below them),
+``select_all`` or ``select_none``; ``~s`` is the complement and
+``s | t`` the union. A selection is a tree: ``Selection.child`` gives the
 selection of the addresses below one key, which is how interpreters walk it
 alongside nested calls. Addresses are strings, or tuples of strings for a path
-through nested calls; :func:`address_path` checks and normalises them.
+through nested calls; ``address_path`` checks and normalises them.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def address_path(addr) -> tuple:
 
 
 class Selection(abc.ABC):
-    """A set of addresses. Build with :func:`select`; ``~s`` is the complement,
+    """A set of addresses. Build with ``select``; ``~s`` is the complement,
     ``s | t`` the union. ``"x" in s`` and ``("enc", "z") in s`` test membership.
 
     Examples:
@@ -60,7 +60,7 @@ class Selection(abc.ABC):
             key: one part of an address.
 
         Returns:
-            A :class:`Selection` (``select_none()`` when nothing below is selected).
+            A ``Selection`` (``select_none()`` when nothing below is selected).
 
         Examples:
             >>> ppl.select(("enc", "z")).child("enc")
@@ -221,7 +221,7 @@ def select(*addrs) -> Selection:
             a path through nested calls.
 
     Returns:
-        A :class:`Selection`; ``select()`` selects nothing.
+        A ``Selection``; ``select()`` selects nothing.
 
     Raises:
         PPLError: if an address is not a string or a tuple of strings, e.g. a
@@ -275,7 +275,7 @@ def select_all() -> Selection:
     ``regenerate`` with it resamples every choice from the prior.
 
     Returns:
-        A :class:`Selection` whose :meth:`~Selection.is_all` is true.
+        A ``Selection`` whose ``Selection.is_all`` is true.
 
     Raises:
         Nothing of its own: it takes no input.
@@ -293,7 +293,7 @@ def select_none() -> Selection:
     """The selection of no address.
 
     Returns:
-        A :class:`Selection` whose :meth:`~Selection.is_none` is true.
+        A ``Selection`` whose ``Selection.is_none`` is true.
 
     Raises:
         Nothing of its own: it takes no input.
@@ -312,7 +312,7 @@ def check_selects_some(selection: Selection, possible, name: str) -> None:
 
     Args:
         selection: the selection given to ``regenerate`` (or a kernel).
-        possible: a :class:`~ppl.ChoiceMap` holding every address that some
+        possible: a ``ppl.ChoiceMap`` holding every address that some
             execution of ``name`` could make (e.g. ``gen_fn.trace_shape(args).choices``).
         name: the generative function's name, for the message.
 

@@ -1,4 +1,4 @@
-"""The base of :func:`ppl.sum_out`: its trace, and the interface every kind shares
+"""The base of ``ppl.sum_out``: its trace, and the interface every kind shares
 (the kinds differ only in how they sum: jointly, per element, along a chain)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ MAX_ASSIGNMENTS = 2**16
 
 
 class SumOutTrace(Trace):
-    """A trace of :func:`sum_out`: the remaining choices and their exact log marginal.
+    """A trace of ``sum_out``: the remaining choices and their exact log marginal.
 
     It keeps a whole trace of the original function (``inner``; its summed
     choices hold some values, not to be read) so that algorithms that look up
@@ -67,10 +67,10 @@ class SumOutTrace(Trace):
 class SumOut(GenerativeFunction):
     """``gen_fn`` with the selected finite discrete choices summed out exactly.
 
-    Build with :func:`ppl.sum_out`, which picks the kind for ``gen_fn`` (joint,
+    Build with ``ppl.sum_out``, which picks the kind for ``gen_fn`` (joint,
     per element of a ``ppl.vmap``, or along a ``ppl.scan``). The kinds differ in
     ``_marginal`` (the exact log marginal), ``_summed`` (posterior draw or mode
-    of the summed choices) and :meth:`dependent`; the interface is shared.
+    of the summed choices) and ``dependent``; the interface is shared.
 
     Attributes:
         gen_fn: the original generative function.
@@ -130,7 +130,7 @@ class SumOut(GenerativeFunction):
             args: the arguments.
 
         Returns:
-            A :class:`~ppl.ChoiceMap` of ``jax.ShapeDtypeStruct`` leaves.
+            A ``ppl.ChoiceMap`` of ``jax.ShapeDtypeStruct`` leaves.
 
         Examples:
             >>> marg.kept_shape(args).addresses()
@@ -202,7 +202,7 @@ class SumOut(GenerativeFunction):
             args: the arguments.
 
         Returns:
-            A :class:`~ppl.ChoiceMap` of the summed-out choices; with
+            A ``ppl.ChoiceMap`` of the summed-out choices; with
             ``choices`` it is a complete choice map of the original function.
             Under ``ppl.scan`` this is forward-filtering backward-sampling.
 
@@ -224,7 +224,7 @@ class SumOut(GenerativeFunction):
             args: the arguments.
 
         Returns:
-            A :class:`~ppl.ChoiceMap` of the summed-out choices (the joint mode;
+            A ``ppl.ChoiceMap`` of the summed-out choices (the joint mode;
             under ``ppl.scan`` the Viterbi path). Ties go to the first assignment.
 
         Raises:

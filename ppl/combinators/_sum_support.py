@@ -1,4 +1,4 @@
-"""What :mod:`ppl.combinators.sum_out` needs to enumerate: the joint assignments
+"""What ``ppl.combinators.sum_out`` needs to enumerate: the joint assignments
 of finite discrete choices, which selected choices are summed where, and which
 parts of a return value depend on the summed choices."""
 
@@ -65,7 +65,7 @@ def pick(stacked, dependent: list[bool]):
 
     Args:
         stacked: return values stacked along axis 0 (one per assignment).
-        dependent: one bool per leaf, from :func:`varies`.
+        dependent: one bool per leaf, from ``varies``.
 
     Returns:
         One return value.
@@ -143,7 +143,7 @@ def assignments(gen_fn, paths, kept, args, limit, name) -> ChoiceMap:
         name: the name for messages.
 
     Returns:
-        A :class:`~ppl.ChoiceMap` of the ``paths``, each with a leading axis of
+        A ``ppl.ChoiceMap`` of the ``paths``, each with a leading axis of
         the number of assignments (empty if there are no paths).
 
     Raises:

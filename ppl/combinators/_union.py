@@ -84,11 +84,11 @@ def union_by_index(index, maps, name: str) -> ChoiceMap:
         name: the combinator's name, for errors.
 
     Returns:
-        A :class:`ChoiceMap`: at an address every branch makes, the value of the
+        A ``ChoiceMap``: at an address every branch makes, the value of the
         branch run; elsewhere a masked entry, made where a branch making it ran.
 
     Raises:
-        AddressError: as :func:`check_layout`.
+        AddressError: as ``check_layout``.
 
     >>> union_by_index(jnp.asarray(i), [tr.choices for tr in trace.branches], "switch(small, big)")
     """

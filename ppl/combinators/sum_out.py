@@ -12,7 +12,7 @@ on where the choices are made:
   per element (cost K per element, not K^n);
 * inside a ``ppl.scan``: the forward (sum-product) recursion, O(T K^2), for a
   chain whose step passes on a carry that is a function of the step's
-  summed choices (an HMM), see :mod:`ppl.combinators._forward`;
+  summed choices (an HMM), see ``ppl.combinators._forward``;
 * inside a ``ppl.switch`` / ``ppl.cond``: each branch's own sum (the index
   is an argument; when it is itself a summed choice, the joint sum above
   runs over it).
@@ -60,7 +60,7 @@ class SumOutJoint(SumOut):
 
     The joint sum is one ``jax.vmap`` of ``assess`` over every assignment and a
     ``logsumexp``; a call summed on its own is the call's ``sum_out`` put in its
-    place in the staged program (checked by :func:`check_contained`).
+    place in the staged program (checked by ``check_contained``).
 
     Examples:
         >>> ppl.sum_out(model, ppl.select("z", ("points", "c")))   # z jointly, c per point

@@ -95,7 +95,7 @@ def _penalty(impossible):
 
 
 class Switch(GenerativeFunction):
-    """Run one of ``branches``, picked by an index; see :func:`switch`."""
+    """Run one of ``branches``, picked by an index; see ``switch``."""
 
     def __init__(self, *branches: GenerativeFunction):
         if not branches or not all(isinstance(b, GenerativeFunction) for b in branches):
@@ -337,7 +337,7 @@ def switch(*branches: GenerativeFunction) -> Switch:
             values of the same shape and dtype.
 
     Returns:
-        A :class:`Switch`, called with ``(index, *args)``: ``index`` an integer
+        A ``Switch``, called with ``(index, *args)``: ``index`` an integer
         or bool in ``0..len(branches)-1``. Its choices are those of the branch
         taken (see the module docstring for indices known only at run time).
 
@@ -372,12 +372,12 @@ def cond(if_true: GenerativeFunction, if_false: GenerativeFunction) -> Switch:
         if_false: run when ``pred`` is zero or ``False``.
 
     Returns:
-        A :class:`Switch` whose branch 1 is ``if_true`` and branch 0 ``if_false``.
+        A ``Switch`` whose branch 1 is ``if_true`` and branch 0 ``if_false``.
 
     Raises:
         PPLError: if either is not a generative function; when called, for a
             predicate array that is not a bool or a number.
-        AddressError: as for :func:`switch` (branches whose choices cannot
+        AddressError: as for ``switch`` (branches whose choices cannot
             share one choice map, constraints no branch makes).
 
     Examples:

@@ -10,7 +10,7 @@ With ``subsample_of=N`` the elements are a uniform random subsample of ``N``
 (a minibatch of the data), and every log density and weight of the call is
 the elements' sum scaled by ``N / len``: an unbiased estimate of the sum over
 all ``N``, which objectives linear in the log density (``vi.elbo``) may use
-and every other algorithm refuses (:mod:`ppl.inference._subsampling`).
+and every other algorithm refuses (``ppl.inference._subsampling``).
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def repeat(gen_fn: GenerativeFunction, n: int) -> Vmap:
     Raises:
         PPLError: if ``n`` is not a positive int or ``gen_fn`` not a generative
             function.
-        AddressError: as for :func:`vmap` (constraints without the leading axis).
+        AddressError: as for ``vmap`` (constraints without the leading axis).
 
     Examples:
         >>> coins = ppl.repeat(ppl.flip, 10)

@@ -2,18 +2,18 @@
 
 Three concepts, in the order data flows:
 
-* :mod:`~ppl.core.callee`: :class:`Callee`, the base class of everything that
+* ``ppl.core.callee``: ``Callee``, the base class of everything that
   can be called at an address (its return-value shapes, cached per callee);
-* :mod:`~ppl.core.primitive`: the sample primitive ``sample_p`` (a random
-  choice), its refusing batching and JVP rules, :func:`bind_sample`, and
-  checks on tracers (:func:`is_concrete`, :func:`closes_over_tracers`,
-  :func:`is_differentiated`);
-* :mod:`~ppl.core.staging`: tracing a function to a program (inlining
+* ``ppl.core.primitive``: the sample primitive ``sample_p`` (a random
+  choice), its refusing batching and JVP rules, ``bind_sample``, and
+  checks on tracers (``is_concrete``, ``closes_over_tracers``,
+  ``is_differentiated``);
+* ``ppl.core.staging``: tracing a function to a program (inlining
   call-like equations, refusing random choices inside JAX's own control
   flow), hoisting closed-over tracers, and the program cache;
-* :mod:`~ppl.core.program`: the program IR (:class:`Site`, :class:`Program`)
-  with its direct walker :meth:`Program.run` and its continuation-passing
-  walker :meth:`Program.walk` (:class:`Continue`, :func:`eqn_fn`).
+* ``ppl.core.program``: the program IR (``Site``, ``Program``)
+  with its direct walker ``Program.run`` and its continuation-passing
+  walker ``Program.walk`` (``Continue``, ``eqn_fn``).
 
 A JAX upgrade touches this package only.
 """

@@ -1,11 +1,11 @@
-"""What can sit at a random-choice site: the :class:`Callee` base class.
+"""What can sit at a random-choice site: the ``Callee`` base class.
 
 ``callee(*args) @ addr`` binds the sample primitive with the callee as a
 parameter. Staging needs three things of it, which this base class gives:
 the shapes of its return value (traced abstractly once per argument shape
 and cached in the callee's own store), the values it closes over moved into
-its arguments (:meth:`Callee.hoisted`), and whether it may be called at one
-address any number of times (:attr:`Callee.addressless`). Generative
+its arguments (``Callee.hoisted``), and whether it may be called at one
+address any number of times (``Callee.addressless``). Generative
 functions derive from it, and so do the callees that only have meaning
 inside an expectation (``sim``, ``add_cost``, nested expectations).
 """
@@ -23,9 +23,9 @@ from ppl._caches import Owner, store_of
 class Callee(Owner):
     """Base class of everything that can be called at an address, ``callee(*args) @ addr``.
 
-    Subclasses define :meth:`retval_abstract` (the return value for given
+    Subclasses define ``retval_abstract`` (the return value for given
     arguments, run only abstractly, to learn its shapes) and, if they need it,
-    :meth:`hoisted` and :attr:`addressless`. Nothing is written onto a callee
+    ``hoisted`` and ``addressless``. Nothing is written onto a callee
     after it is made: shapes are cached in its store (``ppl._caches``).
 
     Examples:
@@ -121,7 +121,7 @@ class Callee(Owner):
         return store_of(self).cached((what, in_tree, in_avals), make)
 
     def _retval_shape(self, in_tree, in_avals: tuple):
-        """The shapes of the return value (:meth:`retval_abstract`), cached."""
+        """The shapes of the return value (``retval_abstract``), cached."""
         return self._shape("retval", self.retval_abstract, in_tree, in_avals)
 
     def retval_avals(self, in_tree, in_avals: tuple) -> list:

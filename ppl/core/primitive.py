@@ -1,6 +1,6 @@
 """The sample primitive: a random choice as a JAX primitive, and tracer checks.
 
-``gen_fn(*args) @ addr`` binds :data:`sample_p`. JAX can stage it (its abstract
+``gen_fn(*args) @ addr`` binds ``sample_p``. JAX can stage it (its abstract
 evaluation asks the callee for the shapes of its return value) but cannot
 evaluate, batch or differentiate it: those rules refuse, with errors that say
 which combinator or interface method to use instead. Interpreters of staged
@@ -82,7 +82,7 @@ def bind_sample(gen_fn: Callee, args: tuple, addr):
         The choice's value, as ``gen_fn``'s return value.
 
     Raises:
-        PPLError: if ``gen_fn`` is not a :class:`Callee`; errors while staging
+        PPLError: if ``gen_fn`` is not a ``Callee``; errors while staging
             the callee name ``addr``; evaluated outside a program run by ppl,
             the error says to run the generative function.
 

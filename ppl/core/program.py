@@ -1,9 +1,9 @@
 """The program IR: a staged generative function, and its two walkers.
 
-A :class:`Program` is a flat list of instructions over scoped variables: each
-random choice is a top-level :class:`Site`, every other instruction a JAX
-equation without random choices. :meth:`Program.run` evaluates it directly
-with a handler for sites (the interface interpreters); :meth:`Program.walk`
+A ``Program`` is a flat list of instructions over scoped variables: each
+random choice is a top-level ``Site``, every other instruction a JAX
+equation without random choices. ``Program.run`` evaluates it directly
+with a handler for sites (the interface interpreters); ``Program.walk``
 evaluates it in continuation-passing style over a value domain chosen by the
 caller (ADEV's dual numbers).
 """
@@ -26,7 +26,7 @@ class Site:
     Attributes:
         index: its position among the program's sites (keys are split by it).
         addr: its address.
-        gen_fn: the :class:`~ppl.core.Callee` called there.
+        gen_fn: the ``ppl.core.Callee`` called there.
         in_tree: the tree structure of its arguments.
         ins: refs of the flattened arguments in the program's environment.
         outs: refs of the flattened return value (``None`` for unused ones).
@@ -74,10 +74,10 @@ class Lit:
 class Program:
     """A staged generative function: instructions over scoped variables.
 
-    Made by :func:`ppl.core.stage`. ``instrs`` holds :class:`Site` and
-    :class:`Eqn` instructions in order; ``sites`` the sites alone. Variables
+    Made by ``ppl.core.stage``. ``instrs`` holds ``Site`` and
+    ``Eqn`` instructions in order; ``sites`` the sites alone. Variables
     are refs ``(scope, jaxpr variable)`` (one scope per inlined call) or
-    :class:`Lit` constants.
+    ``Lit`` constants.
 
     Examples:
         >>> prog = model.program((1.0,))
@@ -105,7 +105,7 @@ class Program:
 
         Args:
             args: the arguments, with the tree structure the program was staged for.
-            on_site: ``on_site(site, site_args) -> retval`` at each :class:`Site`,
+            on_site: ``on_site(site, site_args) -> retval`` at each ``Site``,
                 in program order; its result flows on as the choice's value.
 
         Returns:
@@ -131,7 +131,7 @@ class Program:
         equation, given ``fn(*raw_inputs) -> list of raw outputs``;
         ``on_site(site, ins, state, k)`` handles a random choice, where ``ins``
         are the domain values of its flattened arguments. A handler either
-        returns :class:`Continue` (the walk goes on in a loop, so long programs
+        returns ``Continue`` (the walk goes on in a loop, so long programs
         do not deepen the Python stack) or returns the result of calling
         ``k(outs, state)`` as many times as it likes. ``finish(outs, state)``
         receives the flat domain values of the program's outputs.
@@ -200,7 +200,7 @@ class Program:
 
 @dataclasses.dataclass(frozen=True)
 class Continue:
-    """What a :meth:`Program.walk` site handler returns to go on without
+    """What a ``Program.walk`` site handler returns to go on without
     capturing its continuation: the site's output values and the new state.
 
     Attributes:

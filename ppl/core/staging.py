@@ -1,8 +1,8 @@
-"""Staging: a generative function traced to a :class:`~ppl.core.program.Program`.
+"""Staging: a generative function traced to a ``ppl.core.program.Program``.
 
 ``jax.make_jaxpr`` traces the function; every call-like equation that holds a
 random choice (``jit``, ``custom_jvp_call``, ``remat``...) is inlined, so each
-random choice becomes a top-level :class:`~ppl.core.program.Site`. A random
+random choice becomes a top-level ``ppl.core.program.Site``. A random
 choice inside a loop or branch of JAX's own (``lax.scan``, ``lax.cond``...) is
 refused with an error naming the combinator to use. Also here: hoisting the
 traced values a nested function closes over, the per-function program cache,
@@ -161,7 +161,7 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
 
 
 def stage(fn: Callable, args: tuple, name: str = "generative function") -> Program:
-    """Stage ``fn(*args)`` into a :class:`Program` (shapes from ``args``).
+    """Stage ``fn(*args)`` into a ``Program`` (shapes from ``args``).
 
     Args:
         fn: the body of a generative function, making choices with ``@``.
@@ -169,12 +169,12 @@ def stage(fn: Callable, args: tuple, name: str = "generative function") -> Progr
         name: the function's name, for errors.
 
     Returns:
-        A :class:`Program` whose random choices are all top-level sites.
+        A ``Program`` whose random choices are all top-level sites.
 
     Raises:
         PPLError: an address used twice; a random choice inside JAX's own
             control flow (``lax.scan``, ``lax.cond``, ``while``); anything
-            :func:`ppl._args.call` refuses (Python control flow on traced values).
+            ``ppl._args.call`` refuses (Python control flow on traced values).
 
     Examples:
         >>> prog = stage(lambda mu: ppl.normal(mu, 1.0) @ "x", (0.0,), "model")
@@ -213,7 +213,7 @@ def program_cache() -> Callable:
     """A cache of staged programs for one function, keyed by argument shapes.
 
     Made once per generative function, when it is made; its entries live in a
-    :class:`ppl._caches.Store` (freed with the function, emptied by
+    ``ppl._caches.Store`` (freed with the function, emptied by
     ``ppl.clear_caches()``).
 
     Returns:
@@ -223,7 +223,7 @@ def program_cache() -> Callable:
         trace); nor is one for arguments JAX cannot describe by shape.
 
     Raises:
-        PPLError: from :func:`stage`, when ``get`` stages.
+        PPLError: from ``stage``, when ``get`` stages.
 
     Examples:
         >>> programs = program_cache()

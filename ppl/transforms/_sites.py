@@ -46,7 +46,7 @@ def total(scores: Iterable) -> Any:
         scores: an iterable of scalar log densities.
 
     Returns:
-        Their sum, starting from :func:`zero_score` (so the result has the
+        Their sum, starting from ``zero_score`` (so the result has the
         default float dtype even for no scores).
 
     Examples:

@@ -2,23 +2,23 @@
 
 The modules, in the order the data flows:
 
-* :mod:`~ppl.transforms.adev.dual`: dual numbers, and the state threaded
+* ``ppl.transforms.adev.dual``: dual numbers, and the state threaded
   along one sample path (score tangents, costs, recorded choices);
-* :mod:`~ppl.transforms.adev.strategies`: how one random choice is sampled
+* ``ppl.transforms.adev.strategies``: how one random choice is sampled
   and differentiated (reparam, reinforce, ...), with enumeration in
-  :mod:`~ppl.transforms.adev.enum_strategy` and the measure-valued derivative
-  in :mod:`~ppl.transforms.adev.mvd`;
-* :mod:`~ppl.transforms.adev.interpreter`: the continuation-passing walk of
-  a staged program, the policy context, and :func:`rule`, the one dispatch
+  ``ppl.transforms.adev.enum_strategy`` and the measure-valued derivative
+  in ``ppl.transforms.adev.mvd``;
+* ``ppl.transforms.adev.interpreter``: the continuation-passing walk of
+  a staged program, the policy context, and ``rule``, the one dispatch
   that finds the rule of each kind of callee;
 * one module per kind of callee, each registering its rule: a single choice
-  (:mod:`.choice`), an ``@gen`` call (:mod:`.calls`), ``scan``, ``vmap``,
+  (``.choice``), an ``@gen`` call (``.calls``), ``scan``, ``vmap``,
   ``switch``/``cond``/``mix``, expectations with ``sim`` and ``add_cost``
-  (:mod:`.expectation`), estimated densities (:mod:`.marginal`), exactly summed ones
-  (:mod:`.summed`),
-  ``ppl.deterministic`` and ``ppl.factor`` (:mod:`.recorded_sites`), and the
-  per-choice density terms of Rao-Blackwellized objectives (:mod:`.terms`,
-  with the data flow of scores in :mod:`.dataflow`).
+  (``.expectation``), estimated densities (``.marginal``), exactly summed ones
+  (``.summed``),
+  ``ppl.deterministic`` and ``ppl.factor`` (``.recorded_sites``), and the
+  per-choice density terms of Rao-Blackwellized objectives (``.terms``,
+  with the data flow of scores in ``.dataflow``).
 
 Importing this package registers every rule.
 """

@@ -1,11 +1,11 @@
 """Automatic strategy choice: a short pilot picks a strategy for each random choice.
 
-:func:`choose_strategies` finds the addresses of the random choices of an
+``choose_strategies`` finds the addresses of the random choices of an
 expectation (by walking it once with a probe strategy that only records
 them), then, one address at a time, stages the gradient estimator with each
 candidate strategy at that address. A candidate that a strategy's ``check``
 or the context (enum inside a loop, mvd on a vector choice, ...) refuses
-raises :class:`~ppl.PPLError` while the estimator is staged; it is listed as
+raises ``ppl.PPLError`` while the estimator is staged; it is listed as
 skipped with the error's message. The others are compiled and run on a batch
 of pilot gradient estimates, and scored by their variance per unit of
 compute: the variance of the gradient (the sum of the per-coordinate
@@ -168,7 +168,7 @@ def choose_strategies(
     that address with the other choices as written (their call-site strategy or
     default). A candidate that cannot serve the choice (its ``check`` refuses the
     distribution, or the context refuses it, e.g. ``enum`` inside ``ppl.scan``
-    or ``ppl.vmap``) raises :class:`PPLError` when the estimator is staged and
+    or ``ppl.vmap``) raises ``PPLError`` when the estimator is staged and
     is listed as skipped with the reason; so is one whose pilot estimates are
     not finite, or whose staging fails otherwise. Each other candidate's
     batched gradient (``jax.vmap`` over ``n`` keys) is compiled first, run once
@@ -216,7 +216,7 @@ def choose_strategies(
             inputs, not differentiated (cheaper to compile for a large model).
 
     Returns:
-        A :class:`StrategyChoice`: ``.policy`` (pass it as ``strategies=`` to
+        A ``StrategyChoice``: ``.policy`` (pass it as ``strategies=`` to
         freeze the choice), ``.rows`` and ``print(result)`` for the table.
 
     Raises:

@@ -3,7 +3,7 @@ strategy fixed at its call site).
 
 The strategy samples the value and accounts for its derivative. Strategies
 that evaluate the rest of the program several times (enum, mvd) are counted
-as they nest, so a program that would branch past :data:`MAX_BRANCHES` is
+as they nest, so a program that would branch past ``MAX_BRANCHES`` is
 refused before anything is built.
 """
 
@@ -55,7 +55,7 @@ def choice(gen_fn, ctx, site, key, ins, state, k, addr):
 
 
 class _ChoiceCall(SiteCall):
-    """A :class:`SiteCall` that also keeps the tangents of the traced strategy
+    """A ``SiteCall`` that also keeps the tangents of the traced strategy
     settings (``extra_t``): a learned baseline's tangent is its regression signal."""
 
     def __init__(self, addr, key, dist_fn, duals, tree, extra):
@@ -68,7 +68,7 @@ MAX_BRANCHES = 2**16
 
 class _branching:
     """Counts the copies of the rest of the program that nested enum/mvd choices
-    evaluate, and refuses before building more than :data:`MAX_BRANCHES`
+    evaluate, and refuses before building more than ``MAX_BRANCHES``
     (XLA would otherwise run out of memory or abort the process)."""
 
     def __init__(self, ctx, addr, n):

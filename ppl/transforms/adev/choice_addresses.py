@@ -1,6 +1,6 @@
 """The addresses of an expectation's random choices, found by one abstract walk with
 a probe strategy that only records them (the first step of the pilot of
-:func:`ppl.choose_strategies`)."""
+``ppl.choose_strategies``)."""
 
 from __future__ import annotations
 

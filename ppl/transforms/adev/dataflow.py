@@ -7,15 +7,15 @@ so dropping that product keeps the gradient unbiased and lowers its variance.
 
 The walk of an expectation program finds the dependence as it goes:
 
-* every value is a :class:`~ppl.transforms.adev.dual.Dual` that carries the ids
+* every value is a ``ppl.transforms.adev.dual.Dual`` that carries the ids
   of the score-function choices it depends on; a sample-free equation's
   outputs depend on the union of its inputs', constants on none;
-* each call site is dispatched with an empty score (:func:`attributed`); the
+* each call site is dispatched with an empty score (``attributed``); the
   score its rule adds (a reinforce choice, a whole call, a loop or a traced
   branch with score-function choices inside) gets a new id in ``State.table``,
   and the site's outputs depend on its inputs' ids and on that id;
 * the value of the program and every ``add_cost`` term multiply the sum of
-  the scores of their own ids (:func:`~ppl.transforms.adev.dual.score_of`);
+  the scores of their own ids (``ppl.transforms.adev.dual.score_of``);
   costs made inside a loop or traced branch multiply the scores their call's
   inputs depend on (and, inside, the scores of the loop as before).
 
@@ -51,7 +51,7 @@ class Tagged(Recorded):
 
 
 def tag(entry, deps, scored: bool, aligned: frozenset = frozenset()) -> Tagged:
-    """``entry`` tagged with ``deps`` and ``scored`` (see :class:`Tagged`)."""
+    """``entry`` tagged with ``deps`` and ``scored`` (see ``Tagged``)."""
     out = Tagged(*entry)
     out.deps, out.scored = deps, scored
     out.per_element = getattr(entry, "per_element", None)
@@ -85,7 +85,7 @@ def add_term(state: State, term, deps) -> State:
 def add_term_per_element(state: State, term, deps, aligned: frozenset) -> State:
     """Add ``term`` (a dual of per-element values along axis 0) to the value: each
     element times the element-wise scores of ``aligned``, all of it times the
-    scores of the other ``deps``. Falls back to :func:`add_term` of the sum when
+    scores of the other ``deps``. Falls back to ``add_term`` of the sum when
     an id in ``aligned`` has no element-wise scores of that length."""
     c, dc = term
     n = jnp.shape(c)[0]

@@ -60,7 +60,7 @@ def union(deps_list):
 
 
 def aligned_of(x) -> frozenset:
-    """The ids ``x`` depends on element by element (see :class:`Dual`)."""
+    """The ids ``x`` depends on element by element (see ``Dual``)."""
     return getattr(x, "aligned", frozenset())
 
 
@@ -187,15 +187,15 @@ class State(NamedTuple):
     ``baseline * score`` to ``c``); the end of the program adds
     ``value * s - c``. The same bookkeeping works inside loops.
     ``cost_p``/``cost_t`` collect ``add_cost`` terms; ``rec`` collects the
-    choices of an enclosing ``sim`` as a tuple of :class:`Recorded` (``None``
+    choices of an enclosing ``sim`` as a tuple of ``Recorded`` (``None``
     when nothing records).
 
-    With Rao-Blackwellization on (``rb``, see :mod:`.dataflow`), each call
+    With Rao-Blackwellization on (``rb``, see ``.dataflow``), each call
     site's own score goes from ``s`` to ``table`` (its id is its position),
     and each term multiplies only the scores of the ids it depends on;
     ``priced`` is the part of ``cost_p`` whose tangent already has its scores.
     A ``ppl.vmap``'s entry is the vector of its elements' scores, which a term
-    made element by element multiplies element by element (:func:`score_of`
+    made element by element multiplies element by element (``score_of``
     sums it for any other term).
     """
 

@@ -45,7 +45,7 @@ class Enum(Strategy):
     Valid for choices with finite support: flip, categorical, and binomial with
     a Python-int count; a batched choice (``flip`` of shape ``(3,)``) is
     enumerated over the product of its elements' supports, up to
-    :data:`MAX_JOINT_SUPPORT` (1024) joint values. Needs the rest of the program
+    ``MAX_JOINT_SUPPORT`` (1024) joint values. Needs the rest of the program
     as a function of the choice (not its derivative). Cost: K evaluations of the
     rest of the program per choice, K the size of the (joint) support; nested
     enumerations multiply, and more than 2**16 branches in all is refused.

@@ -1,10 +1,10 @@
 """The callees that only have meaning inside an expectation, and their ADEV rules.
 
-An :class:`Expectation` (and its average :func:`averaged`) is itself a callee
+An ``Expectation`` (and its average ``averaged``) is itself a callee
 that other expectations can call; ``add_cost`` adds to the value of the
-enclosing expectation; :class:`Sim` samples a generative function with its
-strategies and returns its choices and log density. :func:`sim_of` and
-:func:`density_of` give the ADEV form of ``sim(q)`` and ``density(p)`` for each
+enclosing expectation; ``Sim`` samples a generative function with its
+strategies and returns its choices and log density. ``sim_of`` and
+``density_of`` give the ADEV form of ``sim(q)`` and ``density(p)`` for each
 kind of generative function (estimated densities register their own).
 """
 
@@ -53,7 +53,7 @@ class _AdevOnly(Callee):
 
 
 class Expectation(_AdevOnly):
-    """An expected value as a program; build with :func:`ppl.expectation`.
+    """An expected value as a program; build with ``ppl.expectation``.
 
     ``estimate(key, args)`` is an unbiased estimate of the value and
     ``grad_estimate(key, args)`` an unbiased estimate of its gradient with
@@ -63,15 +63,15 @@ class Expectation(_AdevOnly):
     unbiased derivative (its choices live under ``"addr"`` for strategy
     policies); the outer estimate stays unbiased where it uses the inner one
     linearly. Outside an expectation it has no meaning: ``simulate`` and the
-    other interface methods raise :class:`ppl.PPLError`, as do arguments that
+    other interface methods raise ``ppl.PPLError``, as do arguments that
     are not a tuple.
 
     Args:
         fn: the program, a function of the arguments returning a real scalar.
-        policy: address (a path tuple) -> strategy; prefer :func:`ppl.adev`,
+        policy: address (a path tuple) -> strategy; prefer ``ppl.adev``,
             which checks it.
         rao_blackwell: multiply each REINFORCE score only by the terms that
-            depend on its choice (see :meth:`with_rao_blackwell`).
+            depend on its choice (see ``with_rao_blackwell``).
 
     Examples:
         >>> @ppl.expectation
@@ -120,7 +120,7 @@ class Expectation(_AdevOnly):
             args: the arguments, a tuple.
 
         Returns:
-            A scalar; ``jax.grad`` of it (in ``args``) is :meth:`grad_estimate`.
+            A scalar; ``jax.grad`` of it (in ``args``) is ``grad_estimate``.
 
         Raises:
             PPLError: if the key or arguments have the wrong type, or (when the
@@ -141,7 +141,7 @@ class Expectation(_AdevOnly):
             A tuple like ``args``: the gradient estimate for each argument.
 
         Raises:
-            PPLError: as :meth:`estimate`.
+            PPLError: as ``estimate``.
         """
         return release(self._jit_grad(as_args(args, self.name), as_key(key)))
 
@@ -149,13 +149,13 @@ class Expectation(_AdevOnly):
         """A copy whose policy also assigns ``strategies`` (the new ones win).
 
         Args:
-            strategies: a dict, address -> strategy (as for :func:`ppl.adev`).
+            strategies: a dict, address -> strategy (as for ``ppl.adev``).
 
         Returns:
-            A new :class:`Expectation`; this one is unchanged.
+            A new ``Expectation``; this one is unchanged.
 
         Raises:
-            PPLError: as :func:`ppl.adev`, for a policy that is not a dict of
+            PPLError: as ``ppl.adev``, for a policy that is not a dict of
                 strategies.
         """
         new = copy.copy(self)
@@ -175,7 +175,7 @@ class Expectation(_AdevOnly):
             on: whether to Rao-Blackwellize.
 
         Returns:
-            A new :class:`Expectation`; this one is unchanged.
+            A new ``Expectation``; this one is unchanged.
 
         Raises:
             PPLError: if ``on`` is not a bool.
@@ -306,7 +306,7 @@ COST = _Cost()
 
 
 def bind_cost(x) -> None:
-    """Make the ``add_cost`` call for ``x`` (see :func:`ppl.add_cost`)."""
+    """Make the ``add_cost`` call for ``x`` (see ``ppl.add_cost``)."""
     bind_sample(COST, (jnp.asarray(x, jnp.result_type(float)),), "add_cost")
 
 

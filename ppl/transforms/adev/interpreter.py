@@ -4,13 +4,13 @@ The staged program is walked on dual numbers ``(primal, tangent)``. Equations
 without random choices are evaluated under ``jax.jvp`` as a whole, so any JAX
 code passes through (``custom_jvp`` functions, ``where``, ``cond``); only
 random choices get rules. Each kind of callee has one rule, found by
-:func:`rule` (a ``functools.singledispatch`` on the callee's type; the kinds
+``rule`` (a ``functools.singledispatch`` on the callee's type; the kinds
 register theirs in the modules of this package); a callee of a kind with no
 rule is an error naming it. Walking is continuation passing: strategies that
 need the rest of the program as a function of the choice (enum, mvd) call
 the continuation; the others return a value and go on.
 
-The result is a :class:`Result` whose tangent is linear in the input
+The result is a ``Result`` whose tangent is linear in the input
 tangents; ``ppl.expectation`` wraps it in a ``jax.custom_jvp``, so reverse
 mode is JAX's transposition of this forward pass.
 """
@@ -107,7 +107,7 @@ class Ctx:
     def in_loop(self, addr, kind="ppl.scan") -> "Ctx":
         """Inside a body traced once for many runs (a loop, a traced branch):
         strategies that need the rest of the program get the rest of the body
-        (:mod:`.within_body`)."""
+        (``.within_body``)."""
         return self._with(loop=(addr, kind))
 
     def forcing(self, addr, strategy) -> "Ctx":
@@ -187,7 +187,7 @@ def end_of_program(outs, state) -> Result:
 
 
 def dispatch(ctx, site, key, ins, state, k, addr):
-    """The ADEV rule of one call site. Returns :class:`ppl.core.Continue` or the
+    """The ADEV rule of one call site. Returns ``ppl.core.Continue`` or the
     result of calling ``k``."""
     return rule(site.gen_fn, ctx, site, key, ins, state, k, addr)
 
@@ -197,7 +197,7 @@ def rule(gen_fn, ctx, site, key, ins, state, k, addr):
     """The ADEV rule of a kind of callee, ``rule(gen_fn, ctx, site, key, ins,
     state, k, addr)``; each kind registers its own with ``@rule.register``.
 
-    This default serves kinds with no rule: see :func:`no_rule`."""
+    This default serves kinds with no rule: see ``no_rule``."""
     return no_rule(gen_fn, ctx, site, key, ins, state, k, addr)
 
 
@@ -309,8 +309,8 @@ def recorded_choices(entries, root: tuple):
 
 
 def recorded_deps(entries, root: tuple) -> list:
-    """What each leaf of :func:`recorded_choices`'s choice map depends on: its
-    entry's tag ``(deps, aligned)`` (see :mod:`.dataflow`), in the same order."""
+    """What each leaf of ``recorded_choices``'s choice map depends on: its
+    entry's tag ``(deps, aligned)`` (see ``.dataflow``), in the same order."""
     ids, deps = ChoiceMap.empty(), []
     for entry in entries:
         rel = entry.addr[len(root) :]

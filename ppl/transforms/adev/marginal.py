@@ -1,7 +1,7 @@
 """ADEV rules for estimated densities: ``sim`` and ``density`` of ``marginal``.
 
 Both estimators are ordinary expectation programs built from one extra kind
-of random choice, :class:`SimSplit`: run a generative function under ADEV
+of random choice, ``SimSplit``: run a generative function under ADEV
 (with its strategies), optionally with some choices held at given values,
 and return its choices, its log density, and the log density of the
 selected ("kept") choices alone. With the kept choices held fixed, that last

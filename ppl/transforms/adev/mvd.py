@@ -100,7 +100,7 @@ class MVD(Strategy):
     needs_continuation = True
 
     def check(self, dist, d, addr):
-        """Refuse (a :class:`~ppl.PPLError` naming ``addr``) a distribution with no
+        """Refuse (a ``ppl.PPLError`` naming ``addr``) a distribution with no
         weak derivative implemented here, or a choice that is not a scalar."""
         if not isinstance(d, SUPPORTED):
             self._refuse(

@@ -6,7 +6,7 @@ continuation, and reinforce only needs its final value, so the body carries
 the accumulated score tangents (``State.s``, ``State.c``) and the end of the
 program multiplies them by its value. Strategies that need the continuation
 as a function (enum, mvd) get the rest of the step's body
-(:mod:`.within_body`): exact where the choice's value stays inside the step,
+(``.within_body``): exact where the choice's value stays inside the step,
 an error otherwise.
 """
 

@@ -8,13 +8,13 @@ error naming the address) and one of two rules:
   inside loops;
 * ``with_continuation(site, state, k) -> Result`` for strategies that need the
   rest of the program as a function of the choice (enum; mvd, in
-  :mod:`~ppl.transforms.adev.mvd`).
+  ``ppl.transforms.adev.mvd``).
 
 Every rule's tangent is linear in the input tangents, which is what lets JAX
 transpose the forward pass into reverse mode.
 
 A strategy is chosen per address in three ways, later winning: the default
-(:func:`default_strategy`), a wrapper at the call site
+(``default_strategy``), a wrapper at the call site
 (``reinforce(normal)(mu, s) @ "z"``), a policy given to ``ppl.adev``.
 """
 
@@ -43,7 +43,7 @@ class Strategy:
     a policy (``ppl.adev(f, {"z": ppl.mvd})``) or at a call site, where calling
     it on a distribution wraps that one call: ``reinforce(normal)(mu, s) @ "z"``.
     A new strategy subclasses this: ``check`` refuses what it cannot serve
-    (raising :class:`ppl.PPLError` through ``_refuse``), and it defines
+    (raising ``ppl.PPLError`` through ``_refuse``), and it defines
     ``sample`` (needs only the value of the rest of the program) or, with
     ``needs_continuation = True``, ``with_continuation`` and ``branch_count``.
 
@@ -71,7 +71,7 @@ class Strategy:
         return self, ()
 
     def check(self, dist: Distribution, d: nd.Distribution, addr: tuple) -> None:
-        """Raise a :class:`PPLError` naming ``addr`` if this strategy cannot serve ``dist``."""
+        """Raise a ``PPLError`` naming ``addr`` if this strategy cannot serve ``dist``."""
 
     def branch_count(self, d: nd.Distribution) -> int:
         """How many times a continuation strategy evaluates the rest of the program."""

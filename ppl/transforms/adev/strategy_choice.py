@@ -1,4 +1,4 @@
-"""The result of :func:`ppl.choose_strategies`: the measured rows, the chosen
+"""The result of ``ppl.choose_strategies``: the measured rows, the chosen
 policy and its printable table."""
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ class _Measured:
 
 
 class StrategyChoice:
-    """The result of :func:`choose_strategies`: the chosen policy and the pilot's table.
+    """The result of ``choose_strategies``: the chosen policy and the pilot's table.
 
     Attributes:
         policy: ``{address: strategy}`` for every address whose best strategy
             is not the program as written; pass it as ``strategies=`` (to
             ``ppl.adev``, ``f.with_strategies`` or ``vi.elbo``) to freeze the
             choice. Top-level addresses are plain names, nested ones paths.
-        rows: the table, one :class:`PilotRow` per address and strategy tried.
+        rows: the table, one ``PilotRow`` per address and strategy tried.
         addresses: the addresses of the pilot, as paths, in program order.
         distributions: address -> the name of its distribution (``"?"`` where
             a policy of the expectation already fixed the strategy).
@@ -76,8 +76,8 @@ class StrategyChoice:
             ``policy``.
         n: the pilot gradient estimates per candidate.
 
-    ``print(result)`` shows the table (:meth:`table`). Made by
-    :func:`choose_strategies`, not by hand (its constructor takes the
+    ``print(result)`` shows the table (``table``). Made by
+    ``choose_strategies``, not by hand (its constructor takes the
     attributes above, in order).
 
     Examples:
@@ -114,7 +114,7 @@ class StrategyChoice:
         Returns:
             The chosen strategy's name (``"enum"``, ``"reinforce(baseline=1.0)"``),
             or ``"as written"`` where the program as written won (the address
-            is then not in :attr:`policy`).
+            is then not in ``policy``).
 
         Raises:
             PPLError: if ``address`` is not an address of the pilot.

@@ -11,7 +11,7 @@ inside a branch keep their own strategies, exactly as outside a switch:
   numbers to its end. Like a loop body, a branch then cannot call the rest of
   the program, so reparam and reinforce work inside it and strategies that
   need the continuation as a function (enum, mvd) get the rest of the branch
-  (:mod:`.within_body`): exact where the choice's value stays inside it, an
+  (``.within_body``): exact where the choice's value stays inside it, an
   error otherwise.
   Each branch returns its values, score tangents and costs; a branch that
   carries no tangent where another does contributes zeros.

@@ -3,14 +3,14 @@
 A density is one number, so with it as one value every score that any of its
 parts reads multiplies all of it. Here each part is its own term (as in
 Pyro's per-site log probabilities), added to the value like ``ppl.add_cost``
-and depending only on the values it reads (see :mod:`.dataflow`):
+and depending only on the values it reads (see ``.dataflow``):
 
-* :class:`SimTerms` samples ``q`` as ``ppl.sim`` does and adds each recorded
+* ``SimTerms`` samples ``q`` as ``ppl.sim`` does and adds each recorded
   ``-log q(z_i | ...)``. For a score-function choice (its value carries no
   tangent) the term's own tangent, ``-d/dtheta log q(z_i; theta)`` at fixed
   ``z_i``, has mean zero and is dropped; for reparam, enum and mvd choices it is
   kept. Valid where ``log q`` enters the value linearly: the ELBO.
-* :class:`DensityTerms` adds ``log p(choices)`` of an ``@gen`` model site by
+* ``DensityTerms`` adds ``log p(choices)`` of an ``@gen`` model site by
   site: each random choice's log density depends on the values of its
   parameters and of the choice; a call of a combinator (or any other kind of
   generative function) is one term, its ``assess``, depending on everything
@@ -37,7 +37,7 @@ from ppl.transforms.adev.strategies import WithStrategy
 
 
 class SimTerms(Sim):
-    """``choices, logq = SimTerms(q)(*args) @ addr``: :class:`~.expectation.Sim`
+    """``choices, logq = SimTerms(q)(*args) @ addr``: ``.expectation.Sim``
     that also adds ``-log q`` of each recorded choice to the value as its own term.
 
     The program that uses it must not subtract ``logq`` again (the ELBO adds

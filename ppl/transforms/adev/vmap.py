@@ -6,7 +6,7 @@ continuation, so every element returns its score tangents and costs, which
 are summed. Elements are independent, so counting one element's costs as
 coming before another's choices keeps the estimate unbiased. Strategies that
 need the continuation as a function (enum, mvd) get the rest of the element's
-body (:mod:`.within_body`): exact where the choice's value stays inside it,
+body (``.within_body``): exact where the choice's value stays inside it,
 an error otherwise.
 """
 

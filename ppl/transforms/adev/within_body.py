@@ -45,11 +45,11 @@ def with_rest_of_body(strategy, call, state: State, rest, loop) -> Any:
 
     Args:
         strategy: a strategy that needs the continuation.
-        call: the choice (a :class:`~ppl.transforms.adev.interpreter.SiteCall`).
+        call: the choice (a ``ppl.transforms.adev.interpreter.SiteCall``).
         state: the state at the choice.
         rest: ``rest(value_dual, state)``, the rest of the body from the choice:
-            a :class:`BodyEnd` (or, inside an expectation nested in the body,
-            that expectation's :class:`Result`).
+            a ``BodyEnd`` (or, inside an expectation nested in the body,
+            that expectation's ``Result``).
         loop: ``(address, kind)`` of the innermost enclosing body.
 
     Returns:
