@@ -21,7 +21,10 @@ import equinox as eqx
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ppl._errors import PPLError
+from ppl.core import is_concrete
 from ppl.inference.kernel import Kernel, MCMCState, one
 
 
@@ -33,6 +36,71 @@ def _init_parts(kernels, trace, n_warmup, observed):
     """The composed initial state: every part initialised as sharing the trace."""
     states = [k.init(trace, n_warmup, observed, shared=True) for k in kernels]
     return MCMCState(trace, one(), tuple(s.aux for s in states))
+
+
+def _check_parts(kernels, builder: str, example: str) -> tuple:
+    """``kernels`` as a tuple, or an error if there are none (a composition of
+    nothing has no step to take)."""
+    kernels = tuple(kernels)
+    if not kernels:
+        raise PPLError(
+            f"{builder} needs at least one kernel; got none. Pass the kernels to compose, "
+            f"e.g. {example}."
+        )
+    return kernels
+
+
+def _mixture_logits(weights, n: int):
+    """The logs of ``weights`` (default: equal), after checking there is one per
+    kernel and, when they are concrete, that they are finite, non-negative and
+    not all zero."""
+    if weights is None:
+        return jnp.log(jnp.asarray([1.0 / n] * n))
+    array = jnp.asarray(weights)  # not jnp.shape(weights): a list may hold traced values
+    shape = array.shape
+    if shape != (n,):
+        raise PPLError(
+            f"mixture_kernel has {n} kernel{'s' if n != 1 else ''}, so it takes {n} weight"
+            f"{'s' if n != 1 else ''} (one per kernel, shape ({n},)); got weights of shape "
+            f"{shape}: {weights!r:.60}. Give one weight per kernel, or omit weights for equal "
+            "ones."
+        )
+    if is_concrete(array):
+        w = np.asarray(array, dtype=float)
+        bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+        if bad.size:
+            i = int(bad[0])
+            raise PPLError(
+                "mixture_kernel: the weights are relative probabilities, so each must be finite "
+                f"and non-negative; weight {i} is {float(w[i])!r} (weights: "
+                f"{w.tolist()!r:.60}). Pass e.g. weights={[round(1.0 / n, 3)] * n!r:.60}."
+            )
+        if not np.any(w > 0):
+            raise PPLError(
+                f"mixture_kernel: every weight is zero (weights: {w.tolist()!r:.60}), so no "
+                "kernel could be chosen. Give at least one kernel a positive weight."
+            )
+    return jnp.log(array)
+
+
+def _check_repetitions(n) -> int:
+    """``n`` as a positive Python int, or an error saying why it must be one."""
+    try:
+        count = None if isinstance(n, bool) else operator.index(n)  # NumPy/JAX integers too
+    except TypeError:  # a float, a string, a traced value (the scan needs a static length)
+        count = None
+    if count is None:
+        raise PPLError(
+            f"repeat_kernel: the number of repetitions, n, must be a positive int (e.g. n=5); "
+            f"got {n!r:.60}."
+        )
+    if count < 1:
+        raise PPLError(
+            f"repeat_kernel: the number of repetitions, n, is {count}; it must be at least 1 "
+            "(with no repetitions a step would not move and its acceptance probability, the "
+            "mean over no repetitions, would be NaN). Pass e.g. n=5."
+        )
+    return count
 
 
 def _merged_stats(kernels, state, auxs, took_step):
@@ -55,8 +123,11 @@ class Cycle(Kernel):
     :func:`cycle` builds one and says what a step does.
 
     Args:
-        *kernels: the parts, in the order they are applied; stored as the
-            tuple ``kernels``.
+        *kernels: the parts, in the order they are applied, at least one;
+            stored as the tuple ``kernels``.
+
+    Raises:
+        PPLError: if no kernel is given.
 
     Examples:
         >>> kernel = ppl.inference.Cycle(ppl.inference.mh(ppl.select("a")),
@@ -68,7 +139,8 @@ class Cycle(Kernel):
     kernels: tuple[Kernel, ...]
 
     def __init__(self, *kernels):
-        super().__init__(kernels=tuple(kernels))
+        example = "cycle(mh(ppl.select('a')), hmc(ppl.select('b')))"
+        super().__init__(kernels=_check_parts(kernels, "cycle", example))
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
         return _init_parts(self.kernels, trace, n_warmup, observed)
@@ -107,9 +179,13 @@ class MixtureKernel(Kernel):
     :func:`mixture_kernel` builds one and says what a step does.
 
     Args:
-        kernels: the parts (a sequence of kernels); stored as the tuple ``kernels``.
-        weights: their relative probabilities (default: equal); stored as
-            ``logits``, their logs.
+        kernels: the parts (a sequence of kernels, at least one); stored as the
+            tuple ``kernels``.
+        weights: their relative probabilities, one per kernel (default:
+            equal); stored as ``logits``, their logs.
+
+    Raises:
+        PPLError: as :func:`mixture_kernel` does when it is built.
 
     Examples:
         >>> kernel = ppl.inference.MixtureKernel(
@@ -123,9 +199,9 @@ class MixtureKernel(Kernel):
     logits: jax.Array
 
     def __init__(self, kernels, weights=None):
-        kernels = tuple(kernels)
-        n = len(kernels)
-        logits = jnp.log(jnp.asarray([1.0 / n] * n if weights is None else weights))
+        example = "mixture_kernel([mh(ppl.select('a')), mh(ppl.select('b'))], [0.5, 0.5])"
+        kernels = _check_parts(kernels, "mixture_kernel", example)
+        logits = _mixture_logits(weights, len(kernels))
         super().__init__(kernels=kernels, logits=logits)
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
@@ -172,7 +248,10 @@ class RepeatKernel(Kernel):
 
     Args:
         kernel: the kernel repeated; stored as ``kernel``.
-        n: the number of repetitions per step; stored as ``n``.
+        n: the number of repetitions per step, a positive int; stored as ``n``.
+
+    Raises:
+        PPLError: if ``n`` is not a positive int.
 
     Examples:
         >>> kernel = ppl.inference.RepeatKernel(ppl.inference.mh(ppl.select("a")), 3)
@@ -184,7 +263,7 @@ class RepeatKernel(Kernel):
     n: int
 
     def __init__(self, kernel, n):
-        super().__init__(kernel=kernel, n=n)
+        super().__init__(kernel=kernel, n=_check_repetitions(n))
 
     def current_choices(self, state):
         return self.kernel.current_choices(_sub(state, state.aux.inner))
@@ -238,7 +317,7 @@ def cycle(*kernels) -> Cycle:
         A :class:`Cycle`; its acceptance probability is the kernels' mean.
 
     Raises:
-        PPLError: at ``init``, as each part's ``init`` does.
+        PPLError: if no kernel is given; at ``init``, as each part's ``init`` does.
 
     Examples:
         >>> @ppl.gen
@@ -274,14 +353,17 @@ def mixture_kernel(kernels, weights=None) -> MixtureKernel:
     Args:
         kernels: a sequence of kernels, at least one.
         weights: their probabilities, one per kernel (default: uniform); they
-            are normalised, so relative weights do.
+            are normalised, so relative weights do. They must be finite,
+            non-negative and not all zero.
 
     Returns:
         A :class:`MixtureKernel`.
 
     Raises:
-        ZeroDivisionError: for an empty ``kernels`` without ``weights``.
-        PPLError: at ``init``, as each part's ``init`` does.
+        PPLError: if ``kernels`` is empty; if ``weights`` does not have one
+            entry per kernel; if (when they are concrete values, not traced
+            inside ``jit``) a weight is negative, NaN or infinite, or every
+            weight is zero; at ``init``, as each part's ``init`` does.
 
     Examples:
         >>> @ppl.gen
@@ -318,15 +400,14 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
 
     Args:
         kernel: any kernel.
-        n: the number of repetitions, a positive int (not checked: 0 gives
-            NaN acceptance probabilities).
+        n: the number of repetitions, a positive int.
 
     Returns:
         A :class:`RepeatKernel`; its acceptance probability is the mean over
         the repetitions.
 
     Raises:
-        PPLError: at ``init``, as ``kernel.init`` does.
+        PPLError: if ``n`` is not a positive int; at ``init``, as ``kernel.init`` does.
 
     Examples:
         >>> @ppl.gen

@@ -1,0 +1,81 @@
+"""Bad input to kernel compositions, MH proposals and the particle filter is
+refused up front, with an error that says what is wrong and what to do."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import inference
+
+MH_A = inference.mh(ppl.select("a"))
+MH_B = inference.mh(ppl.select("b"))
+
+
+# --- mixture_kernel, repeat_kernel, cycle -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "weights, phrase",
+    [
+        ([1.0], r"2 kernels, so it takes 2 weights .* shape \(1,\)"),
+        ([1.0, 2.0, 3.0], r"takes 2 weights .* shape \(3,\)"),
+        (1.0, r"takes 2 weights .* shape \(\)"),
+        ([1.0, -0.5], "must be finite and non-negative; weight 1 is -0.5"),
+        ([float("nan"), 1.0], "must be finite and non-negative; weight 0 is nan"),
+        (np.array([1.0, np.inf]), "must be finite and non-negative; weight 1 is inf"),
+        (jnp.zeros(2), "every weight is zero"),
+    ],
+)
+def test_mixture_kernel_refuses_bad_weights(weights, phrase):
+    with pytest.raises(ppl.PPLError, match=phrase):
+        inference.mixture_kernel([MH_A, MH_B], weights)
+
+
+def test_mixture_kernel_refuses_no_kernels():
+    for weights in (None, []):
+        with pytest.raises(ppl.PPLError, match="needs at least one kernel; got none"):
+            inference.mixture_kernel([], weights)
+
+
+def test_mixture_kernel_accepts_relative_weights():
+    kernel = inference.mixture_kernel([MH_A, MH_B], [1, 3])
+    assert np.allclose(jax.nn.softmax(kernel.logits), [0.25, 0.75])
+    assert np.allclose(inference.mixture_kernel([MH_A, MH_B], [0.0, 1.0]).logits[1], 0.0)
+
+
+def test_mixture_kernel_checks_only_the_shape_of_traced_weights():
+    @jax.jit
+    def logits(a, b):
+        return inference.mixture_kernel([MH_A, MH_B], [a, b]).logits
+
+    assert np.allclose(logits(1.0, 1.0), 0.0)
+    with pytest.raises(ppl.PPLError, match="takes 2 weights"):
+        jax.jit(lambda w: inference.mixture_kernel([MH_A, MH_B], w).logits)(jnp.ones(3))
+
+
+@pytest.mark.parametrize(
+    "n, phrase",
+    [
+        (0, "n, is 0; it must be at least 1"),
+        (-2, "n, is -2; it must be at least 1"),
+        (2.0, "must be a positive int .* got 2.0"),
+        (True, "must be a positive int .* got True"),
+        ("3", "must be a positive int"),
+    ],
+)
+def test_repeat_kernel_refuses_a_bad_count(n, phrase):
+    with pytest.raises(ppl.PPLError, match=phrase):
+        inference.repeat_kernel(MH_A, n)
+
+
+def test_repeat_kernel_accepts_integers():
+    assert inference.repeat_kernel(MH_A, np.int64(3)) == inference.repeat_kernel(MH_A, 3)
+    assert type(inference.repeat_kernel(MH_A, np.int64(3)).n) is int
+
+
+def test_cycle_refuses_no_kernels_when_built():
+    with pytest.raises(ppl.PPLError, match="cycle needs at least one kernel; got none"):
+        inference.cycle()
+    assert len(inference.cycle(MH_A, MH_B).kernels) == 2
