@@ -15,6 +15,7 @@ from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import GenerativeFunction, as_selection
 from ppl.choices import Selection
 from ppl.inference._sites import check_selection
+from ppl.inference._subsampling import refuse_in_trace
 from ppl.inference._util import selection_of
 from ppl.inference.kernel import Kernel, MCMCState, accept, one, resolve_selection, select_where
 
@@ -73,6 +74,7 @@ class MH(Kernel):
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False):
         if self.proposal is not None:
+            refuse_in_trace(trace, "MCMC (mh)")  # as resolve_selection does for a selection
             self._check_proposal(trace, observed)
             return MCMCState(trace, one(), None)
         selection = resolve_selection("mh", self.selection, trace, observed)
@@ -131,8 +133,7 @@ def mh(selection=None, proposal=None, proposal_args=()) -> MH:
     A ``ppl.improper_uniform`` choice cannot be resampled from its flat prior:
     move it with a proposal or a gradient kernel. Run on the full data: a
     scaled minibatch density (``ppl.vmap(..., subsample_of=N)``) would bias
-    the acceptance ratio, and ``init`` refuses such a model when the kernel
-    has a selection (a proposal kernel does not check it).
+    the acceptance ratio, so ``init`` refuses such a model.
 
     Args:
         selection: the choices to resample from the prior, or ``None``.
@@ -146,7 +147,7 @@ def mh(selection=None, proposal=None, proposal_args=()) -> MH:
         PPLError: when both a selection and a proposal are given; at ``init``,
             when the selection matches no choice or includes an observed one,
             the proposal proposes an address the model does not have or
-            observes, or (with a selection) the model subsamples.
+            observes, or the model subsamples.
         AddressError: at the first step, when the selection resamples a
             ``ppl.improper_uniform`` choice from its prior.
 

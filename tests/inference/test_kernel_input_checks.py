@@ -79,3 +79,48 @@ def test_cycle_refuses_no_kernels_when_built():
     with pytest.raises(ppl.PPLError, match="cycle needs at least one kernel; got none"):
         inference.cycle()
     assert len(inference.cycle(MH_A, MH_B).kernels) == 2
+
+
+# --- mh(proposal=...) on a subsampled model -----------------------------------------
+
+N_DATA = 100
+BATCH = jnp.array([0.5, -0.2, 1.1])
+
+
+@ppl.gen
+def _point(x, mu):
+    return ppl.normal(mu + x, 1.0) @ "y"
+
+
+def _regression(subsample_of):
+    @ppl.gen
+    def model(xs):
+        mu = ppl.normal(0.0, 1.0) @ "mu"
+        ppl.vmap(_point, in_axes=(0, None), subsample_of=subsample_of)(xs, mu) @ "points"
+        return mu
+
+    return model
+
+
+@ppl.gen
+def _walk(trace):
+    return ppl.normal(trace["mu"], 0.5) @ "mu"
+
+
+def _start(model):
+    observations = ppl.ChoiceMap.d({"points": {"y": BATCH}})
+    trace, _ = model.generate(jax.random.key(0), observations, (BATCH,))
+    return trace, ppl.select(("points", "y"))
+
+
+def test_mh_with_a_proposal_refuses_a_subsampled_model_as_with_a_selection():
+    trace, observed = _start(_regression(subsample_of=N_DATA))
+    for kernel in (inference.mh(proposal=_walk), inference.mh(ppl.select("mu"))):
+        with pytest.raises(ppl.PPLError, match=r"MCMC \(mh\) on .*subsample_of=N.*full data"):
+            kernel.init(trace, 0, observed)
+
+
+def test_mh_with_a_proposal_runs_on_the_full_data():
+    trace, observed = _start(_regression(subsample_of=None))
+    state = inference.mh(proposal=_walk).init(trace, 0, observed)
+    assert state.trace is trace
