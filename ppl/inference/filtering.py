@@ -67,9 +67,10 @@ def particle_filter(
     ``p(observations)``. All ``T`` steps run in one ``lax.scan``, compiled
     once per model and options; the cost is ``n * T`` runs of the step, plus
     a final ``generate`` per particle to rebuild the full traces along the
-    ancestry (``return_traces=False`` skips it). Without a proposal, a model
-    with a subsampled ``ppl.vmap(..., subsample_of=N)`` or an unobserved
-    ``ppl.improper_uniform`` choice is refused, as for importance sampling.
+    ancestry (``return_traces=False`` skips it). A model with a subsampled
+    ``ppl.vmap(..., subsample_of=N)``, or with a ``ppl.improper_uniform``
+    choice that is neither observed nor proposed, is refused, as for
+    importance sampling.
 
     Args:
         key: a ``jax.random`` key.
@@ -104,9 +105,9 @@ def particle_filter(
     Raises:
         PPLError: if ``model`` is not a ``ppl.scan``, ``n`` is not a positive
             int (or not a multiple of the mesh's size), an observation lacks the
-            time axis, or (without a proposal) a
-            ``ppl.improper_uniform`` choice of the step is not observed or the
-            model subsamples; with ``check``, if at
+            time axis, a ``ppl.improper_uniform`` choice of the step is
+            neither observed nor proposed, or the model subsamples; with
+            ``check``, if at
             some time step every particle has weight zero (the error names the
             step and the observed addresses: those observations have zero
             probability under every particle) or a weight is NaN or +inf.
@@ -149,13 +150,13 @@ def particle_filter(
                 f"particle_filter: the observations of {model.name} are stacked along time, so the "
                 f"value at {addr} needs a leading axis of length {T}; it has shape {shape}."
             )
-    if proposal is None:  # the step's prior proposes every latent choice
-        check_proper(model, observations, (init_carry, xs))
+    pa = proposal_args or _default_proposal_args
+    _check_proper(model, observations, init_carry, xs, proposal, pa)
     opts = dict(
         model=model,
         n=n,
         proposal=proposal,
-        pa=proposal_args or _default_proposal_args,
+        pa=pa,
         ess_threshold=ess_threshold,
         scheme=scheme,
         return_traces=return_traces,
@@ -177,6 +178,30 @@ def particle_filter(
             "Check the observations and the proposal's support.",
         )
     return particles, info
+
+
+def _check_proper(model, observations, init_carry, xs, proposal, pa):
+    """Refuse, as importance sampling does, a subsampled model and an improper
+    choice of the step that is neither observed nor proposed. What the proposal
+    proposes is read from its arguments at the first time step, shapes only
+    (they have the same shapes at every step)."""
+    args = (init_carry, xs)
+    if proposal is None:  # the step's prior proposes every latent choice
+        check_proper(model, observations, args)
+        return
+
+    def check_at_first_step(carry, x, obs_t):
+        first = as_args(pa(carry, x, obs_t), "the proposal")
+        check_proper(model, observations, args, proposal, first)
+
+    def one_step(tree):  # the shapes of a slice along the leading (time) axis
+        def sliced(v):
+            aval = jax.typeof(v)
+            return jax.ShapeDtypeStruct(aval.shape[1:], aval.dtype)
+
+        return jax.tree.map(sliced, tree)
+
+    jax.eval_shape(check_at_first_step, init_carry, one_step(xs), one_step(observations))
 
 
 def _check_steps(health, model, observations):

@@ -124,3 +124,59 @@ def test_mh_with_a_proposal_runs_on_the_full_data():
     trace, observed = _start(_regression(subsample_of=None))
     state = inference.mh(proposal=_walk).init(trace, 0, observed)
     assert state.trace is trace
+
+
+# --- particle_filter with a proposal ------------------------------------------------
+
+YS = jnp.array([0.5, 1.0, 0.2])
+
+
+@ppl.gen
+def _flat_scale_step(z, _):
+    s = ppl.improper_uniform("positive") @ "scale"
+    z = ppl.normal(z, s) @ "z"
+    return z, ppl.normal(z, 1.0) @ "y"
+
+
+@ppl.gen
+def _subsampled_step(z, _):
+    z = ppl.normal(z, 1.0) @ "z"
+    ppl.vmap(_point, in_axes=(0, None), subsample_of=N_DATA)(BATCH, z) @ "points"
+    return z, None
+
+
+@ppl.gen
+def _propose_z(carry, x, obs):
+    return ppl.normal(carry, 1.0) @ "z"
+
+
+@ppl.gen
+def _propose_scale_and_z(carry, x, obs):
+    ppl.gamma(2.0, 2.0) @ "scale"
+    return ppl.normal(0.5 * (carry + obs["y"]), 1.0) @ "z"
+
+
+def _filter(step, observations, proposal):
+    model = ppl.scan(step, length=3)
+    return inference.particle_filter(
+        jax.random.key(0), model, (0.0, None), observations, 8, proposal=proposal
+    )
+
+
+@pytest.mark.parametrize("proposal", [None, _propose_z], ids=["prior", "proposal"])
+def test_particle_filter_refuses_an_improper_choice_that_is_not_proposed(proposal):
+    with pytest.raises(ppl.PPLError, match="'scale' has an improper flat prior"):
+        _filter(_flat_scale_step, {"y": YS}, proposal)
+
+
+@pytest.mark.parametrize("proposal", [None, _propose_z], ids=["prior", "proposal"])
+def test_particle_filter_refuses_a_subsampled_step(proposal):
+    observations = {"points": {"y": jnp.zeros((3, 3))}}
+    with pytest.raises(ppl.PPLError, match=r"\('points', 'y'\) is made in a ppl.vmap\(.*full data"):
+        _filter(_subsampled_step, observations, proposal)
+
+
+def test_particle_filter_runs_when_the_proposal_proposes_the_improper_choice():
+    particles, _ = _filter(_flat_scale_step, {"y": YS}, _propose_scale_and_z)
+    assert np.isfinite(particles.log_marginal_likelihood)
+    assert particles.traces.choices["scale"].shape == (8, 3)
