@@ -35,24 +35,25 @@ def point(x, slope, intercept):
 def model(xs):
     slope = normal(0.0, 1.0) @ "slope"
     intercept = normal(0.0, 1.0) @ "intercept"
-    return ppl.vmap(point, in_axes=(0, None, None))(xs, slope, intercept) @ "points"
+    points = ppl.vmap(point, in_axes=(0, None, None))
+    return points(xs, slope, intercept) @ "points"
 
 
 @gen
-def guide(loc, log_scale):  # mean-field normal: its parameters are its arguments
+def guide(loc, log_scale):  # mean-field: its parameters are its arguments
     normal(loc[0], jnp.exp(log_scale[0])) @ "slope"
     normal(loc[1], jnp.exp(log_scale[1])) @ "intercept"
 
 
 xs = jnp.linspace(-2.0, 2.0, 20)
 ys = 1.5 * xs - 0.5 + 0.5 * jax.random.normal(jax.random.key(0), (20,))
-observations = ppl.ChoiceMap.d({"points": {"y": ys}})
+observed = ppl.ChoiceMap.d({"points": {"y": ys}})
 
-objective = vi.elbo(model, guide, observations)  # or vi.iwelbo(..., n=8), or your own
-start = (jnp.zeros(2), jnp.zeros(2))  # the guide's arguments: what fit trains
-result = vi.fit(objective, jax.random.key(1), (xs,), start, optimizer=optax.adam(0.05), steps=1500)
-loc, log_scale = result.guide_args
-scale = jnp.exp(log_scale)
+objective = vi.elbo(model, guide, observed)  # or vi.iwelbo, or your own
+start = (jnp.zeros(2), jnp.zeros(2))  # the guide's arguments: fit trains them
+adam = optax.adam(0.05)
+result = vi.fit(objective, jax.random.key(1), (xs,), start, optimizer=adam, num_samples=8)
+loc, scale = result.guide_args[0], jnp.exp(result.guide_args[1])
 print(f"slope {loc[0]:.2f} ± {scale[0]:.2f}, intercept {loc[1]:.2f} ± {scale[1]:.2f}")
 # --- end of the home page's code ---
 
@@ -72,7 +73,7 @@ def plot(path: str) -> None:
     import matplotlib.pyplot as plt
 
     mean, covariance = exact_posterior(xs, ys)
-    draws = loc + jnp.exp(log_scale) * jax.random.normal(jax.random.key(2), (30, 2))
+    draws = loc + scale * jax.random.normal(jax.random.key(2), (30, 2))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     grid = jnp.linspace(-2.2, 2.2, 2)
     for slope, intercept in draws:
@@ -83,7 +84,7 @@ def plot(path: str) -> None:
         sd = jnp.sqrt(covariance[i, i])
         z = jnp.linspace(mean[i] - 4 * sd, mean[i] + 4 * sd, 200)
         exact = jax.scipy.stats.norm.pdf(z, mean[i], sd)
-        fitted = jax.scipy.stats.norm.pdf(z, loc[i], jnp.exp(log_scale[i]))
+        fitted = jax.scipy.stats.norm.pdf(z, loc[i], scale[i])
         axes[i + 1].plot(z, exact, color="black", label="exact posterior")
         axes[i + 1].plot(z, fitted, color="tab:blue", linestyle="--", label="fitted guide")
         axes[i + 1].set(title=name, yticks=[])

@@ -158,7 +158,7 @@ def describe(factory: Callable, name: str) -> str:
         the default gradient strategy, the errors, and (for the built-ins) an
         example that runs.
 
-    Example:
+    Examples:
         >>> print(describe(numpyro.distributions.Normal, "normal").splitlines()[0])
         normal(loc=0.0, scale=1.0): numpyro's Normal as a ppl distribution.
     """
@@ -184,7 +184,7 @@ def describe(factory: Callable, name: str) -> str:
     if name in EXAMPLE_ARGS:
         lines += [
             "",
-            "Example:",
+            "Examples:",
             f"    >>> trace = ppl.{name}.simulate(jax.random.key(0), ({EXAMPLE_ARGS[name]},))",
             "    >>> bool(jnp.isfinite(trace.score))",
             "    True",

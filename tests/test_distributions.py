@@ -279,7 +279,7 @@ def test_each_built_in_distribution_documents_its_parameters_and_runs_its_exampl
         shown = inspect.signature(dist).parameters.values()
         assert [p.name for p in shown if p.kind is p.POSITIONAL_OR_KEYWORD] == names, name
         doc = dist.__doc__ or ""
-        assert doc.startswith(f"{name}(") and "Args:" in doc and "Example:" in doc, name
+        assert doc.startswith(f"{name}(") and "Args:" in doc and "Examples:" in doc, name
         for param in names:
             assert f"    {param}: " in doc, (name, param)
         example = [line.strip()[4:] for line in doc.splitlines() if line.strip().startswith(">>>")]

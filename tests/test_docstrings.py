@@ -2,7 +2,7 @@
 
 A full docstring has an ``Args:`` section naming every parameter (``Attributes:``
 for a record type), ``Returns:`` for a function, ``Raises:`` for a function that
-checks its input, and an example (``>>>`` lines). The examples run as doctests,
+checks its input, and an ``Examples:`` section (``>>>`` lines). The examples run as doctests,
 each name's in a fresh namespace that holds ``jax``, ``jnp`` (``jax.numpy``) and
 ``ppl``, as the reference pages say examples assume.
 """
@@ -30,7 +30,8 @@ PUBLIC = [
     (module.__name__, name)
     for module in MODULES
     for name in module.__all__
-    if not isinstance(getattr(module, name), types.ModuleType)
+    # constants (diagnostics.MIN_DRAWS) are described by their module's docstring
+    if not isinstance(getattr(module, name), (types.ModuleType, int, float, str, tuple))
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -53,7 +54,8 @@ def missing_parts(obj) -> list[str]:
     doc = inspect.getdoc(obj) or ""
     if len(doc.split()) < 5:
         return ["a docstring"]
-    missing = [] if ">>>" in doc else ["an example"]
+    examples = _section(doc, "Examples") or ""
+    missing = [] if ">>>" in examples else ["an Examples: section of >>> lines"]
     if not callable(obj):
         return missing
     names = _parameters(obj)
