@@ -156,13 +156,18 @@ def check_count(n, argument: str, what: str, example: str = "1000") -> int:
     return int(n)
 
 
-def check_proposal_disjoint(proposed: ChoiceMap, observations: ChoiceMap, name: str) -> None:
+def check_proposal_disjoint(
+    proposed: ChoiceMap, observations: ChoiceMap, name: str, role: str = "proposal"
+) -> None:
+    """A proposal (or a guide: ``role``) may sample latent choices only: at an observed
+    address the observation would win in the model's density while the proposal's
+    density still counted its own draw, and the weight would be wrong."""
     clash = proposed.filter(selection_of(observations))
     if not clash.is_empty():
         shown = ", ".join(fmt_addr(a) for a in clash.addresses())
         raise PPLError(
-            f"the proposal {name} samples {shown}, which is observed. A proposal must only propose "
-            "latent choices; remove those addresses from the proposal or from the observations."
+            f"the {role} {name} samples {shown}, which is observed. A {role} must only sample "
+            f"latent choices; remove those addresses from the {role} or from the observations."
         )
 
 

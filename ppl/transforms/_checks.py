@@ -26,8 +26,13 @@ def check_addresses(program, choices: ChoiceMap, name: str, verb: str) -> None:
             )
 
 
+class MissingChoice(AddressError):
+    """``assess`` met a random choice with no value (callers that know where the
+    values come from, such as a VI objective, catch it to say which side lacks it)."""
+
+
 def missing_choice(name: str) -> AddressError:
-    return AddressError(
+    return MissingChoice(
         f"assess of {name} needs a value for every random choice, but {{addr}} has none. "
         "Add it to the choice map, or use generate(key, constraints, args) to sample "
         "the choices you do not constrain."
@@ -57,4 +62,11 @@ def _known(program) -> str:
     return "[" + fmt_addrs(program.addresses) + "]" if program.addresses else "[] (none)"
 
 
-__all__ = ["check_addresses", "check_selects_some", "flag_of", "missing_choice", "PPLError"]
+__all__ = [
+    "MissingChoice",
+    "check_addresses",
+    "check_selects_some",
+    "flag_of",
+    "missing_choice",
+    "PPLError",
+]

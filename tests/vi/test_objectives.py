@@ -179,3 +179,41 @@ def test_strategies_for_an_address_the_guide_never_visits_are_an_error():
     obj = vi.elbo(model, guide, OBS, strategies={"w": ppl.reinforce})
     with pytest.raises(ppl.PPLError, match="'w'"):
         obj.estimate(jax.random.key(0), (THETA,), (MU, LOG_S))
+
+
+@gen
+def _mu_flip_y():
+    mu = normal(0.0, 1.0) @ "mu"
+    ppl.flip(0.5) @ "b"
+    normal(mu, 1.0) @ "y"
+
+
+@gen
+def _guide_with_y(m):
+    normal(m, 1.0) @ "mu"
+    ppl.flip(0.5) @ "b"
+    normal(m, 1.0) @ "y"
+
+
+@gen
+def _guide_without_b(m):
+    normal(m, 1.0) @ "mu"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        vi.elbo,
+        lambda *a: vi.elbo(*a, rao_blackwell=False),
+        lambda *a: vi.iwelbo(*a, n=3),
+        lambda *a: vi.vimco(*a, n=3),
+    ],
+)
+def test_guide_and_observations_must_split_the_models_choices(make):
+    # a guide that samples an observed address: the observation wins in log p but
+    # log q counts the guide's draw, a biased objective; a choice in neither: the
+    # message names both fixes (and no internal particle address)
+    with pytest.raises(ppl.PPLError, match="guide '_guide_with_y' samples 'y', which is observed"):
+        make(_mu_flip_y, _guide_with_y, {"y": 1.0}).estimate(jax.random.key(0), (), (0.0,))
+    with pytest.raises(ppl.PPLError, match="choice 'b' is neither sampled by the guide"):
+        make(_mu_flip_y, _guide_without_b, {"y": 1.0}).estimate(jax.random.key(0), (), (0.0,))

@@ -1,8 +1,8 @@
-"""What every objective is built from: the :class:`Objective` type and the
+"""What every objective is built from: the ``Objective`` type and the
 pieces the library's objectives share (observations as a function of the
 model's arguments, one log weight, ``n`` particles as one ``ppl.repeat``,
 strategies given by guide address). The objectives themselves are in
-:mod:`ppl.inference.vi.objectives`.
+``ppl.inference.vi.objectives``.
 """
 
 from __future__ import annotations
@@ -11,16 +11,19 @@ from typing import Callable
 
 import jax
 
-from ppl._errors import PPLError
+from ppl._errors import PPLError, fmt_addr
 from ppl._gfi import as_choices
 from ppl.distributions import Distribution
+from ppl.choices import ChoiceMap
 from ppl.combinators import repeat
 from ppl.expectations import Expectation, adev, density, sim
 from ppl.gen import StaticGenerativeFunction, gen
 from ppl.inference._subsampling import refuse_subsampled
+from ppl.inference._util import check_proposal_disjoint
 from ppl.transforms.adev.expectation import Sim
 from ppl.transforms.adev.interpreter import as_path
 from ppl.transforms.adev.strategies import Reparam, WithStrategy, default_strategy
+from ppl.transforms._checks import MissingChoice
 from ppl.transforms.adev.terms import DensityTerms, SimTerms
 
 
@@ -40,10 +43,10 @@ class Objective:
         rao_blackwell: whether each score-function choice's score multiplies
             only the terms that depend on it (``True``, the default) or the
             whole value (``False``: plain REINFORCE); see
-            :meth:`ppl.Expectation.with_rao_blackwell`.
-        expectation: the :class:`~ppl.Expectation` to estimate with instead of
+            ``ppl.Expectation.with_rao_blackwell``.
+        expectation: the ``ppl.Expectation`` to estimate with instead of
             the one ADEV builds from ``fn`` (``elbo`` passes
-            :func:`rao_blackwellized`'s); ``strategies`` and ``rao_blackwell``
+            ``rao_blackwellized``'s); ``strategies`` and ``rao_blackwell``
             are applied to it.
         model: the model whose subsampled ``ppl.vmap`` calls
             ``vi.fit(..., subsample=True)`` checks against the data (``elbo``
@@ -52,7 +55,7 @@ class Objective:
 
     Attributes:
         fn, name, model: as given.
-        expectation: the :class:`~ppl.Expectation` built from ``fn`` by ADEV.
+        expectation: the ``ppl.Expectation`` built from ``fn`` by ADEV.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -138,7 +141,7 @@ def guide_policy(strategies, prefix: tuple) -> dict:
     Args:
         strategies: ``{guide address: strategy}``, or ``None``.
         prefix: the path of the guide's choices inside the objective
-            (``("guide",)``, or :data:`PARTICLES`).
+            (``("guide",)``, or ``PARTICLES``).
 
     Returns:
         ``{prefix + address: strategy}``.
@@ -214,18 +217,45 @@ def log_weight(model, guide, obs, model_args, guide_args):
         >>> log_w, z = log_weight(model, guide, obs, model_args, guide_args)  # doctest: +SKIP
     """
     z, logq = sim(guide)(*guide_args) @ "guide"
-    return density(model)(z | obs, *model_args) - logq, z
+    return density(model)(joint_choices(model, guide, z, obs, model_args), *model_args) - logq, z
+
+
+def joint_choices(model, guide, z: ChoiceMap, obs: ChoiceMap, model_args) -> ChoiceMap:
+    """The model's choices: the guide's ``z`` and the observations, checked to be
+    disjoint and to cover every choice of the model (by shape, at trace time).
+
+    Raises:
+        PPLError: if the guide samples an observed address (its ``log q`` would
+            count a draw the model's density never sees).
+        PPLError: if a choice of the model is neither sampled by the guide nor
+            observed (the message names it and both ways to fix it).
+    """
+    check_proposal_disjoint(z, obs, repr(getattr(guide, "name", "guide")), role="guide")
+    joint = z | obs
+    try:
+        jax.eval_shape(lambda cm, args: model.assess(cm, args)[0], joint, model_args)
+    except MissingChoice as err:
+        # a PPLError, not an AddressError: the particles' repeat would prefix its own
+        # address to the model's
+        raise PPLError(
+            f"the model's choice {fmt_addr(err.path)} is neither sampled by the guide "
+            f"{getattr(guide, 'name', 'guide')!r} nor observed. Make it in the guide (a "
+            "latent), or add it to the observations."
+        ) from None
+    except PPLError:
+        pass  # a model that assess refuses (a marginal...): density(model) has its own rules
+    return joint
 
 
 def has_terms(model, guide) -> bool:
     """Whether the ELBO of ``model`` and ``guide`` can be split into per-choice
-    terms (:func:`elbo_terms`): both are ``@ppl.gen`` functions.
+    terms (``elbo_terms``): both are ``@ppl.gen`` functions.
 
     Args:
         model, guide: the generative functions.
 
     Returns:
-        ``True`` when :func:`elbo_terms` applies.
+        ``True`` when ``elbo_terms`` applies.
 
     Examples:
         >>> has_terms(model, guide)  # doctest: +SKIP
@@ -246,7 +276,7 @@ def elbo_terms(model, guide, obs, model_args, guide_args):
     zero (the terms are the value).
 
     Args:
-        model, guide: ``@ppl.gen`` functions (see :func:`has_terms`).
+        model, guide: ``@ppl.gen`` functions (see ``has_terms``).
         obs: the observations (a choice map).
         model_args, guide_args: their arguments (tuples).
 
@@ -257,9 +287,7 @@ def elbo_terms(model, guide, obs, model_args, guide_args):
         >>> z = elbo_terms(model, guide, obs, model_args, guide_args)  # doctest: +SKIP
     """
     z, _ = SimTerms(guide)(*guide_args) @ "guide"
-    # density(model)'s checks (a value for every choice...), by shape, adding nothing
-    jax.eval_shape(lambda cm, args: model.assess(cm, args)[0], z | obs, model_args)
-    DensityTerms(model)(z | obs, *model_args) @ "model"
+    DensityTerms(model)(joint_choices(model, guide, z, obs, model_args), *model_args) @ "model"
     return z
 
 
@@ -325,16 +353,16 @@ class _TermsIfScored(Expectation):
 
 
 def rao_blackwellized(model, guide, observe) -> Expectation:
-    """The ELBO's expectation: per-choice terms (:func:`elbo_terms`) when a guide
+    """The ELBO's expectation: per-choice terms (``elbo_terms``) when a guide
     choice may have a score-function derivative, the plain log weight otherwise.
 
     Args:
-        model, guide: ``@ppl.gen`` functions (see :func:`has_terms`).
-        observe: ``observe(*model_args) -> observations`` (see :func:`observer`).
+        model, guide: ``@ppl.gen`` functions (see ``has_terms``).
+        observe: ``observe(*model_args) -> observations`` (see ``observer``).
 
     Returns:
-        An :class:`~ppl.Expectation` over ``(model_args, guide_args)`` without a
-        policy (give it one with ``adev(e, strategies)``, as :class:`Objective`
+        An ``ppl.Expectation`` over ``(model_args, guide_args)`` without a
+        policy (give it one with ``adev(e, strategies)``, as ``Objective``
         does; the check of the guide's choices reads the same); with
         Rao-Blackwellization off it is always the plain one.
 
@@ -364,11 +392,11 @@ def log_weights(model, guide, observe, model_args, guide_args, n, objective: str
     """``n`` independent particles as one vectorised ``ppl.repeat`` at ``"particles"``.
 
     Call it inside an expectation program; each particle's guide choices live
-    under :data:`PARTICLES`, so compile time does not grow with ``n``.
+    under ``PARTICLES``, so compile time does not grow with ``n``.
 
     Args:
         model, guide: the generative functions.
-        observe: ``observe(*model_args) -> observations`` (see :func:`observer`).
+        observe: ``observe(*model_args) -> observations`` (see ``observer``).
         model_args, guide_args: their arguments (tuples).
         n: the number of particles.
         objective: the objective's name, for the error below.
