@@ -287,7 +287,7 @@ class ChoiceMap:
         return {k: sub.to_dict() for k, sub in self._children.items()}
 
     # -- combining ----------------------------------------------------------
-    def __or__(self, other: "ChoiceMap") -> "ChoiceMap":
+    def __or__(self, other: "ChoiceMap | Mapping") -> "ChoiceMap":
         """Merge; on an address present in both, ``other`` wins.
 
         A masked entry of ``other`` wins where it was made: over a value of the
@@ -295,7 +295,7 @@ class ChoiceMap:
         elsewhere.
 
         Args:
-            other: a choice map.
+            other: a choice map, or a dict (read as ``ChoiceMap.d``).
 
         Returns:
             A ``ChoiceMap`` with the addresses of both.
@@ -308,6 +308,8 @@ class ChoiceMap:
             >>> ppl.ChoiceMap.d({"x": 1.0, "y": 2.0}) | ppl.ChoiceMap.d({"y": 0.3})
             ChoiceMap({'x': 1.0, 'y': 0.3})
         """
+        if isinstance(other, Mapping):  # a dict, as every interface method accepts
+            other = ChoiceMap.d(other)
         if not isinstance(other, ChoiceMap):
             return NotImplemented
         if other.is_masked() and not self.is_empty():
@@ -322,6 +324,12 @@ class ChoiceMap:
         return ChoiceMap(children)
 
     merge = __or__
+
+    def __ror__(self, other) -> "ChoiceMap":
+        """``dict | ChoiceMap``: the dict as a choice map, merged under this one."""
+        if isinstance(other, Mapping):
+            return ChoiceMap.d(other) | self
+        return NotImplemented
 
     def filter(self, selection) -> "ChoiceMap":
         """The choices whose addresses are in ``selection``."""

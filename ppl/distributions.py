@@ -390,8 +390,7 @@ def distribution(numpyro_class: Callable, name: str | None = None) -> Distributi
         support is continuous, otherwise ``ppl.reinforce``.
 
     Raises:
-        AttributeError: if ``numpyro_class`` is neither a class nor a function
-            (it has no name to read).
+        PPLError: if ``numpyro_class`` is not callable.
         AddressError: when a choice is made, if the factory refuses the
             parameters, or a parameter that holds a value is outside its domain.
 
@@ -401,6 +400,12 @@ def distribution(numpyro_class: Callable, name: str | None = None) -> Distributi
         >>> lkj.simulate(jax.random.key(0), (3, 2.0)).retval.shape  # 3 stays a Python int
         (3, 3)
     """
+    if not callable(numpyro_class):
+        raise PPLError(
+            f"ppl.distribution needs a numpyro distribution class (or a function of the "
+            f"parameters returning a numpyro distribution), got {numpyro_class!r}; for "
+            "example ppl.distribution(numpyro.distributions.LKJCholesky)."
+        )
     return Distribution(numpyro_class, name=name)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import equinox as eqx
 
 from ppl._args import call
+from ppl._errors import PPLError
 from ppl._gfi import GenerativeFunction, Trace
 from ppl.choices import ChoiceMap
 from ppl.core import Program, closes_over_tracers, hoist_closure, program_cache
@@ -123,7 +124,8 @@ def gen(fn: Callable) -> StaticGenerativeFunction:
         A ``ppl.GenerativeFunction`` with ``fn``'s name and docstring.
 
     Raises:
-        PPLError: not when decorating, but when the function is staged (its first
+        PPLError: if ``fn`` is not callable; and, not when decorating but when the
+            function is staged (its first
             ``simulate``, ``assess``...): for an address used twice, and for a
             random choice inside raw ``jax.lax.scan``/``cond``/``while_loop``,
             ``jax.vmap`` or ``jax.grad`` (the message names the combinator to
@@ -138,4 +140,8 @@ def gen(fn: Callable) -> StaticGenerativeFunction:
         >>> tr.choices.addresses(), tr.score.shape
         ([('x',), ('y',)], ())
     """
+    if not callable(fn):
+        raise PPLError(
+            f"ppl.gen decorates a Python function, got {fn!r}; write @ppl.gen above a def."
+        )
     return StaticGenerativeFunction(fn)

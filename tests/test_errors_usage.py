@@ -175,3 +175,16 @@ def test_an_expectation_called_instead_of_estimated():
 
     with raises(ppl.PPLError, "e(0.5)", "e.estimate(key, (0.5,))", "grad_estimate"):
         e(0.5) * 2.0  # pyright: ignore[reportOperatorIssue]  # wrong on purpose: checks the error
+
+
+def test_decorating_or_wrapping_something_that_is_not_a_function_says_what_to_pass():
+    with pytest.raises(ppl.PPLError, match="ppl.gen decorates a Python function, got 3"):
+        ppl.gen(3)  # type: ignore[arg-type]
+    with pytest.raises(ppl.PPLError, match="needs a numpyro distribution class"):
+        ppl.distribution(3)  # type: ignore[arg-type]
+
+
+def test_a_dict_merges_with_a_choice_map_from_either_side():
+    cm = ppl.ChoiceMap.d({"x": 1.0, "y": 2.0})
+    assert (cm | {"y": 0.5}).to_dict() == {"x": 1.0, "y": 0.5}
+    assert ({"y": 0.5, "z": 3.0} | cm).to_dict() == {"x": 1.0, "y": 2.0, "z": 3.0}

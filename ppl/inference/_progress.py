@@ -65,7 +65,7 @@ def scan(body, init, xs, *, progress: bool, desc: str):
     """``jax.lax.scan(body, init, xs)``, with a progress bar when asked for.
 
     With ``progress`` (and concrete inputs: under a trace there is no host to
-    report to), the steps run in compiled chunks of :func:`chunk_length`; the
+    report to), the steps run in compiled chunks of ``chunk_length``; the
     last chunk's padding steps leave the carry as it is and are cut from the
     outputs, so the result is the same as one scan's.
 

@@ -70,7 +70,7 @@ def check_divisible(n: int, mesh: Mesh | None, argument: str, what: str) -> None
 
     Args:
         n: the number of particles or chains.
-        mesh: the mesh from :func:`particle_mesh`, or ``None`` (anything goes).
+        mesh: the mesh from ``particle_mesh``, or ``None`` (anything goes).
         argument: what set ``n``, for the message (e.g. ``"n"``, ``"n_chains"``,
             ``"the number of starting traces"``).
         what: the caller, for the message.
@@ -103,7 +103,7 @@ def shard(tree, mesh: Mesh | None):
     Args:
         tree: a pytree of arrays sharing a leading particle (or chain) axis whose
             size is a multiple of ``mesh.size``.
-        mesh: the mesh from :func:`particle_mesh`, or ``None`` (``tree`` as it is).
+        mesh: the mesh from ``particle_mesh``, or ``None`` (``tree`` as it is).
 
     Returns:
         ``tree`` with the same values, sharded.
@@ -136,7 +136,7 @@ def replicate(tree, mesh: Mesh | None):
 
     Args:
         tree: a pytree.
-        mesh: the mesh from :func:`particle_mesh`, or ``None`` (``tree`` as it is).
+        mesh: the mesh from ``particle_mesh``, or ``None`` (``tree`` as it is).
 
     Returns:
         ``tree`` with the same values.
@@ -171,7 +171,7 @@ def keep_replicated(tree, mesh: Mesh | None):
 
     Args:
         tree: a pytree of arrays (traced or not).
-        mesh: the mesh from :func:`particle_mesh`, or ``None`` (``tree`` as it is).
+        mesh: the mesh from ``particle_mesh``, or ``None`` (``tree`` as it is).
 
     Returns:
         ``tree`` with the same values, replicated.
@@ -196,7 +196,7 @@ def split_keys(key, n: int, mesh: Mesh | None):
     Args:
         key: a ``jax.random`` key.
         n: the number of keys.
-        mesh: the mesh from :func:`particle_mesh`, or ``None``.
+        mesh: the mesh from ``particle_mesh``, or ``None``.
 
     Returns:
         A key array of shape ``(n,)``, sharded over the mesh when one is given.

@@ -1,6 +1,6 @@
 """Per-address distributions of a trace, for algorithms that need supports.
 
-Every random choice bottoms out in a :class:`DistributionTrace`. Replacing
+Every random choice bottoms out in a ``DistributionTrace``. Replacing
 each one's value by a marker that remembers the distribution, and reading the
 trace's ``choices``, gives a choice map of markers with exactly the trace's
 addressing, whatever the combinators in between.
@@ -21,7 +21,7 @@ class Site:
     """A marker leaf: the distribution trace that made one (possibly batched) choice.
 
     Attributes:
-        dtrace: the :class:`~ppl.distributions.DistributionTrace`; under
+        dtrace: the ``ppl.distributions.DistributionTrace``; under
             ``ppl.vmap`` / ``ppl.scan`` its arguments, value and score carry
             one leading axis per level (the score's rank says how many).
 
@@ -54,7 +54,7 @@ def _is_dtrace(x):
 
 
 def sites(trace, selection: Selection | None = None) -> ChoiceMap:
-    """A choice map with the addresses of ``trace`` holding :class:`Site` markers.
+    """A choice map with the addresses of ``trace`` holding ``Site`` markers.
 
     Args:
         trace: any trace.
@@ -63,7 +63,7 @@ def sites(trace, selection: Selection | None = None) -> ChoiceMap:
             model does not get in the way.
 
     Returns:
-        A :class:`~ppl.ChoiceMap` of :class:`Site` markers (a value that no
+        A ``ppl.ChoiceMap`` of ``Site`` markers (a value that no
         distribution trace made, such as a marginal's kept choices, stays as it is).
 
     Raises:
@@ -108,10 +108,10 @@ def sites(trace, selection: Selection | None = None) -> ChoiceMap:
 
 
 def site_items(site_map: ChoiceMap):
-    """``(address, Site)`` pairs of a choice map from :func:`sites`.
+    """``(address, Site)`` pairs of a choice map from ``sites``.
 
     Args:
-        site_map: a choice map of :class:`Site` markers.
+        site_map: a choice map of ``Site`` markers.
 
     Returns:
         A list of ``(address tuple, Site)``.
@@ -131,7 +131,7 @@ def empty_selection_error(trace, selection, algorithm):
         algorithm: the kernel's name.
 
     Returns:
-        A :class:`~ppl.PPLError` naming the selection, the model's addresses and the fix.
+        A ``ppl.PPLError`` naming the selection, the model's addresses and the fix.
 
     Examples:
         >>> raise empty_selection_error(trace, ppl.select("sigma"), "mh")
@@ -145,7 +145,7 @@ def empty_selection_error(trace, selection, algorithm):
 
 
 def check_selection(trace, selection, algorithm: str) -> None:
-    """Raise :func:`empty_selection_error` if ``selection`` matches no choice of ``trace``.
+    """Raise ``empty_selection_error`` if ``selection`` matches no choice of ``trace``.
 
     Args:
         trace: any trace.

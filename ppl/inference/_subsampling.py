@@ -6,7 +6,7 @@ objective that is linear in the model's log density (``vi.elbo``) stays
 unbiased under it. Everything that exponentiates or compares log densities
 does not: importance weights, SMC's incremental weights, MCMC's acceptance
 ratios and gradients, enumeration, and objectives such as ``vi.iwelbo``'s
-log-mean-exp. They call :func:`refuse_subsampled`, which names the
+log-mean-exp. They call ``refuse_subsampled``, which names the
 addresses and the way out.
 """
 
@@ -91,7 +91,7 @@ def refuse_subsampled(model, args, algorithm: str) -> None:
 
 def refuse_in_trace(trace, algorithm: str) -> None:
     """Raise if ``trace`` (of any model, shapes only or batched is fine) holds a
-    subsampled ``ppl.vmap`` call; as :func:`refuse_subsampled`.
+    subsampled ``ppl.vmap`` call; as ``refuse_subsampled``.
 
     Raises:
         PPLError: naming the subsampled addresses and the way out.

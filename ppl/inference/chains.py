@@ -4,7 +4,7 @@ Chains start from ``model.generate(key, observations, args)`` (or given
 traces), run ``n_warmup`` adaptation steps and ``n_samples`` kept steps inside
 ``lax.scan``, and record ``collect(trace)`` (by default the latent choices)
 and the kernel's statistics at every kept step. The draws and their
-diagnostics are an :class:`~ppl.inference.mcmc_result.MCMCResult`. With
+diagnostics are an ``ppl.inference.mcmc_result.MCMCResult``. With
 ``mesh=``, the chains are split over the devices of a one-axis mesh (each
 device runs its share of the chains; the model's arguments and observations
 are replicated), with the same draws as on one device for the same key.
@@ -242,7 +242,7 @@ def run(
         thin: keep every ``thin``-th draw.
         collect: ``collect(trace)`` picks what to record at each kept step
             (default: the choice map of the latent choices, with the values
-            of ``ppl.deterministic`` sites, as :func:`ppl.recorded` reads them).
+            of ``ppl.deterministic`` sites, as ``ppl.recorded`` reads them).
         traces: starting traces batched along chains (only their latent
             choices are used); default: draws from the prior, redrawn where the
             density is zero.
@@ -252,16 +252,16 @@ def run(
             (the median of prior draws, as the automatic guides start) or a
             fitted guide's point.
         progress: show a progress bar (tqdm) of the steps.
-        warn: after the run, warn (:class:`SamplerWarning`) about divergent
+        warn: after the run, warn (``SamplerWarning``) about divergent
             transitions, R-hat above 1.01 and E-BFMI below 0.3, naming the
-            addresses (see :func:`ppl.inference.mcmc_result.check`).
+            addresses (see ``ppl.inference.mcmc_result.check``).
         mesh: a one-axis ``jax.sharding.Mesh`` to split the chains over (the
             number of chains a multiple of its size), or ``None`` (one device).
             The draws equal the one-device run's for the same key, within float
             rounding; the result's arrays are split over the mesh's devices.
 
     Returns:
-        An :class:`MCMCResult`: the draws, acceptance probabilities, sampler
+        An ``MCMCResult``: the draws, acceptance probabilities, sampler
         statistics (``result.stats``; for NUTS divergences, tree depth, step
         size, energy) and final states.
 

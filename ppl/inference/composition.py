@@ -1,9 +1,9 @@
-"""Kernels built from kernels: apply several in turn (:func:`cycle`), one chosen
-at random (:func:`mixture_kernel`), or one several times (:func:`repeat_kernel`).
+"""Kernels built from kernels: apply several in turn (``cycle``), one chosen
+at random (``mixture_kernel``), or one several times (``repeat_kernel``).
 
 A composition holds only its parts (and the mixture its weights); the state of
 each part travels in the composed state's ``aux`` (a tuple, one entry per part,
-for :class:`Cycle`; a :class:`MixtureAux` or :class:`RepeatAux` that also
+for ``Cycle``; a ``MixtureAux`` or ``RepeatAux`` that also
 says which part moved or whether a repetition diverged), so compositions are
 values like any kernel. The names say what they act on: ``ppl.repeat`` and
 ``ppl.mix`` build generative functions, ``repeat_kernel`` and
@@ -120,7 +120,7 @@ def _merged_stats(kernels, state, auxs, took_step):
 
 class Cycle(Kernel):
     """Apply each kernel in turn; the acceptance probability is their mean.
-    :func:`cycle` builds one and says what a step does.
+    ``cycle`` builds one and says what a step does.
 
     Args:
         *kernels: the parts, in the order they are applied, at least one;
@@ -157,13 +157,13 @@ class Cycle(Kernel):
         return MCMCState(state.trace, total / len(probs), tuple(auxs))
 
     def stats(self, state):
-        """The parts' statistics (see :func:`_merged_stats`): every part steps each time."""
+        """The parts' statistics (see ``_merged_stats``): every part steps each time."""
         everyone = [jnp.ones((), bool)] * len(self.kernels)
         return _merged_stats(self.kernels, state, state.aux, everyone)
 
 
 class MixtureAux(eqx.Module):
-    """The state of a :class:`MixtureKernel` beyond the trace.
+    """The state of a ``MixtureKernel`` beyond the trace.
 
     Attributes:
         parts: each part's own ``aux`` (a tuple, in the order of the kernels).
@@ -176,7 +176,7 @@ class MixtureAux(eqx.Module):
 
 class MixtureKernel(Kernel):
     """Apply one kernel chosen at random with probabilities ``weights``.
-    :func:`mixture_kernel` builds one and says what a step does.
+    ``mixture_kernel`` builds one and says what a step does.
 
     Args:
         kernels: the parts (a sequence of kernels, at least one); stored as the
@@ -185,7 +185,7 @@ class MixtureKernel(Kernel):
             equal); stored as ``logits``, their logs.
 
     Raises:
-        PPLError: as :func:`mixture_kernel` does when it is built.
+        PPLError: as ``mixture_kernel`` does when it is built.
 
     Examples:
         >>> kernel = ppl.inference.MixtureKernel(
@@ -223,7 +223,7 @@ class MixtureKernel(Kernel):
         return jax.lax.switch(i, [branch(i) for i in range(len(self.kernels))], state)
 
     def stats(self, state):
-        """The parts' statistics (see :func:`_merged_stats`); only the part chosen in
+        """The parts' statistics (see ``_merged_stats``); only the part chosen in
         the last step can report a divergence."""
         aux = state.aux
         chosen = [aux.last == i for i in range(len(self.kernels))]
@@ -231,7 +231,7 @@ class MixtureKernel(Kernel):
 
 
 class RepeatAux(eqx.Module):
-    """The state of a :class:`RepeatKernel` beyond the trace.
+    """The state of a ``RepeatKernel`` beyond the trace.
 
     Attributes:
         inner: the repeated kernel's own ``aux``.
@@ -244,7 +244,7 @@ class RepeatAux(eqx.Module):
 
 class RepeatKernel(Kernel):
     """Apply ``kernel`` ``n`` times; the acceptance probability is the mean.
-    :func:`repeat_kernel` builds one and says what a step does.
+    ``repeat_kernel`` builds one and says what a step does.
 
     Args:
         kernel: the kernel repeated; stored as ``kernel``.
@@ -289,7 +289,7 @@ class RepeatKernel(Kernel):
     def stats(self, state):
         """The repeated kernel's statistics of its last repetition, except
         ``diverging``, which says whether any repetition diverged (see
-        :meth:`Kernel.stats`)."""
+        ``Kernel.stats``)."""
         stats = self.kernel.stats(_sub(state, state.aux.inner))
         if "diverging" in stats:
             stats["diverging"] = state.aux.diverging
@@ -301,7 +301,7 @@ def cycle(*kernels) -> Cycle:
 
     Each part leaves the posterior invariant, so their composition does too:
     the usual way to move different choices with different kernels (a
-    gradient kernel for the continuous ones, :func:`~ppl.inference.mh` for
+    gradient kernel for the continuous ones, ``ppl.inference.mh`` for
     discrete ones), or to alternate moves of the same choices. Every part is
     initialised on the same trace with the same ``n_warmup`` and
     ``observed``, and told that others move the trace too, so a gradient
@@ -314,7 +314,7 @@ def cycle(*kernels) -> Cycle:
             at least one.
 
     Returns:
-        A :class:`Cycle`; its acceptance probability is the kernels' mean.
+        A ``Cycle``; its acceptance probability is the kernels' mean.
 
     Raises:
         PPLError: if no kernel is given; at ``init``, as each part's ``init`` does.
@@ -357,7 +357,7 @@ def mixture_kernel(kernels, weights=None) -> MixtureKernel:
             non-negative and not all zero.
 
     Returns:
-        A :class:`MixtureKernel`.
+        A ``MixtureKernel``.
 
     Raises:
         PPLError: if ``kernels`` is empty; if ``weights`` does not have one
@@ -390,9 +390,9 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
     (``ppl.repeat`` is the combinator of generative functions; this repeats a kernel.)
 
     The repeated kernel leaves the same posterior invariant; with
-    :func:`~ppl.inference.run_mcmc` it is a way to keep only every ``n``-th
+    ``ppl.inference.run_mcmc`` it is a way to keep only every ``n``-th
     state of a kernel without storing the others (like ``thin=``), or to give
-    one part of a :func:`~ppl.inference.cycle` more moves. A step costs ``n``
+    one part of a ``ppl.inference.cycle`` more moves. A step costs ``n``
     steps of ``kernel``. The inner kernel is initialised with the driver's
     ``n_warmup`` and counts its own steps, so its adaptation ends after
     ``n_warmup / n`` of the driver's steps. ``stats`` are those of the last
@@ -403,7 +403,7 @@ def repeat_kernel(kernel, n: int) -> RepeatKernel:
         n: the number of repetitions, a positive int.
 
     Returns:
-        A :class:`RepeatKernel`; its acceptance probability is the mean over
+        A ``RepeatKernel``; its acceptance probability is the mean over
         the repetitions.
 
     Raises:

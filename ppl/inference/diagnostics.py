@@ -40,7 +40,7 @@ MIN_DRAWS = 4
 
 def enough_draws(x) -> bool:
     """Whether ``x`` has the axes ``(chains, draws, ...)`` and at least
-    :data:`MIN_DRAWS` draws per chain, as every diagnostic here needs.
+    ``MIN_DRAWS`` draws per chain, as every diagnostic here needs.
 
     Args:
         x: an array of draws.

@@ -19,7 +19,7 @@ from ppl.inference._util import as_choices, selection_of
 
 
 class Enumeration(eqx.Module):
-    """The exact posterior of :func:`enumerate_posterior`: every joint
+    """The exact posterior of ``enumerate_posterior``: every joint
     combination of the latent values with its log joint density.
 
     From them, exactly: ``log_marginal_likelihood`` (``log p(observations)``),
@@ -30,7 +30,7 @@ class Enumeration(eqx.Module):
     ``addr`` takes each of ``values``).
 
     Attributes:
-        choices: a :class:`~ppl.ChoiceMap` of the latent choices, every
+        choices: a ``ppl.ChoiceMap`` of the latent choices, every
             combination stacked along a leading axis.
         log_joint: ``log p(combination, observations)`` of each, shape
             ``(combinations,)``.
@@ -127,7 +127,7 @@ def enumerate_posterior(model, observations, args, max_combinations=2**20) -> En
             ``2**20``).
 
     Returns:
-        An :class:`Enumeration`: the combinations and their log joint
+        An ``Enumeration``: the combinations and their log joint
         densities, with the exact log marginal likelihood, posterior
         probabilities, expectations and marginals.
 

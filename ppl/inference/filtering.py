@@ -1,6 +1,6 @@
 """Particle filtering of ``ppl.scan`` state-space models.
 
-:func:`particle_filter` runs the scan's step one time step at a time for
+``particle_filter`` runs the scan's step one time step at a time for
 every particle (``step.generate`` from each particle's carry, with that step's
 observations), resampling when the ESS is low, all inside one ``lax.scan``;
 the final particles' full traces are rebuilt along their ancestry.

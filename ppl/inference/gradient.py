@@ -1,10 +1,10 @@
 """Gradient kernels: MALA and HMC on the continuous choices of a selection.
 
 They move in unconstrained coordinates built in program order
-(:mod:`ppl.inference.unconstrained`), so a support that depends on other
+(``ppl.inference.unconstrained``), so a support that depends on other
 choices follows their current values. The step size is adapted by numpyro's
 dual averaging during the ``n_warmup`` steps given to ``init``. Both are also
-importable from :mod:`ppl.inference.mcmc`.
+importable from ``ppl.inference.mcmc``.
 """
 
 from __future__ import annotations
@@ -156,20 +156,20 @@ class _Gradient(Kernel):
         return MCMCState(select_where(accepted, proposed, trace), prob, new_aux)
 
     def stats(self, state):
-        """``diverging`` and ``step_size`` of the last step (see :meth:`Kernel.stats`)."""
+        """``diverging`` and ``step_size`` of the last step (see ``Kernel.stats``)."""
         return dict(diverging=state.aux.diverging, step_size=state.aux.step.step_size)
 
 
 class MALA(_Gradient):
     """Metropolis-adjusted Langevin on the continuous choices of ``selection``;
-    :func:`mala` builds one and says what a step does, costs and refuses.
+    ``mala`` builds one and says what a step does, costs and refuses.
 
     Args:
         selection: the choices to move, or ``None`` (every unobserved choice).
         step_size: the initial step size ``eps``, adapted during warm-up.
         target_accept: the acceptance probability warm-up aims at (``None``:
             0.574).
-        **settings: further settings of a subclass (:class:`HMC`'s
+        **settings: further settings of a subclass (``HMC``'s
             ``n_steps``); none for MALA.
 
     The settings are stored as attributes of the same names.
@@ -196,7 +196,7 @@ class MALA(_Gradient):
 
 class HMC(_Gradient):
     """Hamiltonian Monte Carlo (identity mass, ``n_steps`` leapfrog steps) on the
-    continuous choices of ``selection``; :func:`hmc` builds one and says what a
+    continuous choices of ``selection``; ``hmc`` builds one and says what a
     step does, costs and refuses.
 
     Args:
@@ -246,25 +246,25 @@ def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
     Each step proposes ``z' = z + eps * grad + sqrt(2 eps) * noise`` in
     unconstrained coordinates (each choice mapped to the reals by numpyro's
     ``biject_to`` of its support, built in program order, with the log-Jacobian
-    in the density: :mod:`ppl.inference.unconstrained`) and accepts with the
+    in the density: ``ppl.inference.unconstrained``) and accepts with the
     Metropolis-Hastings ratio, so it samples the exact posterior of the
     selected choices given the others. During the ``n_warmup`` steps given
     to ``init``, dual averaging adapts ``eps`` to ``target_accept``. A step
     costs one gradient of the model's log density and one ``update`` of the
     trace. The choices must be continuous (a ``ppl.improper_uniform`` one is
-    fine); move discrete ones with :func:`~ppl.inference.mh` in a
-    :func:`~ppl.inference.cycle`. A proposal whose log acceptance ratio is
+    fine); move discrete ones with ``ppl.inference.mh`` in a
+    ``ppl.inference.cycle``. A proposal whose log acceptance ratio is
     below ``-1000`` or NaN counts as divergent (``stats(state)["diverging"]``).
 
     Args:
-        selection: the choices to move (a :class:`~ppl.Selection`); ``None``
+        selection: the choices to move (a ``ppl.Selection``); ``None``
             moves every unobserved choice (``init`` then needs ``observed=``,
-            which :func:`ppl.inference.chains.run` passes).
+            which ``ppl.inference.chains.run`` passes).
         step_size: the initial step size ``eps``; adapted during warm-up.
         target_accept: the acceptance probability warm-up aims at (default 0.574).
 
     Returns:
-        A :class:`MALA` kernel.
+        A ``MALA`` kernel.
 
     Raises:
         PPLError: at ``init``, if the selection matches no choice, includes an
@@ -272,7 +272,7 @@ def mala(selection=None, step_size=0.1, target_accept=None) -> MALA:
             ``ppl.vmap(..., subsample_of=N)``, a selected choice is made in a
             ``ppl.switch``/``ppl.cond``/``ppl.mix`` branch picked at run time,
             or a support cannot be followed (see
-            :func:`ppl.inference.unconstrained.constrain`).
+            ``ppl.inference.unconstrained.constrain``).
 
     Examples:
         >>> @ppl.gen
@@ -294,11 +294,11 @@ def hmc(selection=None, step_size=0.1, n_steps=10, target_accept=None) -> HMC:
 
     Each step draws a standard-normal momentum, runs ``n_steps`` leapfrog
     steps (identity mass matrix) in unconstrained coordinates, as for
-    :func:`mala`, and accepts the end point with the Metropolis-Hastings
+    ``mala``, and accepts the end point with the Metropolis-Hastings
     ratio of the Hamiltonians, so it samples the exact posterior of the
     selected choices given the others. During the ``n_warmup`` steps given to
     ``init``, dual averaging adapts the step size to ``target_accept``; the
-    trajectory length ``n_steps * step_size`` is not adapted (:func:`nuts`
+    trajectory length ``n_steps * step_size`` is not adapted (``nuts``
     chooses it, and adapts a mass matrix too). A step costs ``n_steps``
     gradients of the model's log density and one ``update`` of the trace.
     The choices must be continuous; a proposal whose log acceptance ratio is
@@ -312,10 +312,10 @@ def hmc(selection=None, step_size=0.1, n_steps=10, target_accept=None) -> HMC:
         target_accept: the acceptance probability warm-up aims at (default 0.8).
 
     Returns:
-        An :class:`HMC` kernel.
+        An ``HMC`` kernel.
 
     Raises:
-        PPLError: at ``init``, as for :func:`mala`.
+        PPLError: at ``init``, as for ``mala``.
 
     Examples:
         >>> @ppl.gen

@@ -6,7 +6,7 @@ constraints and the weight is ``generate``'s weight minus ``q``'s score, so ``q`
 may propose some latent choices and leave the rest to the prior.
 
 With ``mesh=`` the particles are split over the devices of a one-axis mesh
-(see :mod:`ppl.inference._sharding`); the estimates equal the one-device run's
+(see ``ppl.inference._sharding``); the estimates equal the one-device run's
 for the same key.
 """
 
@@ -40,7 +40,7 @@ from ppl.inference._util import (
 
 
 class ImportanceResult(WeightedTraces):
-    """Weighted particles from :func:`importance`: ``traces`` batched along a
+    """Weighted particles from ``importance``: ``traces`` batched along a
     leading axis of size ``n``, and their unnormalised ``log_weights``.
 
     The weights target the posterior ``p(latents | observations)``. From them:
@@ -49,7 +49,7 @@ class ImportanceResult(WeightedTraces):
     ``normalized_weights``, ``expectation(f)`` (the self-normalised estimate
     of ``E[f(trace)]``, consistent but biased for finite ``n``) and
     ``resample(key, n, scheme)`` (unweighted traces). Usually built by
-    :func:`importance`, not by hand.
+    ``importance``, not by hand.
 
     Attributes:
         traces: the traces, batched along a leading particle axis.
@@ -161,7 +161,7 @@ def importance(
             one-device run's for the same key, within float rounding.
 
     Returns:
-        An :class:`ImportanceResult`: the traces, the log weights, the log
+        An ``ImportanceResult``: the traces, the log weights, the log
         marginal-likelihood estimate and the effective sample size (on the
         mesh, the traces and weights split over its devices).
 
@@ -293,12 +293,12 @@ def sir(
     mesh=None,
 ):
     """Sampling/importance resampling: ``m`` traces (stacked) resampled from ``n``
-    weighted particles of :func:`importance`.
+    weighted particles of ``importance``.
 
     The traces are unweighted and approximately posterior samples: their law
     tends to the posterior as ``n`` grows. Several of the ``m`` traces may be
-    copies of one particle; the cost is that of :func:`importance` with ``n``
-    particles. Refused as :func:`importance` is (improper flat priors that
+    copies of one particle; the cost is that of ``importance`` with ``n``
+    particles. Refused as ``importance`` is (improper flat priors that
     are not proposed, subsampled models).
 
     Args:
@@ -307,14 +307,14 @@ def sir(
         observations: a choice map (or dict) of observed values.
         args: the model's arguments (a tuple).
         proposal: a generative function proposing latent choices, as for
-            :func:`importance` (default: the prior).
+            ``importance`` (default: the prior).
         proposal_args: the proposal's arguments (a tuple).
         n: the number of weighted particles, a positive int.
         m: the number of traces to return, a positive int.
         scheme: the resampling scheme (``"multinomial"``, ``"stratified"``,
             ``"systematic"``, ``"residual"``, or a function ``(key,
             log_weights, n) -> indices``).
-        mesh: as for :func:`importance` (``n`` and ``m`` multiples of its size).
+        mesh: as for ``importance`` (``n`` and ``m`` multiples of its size).
 
     Returns:
         The ``m`` traces, batched along a leading axis (on the mesh, split over
@@ -322,8 +322,8 @@ def sir(
 
     Raises:
         PPLError: if ``n`` or ``m`` is not a positive int (or, on a mesh, not a
-            multiple of its size), for an unknown scheme, and as :func:`importance`.
-        AddressError: as :func:`importance`.
+            multiple of its size), for an unknown scheme, and as ``importance``.
+        AddressError: as ``importance``.
 
     Examples:
         >>> @ppl.gen

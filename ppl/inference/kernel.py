@@ -35,7 +35,7 @@ class MCMCState(eqx.Module):
     Attributes:
         trace: the chain's current trace (kernels that keep their position
             elsewhere, like NUTS alone, bring it up to date in
-            :meth:`Kernel.materialize`).
+            ``Kernel.materialize``).
         accept_prob: the acceptance probability of the last step (1.0 at ``init``).
         aux: kernel-specific state: the resolved selection, step-size
             adaptation, numpyro's sampler state, or a tuple of these for
@@ -128,7 +128,7 @@ def resolve_selection(name: str, given, trace, observed):
         observed: the selection of observed addresses, or ``None``.
 
     Returns:
-        A :class:`~ppl.Selection`.
+        A ``ppl.Selection``.
 
     Raises:
         PPLError: if there is no selection and no ``observed`` (the kernel would
@@ -178,17 +178,17 @@ class Kernel(abc.ABC):
 
     A kernel is a transition ``step(key, state) -> state`` that leaves the
     posterior of the chain's model invariant, with ``init(trace, n_warmup,
-    observed)`` giving the first :class:`MCMCState`. The kernels of the
-    library are built by :func:`~ppl.inference.mh`, :func:`~ppl.inference.mala`,
-    :func:`~ppl.inference.hmc`, :func:`~ppl.inference.nuts` and the
-    compositions :func:`~ppl.inference.cycle`,
-    :func:`~ppl.inference.mixture_kernel` and :func:`~ppl.inference.repeat_kernel`;
-    :func:`~ppl.inference.run_mcmc` runs one over several chains.
+    observed)`` giving the first ``MCMCState``. The kernels of the
+    library are built by ``ppl.inference.mh``, ``ppl.inference.mala``,
+    ``ppl.inference.hmc``, ``ppl.inference.nuts`` and the
+    compositions ``ppl.inference.cycle``,
+    ``ppl.inference.mixture_kernel`` and ``ppl.inference.repeat_kernel``;
+    ``ppl.inference.run_mcmc`` runs one over several chains.
 
     A kernel is an immutable value. Its settings are given once, to
     ``Kernel.__init__``; afterwards setting or deleting an attribute is an
     error, so nothing a run learns (a selection, transforms, adaptation) can
-    be written onto the kernel: it travels in the :class:`MCMCState`. One
+    be written onto the kernel: it travels in the ``MCMCState``. One
     kernel object therefore serves any number of models and chains at once.
     Kernels compare and hash by value: two kernels of the same type and
     settings are equal, so ``run_mcmc(key, nuts(), ...)`` written twice reuses
@@ -250,13 +250,13 @@ class Kernel(abc.ABC):
                 that adapt a step size or a mass matrix do it during them).
             observed: the selection of observed addresses; a kernel built
                 without a selection moves every other choice (the driver
-                :func:`ppl.inference.chains.run` passes it).
+                ``ppl.inference.chains.run`` passes it).
             shared: whether other kernels move the same trace between this
                 kernel's steps (compositions pass ``True``); a kernel that keeps
                 its position outside the trace then re-reads it every step.
 
         Returns:
-            An :class:`MCMCState`.
+            An ``MCMCState``.
 
         Raises:
             PPLError: when the selection is empty or includes observations, or
@@ -270,10 +270,10 @@ class Kernel(abc.ABC):
 
         Args:
             key: a ``jax.random`` key.
-            state: the state from :meth:`init` or a previous step.
+            state: the state from ``init`` or a previous step.
 
         Returns:
-            The next :class:`MCMCState`.
+            The next ``MCMCState``.
         """
 
     def __call__(self, key, state: MCMCState) -> MCMCState:
@@ -290,15 +290,15 @@ class Kernel(abc.ABC):
             state: a state of this kernel.
 
         Returns:
-            A :class:`~ppl.ChoiceMap` of every choice of the trace.
+            A ``ppl.ChoiceMap`` of every choice of the trace.
         """
         return state.trace.choices
 
     def stats(self, state: MCMCState) -> dict:
         """Statistics of the step that produced ``state``, recorded by the driver.
 
-        :func:`ppl.inference.chains.run` records them at every kept step in
-        :attr:`~ppl.inference.chains.MCMCResult.stats`. NUTS reports
+        ``ppl.inference.chains.run`` records them at every kept step in
+        ``ppl.inference.chains.MCMCResult.stats``. NUTS reports
         ``diverging``, ``tree_depth``, ``num_steps``, ``step_size`` and
         ``energy``; HMC and MALA report ``diverging`` and ``step_size``;
         Metropolis-Hastings reports nothing beyond the acceptance probability.
@@ -322,6 +322,6 @@ class Kernel(abc.ABC):
             state: a state of this kernel.
 
         Returns:
-            An :class:`MCMCState` whose ``trace`` holds the current choices.
+            An ``MCMCState`` whose ``trace`` holds the current choices.
         """
         return state

@@ -4,11 +4,11 @@ A kernel has ``init(trace, n_warmup=0, observed=None) -> MCMCState`` and a
 pure ``step(key, state) -> state`` (also available as ``kernel(key, state)``),
 so kernels compose and run under ``jit``, ``vmap`` and ``lax.scan``; a kernel
 object is an immutable value holding only its settings, and one serves many
-models at once. The interface lives in :mod:`ppl.inference.kernel`,
-Metropolis-Hastings in :mod:`ppl.inference.metropolis`, MALA and HMC in
-:mod:`ppl.inference.gradient`, NUTS in :mod:`ppl.inference.no_u_turn`, the
-compositions in :mod:`ppl.inference.composition` (all importable from here),
-the multi-chain driver in :mod:`ppl.inference.chains`.
+models at once. The interface lives in ``ppl.inference.kernel``,
+Metropolis-Hastings in ``ppl.inference.metropolis``, MALA and HMC in
+``ppl.inference.gradient``, NUTS in ``ppl.inference.no_u_turn``, the
+compositions in ``ppl.inference.composition`` (all importable from here),
+the multi-chain driver in ``ppl.inference.chains``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The draws of :func:`ppl.inference.chains.run` and what they say about convergence.
+"""The draws of ``ppl.inference.chains.run`` and what they say about convergence.
 
-:class:`MCMCResult` holds the samples (keyed by the addresses written in the
+``MCMCResult`` holds the samples (keyed by the addresses written in the
 model), the acceptance probabilities and the sampler's statistics of every
-kept step; its diagnostics are those of :mod:`ppl.inference.diagnostics`.
-:func:`check` turns them into :class:`SamplerWarning`\\ s after a run.
+kept step; its diagnostics are those of ``ppl.inference.diagnostics``.
+``check`` turns them into ``SamplerWarning``\\ s after a run.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ BFMI_LIMIT = 0.3
 
 
 class SamplerWarning(UserWarning):
-    """A run of :func:`ppl.inference.chains.run` whose draws should not be trusted
+    """A run of ``ppl.inference.chains.run`` whose draws should not be trusted
     as they are: divergent transitions, R-hat above 1.01, or a low E-BFMI.
 
-    :func:`ppl.inference.mcmc_result.check` issues it after every run (unless
+    ``ppl.inference.mcmc_result.check`` issues it after every run (unless
     ``warn=False``); each message names the addresses or chains and what to
     try. Filter it like any warning, e.g.
     ``warnings.simplefilter("error", ppl.inference.SamplerWarning)`` to make
@@ -50,12 +50,12 @@ class SamplerWarning(UserWarning):
 
 
 class MCMCResult(eqx.Module):
-    """The draws of :func:`ppl.inference.chains.run` (``run_mcmc``) and their diagnostics.
+    """The draws of ``ppl.inference.chains.run`` (``run_mcmc``) and their diagnostics.
 
     ``summary()`` gives, per address, the mean, sd, median, 5% and 95%
     quantiles, the Monte Carlo standard error of the mean, bulk and tail
     effective sample sizes and rank-normalized split R-hat (Vehtari et al.
-    2021; :mod:`ppl.inference.diagnostics`); ``print_summary()`` prints it
+    2021; ``ppl.inference.diagnostics``); ``print_summary()`` prints it
     with the divergences, acceptance rates, tree depth and E-BFMI;
     ``ess()``, ``rhat()``, ``divergences`` and ``acceptance_rate`` give the
     pieces; ``to_arviz()`` converts to ArviZ (the ``arviz`` extra, else
@@ -64,17 +64,17 @@ class MCMCResult(eqx.Module):
     ``run_mcmc``; any draws of shape ``(chains, draws, ...)`` can be wrapped.
 
     Attributes:
-        samples: a pytree (by default a :class:`~ppl.ChoiceMap` of the latent
+        samples: a pytree (by default a ``ppl.ChoiceMap`` of the latent
             choices and the ``ppl.deterministic`` values) whose leaves have
             leading axes ``(chains, draws)``.
         accept_prob: the acceptance probability of each step, ``(chains, draws)``.
         final: the last state of each chain (batched along chains).
         stats: the sampler's statistics at each kept step, ``(chains, draws)``
-            each (see :meth:`ppl.inference.mcmc.Kernel.stats`): for NUTS
+            each (see ``ppl.inference.mcmc.Kernel.stats``): for NUTS
             ``diverging``, ``tree_depth``, ``num_steps``, ``step_size`` and
             ``energy``.
 
-    The diagnostics (:meth:`ess`, :meth:`rhat`, :meth:`summary`) are keyed by
+    The diagnostics (``ess``, ``rhat``, ``summary``) are keyed by
     the addresses as written in the model: ``"mu"`` for a top-level choice,
     the tuple ``("sub", "z")`` for a choice made inside a call at ``"sub"``.
     For samples from a custom ``collect``, the keys are the pytree's own keys
@@ -141,7 +141,7 @@ class MCMCResult(eqx.Module):
         return {k: _or_nan(diagnostics.ess_bulk, v) for k, v in self._flat().items()}
 
     def rhat(self) -> dict:
-        """Rank-normalized split R-hat per address (see :func:`diagnostics.rhat`).
+        """Rank-normalized split R-hat per address (see ``diagnostics.rhat``).
 
         Returns:
             A dict from address to an array with the shape of one draw (NaN
@@ -187,7 +187,7 @@ class MCMCResult(eqx.Module):
         return out
 
     def print_summary(self, file=None) -> None:
-        """Print :meth:`summary` as a table (one row per scalar element), then the
+        """Print ``summary`` as a table (one row per scalar element), then the
         divergences, the acceptance rate per chain and, for NUTS, the mean tree
         depth and E-BFMI per chain.
 
@@ -256,7 +256,7 @@ _ARVIZ_NAMES = {"num_steps": "n_steps"}
 
 
 def check(result: MCMCResult, stacklevel: int = 3) -> None:
-    """Warn (:class:`SamplerWarning`) about divergent transitions, R-hat above
+    """Warn (``SamplerWarning``) about divergent transitions, R-hat above
     1.01 and E-BFMI below 0.3, naming the addresses and what to try.
 
     Args:

@@ -3,7 +3,7 @@ move to a custom proposal's choices and accept with the full ratio.
 
 The kernel holds only its settings (a selection or a proposal and its extra
 arguments); the selection it resolves at ``init`` travels in the state
-(:class:`MHAux`), so one :class:`MH` object serves many models at once.
+(``MHAux``), so one ``MH`` object serves many models at once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ppl.inference.kernel import Kernel, MCMCState, accept, one, resolve_selecti
 
 
 class MHAux(eqx.Module):
-    """The selection an :class:`MH` kernel resolved at ``init`` (static).
+    """The selection an ``MH`` kernel resolved at ``init`` (static).
 
     Attributes:
         selection: the choices each step resamples from the prior.
@@ -31,21 +31,21 @@ class MHAux(eqx.Module):
 
 
 class MH(Kernel):
-    """Metropolis-Hastings with the prior or a custom proposal; :func:`mh` builds
+    """Metropolis-Hastings with the prior or a custom proposal; ``mh`` builds
     one and says what a step does and costs.
 
     Args:
         selection: the choices each step resamples from the prior (a
-            :class:`~ppl.Selection` or what ``ppl.select`` takes), or ``None``
+            ``ppl.Selection`` or what ``ppl.select`` takes), or ``None``
             (every unobserved choice, with the ``observed=`` that
-            :func:`~ppl.inference.run_mcmc` passes to ``init``).
+            ``ppl.inference.run_mcmc`` passes to ``init``).
         proposal: a generative function called with ``(trace,
             *proposal_args)`` that proposes new values of some latent choices,
             or ``None`` (resample ``selection`` from the prior).
         proposal_args: the proposal's extra arguments (a tuple).
 
     The settings are stored as attributes of the same names (``selection``
-    converted to a :class:`~ppl.Selection`, ``proposal_args`` to a tuple).
+    converted to a ``ppl.Selection``, ``proposal_args`` to a tuple).
 
     Raises:
         PPLError: when both a selection and a proposal are given.
@@ -141,7 +141,7 @@ def mh(selection=None, proposal=None, proposal_args=()) -> MH:
         proposal_args: extra arguments of the proposal (a tuple).
 
     Returns:
-        An :class:`MH` kernel.
+        An ``MH`` kernel.
 
     Raises:
         PPLError: when both a selection and a proposal are given; at ``init``,

@@ -1,7 +1,7 @@
 """NUTS on the continuous choices of a selection, by wrapping numpyro's sampler.
 
 The potential is the model's log density in unconstrained coordinates built
-in program order (:mod:`ppl.inference.unconstrained`: a support that depends
+in program order (``ppl.inference.unconstrained``: a support that depends
 on other choices follows their values at the point evaluated), and numpyro's
 functional ``hmc`` interface runs the trajectories, step-size and mass-matrix
 adaptation. The potential is generated from the current trace
@@ -40,7 +40,7 @@ class NUTSAux(eqx.Module):
         n_warmup: the number of adaptation steps (static).
         shared: whether other kernels move the trace too (static); if not,
             the position lives in ``hmc_state`` and the trace is brought up to
-            date only by :meth:`NUTS.materialize`.
+            date only by ``NUTS.materialize``.
     """
 
     hmc_state: Any
@@ -66,7 +66,7 @@ def _raw_key(key):
 
 class NUTS(Kernel):
     """The No-U-Turn sampler (numpyro's) on the continuous choices of ``selection``;
-    :func:`nuts` builds one and says what a step does, costs and refuses.
+    ``nuts`` builds one and says what a step does, costs and refuses.
 
     Warm-up adapts the step size (to ``target_accept``) and a diagonal (or
     ``dense_mass``) mass matrix during the ``n_warmup`` steps given to
@@ -132,7 +132,7 @@ class NUTS(Kernel):
         return hs, sample_kernel
 
     def init(self, trace, n_warmup=0, observed=None, *, shared=False, key=None):
-        """The initial state at ``trace`` (see :meth:`Kernel.init`).
+        """The initial state at ``trace`` (see ``Kernel.init``).
 
         Args:
             trace: the starting trace.
@@ -142,7 +142,7 @@ class NUTS(Kernel):
             key: the key of numpyro's initial state (default ``jax.random.key(0)``).
 
         Returns:
-            An :class:`~ppl.inference.kernel.MCMCState` whose ``aux`` is a :class:`NUTSAux`.
+            An ``ppl.inference.kernel.MCMCState`` whose ``aux`` is a ``NUTSAux``.
 
         Raises:
             PPLError: when the selection is empty, observed, holds a discrete
@@ -182,7 +182,7 @@ class NUTS(Kernel):
 
     def stats(self, state):
         """``diverging``, ``tree_depth``, ``num_steps`` (leapfrog steps), ``step_size``
-        and ``energy`` (the Hamiltonian) of the last step (see :meth:`Kernel.stats`)."""
+        and ``energy`` (the Hamiltonian) of the last step (see ``Kernel.stats``)."""
         hs = state.aux.hmc_state
         n = jnp.asarray(hs.num_steps)
         # A trajectory of depth d has at most 2**d - 1 leapfrog steps, and more than
@@ -214,36 +214,36 @@ def nuts(selection=None, **options) -> NUTS:
     a U-turn (or reaches ``max_tree_depth``) and draws the next point from it,
     with numpyro's implementation, leaving the posterior of the selected
     choices given the others invariant. It moves in unconstrained coordinates
-    built in program order (:mod:`ppl.inference.unconstrained`). During the
+    built in program order (``ppl.inference.unconstrained``). During the
     ``n_warmup`` steps given to ``init`` it adapts the step size (dual
     averaging, to ``target_accept``) and a diagonal or dense mass matrix
     (windowed, as Stan). A step costs up to ``2**max_tree_depth - 1``
     gradients of the model's log density. Alone, the kernel keeps the
     position in numpyro's state and writes the trace only when it is read
-    (:meth:`~ppl.inference.Kernel.materialize`); in a composition it re-reads
+    (``ppl.inference.Kernel.materialize``); in a composition it re-reads
     the trace every step. The choices must be continuous: sum discrete ones
-    out with ``ppl.sum_out`` or move them with :func:`~ppl.inference.mh` in a
-    :func:`~ppl.inference.cycle`. Its statistics (``result.stats``) are
+    out with ``ppl.sum_out`` or move them with ``ppl.inference.mh`` in a
+    ``ppl.inference.cycle``. Its statistics (``result.stats``) are
     ``diverging``, ``tree_depth``, ``num_steps``, ``step_size`` and ``energy``.
 
     Args:
         selection: the choices to move; ``None`` moves every unobserved choice
             (``init`` then needs ``observed=``, which
-            :func:`ppl.inference.chains.run` passes).
+            ``ppl.inference.chains.run`` passes).
         **options: ``target_accept`` (0.8), ``max_tree_depth`` (10),
             ``dense_mass`` (False), ``step_size`` (1.0), ``adapt_step_size``,
             ``adapt_mass_matrix`` (True), ``find_heuristic_step_size`` (False),
-            as in numpyro (see :class:`NUTS`).
+            as in numpyro (see ``NUTS``).
 
     Returns:
-        A :class:`NUTS` kernel.
+        A ``NUTS`` kernel.
 
     Raises:
         TypeError: for an option not listed above.
         PPLError: at ``init``, when the selection matches no choice, includes an
             observed or discrete choice, the model has a subsampled
             ``ppl.vmap(..., subsample_of=N)``, or a support cannot be followed in
-            program order (see :func:`ppl.inference.unconstrained.constrain`).
+            program order (see ``ppl.inference.unconstrained.constrain``).
 
     Examples:
         >>> @ppl.gen

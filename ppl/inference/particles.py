@@ -1,13 +1,13 @@
 """Particle collections and what the SMC drivers share.
 
-A :class:`ParticleCollection` holds batched traces, their log weights and
+A ``ParticleCollection`` holds batched traces, their log weights and
 ``log_z``, the log marginal-likelihood mass absorbed by past resamplings, so
 ``log_z + log mean exp(log_weights)`` is always the current estimate of
 ``log p(observations so far)`` (unbiased in exp-space). A collection made on
 a device mesh (``smc.init(..., mesh=mesh)``) remembers it, and every step keeps
-its particles split over the mesh's devices. :class:`SMCInfo` is
-what the drivers (:func:`ppl.inference.smc.run`,
-:func:`ppl.inference.filtering.particle_filter`) report per step.
+its particles split over the mesh's devices. ``SMCInfo`` is
+what the drivers (``ppl.inference.smc.run``,
+``ppl.inference.filtering.particle_filter``) report per step.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ class ParticleCollection(WeightedTraces):
     running estimate of ``log p(observations so far)``: its exponential is
     unbiased, and resampling moves the weights' mean into ``log_z`` so the
     estimate is unchanged. ``ess``, ``normalized_weights``, ``expectation(f)``
-    and ``n`` read the population; ``check()`` raises a :class:`~ppl.PPLError`
+    and ``n`` read the population; ``check()`` raises a ``ppl.PPLError``
     on NaN, +inf or all-zero weights. Built by ``smc.init`` and moved by the
-    steps of :mod:`ppl.inference.smc` (``extend``, ``reweight``, ``resample``,
+    steps of ``ppl.inference.smc`` (``extend``, ``reweight``, ``resample``,
     ``rejuvenate``, ``step``, ``run``) and by
-    :func:`~ppl.inference.particle_filter`; not usually by hand.
+    ``ppl.inference.particle_filter``; not usually by hand.
 
     Attributes:
         traces: traces batched along a leading axis of size ``n``.
@@ -76,7 +76,7 @@ class ParticleCollection(WeightedTraces):
             log_z: the new ``log_z`` (default: this collection's).
 
         Returns:
-            A :class:`ParticleCollection` with this collection's ``mesh``.
+            A ``ParticleCollection`` with this collection's ``mesh``.
 
         Examples:
             >>> particles = particles.moved(particles.traces, particles.log_weights + w)
@@ -123,7 +123,7 @@ class ParticleCollection(WeightedTraces):
 
 class SMCInfo(eqx.Module):
     """What a driver reports per step (each attribute has a leading step axis
-    when it comes from ``smc.run`` or :func:`~ppl.inference.particle_filter`;
+    when it comes from ``smc.run`` or ``ppl.inference.particle_filter``;
     ``smc.step`` reports one step, without it).
 
     Attributes:

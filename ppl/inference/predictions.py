@@ -10,10 +10,10 @@ with (new covariates). The draws run under ``jax.vmap`` in one compiled call.
 Where the latent draws come from:
 
 * ``posterior=None``: the prior (the prior predictive), ``n`` draws;
-* an :class:`~ppl.inference.MCMCResult` (default samples): every kept draw of
+* an ``ppl.inference.MCMCResult`` (default samples): every kept draw of
   every chain, in order (chain-major);
-* an :class:`~ppl.inference.ImportanceResult` or
-  :class:`~ppl.inference.ParticleCollection`: ``n`` traces **resampled** by
+* an ``ppl.inference.ImportanceResult`` or
+  ``ppl.inference.ParticleCollection``: ``n`` traces **resampled** by
   weight (multinomial; default ``n`` = the number of particles), so the
   result is always unweighted draws. The traces hold the observed values
   too, so ``observations`` (what inference conditioned on) says which choices
@@ -22,7 +22,7 @@ Where the latent draws come from:
   ``result.normalized_weights[i]``;
 * a ``(guide, guide_args)`` pair (a fitted variational family, e.g. from
   ``vi.fit``: ``(guide, result.guide_args)``): ``n`` draws of the guide;
-* a :class:`~ppl.ChoiceMap` of latent draws along a leading axis: one
+* a ``ppl.ChoiceMap`` of latent draws along a leading axis: one
   predictive draw per draw, in order.
 """
 
@@ -47,13 +47,13 @@ from ppl.primitives import recorded
 
 
 class PredictiveDraws(eqx.Module):
-    """What :func:`predictive` returns: ``n`` draws along a leading axis.
+    """What ``predictive`` returns: ``n`` draws along a leading axis.
 
     ``draws[addr]`` reads ``draws.choices[addr]``; ``draws.n`` is the number
     of draws. A pytree (an equinox module), so it passes through ``jit``.
 
     Attributes:
-        choices: a :class:`~ppl.ChoiceMap` of the requested addresses (random
+        choices: a ``ppl.ChoiceMap`` of the requested addresses (random
             choices and ``ppl.deterministic`` values), each with a leading
             axis of size ``n``.
         retval: the model's return value of each draw (leading axis ``n``).
@@ -123,7 +123,7 @@ def predictive(
             (a choice map or dict; its addresses are drawn afresh).
 
     Returns:
-        A :class:`PredictiveDraws` with ``n`` draws.
+        A ``PredictiveDraws`` with ``n`` draws.
 
     Raises:
         PPLError: ``n`` missing, not a positive int or given where it has no
@@ -277,7 +277,7 @@ def compiled_draws(gen_fn, n: int):
 
     Returns:
         A compiled function of a key and ``gen_fn``'s arguments returning a
-        :class:`~ppl.ChoiceMap` whose values have a leading axis of ``n``.
+        ``ppl.ChoiceMap`` whose values have a leading axis of ``n``.
 
     Examples:
         >>> draws = compiled_draws(guide, 1000)(jax.random.key(0), guide_args)

@@ -1,19 +1,19 @@
 """Sequential Monte Carlo: particle collections and composable steps.
 
-A :class:`ParticleCollection` holds batched traces, their log weights and
+A ``ParticleCollection`` holds batched traces, their log weights and
 ``log_z``, the log marginal-likelihood mass absorbed by past resamplings, so
 ``log_z + log mean exp(log_weights)`` is always the current estimate of
 ``log p(observations so far)`` (unbiased in exp-space).
 
-Steps: :func:`init` (importance sampling from a proposal), :func:`extend`
+Steps: ``init`` (importance sampling from a proposal), ``extend``
 (move to a new target with new arguments and observations through
 ``update``, or to another generative function through ``generate``),
-:func:`reweight`, :func:`resample`, :func:`maybe_resample` (when the ESS drops
-below a fraction of n), :func:`rejuvenate` (any MCMC kernel). :func:`run`
+``reweight``, ``resample``, ``maybe_resample`` (when the ESS drops
+below a fraction of n), ``rejuvenate`` (any MCMC kernel). ``run``
 drives a sequence of same-shaped targets under ``lax.scan``.
-:func:`particle_filter` (from :mod:`ppl.inference.filtering`) runs a
-``ppl.scan`` state-space model step by step; :class:`ParticleCollection` and
-:class:`SMCInfo` live in :mod:`ppl.inference.particles`. All are importable
+``particle_filter`` (from ``ppl.inference.filtering``) runs a
+``ppl.scan`` state-space model step by step; ``ParticleCollection`` and
+``SMCInfo`` live in ``ppl.inference.particles``. All are importable
 from here.
 """
 
@@ -46,7 +46,7 @@ def init(
 ) -> ParticleCollection:
     """``n`` particles by importance sampling from ``proposal`` (default: the prior).
 
-    The weights are :func:`~ppl.inference.importance`'s (not compiled here:
+    The weights are ``ppl.inference.importance``'s (not compiled here:
     call it inside ``jit`` for speed); refused as importance sampling is.
 
     Args:
@@ -64,7 +64,7 @@ def init(
             with the same results as on one device for the same keys.
 
     Returns:
-        A :class:`ParticleCollection` with ``log_z = 0``.
+        A ``ParticleCollection`` with ``log_z = 0``.
 
     Raises:
         PPLError: if ``n`` is not a positive int, the proposal proposes an observed address,
@@ -149,7 +149,7 @@ def extend(
 
     Args:
         key: a ``jax.random`` key.
-        particles: the :class:`ParticleCollection` to move.
+        particles: the ``ParticleCollection`` to move.
         args: the next target's arguments (a tuple).
         observations: the new observations (a choice map or dict).
         model: a different generative function for the next target, or
@@ -160,12 +160,12 @@ def extend(
         proposal_args: the proposal's extra arguments (a tuple).
 
     Returns:
-        The moved :class:`ParticleCollection` (``log_z`` unchanged).
+        The moved ``ParticleCollection`` (``log_z`` unchanged).
 
     Observations must be at addresses the particles have not yet made
     (``update`` weighs no density for a value it replaces); to bring in data
     the model already makes, mask it with an argument, as in the example of
-    :func:`run`. The cost is one ``update`` (or ``generate``) per particle.
+    ``run``. The cost is one ``update`` (or ``generate``) per particle.
 
     Raises:
         PPLError: if the proposal proposes an observed address.
@@ -203,16 +203,16 @@ def change_target(key, particles, args, observations=None, model=None) -> Partic
 
     Args:
         key: a ``jax.random`` key (choices the new target adds are drawn from the prior).
-        particles: the :class:`ParticleCollection`.
+        particles: the ``ParticleCollection``.
         args: the new target's arguments (a tuple).
         observations: its observations (a choice map or dict).
         model: a different generative function, or ``None`` (the same model).
 
     Returns:
-        The reweighted :class:`ParticleCollection`.
+        The reweighted ``ParticleCollection``.
 
     Raises:
-        AddressError: as :func:`extend`.
+        AddressError: as ``extend``.
 
     Examples:
         >>> from ppl.inference import smc
@@ -232,11 +232,11 @@ def reweight(particles: ParticleCollection, log_increments) -> ParticleCollectio
     """Multiply each particle's weight by ``exp(log_increments)``.
 
     Args:
-        particles: the :class:`ParticleCollection`.
+        particles: the ``ParticleCollection``.
         log_increments: shape ``(n,)``, added to the log weights.
 
     Returns:
-        The reweighted :class:`ParticleCollection`.
+        The reweighted ``ParticleCollection``.
 
     Raises:
         Nothing of its own: NaN increments give NaN weights (``particles.check()``
@@ -258,13 +258,13 @@ def resample(key, particles: ParticleCollection, scheme="systematic") -> Particl
 
     Args:
         key: a ``jax.random`` key.
-        particles: the :class:`ParticleCollection`.
+        particles: the ``ParticleCollection``.
         scheme: a scheme name (``"multinomial"``, ``"stratified"``,
             ``"systematic"``, ``"residual"``) or a function ``(key,
             log_weights, n) -> indices``.
 
     Returns:
-        The resampled :class:`ParticleCollection`.
+        The resampled ``ParticleCollection``.
 
     Raises:
         PPLError: for an unknown scheme name.
@@ -289,9 +289,9 @@ def maybe_resample(key, particles, ess_threshold=0.5, scheme="systematic"):
 
     Args:
         key: a ``jax.random`` key.
-        particles: the :class:`ParticleCollection`.
+        particles: the ``ParticleCollection``.
         ess_threshold: the fraction of ``n`` below which to resample.
-        scheme: as for :func:`resample`.
+        scheme: as for ``resample``.
 
     Returns:
         ``(particles, resampled)``, ``resampled`` a boolean scalar array.
@@ -322,14 +322,14 @@ def rejuvenate(key, particles, kernel, n_steps=1, observed=None) -> ParticleColl
 
     Args:
         key: a ``jax.random`` key.
-        particles: the :class:`ParticleCollection`.
+        particles: the ``ParticleCollection``.
         kernel: an MCMC kernel (``mh``, ``mala``, a composition, ...).
         n_steps: the kernel's steps per particle.
         observed: the observed addresses (a choice map or a selection), for
             kernels built without a selection.
 
     Returns:
-        The moved :class:`ParticleCollection`.
+        The moved ``ParticleCollection``.
 
     Raises:
         PPLError: if the kernel cannot move the particles' choices (see the
@@ -377,12 +377,12 @@ def step(
     """One SMC step: extend to the next target, resample if the ESS is low, rejuvenate.
 
     A pure function of the key, the particles and the next target, so a loop
-    of any kind (``lax.scan`` in :func:`run`, a Python loop over a stream of
+    of any kind (``lax.scan`` in ``run``, a Python loop over a stream of
     observations) drives it; the particles carry everything between steps.
 
     Args:
         key: a ``jax.random`` key.
-        particles: the current :class:`ParticleCollection`.
+        particles: the current ``ParticleCollection``.
         args: the model's arguments for the next target (a tuple).
         observations: the next target's observations (a choice map or dict).
         proposal: a generative function called with ``(trace, *proposal_args)``
@@ -442,23 +442,23 @@ def run(
     check=True,
     progress=True,
 ):
-    """:func:`step` through a sequence of targets of the same model, under ``lax.scan``.
+    """``step`` through a sequence of targets of the same model, under ``lax.scan``.
 
     Step ``s`` uses the ``s``-th slice of ``args_seq``, ``observations_seq``
     and ``proposal_args_seq`` (pytrees with a leading step axis).
 
     Args:
         key: a ``jax.random`` key.
-        particles: the starting :class:`ParticleCollection` (from :func:`init`).
+        particles: the starting ``ParticleCollection`` (from ``init``).
         args_seq: the model's arguments per step, stacked along a leading axis.
         observations_seq: the observations per step, stacked likewise.
-        proposal: as for :func:`step`.
+        proposal: as for ``step``.
         proposal_args_seq: the proposal's extra arguments per step, stacked.
-        ess_threshold: as for :func:`step`.
-        scheme: as for :func:`step`.
-        rejuvenation: as for :func:`step`.
-        rejuvenation_steps: as for :func:`step`.
-        observed: as for :func:`step`.
+        ess_threshold: as for ``step``.
+        scheme: as for ``step``.
+        rejuvenation: as for ``step``.
+        rejuvenation_steps: as for ``step``.
+        observed: as for ``step``.
         check: raise on NaN or impossible weights at the end (concrete values only).
         progress: show a progress bar of the steps (only outside ``jit``: the steps
             then run in about twenty compiled chunks, with the same result).
@@ -467,7 +467,7 @@ def run(
         ``(particles, SMCInfo)``, the info with a leading step axis.
 
     Raises:
-        PPLError: as :func:`step`; with ``check``, if the final weights are
+        PPLError: as ``step``; with ``check``, if the final weights are
             NaN or +inf or all zero.
 
     Examples:

@@ -5,7 +5,7 @@ coordinates: each choice ``x`` is the image of a real ``z`` under numpyro's
 ``biject_to(support)``. A support may depend on other choices (``a ~
 uniform(0, 1)``, then ``b ~ uniform(0, 1 - a)``), so the bijection of ``b``
 must be built from the value of ``a`` at the point being evaluated, not from
-the trace the kernel started from. :func:`constrain` therefore runs the model
+the trace the kernel started from. ``constrain`` therefore runs the model
 once, in program order: at each selected choice it builds the distribution
 from the values computed so far, maps ``z`` to ``x`` with the bijection of that
 support, and adds ``log |det J|`` (the Jacobian of the whole map is triangular
@@ -18,9 +18,9 @@ distribution. A selected choice inside any other
 generative function is mapped with the support recorded in its trace, which is
 only right if that support cannot change: it must have no parameters taken
 from arguments (``real``, ``positive``, ``unit_interval``, ``simplex``, ...),
-otherwise :func:`constrain` raises an error naming the address.
+otherwise ``constrain`` raises an error naming the address.
 
-The inverse, :func:`unconstrain`, reads the supports off the current trace:
+The inverse, ``unconstrain``, reads the supports off the current trace:
 its distributions were built from the current values, so
 ``constrain(trace, s, unconstrain(trace, s))`` gives back the trace's values.
 """
@@ -45,10 +45,10 @@ from ppl.transforms.adev.strategies import WithStrategy
 
 
 class Constrained(NamedTuple):
-    """What :func:`constrain` returns.
+    """What ``constrain`` returns.
 
     ``choices``: the constrained values of the selected choices (a
-    :class:`~ppl.ChoiceMap` with the addressing of the selection);
+    ``ppl.ChoiceMap`` with the addressing of the selection);
     ``log_density``: the model's log density at those values (the other choices
     keep the trace's values); ``log_det``: ``log |det dx/dz|``. The density of
     ``z`` is ``exp(log_density + log_det)``.
@@ -60,7 +60,7 @@ class Constrained(NamedTuple):
 
 
 def selected_sites(trace, selection, algorithm: str) -> ChoiceMap:
-    """The :class:`~ppl.inference._sites.Site` markers of the selected choices,
+    """The ``ppl.inference._sites.Site`` markers of the selected choices,
     checked to be continuous.
 
     Args:
@@ -132,7 +132,7 @@ def unconstrain(trace, selection, algorithm: str = "gradient kernel") -> ChoiceM
         the unconstrained shape (e.g. ``k - 1`` entries for a ``k``-simplex).
 
     Raises:
-        PPLError: as :func:`selected_sites`.
+        PPLError: as ``selected_sites``.
 
     Examples:
         >>> z = unconstrain(trace, ppl.select("p"))   # p ~ beta(...): z = logit(p)
@@ -160,11 +160,11 @@ def constrain(trace, selection, z: ChoiceMap, algorithm: str = "gradient kernel"
     Args:
         trace: the current trace (its unselected values and its structure are used).
         selection: the choices that ``z`` holds; must match ``z``'s addresses.
-        z: unconstrained coordinates, as from :func:`unconstrain`.
+        z: unconstrained coordinates, as from ``unconstrain``.
         algorithm: the kernel's name, for messages.
 
     Returns:
-        :class:`Constrained`: the values, the log density and ``log |det J|``.
+        ``Constrained``: the values, the log density and ``log |det J|``.
 
     Raises:
         PPLError: if a selected choice is discrete, or sits inside a generative

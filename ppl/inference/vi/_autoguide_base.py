@@ -4,7 +4,7 @@ itself as an ``@ppl.gen`` function that walks the model's program in order.
 
 A guide made here is an ordinary ``@ppl.gen`` function of one argument, a dict
 of parameters. Its body runs the model's staged program (the same walk as
-:func:`ppl.inference.unconstrained.constrain`): at each latent choice of the
+``ppl.inference.unconstrained.constrain``): at each latent choice of the
 model it builds the model's distribution from the values computed so far (its
 own earlier choices and the observations), takes that support's bijection
 ``biject_to(support)`` (numpyro), and samples the choice from a distribution
@@ -59,7 +59,7 @@ class Layout(NamedTuple):
     """The model's latent choices, in program order, with a prior trace to build on.
 
     Attributes:
-        latents: the :class:`Latent` blocks, in program order.
+        latents: the ``Latent`` blocks, in program order.
         prototype: one trace of the model with the observations (its latent
             values are replaced wherever the layout is used).
         observations: the observed choice map.
@@ -154,13 +154,13 @@ def pushforward(base, latent: Latent, transform):
 
 
 class Walker:
-    """The guide of one family for one model: the ``@ppl.gen`` function :attr:`guide`.
+    """The guide of one family for one model: the ``@ppl.gen`` function ``guide``.
 
     Args:
-        layout: the model's :class:`Layout`.
+        layout: the model's ``Layout``.
         model: the model (an ``@ppl.gen`` function).
         args: the model's arguments the guide walks the program with.
-        family: the :class:`Family`.
+        family: the ``Family``.
 
     Attributes:
         guide: the ``@ppl.gen`` guide, called with one argument (the parameters).

@@ -1,9 +1,9 @@
 """Reading a model for an automatic guide: its latent choices from prior draws
 (checked to be continuous), their order in the program, and a starting point.
 
-Draws come from :func:`ppl.inference.chains.init_traces` (the MCMC driver's:
+Draws come from ``ppl.inference.chains.init_traces`` (the MCMC driver's:
 draws of zero density are redrawn), so the guides and MCMC start the same
-way; :func:`initial_values` is the public face.
+way; ``initial_values`` is the public face.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _check_latents(trace, latent: ChoiceMap, caller: str) -> None:
 
 def prior_draws(key, model, observations, args, num_draws: int, caller: str):
     """``num_draws`` traces of ``model`` with the observations given, all of finite
-    density (chains' :func:`~ppl.inference.chains.init_traces`: draws from the
+    density (chains' ``ppl.inference.chains.init_traces``: draws from the
     prior, redrawn where the density is zero or NaN), and their latent part.
 
     Args:
@@ -140,7 +140,7 @@ def program_order(model, args, trace, paths: list) -> list:
 def make_layout(
     key, model, observations, args, caller: str, init: Any = "median", num_draws: int = 15
 ):
-    """The :class:`Layout` of ``model``'s latent choices and an initial flat point.
+    """The ``Layout`` of ``model``'s latent choices and an initial flat point.
 
     Args:
         key: a ``jax.random`` key.
@@ -159,7 +159,7 @@ def make_layout(
         ``(layout, u0)``: the layout and the initial flat unconstrained point.
 
     Raises:
-        PPLError: as :func:`prior_draws`; for an unknown ``init``; for a given
+        PPLError: as ``prior_draws``; for an unknown ``init``; for a given
             point outside the support (zero density), naming the fix.
 
     Examples:
@@ -214,7 +214,7 @@ def initial_values(
 
     Shared by the automatic guides (whose location starts there) and usable to
     start MCMC chains (``model.generate(key, point | observations, args)``).
-    Draws come from :func:`ppl.inference.chains.init_traces`, so draws of zero
+    Draws come from ``ppl.inference.chains.init_traces``, so draws of zero
     density are redrawn; ``"median"``/``"mean"`` are taken in unconstrained
     coordinates and mapped back in program order, so the point is in the
     support even when a support depends on another choice.
@@ -229,7 +229,7 @@ def initial_values(
         num_draws: prior draws for ``"median"`` and ``"mean"``.
 
     Returns:
-        A :class:`~ppl.ChoiceMap` of the latent choices' constrained values.
+        A ``ppl.ChoiceMap`` of the latent choices' constrained values.
 
     Raises:
         PPLError: if no prior draw has finite density, a latent choice is

@@ -14,10 +14,10 @@ from ppl._errors import PPLError
 
 
 class GaussianState(NamedTuple):
-    """A Gaussian ``N(mean, cov)``, the iterate of :func:`fbgvi` (a pytree, a
+    """A Gaussian ``N(mean, cov)``, the iterate of ``fbgvi`` (a pytree, a
     named tuple: ``mean, cov = state``).
 
-    Pass one as ``fit_fbgvi(..., init=)`` to start from it; :func:`fbgvi`'s
+    Pass one as ``fit_fbgvi(..., init=)`` to start from it; ``fbgvi``'s
     ``init(mean, cov)`` builds one with its checks.
 
     Attributes:
@@ -83,13 +83,13 @@ def gaussian_elbo(potential: Callable, state: GaussianState, eps, weights=None):
     """``-E_q[V] + H(q)`` for ``q = N(state.mean, state.cov)``, the expectation over
     the base points ``x_i = mean + L eps_i`` (``L L^T = cov``).
 
-    With ``potential`` an automatic guide's :meth:`Layout.potential`, this is the
+    With ``potential`` an automatic guide's ``Layout.potential``, this is the
     ELBO of the full-rank guide with those parameters (``log p(obs)`` minus the KL).
 
     Args:
         potential: ``V(x)``, a scalar function on ``(d,)``.
-        state: a :class:`GaussianState`.
-        eps: base points, shape ``(n, d)`` (e.g. from :func:`base_points`, or
+        state: a ``GaussianState``.
+        eps: base points, shape ``(n, d)`` (e.g. from ``base_points``, or
             ``jax.random.normal`` draws).
         weights: their weights, shape ``(n,)`` (default: equal).
 

@@ -1,9 +1,9 @@
-"""The compiled chunk of :func:`ppl.inference.vi.fit`: its steps in a ``while``
+"""The compiled chunk of ``ppl.inference.vi.fit``: its steps in a ``while``
 loop, how many run per call, and the recovery of the last finite parameters.
 
-The steps run unguarded (:func:`ppl.inference.vi.fit_step.advance`): the loop
+The steps run unguarded (``ppl.inference.vi.fit_step.advance``): the loop
 stops after the first one whose estimate or gradient is not finite, and
-:func:`last_good` recomputes the parameters before it from the chunk's start,
+``last_good`` recomputes the parameters before it from the chunk's start,
 with the same keys.
 """
 
@@ -45,7 +45,7 @@ class Sizes:
     so changing it compiles nothing, and the keys come in blocks that do not
     depend on it, so neither does the result. The first call (which compiles) runs
     one block; later ones grow (at most eightfold) towards
-    :data:`CHUNK_SECONDS` each.
+    ``CHUNK_SECONDS`` each.
     """
 
     def __init__(self, chunk: Chunk):
@@ -100,7 +100,7 @@ def _run_chunk(state: FitState, key, done, n, chunk: Chunk):
     ``while`` loop, stopping after the first step whose estimate or gradient is
     not finite. Frozen arrays and data come in with the state as arguments (not
     constants baked into the program) and are not carried or returned: the
-    result is the moved part of the state (:func:`carried`), the objective
+    result is the moved part of the state (``carried``), the objective
     estimates in a buffer of ``chunk.length``, the number of steps run and
     whether the last one was not finite, all replicated over the spec's mesh
     when it has one.

@@ -1,9 +1,9 @@
-"""Minibatches of examples for :func:`ppl.inference.vi.fit`'s ``data=``, and the
+"""Minibatches of examples for ``ppl.inference.vi.fit``'s ``data=``, and the
 checks of ``subsample=True`` (the minibatch passed whole to a model that scales it).
 
 ``data`` is a pytree of arrays whose leading axis indexes independent
-examples. :func:`check_data` validates it once, on the host, with errors that
-say what to pass instead; :func:`minibatch` draws examples inside the
+examples. ``check_data`` validates it once, on the host, with errors that
+say what to pass instead; ``minibatch`` draws examples inside the
 compiled step.
 """
 

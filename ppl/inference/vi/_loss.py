@@ -57,7 +57,7 @@ def averaged(objective, num_samples: int, mesh: Mesh | None = None) -> Callable:
     """The mean of ``num_samples`` independent estimates of ``objective`` (each with
     its own key split from the one given, vectorised, split over ``mesh``'s
     devices when given), as one function ``(key, model_args, guide_args) -> scalar``;
-    raises as :func:`estimator`.
+    raises as ``estimator``.
 
     Examples:
         >>> mean = averaged(lambda key, m, g: g[0], 4)
@@ -79,8 +79,8 @@ def loss(spec, state, params, key):
     """Minus the step's objective estimate at ``params`` (the trained leaves).
 
     Args:
-        spec: the fit's :class:`~ppl.inference.vi.fit_step.Spec`.
-        state: the :class:`~ppl.inference.vi.fit_step.FitState` (frozen
+        spec: the fit's ``ppl.inference.vi.fit_step.Spec``.
+        state: the ``ppl.inference.vi.fit_step.FitState`` (frozen
             arguments, data, layout).
         params: the trained leaves, shaped like ``state.params``.
         key: a ``jax.random`` key.
@@ -92,7 +92,7 @@ def loss(spec, state, params, key):
         minibatch.
 
     Raises:
-        PPLError: at trace time, as :func:`~ppl.inference.vi._data.check_batch_size`.
+        PPLError: at trace time, as ``ppl.inference.vi._data.check_batch_size``.
     """
     m, g = state.layout.rebuild(params, state.frozen)
     if state.n_data is None:

@@ -3,7 +3,7 @@
 ``jax.jit`` looks static arguments up by ``hash`` and ``==``. That is wrong for
 two kinds of values a fit holds: ``1 == 1.0`` (so a program compiled with the
 int constant would be reused for the float), and unhashable objects (which
-``jax.jit`` refuses). :class:`Static` wraps one value so that it compares by
+``jax.jit`` refuses). ``Static`` wraps one value so that it compares by
 type and value when it can, and by identity otherwise.
 """
 

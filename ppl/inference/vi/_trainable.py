@@ -14,7 +14,7 @@ Every leaf then travels one of three ways (its *kind*):
 A marked Python int or float, or a marked integer array, cannot be trained and
 gets a warning naming its path; booleans are flags and masks and pass
 silently. Nothing to train at all is an error listing the leaves looked at.
-:func:`split` does all this once; :meth:`Layout.rebuild` puts the pieces back.
+``split`` does all this once; ``Layout.rebuild`` puts the pieces back.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ class Layout(NamedTuple):
         """``(model_args, guide_args)`` from the trained and frozen leaves.
 
         Args:
-            params: a pytree shaped like :func:`split`'s ``params`` (the
+            params: a pytree shaped like ``split``'s ``params`` (the
                 trained leaves, ``None`` elsewhere), for instance updated by
                 an optimizer or traced under ``jax.grad``.
-            frozen: the frozen arrays, as :func:`split` returned them (or
+            frozen: the frozen arrays, as ``split`` returned them (or
                 arrays of the same shapes standing in for them).
 
         Returns:
@@ -103,7 +103,7 @@ def split(model_args, guide_args, trainable, *, caller: str) -> tuple[Any, tuple
         ``(params, frozen, layout)``: ``params`` is ``(model_args, guide_args)``
         with the trained leaves kept and ``None`` everywhere else (so optimizers
         and gradients see the arguments' structure); ``frozen`` is the tuple of
-        frozen arrays; ``layout`` is the :class:`Layout` that rebuilds the
+        frozen arrays; ``layout`` is the ``Layout`` that rebuilds the
         arguments from them.
 
     Raises:

@@ -2,7 +2,7 @@
 
 Each constructor takes the model, its observations and arguments, reads the
 latent choices' addresses, shapes and supports off a prior draw, and returns
-an :class:`AutoGuide`: the guide, an ordinary ``@ppl.gen`` function of one
+an ``AutoGuide``: the guide, an ordinary ``@ppl.gen`` function of one
 argument (a dict of parameters), and its initial arguments ``(params,)``,
 in the shape ``vi.fit`` takes guide arguments::
 
@@ -16,13 +16,13 @@ follows the guide's ``a``), with the log-Jacobian in its density. It works in
 every objective (``elbo``, ``iwelbo``, ``renyi``, ``rws_wake_q``, ...) and in
 ``ppl.marginal``. The families:
 
-- :func:`auto_normal`: mean-field normal in unconstrained coordinates;
+- ``auto_normal``: mean-field normal in unconstrained coordinates;
 - ``auto_multivariate_normal``: full-rank normal (a Cholesky factor), and
   ``auto_low_rank_normal``: covariance ``W W^T + diag(d^2)``
-  (:mod:`.autoguide_mvn`);
-- :func:`auto_delta`: a point (MAP estimation with ``vi.elbo``);
-- :func:`auto_laplace`: a normal at the mode with the inverse Hessian,
-  obtained from a fitted delta guide (:mod:`.autoguide_laplace`).
+  (``.autoguide_mvn``);
+- ``auto_delta``: a point (MAP estimation with ``vi.elbo``);
+- ``auto_laplace``: a normal at the mode with the inverse Hessian,
+  obtained from a fitted delta guide (``.autoguide_laplace``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def inv_softplus(y):
 class AutoGuide:
     """An automatic guide and its initial arguments; unpacks as ``(guide, guide_args)``.
 
-    Built by :func:`auto_normal`, :func:`auto_delta`,
+    Built by ``auto_normal``, ``auto_delta``,
     ``auto_multivariate_normal``, ``auto_low_rank_normal``, ``auto_laplace``
     and ``fit_fbgvi``'s ``auto_guide()``, not usually by hand. With fitted
     arguments (``result.guide_args``), ``median`` gives the constrained
@@ -114,7 +114,7 @@ class AutoGuide:
             guide_args: ``(params,)`` (default: the initial ones), e.g. ``result.guide_args``.
 
         Returns:
-            A :class:`~ppl.ChoiceMap` of the latent choices.
+            A ``ppl.ChoiceMap`` of the latent choices.
 
         Raises:
             PPLError: if ``guide_args`` is not ``(params,)``.
@@ -131,7 +131,7 @@ class AutoGuide:
             n: the number of draws.
 
         Returns:
-            A :class:`~ppl.ChoiceMap` whose values have a leading axis of ``n``.
+            A ``ppl.ChoiceMap`` whose values have a leading axis of ``n``.
 
         Raises:
             PPLError: if ``guide_args`` is not ``(params,)``.
@@ -214,12 +214,12 @@ def auto_normal(
         key: a ``jax.random`` key for the prior draws (default ``key(0)``).
         init: where ``loc`` starts: ``"median"`` (default) or ``"mean"`` of
             ``num_draws`` prior draws in unconstrained coordinates, ``"sample"``,
-            or a dict of constrained values (see :func:`initial_values`).
+            or a dict of constrained values (see ``initial_values``).
         num_draws: prior draws for ``"median"``/``"mean"``.
         init_scale: the initial scale of every coordinate.
 
     Returns:
-        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc": (d,), "raw_scale": (d,)}``.
+        An ``AutoGuide``; ``guide_args[0]`` is ``{"loc": (d,), "raw_scale": (d,)}``.
 
     Raises:
         PPLError: if a latent choice is discrete (name and fix), the model is
@@ -290,21 +290,21 @@ def auto_delta(
     ``log p(x, obs)``, so fitting it finds the MAP in constrained space.
 
     The point is kept in unconstrained coordinates ``loc`` (so it stays in the
-    support); :func:`auto_laplace` turns a fitted one into a Laplace approximation.
+    support); ``auto_laplace`` turns a fitted one into a Laplace approximation.
 
     Args:
         model: an ``@ppl.gen`` model.
         observations: a choice map (or dict) of observed values.
         args: the model's arguments (a tuple).
         key: a ``jax.random`` key for the prior draws (default ``key(0)``).
-        init: as for :func:`auto_normal`.
+        init: as for ``auto_normal``.
         num_draws: prior draws for ``"median"``/``"mean"``.
 
     Returns:
-        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc": (d,)}``.
+        An ``AutoGuide``; ``guide_args[0]`` is ``{"loc": (d,)}``.
 
     Raises:
-        PPLError: as :func:`auto_normal`.
+        PPLError: as ``auto_normal``.
 
     Examples:
         >>> import jax, optax, ppl

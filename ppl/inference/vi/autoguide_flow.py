@@ -81,21 +81,21 @@ def auto_flow(
         args: the model's arguments (a tuple).
         key: a ``jax.random`` key for the prior draws and the flows' weights
             (default ``key(0)``).
-        init: where ``loc`` starts, as for :func:`~ppl.inference.vi.auto_normal`.
+        init: where ``loc`` starts, as for ``ppl.inference.vi.auto_normal``.
         num_draws: prior draws for ``"median"``/``"mean"``.
         init_scale: the initial ``scale`` of every coordinate.
         flow_layers: masked autoregressive layers per choice.
         nn_width: the width of their networks.
 
     Returns:
-        An :class:`~ppl.inference.vi.AutoGuide`; ``guide_args[0]`` is ``{"loc",
+        An ``ppl.inference.vi.AutoGuide``; ``guide_args[0]`` is ``{"loc",
         "raw_scale", "flows"}``, ``flows`` a tuple holding the arrays of
         each choice's flowjax flow (``eqx.partition``'s array part; ``vi.fit``
         trains them).
 
     Raises:
         ImportError: if flowjax is not installed (``pip install ppl[flow]``).
-        PPLError: as :func:`~ppl.inference.vi.auto_normal`.
+        PPLError: as ``ppl.inference.vi.auto_normal``.
 
     Examples:
         >>> import ppl

@@ -1,16 +1,16 @@
 """The Laplace approximation as an automatic guide, from a fitted delta guide.
 
-A fitted :func:`~ppl.inference.vi.auto_delta` holds the MAP in constrained
+A fitted ``ppl.inference.vi.auto_delta`` holds the MAP in constrained
 space, in unconstrained coordinates ``u``. The Laplace approximation is a
 normal in those coordinates at the mode of their density, ``p(x(u), obs)
 |det dx/du|`` (the Jacobian moves the mode a little away from the
 constrained MAP), with covariance the inverse Hessian of its negative log,
-the potential. :func:`auto_laplace` starts at the delta's point, takes Newton
+the potential. ``auto_laplace`` starts at the delta's point, takes Newton
 steps on the potential to its mode (one step when the posterior in ``u`` is
 normal), and returns a full-rank guide with that location and the Cholesky
 factor of the inverse Hessian. The potential is
-:meth:`~ppl.inference.vi._autoguide_base.Layout.potential`, which maps ``u``
-to the choices in program order with :func:`ppl.inference.unconstrained.constrain`.
+``ppl.inference.vi._autoguide_base.Layout.potential``, which maps ``u``
+to the choices in program order with ``ppl.inference.unconstrained.constrain``.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ def auto_laplace(
     or not finite.
 
     Args:
-        delta: an :func:`~ppl.inference.vi.auto_delta` guide.
+        delta: an ``ppl.inference.vi.auto_delta`` guide.
         guide_args: its fitted arguments ``(params,)`` (``result.guide_args``;
             default: its initial ones).
         newton_steps: at most this many Newton steps from the delta's point.
         tol: stop when the largest step is below ``tol``.
 
     Returns:
-        An :class:`AutoGuide` of the full-rank family (``auto_multivariate_normal``'s
+        An ``AutoGuide`` of the full-rank family (``auto_multivariate_normal``'s
         parameters), ready to sample or to use in any objective.
 
     Raises:

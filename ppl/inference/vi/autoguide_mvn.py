@@ -2,7 +2,7 @@
 
 The blocks of unconstrained coordinates are sampled in program order, each
 from its conditional given the blocks before it, so supports that depend on
-earlier choices follow them (see :mod:`ppl.inference.vi._autoguide_base`).
+earlier choices follow them (see ``ppl.inference.vi._autoguide_base``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def tril_of(raw):
 
 
 def raw_of(tril):
-    """The inverse of :func:`tril_of`."""
+    """The inverse of ``tril_of``."""
     return jnp.tril(tril, -1) + jnp.diag(inv_softplus(jnp.diag(tril)))
 
 
@@ -72,7 +72,7 @@ _LOW_RANK = Family("auto_low_rank_normal", _low_rank_start, _mvn_site, _mvn_dist
 
 
 def full_rank_covariance(params):
-    """``L L^T`` for the parameters of :func:`auto_multivariate_normal`."""
+    """``L L^T`` for the parameters of ``auto_multivariate_normal``."""
     scale_tril = tril_of(params["raw_tril"])
     return scale_tril @ scale_tril.T
 
@@ -95,16 +95,16 @@ def auto_multivariate_normal(
         observations: a choice map (or dict) of observed values.
         args: the model's arguments (a tuple).
         key: a ``jax.random`` key for the prior draws (default ``key(0)``).
-        init: as for :func:`auto_normal`.
+        init: as for ``auto_normal``.
         num_draws: prior draws for ``"median"``/``"mean"``.
         init_scale: the initial diagonal of ``L``.
 
     Returns:
-        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc": (d,), "raw_tril":
+        An ``AutoGuide``; ``guide_args[0]`` is ``{"loc": (d,), "raw_tril":
         (d, d)}``, ``L = tril(raw_tril, -1) + diag(softplus(diag(raw_tril)))``.
 
     Raises:
-        PPLError: as :func:`auto_normal`.
+        PPLError: as ``auto_normal``.
 
     Examples:
         >>> import ppl
@@ -153,7 +153,7 @@ def auto_low_rank_normal(
     ``(size, rank)`` (NumPyro's ``AutoLowRankMultivariateNormal``).
 
     Each call factors the covariance (``O(size^3)``), then samples the choices
-    in program order as :func:`auto_multivariate_normal` does.
+    in program order as ``auto_multivariate_normal`` does.
 
     Args:
         model: an ``@ppl.gen`` model.
@@ -161,17 +161,17 @@ def auto_low_rank_normal(
         args: the model's arguments (a tuple).
         rank: the number of columns of ``W``.
         key: a ``jax.random`` key for the prior draws and ``W``'s start (default ``key(0)``).
-        init: as for :func:`auto_normal`.
+        init: as for ``auto_normal``.
         num_draws: prior draws for ``"median"``/``"mean"``.
         init_scale: the initial ``d`` (``W`` starts small and random, so its
             columns can differ).
 
     Returns:
-        An :class:`AutoGuide`; ``guide_args[0]`` is ``{"loc", "cov_factor",
+        An ``AutoGuide``; ``guide_args[0]`` is ``{"loc", "cov_factor",
         "raw_scale"}`` with ``d = softplus(raw_scale)``.
 
     Raises:
-        PPLError: as :func:`auto_normal`, or if ``rank`` is not a positive int.
+        PPLError: as ``auto_normal``, or if ``rank`` is not a positive int.
 
     Examples:
         >>> import jax.numpy as jnp, ppl
@@ -211,7 +211,7 @@ def auto_low_rank_normal(
 
 def multivariate_from(delta: AutoGuide, loc, scale_tril) -> AutoGuide:
     """A full-rank guide over the same layout as ``delta`` with the given
-    location and Cholesky factor (for :func:`auto_laplace`)."""
+    location and Cholesky factor (for ``auto_laplace``)."""
     walker = Walker(delta.layout, delta.model, delta.args, _FULL_RANK)
     params: dict[str, Any] = {"loc": loc, "raw_tril": raw_of(scale_tril)}
     return AutoGuide(walker, (params,), full_rank_covariance)

@@ -1,7 +1,7 @@
 """Gradient-estimator diagnostics: compare strategies by their variance.
 
 The gradient is taken with respect to what ``trainable=`` marks, as in
-:func:`ppl.inference.vi.fit`: the guide's arguments by default, never data.
+``ppl.inference.vi.fit``: the guide's arguments by default, never data.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ppl.inference.vi._loss import estimator
 
 
 class GradientStats(NamedTuple):
-    """What :func:`gradient_variance` returns: per-parameter summaries of ``n`` estimates.
+    """What ``gradient_variance`` returns: per-parameter summaries of ``n`` estimates.
 
     ``mean`` and ``variance`` are shaped like ``(model_args, guide_args)``, with
     an array (of the parameter's shape) at every trained leaf and ``None``
@@ -46,10 +46,10 @@ class GradientStats(NamedTuple):
     n: int
 
     def standard_error(self) -> Any:
-        """The standard error of :attr:`mean`, ``sqrt(variance / n)``.
+        """The standard error of ``mean``, ``sqrt(variance / n)``.
 
         Returns:
-            A pytree shaped like :attr:`mean` (``None`` where it is ``None``).
+            A pytree shaped like ``mean`` (``None`` where it is ``None``).
 
         Examples:
             >>> stats = GradientStats((None, (jnp.array(2.0),)), (None, (jnp.array(4.0),)), 100)
@@ -71,7 +71,7 @@ def gradient_variance(
     """Draw ``n`` independent gradient estimates of ``objective`` and summarise them.
 
     The gradient is with respect to the leaves that ``trainable`` marks, with
-    the same default and meaning as in :func:`~ppl.inference.vi.fit`: a prefix
+    the same default and meaning as in ``ppl.inference.vi.fit``: a prefix
     of ``(model_args, guide_args)`` whose entries are ``True``, ``False`` or a
     function ``leaf -> bool``. The default ``(False, True)`` differentiates
     with respect to the guide's floating-point arrays and treats the model's
@@ -91,7 +91,7 @@ def gradient_variance(
         trainable: which leaves to differentiate with respect to, as above.
 
     Returns:
-        A :class:`GradientStats` ``(mean, variance, n)``; ``mean`` and
+        A ``GradientStats`` ``(mean, variance, n)``; ``mean`` and
         ``variance`` are shaped like ``(model_args, guide_args)`` with ``None``
         at every leaf that is not differentiated.
 

@@ -18,9 +18,9 @@ becomes ``(l + 2h + sqrt(l (l + 4h))) / 2``, which is at least ``h``: every
 iterate is symmetric positive definite whatever the forward step did.
 
 The potential is the model's on the unconstrained coordinates of an automatic
-guide (:meth:`~ppl.inference.vi._autoguide_base.Layout.potential`, the same
+guide (``ppl.inference.vi._autoguide_base.Layout.potential``, the same
 function Laplace differentiates), so the fitted Gaussian is a full-rank
-automatic guide (:meth:`FBGVIResult.auto_guide`).
+automatic guide (``FBGVIResult.auto_guide``).
 
 Expectations under ``q`` have no closed form in general. The *deterministic*
 variant uses a fixed set of base points ``eps_i`` (a Gauss-Hermite product rule
@@ -55,7 +55,7 @@ HESSIANS = ("autodiff", "stein")
 
 
 class FBGVI(NamedTuple):
-    """The pure pair of :func:`fbgvi`, as optax/blackjax write them.
+    """The pure pair of ``fbgvi``, as optax/blackjax write them.
 
     Attributes:
         init: ``init(mean, cov=None) -> GaussianState`` (``cov`` defaults to
@@ -106,13 +106,13 @@ def fbgvi(
     hessian: str = "autodiff",
     key=None,
 ) -> FBGVI:
-    """FB-GVI as a pure ``init``/``step`` pair over :class:`GaussianState`.
+    """FB-GVI as a pure ``init``/``step`` pair over ``GaussianState``.
 
     Each ``step`` is one proximal-gradient step of ``KL(q || pi)`` over
     Gaussians ``q`` in the Wasserstein-2 geometry: a forward step on the
     potential (the mean moves by ``-h E_q[grad V]``, the covariance by ``M
     Sigma M`` with ``M = I - h E_q[Hess V]``), then the closed-form backward
-    step of the entropy (:func:`entropy_prox`), which keeps every iterate
+    step of the entropy (``entropy_prox``), which keeps every iterate
     positive definite; see the module's text for the maths (Diao et al.,
     ICML 2023). ``init(mean, cov=None)`` checks the shapes (``cov`` defaults
     to the identity); ``step(key, state, step_size=None)`` returns the new
@@ -126,7 +126,7 @@ def fbgvi(
             ``(d,)`` (an automatic guide's ``layout.potential``, or any).
         step_size: ``h``; the paper's guarantees need ``h <= 1/L`` for an
             ``L``-smooth ``V`` (the largest eigenvalue of its Hessian).
-        variant: ``"deterministic"`` (fixed base points: :func:`base_points`)
+        variant: ``"deterministic"`` (fixed base points: ``base_points``)
             or ``"stochastic"`` (``num_points`` fresh draws per step).
         num_points: the number of base points (at most, for the quadrature).
         hessian: ``"autodiff"`` (``jax.hessian`` at each point) or
@@ -135,11 +135,11 @@ def fbgvi(
         key: the key of the deterministic variant's draws (default ``key(0)``).
 
     Returns:
-        :class:`FBGVI`.
+        ``FBGVI``.
 
     Raises:
         PPLError: an unknown variant or Hessian estimator, a step size that is not
-            a positive number (a schedule goes to :func:`fit_fbgvi`), or
+            a positive number (a schedule goes to ``fit_fbgvi``), or
             ``num_points`` not a positive int (at least 2 for Stein's
             estimator in the stochastic variant); from ``init``, a mean that is
             not a vector or a covariance that is not ``(d, d)``.
@@ -205,10 +205,10 @@ def fbgvi(
 
 
 class FBGVIResult(NamedTuple):
-    """What :func:`fit_fbgvi` returns.
+    """What ``fit_fbgvi`` returns.
 
     Attributes:
-        state: the final :class:`GaussianState` (over the unconstrained
+        state: the final ``GaussianState`` (over the unconstrained
             coordinates, ordered as ``auto.layout.latents``, when fitted from an
             automatic guide).
         history: the ELBO estimate before each step, shape ``(steps,)``.
@@ -252,8 +252,8 @@ class FBGVIResult(NamedTuple):
         """The fitted Gaussian as a full-rank automatic guide of the model.
 
         Returns:
-            An :class:`AutoGuide` (``auto_multivariate_normal``'s family) whose
-            ``guide_args`` are :meth:`guide_args`; ``.sample``, ``.median``,
+            An ``AutoGuide`` (``auto_multivariate_normal``'s family) whose
+            ``guide_args`` are ``guide_args``; ``.sample``, ``.median``,
             ``predictive(posterior=(guide, guide_args))`` all work.
 
         Raises:
@@ -283,38 +283,38 @@ def fit_fbgvi(
     hessian: str = "autodiff",
     init: GaussianState | None = None,
 ) -> FBGVIResult:
-    """Fit a Gaussian by FB-GVI: ``steps`` steps of :func:`fbgvi` in one compiled
+    """Fit a Gaussian by FB-GVI: ``steps`` steps of ``fbgvi`` in one compiled
     ``jax.lax.scan``.
 
     From an automatic guide, the potential is the model's negative log joint
     on the guide's unconstrained coordinates (with the log-Jacobians), so the
     fitted Gaussian is a full-rank automatic guide
-    (:meth:`FBGVIResult.auto_guide`). The paper's guarantees (a log-concave,
+    (``FBGVIResult.auto_guide``). The paper's guarantees (a log-concave,
     ``L``-smooth target and ``h <= 1/L``) assume exact expectations under
     ``q``: the deterministic variant's base points are exact for a quadratic
     potential, the stochastic variant's draws are unbiased. The cost is
-    ``steps`` times one :func:`fbgvi` step, compiled once per call.
+    ``steps`` times one ``fbgvi`` step, compiled once per call.
 
     Args:
         target: an automatic guide (``vi.auto_multivariate_normal(model, obs,
-            args)``, or any :class:`AutoGuide`): its model's potential on the
+            args)``, or any ``AutoGuide``): its model's potential on the
             unconstrained coordinates, started at its ``loc`` and covariance; or
             a potential ``V(x)`` (a callable), with ``init``.
         key: a ``jax.random`` key (for the stochastic variant's draws).
         steps: the number of steps.
-        step_size: ``h`` (see :func:`fbgvi`), or a schedule ``h(i)`` of the
+        step_size: ``h`` (see ``fbgvi``), or a schedule ``h(i)`` of the
             step index (an optax schedule: decreasing steps average out the
             stochastic variant's noise).
-        variant: ``"deterministic"`` or ``"stochastic"``, as for :func:`fbgvi`.
-        num_points: the number of base points, as for :func:`fbgvi`.
-        hessian: ``"autodiff"`` or ``"stein"``, as for :func:`fbgvi`.
-        init: the starting :class:`GaussianState` (default: the guide's).
+        variant: ``"deterministic"`` or ``"stochastic"``, as for ``fbgvi``.
+        num_points: the number of base points, as for ``fbgvi``.
+        hessian: ``"autodiff"`` or ``"stein"``, as for ``fbgvi``.
+        init: the starting ``GaussianState`` (default: the guide's).
 
     Returns:
-        :class:`FBGVIResult`.
+        ``FBGVIResult``.
 
     Raises:
-        PPLError: as :func:`fbgvi`; if ``target`` is a callable without
+        PPLError: as ``fbgvi``; if ``target`` is a callable without
             ``init``, a delta guide without ``init``, or ``steps`` is not a
             positive int; if the iterates become non-finite (lower ``step_size``).
 

@@ -1,10 +1,10 @@
-"""Fitting: the driver that runs :mod:`ppl.inference.vi.fit_step`'s pure step.
+"""Fitting: the driver that runs ``ppl.inference.vi.fit_step``'s pure step.
 
 What is trained is explicit: the guide's arguments by default, the model's
 only when ``trainable=`` says so; everything else (data, integer arrays,
 settings) goes through unchanged. Resolving ``trainable=`` is
-:mod:`ppl.inference.vi._trainable`'s job, one optimizer step is
-:func:`ppl.inference.vi.fit_step.advance`'s; this module is the loop around
+``ppl.inference.vi._trainable``'s job, one optimizer step is
+``ppl.inference.vi.fit_step.advance``'s; this module is the loop around
 it: chunks, progress bar, history, errors.
 
 Steps run in a jitted ``while`` loop, a chunk at a time, so the host only
@@ -40,7 +40,7 @@ from ppl.inference.vi.fit_step import check_split, make_spec, start
 
 
 class FitResult(NamedTuple):
-    """What :func:`fit` returns.
+    """What ``fit`` returns.
 
     Attributes:
         model_args: the model's arguments, with trained leaves replaced by their
@@ -180,7 +180,7 @@ def fit(
             subsamples it, as described above.
 
     Returns:
-        A :class:`FitResult` ``(model_args, guide_args, history)``.
+        A ``FitResult`` ``(model_args, guide_args, history)``.
 
     Raises:
         PPLError: if nothing is trainable (the message lists the leaves
@@ -284,9 +284,9 @@ def fit(
 
 
 class NonFiniteLoss(PPLError):
-    """The objective or its gradient became NaN or infinite during :func:`fit`.
+    """The objective or its gradient became NaN or infinite during ``fit``.
 
-    Raised by :func:`fit`; a :class:`~ppl.PPLError` whose message names the
+    Raised by ``fit``; a ``ppl.PPLError`` whose message names the
     step and the common causes.
 
     Args:

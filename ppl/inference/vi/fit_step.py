@@ -1,19 +1,19 @@
 """The pure fitting step: an objective and an optimizer as a pair of functions.
 
-:func:`fitter` returns a :class:`Fitter`, a named tuple of two pure functions
+``fitter`` returns a ``Fitter``, a named tuple of two pure functions
 in the manner of an optax transformation:
 
 - ``init(model_args, guide_args, data=None) -> FitState`` splits the
   arguments into what is trained and the rest (``trainable=``, resolved by
-  :mod:`ppl.inference.vi._trainable`) and initialises the optimizer;
+  ``ppl.inference.vi._trainable``) and initialises the optimizer;
 - ``step(key, state) -> (state, value)`` takes one gradient step on the
   objective estimated with ``key`` and returns the estimate.
 
-Everything a step needs is in the :class:`FitState`: the trained leaves, the
+Everything a step needs is in the ``FitState``: the trained leaves, the
 optimizer state, the frozen arrays and the data, the layout that rebuilds the
 arguments, and the non-finite guard (the parameters at the last step whose
 objective and gradient were finite, and whether a step since was not). The
-driver :func:`ppl.inference.vi.fit` runs these steps in compiled chunks.
+driver ``ppl.inference.vi.fit`` runs these steps in compiled chunks.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class FitState(eqx.Module):
         last_good: ``params`` at the last step whose objective estimate and
             gradient were finite (the start, before any step).
         failed: a boolean scalar: some step's estimate or gradient was not
-            finite. From then on :func:`step` leaves the state as it is.
+            finite. From then on ``step`` leaves the state as it is.
         frozen: the frozen arrays of the arguments (data, integer arrays,
             unmarked floats), as passed in.
         data: the examples of ``data=`` (or ``None``).
@@ -81,7 +81,7 @@ class FitState(eqx.Module):
         """``(model_args, guide_args)``: the trained leaves put back among the others.
 
         Args:
-            last_good: rebuild from :attr:`last_good` (the parameters at the
+            last_good: rebuild from ``last_good`` (the parameters at the
                 last finite step) instead of the current ones.
 
         Returns:
@@ -101,7 +101,7 @@ class FitState(eqx.Module):
 
 
 class Fitter(NamedTuple):
-    """A fitting algorithm as two pure functions (build with :func:`fitter`).
+    """A fitting algorithm as two pure functions (build with ``fitter``).
 
     Attributes:
         init: ``init(model_args, guide_args, data=None) -> FitState``.
@@ -156,14 +156,14 @@ def fitter(
     subsample: bool = False,
     mesh: Mesh | None = None,
 ) -> Fitter:
-    """The pure ``init``/``step`` pair that :func:`ppl.inference.vi.fit` drives.
+    """The pure ``init``/``step`` pair that ``ppl.inference.vi.fit`` drives.
 
     Args:
         objective: a variational objective (``vi.elbo(...)``, ...) or any
             function ``(key, model_args, guide_args) -> scalar`` to maximise.
         optimizer: an optax ``GradientTransformation`` (default Adam, step 1e-3).
         trainable: which leaves of ``(model_args, guide_args)`` are trained,
-            as for :func:`ppl.inference.vi.fit` (default: the guide's arguments).
+            as for ``ppl.inference.vi.fit`` (default: the guide's arguments).
         num_samples: independent objective estimates averaged per step (per
             example with data).
         batch_size: examples per step when ``init`` is given ``data`` (default
@@ -175,7 +175,7 @@ def fitter(
             places the state replicated on it.
 
     Returns:
-        A :class:`Fitter` ``(init, step)``. ``init`` raises as ``fit`` does
+        A ``Fitter`` ``(init, step)``. ``init`` raises as ``fit`` does
         for ``trainable`` and ``data`` (and warns about untrainable leaves).
 
     Raises:
@@ -215,7 +215,7 @@ def fitter(
 def make_spec(
     objective, optimizer, num_samples: int, caller: str, mesh=None, subsample: bool = False
 ) -> Spec:
-    """A :class:`Spec`, checked.
+    """A ``Spec``, checked.
 
     Args:
         objective: the objective or function to maximise.
@@ -223,15 +223,15 @@ def make_spec(
         num_samples: a positive int.
         caller: the public function's name, for messages.
         mesh: ``None`` or a mesh already checked by ``particle_mesh``.
-        subsample: whether the data are subsampled by the model (see :class:`Spec`).
+        subsample: whether the data are subsampled by the model (see ``Spec``).
 
     Returns:
-        The :class:`Spec`.
+        The ``Spec``.
 
     Raises:
         PPLError: if ``objective`` is not callable or ``num_samples`` is not a
             positive int; with ``subsample``, if the objective is not one that
-            stays unbiased under it (see :func:`~ppl.inference.vi._data.check_subsampling`).
+            stays unbiased under it (see ``ppl.inference.vi._data.check_subsampling``).
 
     Examples:
         >>> make_spec(lambda key, m, g: g[0], None, 4, "fit").num_samples
@@ -252,8 +252,8 @@ def check_split(spec: Spec, n_data: int | None, batch_size: int | None, caller: 
     examples with data, the ``num_samples`` estimates without.
 
     Args:
-        spec: the fit's :class:`Spec` (its mesh and ``num_samples``).
-        n_data, batch_size: as :func:`ppl.inference.vi._data.check_data` returns them.
+        spec: the fit's ``Spec`` (its mesh and ``num_samples``).
+        n_data, batch_size: as ``ppl.inference.vi._data.check_data`` returns them.
         caller: the public function's name, for messages.
 
     Raises:
@@ -269,16 +269,16 @@ def check_split(spec: Spec, n_data: int | None, batch_size: int | None, caller: 
 
 
 def start(spec: Spec, params, frozen, layout: Layout, data, n_data, batch_size) -> FitState:
-    """The initial :class:`FitState` from split arguments.
+    """The initial ``FitState`` from split arguments.
 
     Args:
-        spec: the fit's :class:`Spec` (its optimizer initialises the state).
-        params, frozen, layout: as :func:`ppl.inference.vi._trainable.split` returns them.
+        spec: the fit's ``Spec`` (its optimizer initialises the state).
+        params, frozen, layout: as ``ppl.inference.vi._trainable.split`` returns them.
         data: the examples, or ``None``.
-        n_data, batch_size: as :func:`ppl.inference.vi._data.check_data` returns them.
+        n_data, batch_size: as ``ppl.inference.vi._data.check_data`` returns them.
 
     Returns:
-        A :class:`FitState` with ``failed`` false and ``last_good`` the start.
+        A ``FitState`` with ``failed`` false and ``last_good`` the start.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -302,9 +302,9 @@ def step(spec: Spec, key, state: FitState) -> tuple:
     """One optimizer step on the objective estimated with ``key``.
 
     Args:
-        spec: the fit's :class:`Spec`.
+        spec: the fit's ``Spec``.
         key: a ``jax.random`` key.
-        state: the :class:`FitState`.
+        state: the ``FitState``.
 
     Returns:
         ``(state, value)``: the next state and the objective estimate at the
@@ -342,13 +342,13 @@ def step(spec: Spec, key, state: FitState) -> tuple:
 def advance(spec: Spec, key, state: FitState) -> tuple:
     """One optimizer step on the objective estimated with ``key``, unguarded.
 
-    :func:`step` guards it; ``fit`` runs it as is (its loop stops at the first
+    ``step`` guards it; ``fit`` runs it as is (its loop stops at the first
     step that is not finite and recomputes the last finite parameters).
 
     Args:
-        spec: the fit's :class:`Spec`.
+        spec: the fit's ``Spec``.
         key: a ``jax.random`` key.
-        state: the :class:`FitState` (its ``params`` and ``opt_state`` are used).
+        state: the ``FitState`` (its ``params`` and ``opt_state`` are used).
 
     Returns:
         ``(params, opt_state, value, finite)``: the updated parameters and

@@ -16,7 +16,7 @@ so ``log q(eps0, z) - log r(eps0 | z)``. The proposal is the posterior of
 ``eps`` given ``z`` under the sampler linearized at ``eps0`` (Gaussian, with
 precision ``I + J^T J / sigma^2``); by Bayes' rule for the linear model, and
 because the linearized and the true sampler agree at ``eps0``, the weight is
-exactly ``log q_lin(z)`` (:func:`linearized_log_density` computes it directly;
+exactly ``log q_lin(z)`` (``linearized_log_density`` computes it directly;
 the tests check they agree). Every determinant is of a ``k x k`` matrix.
 
 Which objectives keep a bound. With an *affine* sampler the linearization is
@@ -157,7 +157,7 @@ def _noise_dim(sampler):
 class ImplicitFamily:
     """A neural-sampler family and its initial arguments; unpacks as ``(guide, guide_args)``.
 
-    Built by :func:`implicit_family`, which says what the family is. The first
+    Built by ``implicit_family``, which says what the family is. The first
     four arguments are kept as attributes of the same names; ``.sample``,
     ``.sampler`` and ``.noise_scale`` read them with fitted arguments.
 
@@ -299,7 +299,7 @@ def implicit_family(
     keep a bound).
 
     ``eps ~ N(0, I_k)``, ``xi ~ N(0, I_d)``; the family's density of ``z`` is
-    :func:`linearized_log_density` at the ``eps`` that drew it (Uppal et al.,
+    ``linearized_log_density`` at the ``eps`` that drew it (Uppal et al.,
     NeurIPS 2023). ``vi.elbo`` with it is the paper's approximate ELBO, a
     bound only for an affine sampler; ``vimco`` and ``rws_wake_q`` are
     refused (they score the guide at points it did not sample). A draw costs
@@ -323,7 +323,7 @@ def implicit_family(
             reads the model (default ``key(0)``).
 
     Returns:
-        An :class:`ImplicitFamily`.
+        An ``ImplicitFamily``.
 
     Raises:
         PPLError: if a latent choice is not real-valued or is nested, if

@@ -61,7 +61,7 @@ def elbo(
         rao_blackwell: Rao-Blackwellized REINFORCE (``True``) or plain (``False``).
 
     Returns:
-        An :class:`Objective`; its estimate is one sample's ``log p(z, obs) - log q(z)``.
+        An ``Objective``; its estimate is one sample's ``log p(z, obs) - log q(z)``.
 
     Raises:
         PPLError: if ``observations`` is not a choice map, dict, ``None`` or
@@ -113,13 +113,13 @@ def iwelbo(model, guide, observations=None, n: int = 5, *, strategies=None) -> O
             overriding each choice's default.
 
     Returns:
-        An :class:`Objective`.
+        An ``Objective``.
 
     Raises:
         PPLError: if ``n`` is not an int of at least 1; when estimating, if the model or guide
             has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
-            as :func:`elbo`.
-        AddressError: as :func:`elbo`.
+            as ``elbo``.
+        AddressError: as ``elbo``.
 
     Examples:
         >>> from ppl.inference import vi
@@ -162,14 +162,14 @@ def renyi(
             overriding each choice's default.
 
     Returns:
-        An :class:`Objective`.
+        An ``Objective``.
 
     Raises:
-        PPLError: if ``alpha`` is 1 (use :func:`elbo`), or ``n`` is not an int
+        PPLError: if ``alpha`` is 1 (use ``elbo``), or ``n`` is not an int
             of at least 1; when estimating, if the model or guide
             has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
-            as :func:`elbo`.
-        AddressError: as :func:`elbo`.
+            as ``elbo``.
+        AddressError: as ``elbo``.
 
     Examples:
         >>> from ppl.inference import vi
@@ -216,14 +216,14 @@ def vimco(model, guide, observations=None, n: int = 5, *, strategies=None) -> Ob
             overriding each choice's default.
 
     Returns:
-        An :class:`Objective`.
+        An ``Objective``.
 
     Raises:
         PPLError: if ``n`` is not an int of at least 2, or the guide's density is
             only estimated; when estimating, if the model or guide
             has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
-            as :func:`elbo`.
-        AddressError: as :func:`elbo`.
+            as ``elbo``.
+        AddressError: as ``elbo``.
 
     Examples:
         >>> from ppl.inference import vi
@@ -262,7 +262,7 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
 
     A surrogate whose gradient in ``model_args`` is the self-normalised
     importance estimate of ``grad log p(obs)``; the guide's arguments get no
-    gradient (train them with :func:`rws_wake_q`).
+    gradient (train them with ``rws_wake_q``).
 
     Args:
         model: the model, a generative function called with ``*model_args``.
@@ -275,13 +275,13 @@ def rws_wake_p(model, guide, observations=None, n: int = 5) -> Objective:
         n: the number of importance samples, an int of at least 1.
 
     Returns:
-        An :class:`Objective` (a surrogate: its value is not a bound).
+        An ``Objective`` (a surrogate: its value is not a bound).
 
     Raises:
         PPLError: if ``n`` is not an int of at least 1; when estimating, if the model or guide
             has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
-            as :func:`elbo`.
-        AddressError: as :func:`elbo`.
+            as ``elbo``.
+        AddressError: as ``elbo``.
 
     Examples:
         >>> from ppl.inference import vi
@@ -325,14 +325,14 @@ def rws_wake_q(model, guide, observations=None, n: int = 5) -> Objective:
         n: the number of importance samples, an int of at least 1.
 
     Returns:
-        An :class:`Objective` (a surrogate: its value is not a bound).
+        An ``Objective`` (a surrogate: its value is not a bound).
 
     Raises:
         PPLError: if ``n`` is not an int of at least 1, or the guide's density is
             only estimated; when estimating, if the model or guide
             has a subsampled ``ppl.vmap`` (the weights are exponentiated), and
-            as :func:`elbo`.
-        AddressError: as :func:`elbo`.
+            as ``elbo``.
+        AddressError: as ``elbo``.
 
     Examples:
         >>> from ppl.inference import vi
@@ -383,13 +383,13 @@ def cubo(model, guide, observations=None, power: float = 2.0, *, strategies=None
             overriding each choice's default.
 
     Returns:
-        An :class:`Objective`.
+        An ``Objective``.
 
     Raises:
         PPLError: when estimating, if the model has a subsampled
             ``ppl.vmap(..., subsample_of=N)`` (the exponentiated weight would be
-            biased), and as :func:`elbo`.
-        AddressError: as :func:`elbo`.
+            biased), and as ``elbo``.
+        AddressError: as ``elbo``.
 
     Examples:
         >>> from ppl.inference import vi

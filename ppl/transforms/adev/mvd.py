@@ -38,7 +38,7 @@ import numpyro.distributions as nd
 
 from ppl.transforms.adev import dual as _dual
 from ppl.transforms.adev.dual import Result
-from ppl.transforms.adev.strategies import Strategy, _scalar
+from ppl.transforms.adev.strategies import Strategy, _is_discrete, _scalar
 
 _FLIP = (nd.BernoulliProbs, nd.BernoulliLogits)
 _CATEGORICAL = (nd.CategoricalProbs, nd.CategoricalLogits)
@@ -108,7 +108,9 @@ class MVD(Strategy):
                 dist,
                 "mvd is implemented for flip, categorical, poisson, geometric, binomial and "
                 "normal only",
-                "reinforce (or reparam, enum)",
+                "reinforce (or enum for a finite support)"
+                if _is_discrete(d)
+                else "reparam or reinforce",
             )
         if not _scalar(d):
             self._refuse(
@@ -116,7 +118,8 @@ class MVD(Strategy):
                 dist,
                 f"mvd is implemented for scalar choices, this one has shape "
                 f"{d.batch_shape + d.event_shape}",
-                "one scalar choice per address, reparam or reinforce",
+                "one scalar choice per address (a ppl.vmap of scalar choices), or "
+                + ("reinforce or enum" if _is_discrete(d) else "reparam or reinforce"),
             )
 
     def branch_count(self, d):
