@@ -15,9 +15,6 @@ import itertools
 from typing import Callable
 
 import jax
-
-# DropVar and jaxprs_in_params are read from jax._src.core: jax.extend.core only
-# exports them from JAX 0.10 on, and ppl supports 0.9 too (pyproject.toml).
 from jax._src import core as _jcore
 from jax.extend import core as jex
 
@@ -94,7 +91,7 @@ def _addresses_inside(jaxpr) -> list:
     for eqn in jaxpr.eqns:
         if eqn.primitive is sample_p:
             found.append(eqn.params["addr"])
-        for sub in _jcore.jaxprs_in_params(eqn.params):
+        for sub in jex.jaxprs_in_params(eqn.params):
             found.extend(_addresses_inside(sub))
     return found
 
@@ -123,7 +120,7 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
         return alias.get(atom, (scope, atom))
 
     def out(var):
-        return None if isinstance(var, _jcore.DropVar) else (scope, var)
+        return None if isinstance(var, jex.DropVar) else (scope, var)
 
     for eqn in jaxpr.eqns:
         ins = tuple(ref(a) for a in eqn.invars)
@@ -135,7 +132,7 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
             sites.append(site)
             instrs.append(site)
             continue
-        inside = [a for sub in _jcore.jaxprs_in_params(eqn.params) for a in _addresses_inside(sub)]
+        inside = [a for sub in jex.jaxprs_in_params(eqn.params) for a in _addresses_inside(sub)]
         if not inside:
             instrs.append(Eqn(eqn, ins, tuple(map(out, eqn.outvars))))
             continue
@@ -152,7 +149,7 @@ def _compile(instrs, sites, scopes, jaxpr, scope, alias):
         sub_alias.update(zip(sub_jaxpr.invars, ins[len(ins) - len(sub_jaxpr.invars) :]))
         _compile(instrs, sites, scopes, sub_jaxpr, sub_scope, sub_alias)
         for var, atom in zip(eqn.outvars, sub_jaxpr.outvars):
-            if not isinstance(var, _jcore.DropVar):
+            if not isinstance(var, jex.DropVar):
                 alias[var] = (
                     Lit(atom.val)
                     if isinstance(atom, jex.Literal)
