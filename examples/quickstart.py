@@ -95,7 +95,7 @@ def plot(path: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", default="out", help="directory for the figure")
     args = parser.parse_args()
     mean, covariance = exact_posterior(xs, ys)

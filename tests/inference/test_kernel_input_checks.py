@@ -71,8 +71,9 @@ def test_repeat_kernel_refuses_a_bad_count(n, phrase):
 
 
 def test_repeat_kernel_accepts_integers():
-    assert inference.repeat_kernel(MH_A, np.int64(3)) == inference.repeat_kernel(MH_A, 3)
-    assert type(inference.repeat_kernel(MH_A, np.int64(3)).n) is int
+    three: int = np.int64(3)  # pyright: ignore[reportAssignmentType]
+    assert inference.repeat_kernel(MH_A, three) == inference.repeat_kernel(MH_A, 3)
+    assert type(inference.repeat_kernel(MH_A, three).n) is int
 
 
 def test_cycle_refuses_no_kernels_when_built():
