@@ -81,8 +81,10 @@ def _classes(factory: Callable) -> list:
     pick a class by keyword (``Bernoulli(probs=...)`` or ``(logits=...)``) both classes."""
     if inspect.isclass(factory):
         return [factory]
-    module = inspect.getmodule(factory)
-    named = (getattr(module, f"{factory.__name__}{kind}", None) for kind in ("Probs", "Logits"))
+    module, name = inspect.getmodule(factory), getattr(factory, "__name__", None)
+    if name is None:  # a functools.partial or another callable without a name
+        return []
+    named = (getattr(module, f"{name}{kind}", None) for kind in ("Probs", "Logits"))
     return [c for c in named if inspect.isclass(c)]
 
 
